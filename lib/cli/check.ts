@@ -1,0 +1,59 @@
+/**
+ * `check CONFIG`: validates a config file and prints its entries.
+ *
+ * @module
+ */
+
+import { formatHostPort } from "../address.ts";
+import { loadConfig } from "../config/load.ts";
+import type { TunnelEntry } from "../config/parse.ts";
+import { ConfigLoadError, UsageError } from "../errors.ts";
+import { describeRoute } from "../route/types.ts";
+import { parseCommandLine, reportConfigError } from "./args.ts";
+
+/**
+ * Runs `check`: prints a table of the entries on stdout, or one
+ * `file:line:col: message` line per error on stderr.
+ *
+ * @param args The arguments after `check`.
+ * @returns 0 when the config is valid, 1 when it has errors.
+ * @throws {UsageError} without exactly one config path.
+ */
+export async function checkCommand(args: string[]): Promise<number> {
+  const { positionals } = parseCommandLine(args, {});
+  if (positionals.length !== 1) {
+    throw new UsageError("check takes one config file: check tunnels.conf");
+  }
+  const [path] = positionals;
+  let entries: TunnelEntry[];
+  try {
+    entries = await loadConfig(path);
+  } catch (error) {
+    if (!(error instanceof ConfigLoadError)) throw error;
+    reportConfigError(error);
+    return 1;
+  }
+  const rows = [
+    ["LINE", "SOURCE", "DESTINATION", "ROUTE"],
+    ...entries.map((entry) => [
+      String(entry.line),
+      formatHostPort(entry.source),
+      formatHostPort(entry.destination),
+      describeRoute(entry.route),
+    ]),
+  ];
+  const widths = rows[0].map((_, i) =>
+    Math.max(...rows.map((row) => row[i].length))
+  );
+  for (const row of rows) {
+    console.log(
+      row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd(),
+    );
+  }
+  console.log(
+    `${path}: ${entries.length} entr${
+      entries.length === 1 ? "y" : "ies"
+    }, no errors`,
+  );
+  return 0;
+}

@@ -1,0 +1,128 @@
+/**
+ * `run [CONFIG]`: serves every entry of a config file until SIGINT/SIGTERM.
+ *
+ * @module
+ */
+
+import { loadConfig } from "../config/load.ts";
+import { DEFAULT_DIAL_OPTIONS } from "../route/dial.ts";
+import { ConfigLoadError, UsageError } from "../errors.ts";
+import { DEFAULT_LOG_FILE, LOG_LEVELS, logger, setupLogging } from "../log.ts";
+import { Supervisor } from "../supervisor.ts";
+import { VERSION } from "../version.ts";
+import { durationOption, parseCommandLine, reportConfigError } from "./args.ts";
+import type { LogLevel } from "@logtape/logtape";
+
+const log = logger("run");
+
+/** The config `run` reads when none is named. */
+export const DEFAULT_CONFIG = "tunnels.conf";
+const EXAMPLE_CONFIG = "tunnels.conf.example";
+
+/**
+ * Runs `run`: starts the listeners and serves until a signal.
+ *
+ * @param args The arguments after `run`.
+ * @returns 0 after a clean shutdown, 1 when the config cannot be used.
+ * @throws {UsageError} for a wrong option.
+ */
+export async function runCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, {
+    log: { type: "string", default: DEFAULT_LOG_FILE },
+    "log-level": { type: "string", default: "info" },
+    "connect-timeout": { type: "string" },
+    "handshake-timeout": { type: "string" },
+    "drain-timeout": { type: "string" },
+  });
+  if (positionals.length > 1) {
+    throw new UsageError("run takes at most one config file");
+  }
+  const level = values["log-level"] as LogLevel;
+  if (!LOG_LEVELS.includes(level)) {
+    throw new UsageError(
+      `--log-level must be one of ${LOG_LEVELS.join(", ")}; got "${level}"`,
+    );
+  }
+  const dial = {
+    connectTimeoutMs:
+      durationOption("connect-timeout", values["connect-timeout"]) ??
+        DEFAULT_DIAL_OPTIONS.connectTimeoutMs,
+    handshakeTimeoutMs:
+      durationOption("handshake-timeout", values["handshake-timeout"]) ??
+        DEFAULT_DIAL_OPTIONS.handshakeTimeoutMs,
+  };
+  const drainTimeoutMs = durationOption(
+    "drain-timeout",
+    values["drain-timeout"],
+  );
+
+  const closeLog = await setupLogging({
+    file: values.log,
+    level,
+    stderr: Deno.stderr.isTerminal(),
+  });
+  try {
+    log.info(`httptunneling ${VERSION} starting (pid ${Deno.pid})`);
+    const path = await chooseConfig(positionals[0]);
+    let entries;
+    try {
+      entries = await loadConfig(path);
+    } catch (error) {
+      if (!(error instanceof ConfigLoadError)) throw error;
+      for (const each of error.errors) log.error(each.message);
+      log.error(error.message);
+      reportConfigError(error);
+      return 1;
+    }
+    const supervisor = new Supervisor({ dial, drainTimeoutMs });
+    await supervisor.apply(entries);
+    const signal = await nextStopSignal();
+    log.info(`${signal} received: closing listeners and tunnels`);
+    await supervisor.shutdown();
+    log.info("stopped");
+    return 0;
+  } finally {
+    await closeLog();
+  }
+}
+
+async function chooseConfig(given: string | undefined): Promise<string> {
+  if (given !== undefined) return given;
+  if (await exists(DEFAULT_CONFIG) || !await exists(EXAMPLE_CONFIG)) {
+    return DEFAULT_CONFIG;
+  }
+  log.warn(
+    `${DEFAULT_CONFIG} not found; using ${EXAMPLE_CONFIG} (copy it to ${DEFAULT_CONFIG} and edit it)`,
+  );
+  return EXAMPLE_CONFIG;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
+  ? ["SIGINT", "SIGBREAK"]
+  : ["SIGINT", "SIGTERM"];
+
+/**
+ * Resolves with the first stop signal; a second one ends the process at once.
+ */
+function nextStopSignal(): Promise<Deno.Signal> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    for (const signal of STOP_SIGNALS) {
+      Deno.addSignalListener(signal, () => {
+        if (stopping) Deno.exit(1);
+        stopping = true;
+        resolve(signal);
+      });
+    }
+  });
+}

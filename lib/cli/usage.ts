@@ -1,0 +1,31 @@
+/**
+ * The text of `--help`.
+ *
+ * @module
+ */
+
+import { DEFAULT_LOG_FILE } from "../log.ts";
+
+/** What `httptunneling --help` prints. */
+export const USAGE =
+  `httptunneling: TCP tunnels, direct or through HTTP CONNECT proxies
+
+Usage:
+  httptunneling run [CONFIG] [options]   serve every entry of CONFIG (default: tunnels.conf)
+  httptunneling check CONFIG             validate CONFIG and print its entries
+  httptunneling --help | --version
+
+Config lines:
+  <source> <destination host> <destination port> [<proxy host> <proxy port> | http://[user:pass@]host:port]
+  A bare source port listens on 127.0.0.1 only; write 0.0.0.0:PORT or [::]:PORT to open it to the network.
+
+run options:
+  --log FILE               log file (default: ${DEFAULT_LOG_FILE}); "-" logs to stderr only
+  --log-level LEVEL        debug, info, warning or error (default: info)
+  --connect-timeout D      TCP connect limit (default: 10s)
+  --handshake-timeout D    proxy CONNECT exchange limit (default: 10s)
+  --drain-timeout D        how long tunnels of a removed entry may go on (default: no limit)
+  Durations: 10 (seconds), 500ms, 10s, 2m, 1h.
+
+Exit status: 0 success, 1 config errors or a fatal error, 2 wrong command line.
+`;

@@ -1,0 +1,106 @@
+/**
+ * Logging set-up: a file (default `HTTPTunneling.log`), stderr when it is a
+ * terminal or when no file is wanted, and one logger per part of the tool.
+ *
+ * @module
+ */
+
+import { getFileSink } from "@logtape/file";
+import {
+  configure,
+  dispose,
+  getLogger,
+  getStreamSink,
+  getTextFormatter,
+  type Logger,
+  type LogLevel,
+  type Sink,
+} from "@logtape/logtape";
+
+/** The log file the original tool wrote, kept as the default. */
+export const DEFAULT_LOG_FILE = "HTTPTunneling.log";
+
+/** The levels `--log-level` accepts, most verbose first. */
+export const LOG_LEVELS: readonly LogLevel[] = [
+  "debug",
+  "info",
+  "warning",
+  "error",
+];
+
+/** Where and how much to log. */
+export interface LogOptions {
+  /** Path of the log file, or `"-"` for stderr only. */
+  readonly file: string;
+  /** The least severe level written. */
+  readonly level: LogLevel;
+  /** Also write to stderr (the CLI passes whether stderr is a terminal). */
+  readonly stderr: boolean;
+}
+
+const formatter = getTextFormatter({
+  timestamp: "date-time-timezone",
+  category: ".",
+  value: "bare",
+});
+
+/**
+ * Routes every logger of the tool to the file and/or stderr.
+ *
+ * @param options Where and how much to log.
+ * @returns A function that flushes and closes the sinks; call it before exit.
+ */
+export async function setupLogging(
+  options: LogOptions,
+): Promise<() => Promise<void>> {
+  const sinks: Record<string, Sink> = {};
+  if (options.file !== "-") {
+    sinks.file = getFileSink(options.file, {
+      formatter,
+      bufferSize: 0,
+    });
+  }
+  if (options.file === "-" || options.stderr) {
+    sinks.stderr = getStreamSink(Deno.stderr.writable, { formatter });
+  }
+  await configure({
+    reset: true,
+    sinks,
+    loggers: [
+      {
+        category: ["httptunneling"],
+        lowestLevel: options.level,
+        sinks: Object.keys(sinks),
+      },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  return dispose;
+}
+
+/**
+ * The logger of one part of the tool.
+ *
+ * @param part e.g. `"tunnel"`, `"listener"`, `"config"`.
+ * @returns A logger in the `httptunneling` category.
+ */
+export function logger(part: string): Logger {
+  return getLogger(["httptunneling", part]);
+}
+
+/**
+ * Formats a byte count for log lines: `512 B`, `1.5 KiB`, `64.0 MiB`.
+ *
+ * @param bytes A byte count.
+ * @returns The count in the largest unit that keeps it at 1 or more.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

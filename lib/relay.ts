@@ -1,0 +1,124 @@
+/**
+ * Two-way copy between a client and its destination, with TCP half-close:
+ * when one side finishes sending, the other side's sending half is shut
+ * down and the opposite direction goes on until it finishes too.
+ *
+ * Read/write loops on {@link Duplex} rather than `readable.pipeTo`: Deno's
+ * `conn.readable` closes the whole socket at end of stream, which would cut
+ * off the reply in a "send, shut down, read the reply" exchange.
+ *
+ * @module
+ */
+
+import { closeQuietly, type Duplex, writeAll } from "./duplex.ts";
+
+/** The side of a tunnel. */
+export type Side = "client" | "destination";
+
+/** Live byte counts of a tunnel, updated as data moves. */
+export interface RelayCounters {
+  /** Bytes from the client to the destination. */
+  bytesUp: number;
+  /** Bytes from the destination to the client. */
+  bytesDown: number;
+}
+
+/** Options for {@link relay}. */
+export interface RelayOptions {
+  /** Updated while bytes move, for live status. */
+  readonly counters?: RelayCounters;
+  /** Closes both streams when aborted, e.g. at shutdown. */
+  readonly signal?: AbortSignal;
+}
+
+/** How a relay ended. */
+export interface RelayResult extends RelayCounters {
+  /** The side that finished sending (or failed) first. */
+  readonly firstClosed: Side;
+  /** The first error, when the relay did not end with both sides finishing. */
+  readonly error?: Error;
+  /** Whether the relay was ended through its abort signal. */
+  readonly aborted: boolean;
+}
+
+const BUFFER_SIZE = 64 * 1024;
+
+/**
+ * Copies bytes both ways until both directions have ended, then closes both
+ * streams. An error on either side closes both at once.
+ *
+ * @param client The accepted connection.
+ * @param destination The connection to the destination (maybe through a proxy).
+ * @param options Live counters and an abort signal.
+ * @returns Byte counts, which side ended first, and the error if any.
+ */
+export async function relay(
+  client: Duplex,
+  destination: Duplex,
+  options: RelayOptions = {},
+): Promise<RelayResult> {
+  const counters = options.counters ?? { bytesUp: 0, bytesDown: 0 };
+  let firstClosed: Side | undefined;
+  let firstError: Error | undefined;
+  let closed = false;
+  const closeBoth = () => {
+    closed = true;
+    closeQuietly(client);
+    closeQuietly(destination);
+  };
+
+  const onAbort = () => closeBoth();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.signal?.aborted) closeBoth();
+
+  const pump = async (
+    from: Duplex,
+    to: Duplex,
+    [fromSide, toSide]: [Side, Side],
+    count: (n: number) => void,
+  ) => {
+    const buffer = new Uint8Array(BUFFER_SIZE);
+    // The side to blame if the next call fails.
+    let failing = fromSide;
+    try {
+      while (true) {
+        failing = fromSide;
+        const n = await from.read(buffer);
+        if (n === null) break;
+        failing = toSide;
+        await writeAll(to, buffer.subarray(0, n));
+        count(n);
+      }
+      firstClosed ??= fromSide;
+      failing = toSide;
+      await to.closeWrite();
+    } catch (error) {
+      // An error raised by our own closeBoth() is not news.
+      if (closed) return;
+      firstClosed ??= failing;
+      firstError ??= error instanceof Error ? error : new Error(String(error));
+      closeBoth();
+    }
+  };
+
+  try {
+    await Promise.all([
+      pump(client, destination, ["client", "destination"], (n) => {
+        counters.bytesUp += n;
+      }),
+      pump(destination, client, ["destination", "client"], (n) => {
+        counters.bytesDown += n;
+      }),
+    ]);
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+    if (!closed) closeBoth();
+  }
+  return {
+    bytesUp: counters.bytesUp,
+    bytesDown: counters.bytesDown,
+    firstClosed: firstClosed ?? "client",
+    error: firstError,
+    aborted: options.signal?.aborted ?? false,
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * The running set of listeners: applies a config (the first one and every
+ * reload as a diff), retries ports that cannot be bound, drains removed
+ * entries' tunnels, and shuts everything down.
+ *
+ * @module
+ */
+
+import type { ConfigDiff } from "./config/diff.ts";
+import { diffEntries, sourceKey } from "./config/diff.ts";
+import type { TunnelEntry } from "./config/parse.ts";
+import { formatDuration } from "./duration.ts";
+import { EntryListener } from "./listener.ts";
+import { logger } from "./log.ts";
+import type { DialOptions } from "./route/dial.ts";
+import type { Tunnel } from "./tunnel.ts";
+
+const log = logger("supervisor");
+
+const BIND_RETRY_MIN_MS = 1_000;
+const BIND_RETRY_MAX_MS = 30_000;
+
+/** Settings of a {@link Supervisor}. */
+export interface SupervisorOptions {
+  /** Time limits for opening routes. */
+  readonly dial: DialOptions;
+  /** How long a removed entry's tunnels may go on; unlimited when absent. */
+  readonly drainTimeoutMs?: number;
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+interface PendingBind {
+  entry: TunnelEntry;
+  timer: Timer;
+}
+
+/** Owns every listener and tunnel of a running config. */
+export class Supervisor {
+  #options: SupervisorOptions;
+  #entries: TunnelEntry[] = [];
+  #listeners = new Map<string, EntryListener>();
+  #pending = new Map<string, PendingBind>();
+  #draining = new Set<Tunnel>();
+  #drainTimers = new Set<Timer>();
+
+  /** @param options Time limits and the drain timeout. */
+  constructor(options: SupervisorOptions) {
+    this.#options = options;
+  }
+
+  /** Listeners that are accepting, by source address. */
+  get listeners(): ReadonlyMap<string, EntryListener> {
+    return this.#listeners;
+  }
+
+  /** Every tunnel that is open or opening, draining ones included. */
+  get tunnels(): Tunnel[] {
+    return [
+      ...[...this.#listeners.values()].flatMap((l) => [...l.tunnels]),
+      ...this.#draining,
+    ];
+  }
+
+  /**
+   * Makes `entries` the running set. Unchanged entries are not touched;
+   * changed ones keep listening and use their new route for new
+   * connections; removed ones stop listening before added ones bind, so a
+   * port can move from one entry to another.
+   *
+   * @param entries The new config's entries.
+   * @returns What changed.
+   */
+  async apply(entries: readonly TunnelEntry[]): Promise<ConfigDiff> {
+    const started = performance.now();
+    const diff = diffEntries(this.#entries, entries);
+    await Promise.all(diff.removed.map((entry) => this.#remove(entry)));
+    for (const entry of [...diff.changed, ...diff.unchanged]) {
+      const key = sourceKey(entry);
+      const listener = this.#listeners.get(key);
+      if (listener) listener.entry = entry;
+      const pending = this.#pending.get(key);
+      if (pending) pending.entry = entry;
+    }
+    for (const entry of diff.added) this.#bind(entry, BIND_RETRY_MIN_MS);
+    this.#entries = [...entries];
+    log.info(
+      `config applied: ${diff.added.length} added, ${diff.removed.length} removed, ${diff.changed.length} changed, ${diff.unchanged.length} unchanged in ${
+        formatDuration(performance.now() - started)
+      }`,
+    );
+    return diff;
+  }
+
+  /**
+   * Stops every listener, closes every tunnel and waits until all are gone.
+   */
+  async shutdown(): Promise<void> {
+    for (const pending of this.#pending.values()) clearTimeout(pending.timer);
+    this.#pending.clear();
+    for (const timer of this.#drainTimers) clearTimeout(timer);
+    this.#drainTimers.clear();
+    const listeners = [...this.#listeners.values()];
+    this.#listeners.clear();
+    this.#entries = [];
+    await Promise.all(listeners.map((listener) => listener.close()));
+    const tunnels = [
+      ...listeners.flatMap((listener) => [...listener.tunnels]),
+      ...this.#draining,
+    ];
+    for (const tunnel of tunnels) tunnel.close();
+    await Promise.all(tunnels.map((tunnel) => tunnel.done));
+  }
+
+  async #remove(entry: TunnelEntry): Promise<void> {
+    const key = sourceKey(entry);
+    const pending = this.#pending.get(key);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.#pending.delete(key);
+    }
+    const listener = this.#listeners.get(key);
+    if (!listener) return;
+    this.#listeners.delete(key);
+    await listener.close();
+    const tunnels = [...listener.tunnels];
+    if (tunnels.length === 0) return;
+    log.info(
+      `${key} removed; ${tunnels.length} live tunnel(s) carry on until they end${
+        this.#options.drainTimeoutMs === undefined
+          ? ""
+          : ` or for ${formatDuration(this.#options.drainTimeoutMs)}`
+      }`,
+    );
+    for (const tunnel of tunnels) {
+      this.#draining.add(tunnel);
+      tunnel.done.finally(() => this.#draining.delete(tunnel));
+    }
+    if (this.#options.drainTimeoutMs !== undefined) {
+      const timer = setTimeout(() => {
+        this.#drainTimers.delete(timer);
+        for (const tunnel of tunnels) {
+          if (!this.#draining.has(tunnel)) continue;
+          log.info(`${tunnel.id} closed: drain timeout of removed ${key}`);
+          tunnel.close();
+        }
+      }, this.#options.drainTimeoutMs);
+      this.#drainTimers.add(timer);
+    }
+  }
+
+  #bind(entry: TunnelEntry, delayMs: number): void {
+    const key = sourceKey(entry);
+    this.#pending.delete(key);
+    try {
+      this.#listeners.set(key, new EntryListener(entry, this.#options.dial));
+    } catch (error) {
+      log.error(
+        `cannot listen on ${key} (line ${entry.line}), retrying in ${
+          formatDuration(delayMs)
+        }: ${(error as Error).message}`,
+      );
+      const pending: PendingBind = {
+        entry,
+        timer: setTimeout(
+          () =>
+            this.#bind(
+              pending.entry,
+              Math.min(delayMs * 2, BIND_RETRY_MAX_MS),
+            ),
+          delayMs,
+        ),
+      };
+      this.#pending.set(key, pending);
+    }
+  }
+}

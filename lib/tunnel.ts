@@ -1,0 +1,121 @@
+/**
+ * One accepted connection's life: open the route, relay, log the outcome.
+ *
+ * @module
+ */
+
+import { formatHostPort } from "./address.ts";
+import type { TunnelEntry } from "./config/parse.ts";
+import { closeQuietly, type Duplex } from "./duplex.ts";
+import { formatDuration } from "./duration.ts";
+import { formatBytes, logger } from "./log.ts";
+import { relay, type RelayCounters } from "./relay.ts";
+import { type DialOptions, dialRoute } from "./route/dial.ts";
+import { describeRoute } from "./route/types.ts";
+
+const log = logger("tunnel");
+let lastId = 0;
+
+/** A tunnel that is being opened or is carrying data. */
+export interface Tunnel {
+  /** Short id that appears in every log line about this tunnel, e.g. `c42`. */
+  readonly id: string;
+  /** The client's `host:port`. */
+  readonly client: string;
+  /** The entry the tunnel was opened for. */
+  readonly entry: TunnelEntry;
+  /** When the client was accepted (ms since the epoch). */
+  readonly startedAt: number;
+  /** Bytes moved so far. */
+  readonly counters: RelayCounters;
+  /** Closes the tunnel now. */
+  close(): void;
+  /** Settles when the tunnel has ended and both connections are closed. */
+  readonly done: Promise<void>;
+}
+
+/**
+ * Serves one accepted connection along `entry`'s route, in its own task.
+ * Client bytes are not read before the route is open, so nothing is
+ * forwarded before a proxy's 2xx.
+ *
+ * @param client The accepted connection; the tunnel owns it from now on.
+ * @param entry The entry whose route to use.
+ * @param options Time limits for opening the route.
+ * @returns The running tunnel.
+ */
+export function startTunnel(
+  client: Deno.TcpConn,
+  entry: TunnelEntry,
+  options: DialOptions,
+): Tunnel {
+  const abort = new AbortController();
+  const counters: RelayCounters = { bytesUp: 0, bytesDown: 0 };
+  const tunnel = {
+    id: `c${++lastId}`,
+    client: formatHostPort({
+      host: client.remoteAddr.hostname,
+      port: client.remoteAddr.port,
+    }),
+    entry,
+    startedAt: Date.now(),
+    counters,
+    close: () => abort.abort(),
+  };
+  return {
+    ...tunnel,
+    done: run(tunnel, client, options, abort.signal),
+  };
+}
+
+async function run(
+  tunnel: Omit<Tunnel, "done">,
+  client: Deno.TcpConn,
+  options: DialOptions,
+  signal: AbortSignal,
+): Promise<void> {
+  const { id, entry } = tunnel;
+  const path = `${tunnel.client} -> ${formatHostPort(entry.destination)} ${
+    describeRoute(entry.route)
+  }`;
+  client.setNoDelay(true);
+  client.setKeepAlive(true);
+  let destination: Duplex;
+  try {
+    destination = await dialRoute(
+      entry.route,
+      entry.destination,
+      options,
+      signal,
+    );
+  } catch (error) {
+    closeQuietly(client);
+    if (signal.aborted) {
+      log.info(`${id} closed by httptunneling while opening ${path}`);
+    } else {
+      log.warn(`${id} failed ${path}: ${messageOf(error)}`);
+    }
+    return;
+  }
+  log.info(
+    `${id} open ${path} after ${formatDuration(Date.now() - tunnel.startedAt)}`,
+  );
+  const result = await relay(client, destination, {
+    counters: tunnel.counters,
+    signal,
+  });
+  const how = result.aborted
+    ? "closed by httptunneling"
+    : result.error
+    ? `${result.firstClosed} failed: ${messageOf(result.error)}`
+    : `${result.firstClosed} closed first`;
+  log.info(
+    `${id} closed: ${formatBytes(result.bytesUp)} up, ${
+      formatBytes(result.bytesDown)
+    } down, ${formatDuration(Date.now() - tunnel.startedAt)}, ${how}`,
+  );
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,59 @@
+/**
+ * httptunneling's command line: picks the subcommand and turns errors into
+ * an `error:` line and an exit status.
+ *
+ * @module
+ */
+
+import { checkCommand } from "./lib/cli/check.ts";
+import { runCommand } from "./lib/cli/run.ts";
+import { USAGE } from "./lib/cli/usage.ts";
+import { UsageError } from "./lib/errors.ts";
+import { VERSION } from "./lib/version.ts";
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  run: runCommand,
+  check: checkCommand,
+};
+
+/**
+ * Runs the command line `args`.
+ *
+ * @param args The arguments, without the program name.
+ * @returns The exit status: 0 success, 1 failure, 2 wrong command line.
+ */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  if (command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  if (command === "--version" || command === "-V") {
+    console.log(`httptunneling ${VERSION} (deno ${Deno.version.deno})`);
+    return 0;
+  }
+  try {
+    const run = COMMANDS[command ?? ""];
+    if (run === undefined) {
+      throw new UsageError(
+        command === undefined
+          ? "no command given"
+          : `unknown command "${command}"`,
+      );
+    }
+    return await run(rest);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(
+        `error: ${error.message}\nRun "httptunneling --help" for usage.`,
+      );
+      return 2;
+    }
+    console.error(`error: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

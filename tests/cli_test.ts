@@ -1,0 +1,226 @@
+import assert from "node:assert/strict";
+import manifest from "../deno.json" with { type: "json" };
+import {
+  bytes,
+  freePort,
+  readAll,
+  startEchoServer,
+  text,
+  within,
+  writeAll,
+} from "./test_util.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const MAIN = `${ROOT}main.ts`;
+
+/** The permission flags the compile task bakes into the binary. */
+const COMPILE_FLAGS = manifest.tasks.compile.split(/\s+/).filter((word) =>
+  word.startsWith("--allow-") || word.startsWith("--deny-")
+);
+
+function tool(args: string[], cwd = ROOT): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      `--config=${ROOT}deno.json`,
+      ...COMPILE_FLAGS,
+      MAIN,
+      ...args,
+    ],
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+async function runTool(args: string[], cwd = ROOT) {
+  const { code, stdout, stderr } = await tool(args, cwd).output();
+  return { code, stdout: text(stdout), stderr: text(stderr) };
+}
+
+Deno.test("the compile task bakes network, read and write permissions only", () => {
+  assert.deepEqual(COMPILE_FLAGS.toSorted(), [
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+  ]);
+});
+
+Deno.test("--help and --version", async () => {
+  const help = await runTool(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /httptunneling run \[CONFIG\]/);
+  assert.match(help.stdout, /httptunneling check CONFIG/);
+  const version = await runTool(["--version"]);
+  assert.equal(version.code, 0);
+  assert.equal(
+    version.stdout,
+    `httptunneling ${manifest.version} (deno ${Deno.version.deno})\n`,
+  );
+});
+
+Deno.test("a wrong command line exits 2 with an error line", async () => {
+  for (
+    const args of [[], ["frobnicate"], ["run", "--no-such-option"], ["check"]]
+  ) {
+    const { code, stderr } = await runTool(args);
+    assert.equal(code, 2, args.join(" "));
+    assert.match(
+      stderr,
+      /^error: .+\nRun "httptunneling --help" for usage\.\n$/,
+    );
+  }
+  const { stderr } = await runTool(["run", "--connect-timeout", "soon"]);
+  assert.match(stderr, /--connect-timeout must be a positive duration/);
+});
+
+async function tempConfig(content: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-cli-" });
+  await Deno.writeTextFile(`${dir}/tunnels.conf`, content);
+  return dir;
+}
+
+Deno.test("check prints the entries with credentials masked", async () => {
+  const dir = await tempConfig(
+    "2222 ssh.example.com 22 proxy.corp 3128\n0.0.0.0:8080 web 80 http://jane:s3cret@proxy:3128\n",
+  );
+  try {
+    const { code, stdout } = await runTool(["check", "tunnels.conf"], dir);
+    assert.equal(code, 0);
+    assert.equal(
+      stdout,
+      [
+        "LINE  SOURCE          DESTINATION         ROUTE",
+        "1     127.0.0.1:2222  ssh.example.com:22  via http://proxy.corp:3128",
+        "2     0.0.0.0:8080    web:80              via http://jane:***@proxy:3128",
+        "tunnels.conf: 2 entries, no errors",
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check reports every error as file:line:col and exits 1", async () => {
+  const dir = await tempConfig("2222 host 22x\n# ok\n3333 host 22 proxy\n");
+  try {
+    const { code, stdout, stderr } = await runTool(
+      ["check", "tunnels.conf"],
+      dir,
+    );
+    assert.equal(code, 1);
+    assert.equal(stdout, "");
+    assert.equal(
+      stderr,
+      'tunnels.conf:1:11: invalid destination port "22x": use a number from 1 to 65535\n' +
+        "tunnels.conf:3:14: expected a proxy URL (http://host:port) or the proxy host followed by its port\n",
+    );
+    const missing = await runTool(["check", "nope.conf"], dir);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^Cannot read config file nope\.conf: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the shipped tunnels.conf.example is valid", async () => {
+  const { code, stderr } = await runTool(["check", "tunnels.conf.example"]);
+  assert.equal(stderr, "");
+  assert.equal(code, 0);
+});
+
+/** Waits until `path` contains a line matching `pattern`. */
+async function waitForLog(path: string, pattern: RegExp): Promise<string> {
+  const deadline = Date.now() + 10_000;
+  while (true) {
+    const log = await Deno.readTextFile(path).catch(() => "");
+    if (pattern.test(log)) return log;
+    if (Date.now() > deadline) {
+      throw new Error(`${path} has no line matching ${pattern}:\n${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+Deno.test("run: serves a tunnel with the compiled-in permissions, logs it, exits 0 on SIGTERM", async () => {
+  await using echo = startEchoServer();
+  const port = freePort();
+  const dir = await tempConfig(`${port} 127.0.0.1 ${echo.port}\n`);
+  const logFile = `${dir}/HTTPTunneling.log`;
+  try {
+    const child = tool(["run"], dir).spawn();
+    await waitForLog(logFile, /listening on 127\.0\.0\.1:\d+/);
+    {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await writeAll(conn, bytes("through the tool"));
+      await conn.closeWrite();
+      assert.equal(
+        text(await within(readAll(conn), 10_000, "echo")),
+        "through the tool",
+      );
+    }
+    await waitForLog(logFile, /c1 closed: 16 B up, 16 B down/);
+    child.kill("SIGTERM");
+    const { code, stderr } = await within(child.output(), 10_000, "exit");
+    assert.equal(text(stderr), "");
+    assert.equal(code, 0);
+    const log = await Deno.readTextFile(logFile);
+    assert.match(log, /\[INF\] httptunneling\.run: SIGTERM received/);
+    assert.match(log, /\[INF\] httptunneling\.run: stopped\n$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("run: without a config argument falls back to tunnels.conf.example and says so", async () => {
+  const port = freePort();
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-cli-" });
+  await Deno.writeTextFile(
+    `${dir}/tunnels.conf.example`,
+    `${port} 127.0.0.1 9\n`,
+  );
+  try {
+    const child = tool(["run", "--log", "-"], dir).spawn();
+    const stderr = child.stderr.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let seen = "";
+    while (!/listening on/.test(seen)) {
+      const { value, done } = await within(stderr.read(), 10_000, "log line");
+      if (done) break;
+      seen += value;
+    }
+    assert.match(
+      seen,
+      /tunnels\.conf not found; using tunnels\.conf\.example \(copy it to tunnels\.conf and edit it\)/,
+    );
+    child.kill("SIGINT");
+    while (!(await within(stderr.read(), 10_000, "exit")).done) { /* drain */ }
+    assert.equal((await child.status).code, 0);
+    await child.stdout.cancel();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("run: an invalid config exits 1 with its errors, the password kept out of the log", async () => {
+  const dir = await tempConfig("2222 host 22 http://jane:s3cret@proxy:0\n");
+  try {
+    const { code, stderr } = await runTool(["run", "--log", "run.log"], dir);
+    assert.equal(code, 1);
+    assert.equal(
+      stderr,
+      'tunnels.conf:1:39: invalid proxy port "0": use a number from 1 to 65535\n',
+    );
+    const log = await Deno.readTextFile(`${dir}/run.log`);
+    assert.match(
+      log,
+      /\[ERR\] httptunneling\.run: tunnels\.conf:1:39: invalid proxy port/,
+    );
+    assert.doesNotMatch(log, /s3cret/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

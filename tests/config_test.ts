@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import { parseConfig } from "../lib/config/parse.ts";
+
+function entriesOf(text: string) {
+  const { entries, errors } = parseConfig(text, "t.conf");
+  assert.deepEqual(errors.map((e) => e.message), []);
+  return entries;
+}
+
+function errorsOf(text: string): string[] {
+  return parseConfig(text, "t.conf").errors.map((e) => e.message);
+}
+
+Deno.test("the original five-field line is an entry through an HTTP proxy", () => {
+  assert.deepEqual(
+    entriesOf("2222 ssh.example.com 22 proxy.corp.example 3128\n"),
+    [{
+      source: { host: "127.0.0.1", port: 2222 },
+      destination: { host: "ssh.example.com", port: 22 },
+      route: {
+        kind: "http",
+        proxy: { host: "proxy.corp.example", port: 3128 },
+      },
+      line: 1,
+    }],
+  );
+});
+
+Deno.test("the original three-field line is a direct entry", () => {
+  assert.deepEqual(entriesOf("5432 db.internal 5432"), [{
+    source: { host: "127.0.0.1", port: 5432 },
+    destination: { host: "db.internal", port: 5432 },
+    route: { kind: "direct" },
+    line: 1,
+  }]);
+});
+
+Deno.test("comments, blank lines, tabs, CRLF and a BOM are accepted", () => {
+  const entries = entriesOf(
+    "\uFEFF# tunnels\r\n\r\n   \t\r\n1000\tdb\t5432\t# trailing comment\r\n  2000 web 80 proxy 8080\r\n",
+  );
+  assert.deepEqual(entries.map((e) => [e.line, e.source.port]), [[4, 1000], [
+    5,
+    2000,
+  ]]);
+});
+
+Deno.test("sources: bare port binds loopback; host:port and [v6]:port bind as written", () => {
+  const entries = entriesOf(
+    "1 a 1\n0.0.0.0:2 a 1\n[::]:3 a 1\n[::1]:4 a 1\nlocalhost:5 a 1\n127.0.0.2:6 a 1\n",
+  );
+  assert.deepEqual(entries.map((e) => e.source), [
+    { host: "127.0.0.1", port: 1 },
+    { host: "0.0.0.0", port: 2 },
+    { host: "::", port: 3 },
+    { host: "::1", port: 4 },
+    { host: "localhost", port: 5 },
+    { host: "127.0.0.2", port: 6 },
+  ]);
+});
+
+Deno.test("IPv6 destinations and proxies, bare or in brackets", () => {
+  const [entry] = entriesOf("22 [2001:DB8::1] 22 ::1 3128");
+  assert.equal(entry.destination.host, "2001:db8::1");
+  assert.deepEqual(entry.route, {
+    kind: "http",
+    proxy: { host: "::1", port: 3128 },
+  });
+});
+
+Deno.test("proxy URL with percent-decoded credentials", () => {
+  const [entry] = entriesOf(
+    "22 ssh 22 http://CORP%5Cjane:p%40ss%3Aw0rd@proxy.corp:8080/",
+  );
+  assert.deepEqual(entry.route, {
+    kind: "http",
+    proxy: {
+      host: "proxy.corp",
+      port: 8080,
+      username: "CORP\\jane",
+      password: "p@ss:w0rd",
+    },
+  });
+  const [plain] = entriesOf("22 ssh 22 HTTP://[::1]:3128");
+  assert.deepEqual(plain.route, {
+    kind: "http",
+    proxy: { host: "::1", port: 3128 },
+  });
+});
+
+Deno.test("every error names file:line:column and what to fix", () => {
+  assert.deepEqual(errorsOf("22x host 22"), [
+    't.conf:1:1: invalid source port "22x": use a number from 1 to 65535',
+  ]);
+  assert.deepEqual(errorsOf("\n22 host 0"), [
+    't.conf:2:9: invalid destination port "0": use a number from 1 to 65535',
+  ]);
+  assert.deepEqual(errorsOf("22 host 22 proxy 65536"), [
+    't.conf:1:18: invalid proxy port "65536": use a number from 1 to 65535',
+  ]);
+  assert.deepEqual(errorsOf("22 host"), [
+    "t.conf:1:1: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>], found 2 fields",
+  ]);
+  assert.deepEqual(errorsOf("22 host 22 proxy 3128 extra"), [
+    "t.conf:1:23: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>], found 6 fields",
+  ]);
+  assert.deepEqual(errorsOf("22 host 22 proxy"), [
+    "t.conf:1:12: expected a proxy URL (http://host:port) or the proxy host followed by its port",
+  ]);
+  assert.deepEqual(errorsOf("22 host 22 http://proxy:3128 3128"), [
+    "t.conf:1:30: a proxy URL already has its port: remove the field after it",
+  ]);
+  assert.deepEqual(errorsOf("22 host 22 socks5://proxy:1080"), [
+    't.conf:1:12: unsupported proxy scheme "socks5": use http://host:port',
+  ]);
+  assert.deepEqual(errorsOf("22 host 22 http://proxy"), [
+    "t.conf:1:19: the proxy URL needs a host and a port and nothing after them: http://host:port",
+  ]);
+  assert.deepEqual(errorsOf("22 host 22 http://proxy:3128/path"), [
+    "t.conf:1:19: the proxy URL needs a host and a port and nothing after them: http://host:port",
+  ]);
+  assert.deepEqual(errorsOf("1.2.3.4 host 22"), [
+    't.conf:1:1: cannot parse source "1.2.3.4": write a port (2222), host:port (0.0.0.0:2222) or [v6]:port ([::1]:2222)',
+  ]);
+  assert.deepEqual(errorsOf("[::g]:22 host 22"), [
+    't.conf:1:1: invalid source address "[::g]": not an IPv6 address',
+  ]);
+});
+
+Deno.test("host names that could inject text into a CONNECT request are rejected", () => {
+  for (
+    const host of ["a/b", "a@b", "a%0d", "ex ample", "a..b", "-a", "a\u00e9"]
+  ) {
+    const errors = errorsOf(`22 ${host} 22`);
+    assert.equal(errors.length, 1, host);
+  }
+  assert.deepEqual(errorsOf("22 evil\rX-Injected:1 22"), [
+    "t.conf:1:8: control character in the entry: use spaces or tabs between fields",
+  ]);
+  assert.deepEqual(errorsOf("22 a\x00b 22"), [
+    "t.conf:1:5: control character in the entry: use spaces or tabs between fields",
+  ]);
+  assert.equal(errorsOf("22 host 22 http://pro\u0000xy:1").length, 1);
+});
+
+Deno.test("a password never appears in an error message", () => {
+  const errors = errorsOf(
+    "22 host 22 http://jane:s3cret%zz@proxy:3128\n23 host 22 https://jane:s3cret@proxy:3128\n24 host 22 http://jane:s3cret@proxy:99999\n",
+  );
+  assert.equal(errors.length, 3);
+  for (const error of errors) assert.doesNotMatch(error, /s3cret/);
+  assert.match(
+    errors[0],
+    /^t\.conf:1:19: cannot decode the user name or password/,
+  );
+});
+
+Deno.test("two entries on the same source address are an error", () => {
+  assert.deepEqual(
+    errorsOf("2222 a 1\n127.0.0.1:2222 b 2\n0.0.0.0:3333 a 1\n3333 b 2\n"),
+    [
+      "t.conf:2:1: source 127.0.0.1:2222 is already used by line 1: give each entry its own port",
+      "t.conf:4:1: source 127.0.0.1:3333 is already used by line 3: give each entry its own port",
+    ],
+  );
+  assert.equal(errorsOf("127.0.0.1:2222 a 1\n127.0.0.2:2222 b 2\n").length, 0);
+});
+
+Deno.test("errors on some lines do not hide the valid ones", () => {
+  const { entries, errors } = parseConfig("1 a 1\nbad\n3 c 3\n", "t.conf");
+  assert.deepEqual(entries.map((e) => e.line), [1, 3]);
+  assert.equal(errors.length, 1);
+});

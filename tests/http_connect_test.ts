@@ -1,0 +1,223 @@
+import assert from "node:assert/strict";
+import {
+  buildConnectRequest,
+  httpConnect,
+  MAX_RESPONSE_HEAD_BYTES,
+  type ResponseHead,
+  ResponseHeadReader,
+} from "../lib/proxy/http_connect.ts";
+import {
+  ProxyProtocolError,
+  ProxyRefusedError,
+  TimeoutError,
+} from "../lib/errors.ts";
+import {
+  bytes,
+  readExactly,
+  startServer,
+  text,
+  within,
+  writeAll,
+} from "./test_util.ts";
+
+Deno.test("CONNECT request: authority, Host and User-Agent, IPv6 in brackets", () => {
+  assert.match(
+    buildConnectRequest({ host: "ssh.example.com", port: 22 }),
+    /^CONNECT ssh\.example\.com:22 HTTP\/1\.1\r\nHost: ssh\.example\.com:22\r\nUser-Agent: httptunneling\/\d+\.\d+\.\d+\r\n\r\n$/,
+  );
+  assert.match(
+    buildConnectRequest({ host: "2001:db8::1", port: 443 }),
+    /^CONNECT \[2001:db8::1\]:443 HTTP\/1\.1\r\nHost: \[2001:db8::1\]:443\r\n/,
+  );
+  assert.match(
+    buildConnectRequest({ host: "h", port: 1 }, [[
+      "Proxy-Authorization",
+      "Basic eA==",
+    ]]),
+    /\r\nProxy-Authorization: Basic eA==\r\n\r\n$/,
+  );
+});
+
+const RESPONSE =
+  "HTTP/1.1 200 Connection established\r\nVia: 1.1 squid\r\n\r\n";
+const BANNER = "SSH-2.0-OpenSSH_9.2\r\n";
+
+function readInChunks(data: Uint8Array, cuts: number[]): {
+  head?: ResponseHead;
+  rest: Uint8Array;
+} {
+  const reader = new ResponseHeadReader();
+  const bounds = [0, ...cuts, data.length];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const head = reader.push(data.subarray(bounds[i], bounds[i + 1]));
+    if (head) {
+      const later = data.subarray(bounds[i + 1]);
+      const rest = new Uint8Array(reader.rest.length + later.length);
+      rest.set(reader.rest);
+      rest.set(later, reader.rest.length);
+      return { head, rest };
+    }
+  }
+  return { rest: new Uint8Array() };
+}
+
+Deno.test("response head split at every byte boundary, banner bytes kept", () => {
+  const data = bytes(RESPONSE + BANNER);
+  for (let cut = 0; cut <= data.length; cut++) {
+    const { head, rest } = readInChunks(data, [cut]);
+    assert.equal(head?.status, 200, `cut at ${cut}`);
+    assert.equal(head?.statusLine, "HTTP/1.1 200 Connection established");
+    assert.deepEqual(head?.headers, [["Via", "1.1 squid"]]);
+    assert.equal(text(rest), BANNER, `cut at ${cut}`);
+  }
+  const everyByte = Array.from({ length: data.length - 1 }, (_, i) => i + 1);
+  assert.equal(text(readInChunks(data, everyByte).rest), BANNER);
+});
+
+Deno.test("bare LF line ends, HTTP/1.0, no reason phrase, other 2xx", () => {
+  for (
+    const [raw, status, version] of [
+      ["HTTP/1.0 200 OK\n\nX", 200, "HTTP/1.0"],
+      ["HTTP/1.1 204\r\n\r\nX", 204, "HTTP/1.1"],
+      ["HTTP/1.1 299 Whatever\nA: b\n\nX", 299, "HTTP/1.1"],
+      ["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\nX", 200, "HTTP/1.1"],
+    ] as const
+  ) {
+    const { head, rest } = readInChunks(bytes(raw), []);
+    assert.equal(head?.status, status, raw);
+    assert.equal(head?.version, version, raw);
+    assert.equal(text(rest), "X", raw);
+  }
+});
+
+Deno.test("folded header lines join the previous field", () => {
+  const { head } = readInChunks(
+    bytes("HTTP/1.1 200 OK\r\nA: one\r\n two\r\n\r\n"),
+    [],
+  );
+  assert.deepEqual(head?.headers, [["A", "one two"]]);
+});
+
+Deno.test("a response head over 64 KiB is refused", () => {
+  const reader = new ResponseHeadReader();
+  reader.push(bytes("HTTP/1.1 200 OK\r\n"));
+  const filler = bytes(`X-Filler: ${"a".repeat(1000)}\r\n`);
+  assert.throws(
+    () => {
+      for (let i = 0; i < 100; i++) reader.push(filler);
+    },
+    (error) =>
+      error instanceof ProxyProtocolError &&
+      /exceeds 64 KiB/.test(error.message),
+  );
+  const whole = bytes(
+    `HTTP/1.1 200 OK\r\nX: ${"a".repeat(MAX_RESPONSE_HEAD_BYTES)}\r\n\r\n`,
+  );
+  assert.throws(() => new ResponseHeadReader().push(whole), ProxyProtocolError);
+});
+
+Deno.test("something other than HTTP is refused early, with what was received", () => {
+  assert.throws(
+    () => new ResponseHeadReader().push(bytes("<html>\r\n<body>blocked")),
+    {
+      name: "ProxyProtocolError",
+      message: 'proxy did not answer with HTTP: got "<html>"',
+    },
+  );
+  assert.throws(
+    () => new ResponseHeadReader().push(bytes("HTTP/1.1 abc\r\n\r\n")),
+    {
+      name: "ProxyProtocolError",
+      message: 'proxy sent a malformed status line: "HTTP/1.1 abc"',
+    },
+  );
+});
+
+async function connectTo(port: number) {
+  return await Deno.connect({ hostname: "127.0.0.1", port });
+}
+
+const OPTIONS = { proxyLabel: "proxy:3128", timeoutMs: 2_000 };
+
+Deno.test("httpConnect: sends one request, returns bytes after the head first", async () => {
+  let request = "";
+  await using proxy = startServer(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    while (!request.endsWith("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) return;
+      request += text(buffer.subarray(0, n));
+    }
+    await writeAll(conn, bytes(RESPONSE + BANNER));
+    const echo = await readExactly(conn, 4);
+    await writeAll(conn, echo);
+  });
+  using conn = await connectTo(proxy.port);
+  const { tunnel, head } = await within(
+    httpConnect(conn, { host: "example.com", port: 22 }, OPTIONS),
+    5_000,
+    "handshake",
+  );
+  assert.equal(head.status, 200);
+  assert.match(request, /^CONNECT example\.com:22 HTTP\/1\.1\r\n/);
+  const banner = new Uint8Array(BANNER.length);
+  assert.equal(await tunnel.read(banner), BANNER.length);
+  assert.equal(text(banner), BANNER);
+  await tunnel.write(bytes("ping"));
+  assert.equal(text(await readExactly(conn, 4)), "ping");
+});
+
+Deno.test("httpConnect: a non-2xx answer carries the proxy's status line", async () => {
+  await using proxy = startServer(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    await writeAll(
+      conn,
+      bytes("HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope"),
+    );
+  });
+  using conn = await connectTo(proxy.port);
+  await assert.rejects(
+    httpConnect(conn, { host: "example.com", port: 25 }, OPTIONS),
+    (error) =>
+      error instanceof ProxyRefusedError && error.status === 403 &&
+      error.message ===
+        'Proxy proxy:3128 refused CONNECT to example.com:25: "HTTP/1.1 403 Forbidden"',
+  );
+});
+
+Deno.test("httpConnect: a proxy that closes before answering", async () => {
+  await using proxy = startServer(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+  });
+  using conn = await connectTo(proxy.port);
+  await assert.rejects(
+    httpConnect(conn, { host: "example.com", port: 22 }, OPTIONS),
+    {
+      name: "ProxyProtocolError",
+      message:
+        "proxy proxy:3128 closed the connection before answering CONNECT example.com:22",
+    },
+  );
+});
+
+Deno.test("httpConnect: a proxy that never answers times out", async () => {
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  await using proxy = startServer(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    await released;
+  });
+  const conn = await connectTo(proxy.port);
+  const started = performance.now();
+  await assert.rejects(
+    httpConnect(conn, { host: "example.com", port: 22 }, {
+      ...OPTIONS,
+      timeoutMs: 200,
+    }),
+    (error) =>
+      error instanceof TimeoutError &&
+      error.message ===
+        "CONNECT example.com:22 through proxy proxy:3128 timed out after 200 ms",
+  );
+  assert.ok(performance.now() - started < 2_000);
+  release();
+});

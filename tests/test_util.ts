@@ -1,0 +1,431 @@
+/**
+ * Shared helpers for the tests: free ports, small servers, and real proxies
+ * (squid, tinyproxy) started with their own config files.
+ *
+ * @module
+ */
+
+import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { createHash } from "node:crypto";
+
+/** Whether real-proxy tests must run (set by CI): a missing program fails them. */
+export const IN_CI = Deno.env.get("CI") === "true";
+
+/**
+ * Tells whether a test needing `program` should be skipped, printing why.
+ * Never skips under CI.
+ *
+ * @param program An executable that the test starts.
+ * @returns `true` when the test should be ignored.
+ */
+export function missing(program: string): boolean {
+  if (IN_CI) return false;
+  try {
+    new Deno.Command(program, {
+      args: ["-v"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return false;
+  } catch {
+    console.log(`skipping tests that need ${program}: it is not installed`);
+    return true;
+  }
+}
+
+/** Returns a TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/**
+ * Rejects when `promise` has not settled after `ms`.
+ *
+ * @param promise What to wait for.
+ * @param ms The limit.
+ * @param what Names the wait in the error.
+ */
+export async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what}: no result after ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads until end of stream and returns everything. */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    chunks.push(buffer.slice(0, n));
+  }
+  const all = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return all;
+}
+
+/** Reads exactly `n` bytes. */
+export async function readExactly(
+  conn: Deno.Conn,
+  n: number,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let offset = 0;
+  while (offset < n) {
+    const got = await conn.read(out.subarray(offset));
+    if (got === null) {
+      throw new Error(`stream ended after ${offset} of ${n} bytes`);
+    }
+    offset += got;
+  }
+  return out;
+}
+
+/** Writes all of `data`. */
+export async function writeAll(
+  conn: Deno.Conn,
+  data: Uint8Array,
+): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    offset += await conn.write(data.subarray(offset));
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** UTF-8 bytes of `text`. */
+export function bytes(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** `bytes` decoded as UTF-8. */
+export function text(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+/**
+ * A TCP server on 127.0.0.1 that runs `handle` for each connection.
+ * Disposing it again waits for the first disposal.
+ */
+export interface TestServer extends AsyncDisposable {
+  /** The port it listens on. */
+  readonly port: number;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+}
+
+/**
+ * Starts a TCP server on 127.0.0.1. Disposing it stops accepting, closes
+ * open connections and waits for the handlers.
+ *
+ * @param handle Runs for each accepted connection; the server closes it after.
+ */
+export function startServer(
+  handle: (conn: Deno.TcpConn, index: number) => Promise<void>,
+): TestServer {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.TcpConn>();
+  const tasks = new Set<Promise<void>>();
+  let accepted = 0;
+  let stopped: Promise<void> | undefined;
+  const loop = (async () => {
+    for await (const conn of listener) {
+      const index = accepted++;
+      open.add(conn);
+      const task = handle(conn, index).catch(() => {}).finally(() => {
+        open.delete(conn);
+        try {
+          conn.close();
+        } catch { /* closed by the handler */ }
+      });
+      tasks.add(task);
+      task.finally(() => tasks.delete(task));
+    }
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    get accepted() {
+      return accepted;
+    },
+    [Symbol.asyncDispose]() {
+      stopped ??= (async () => {
+        listener.close();
+        await loop;
+        for (const conn of open) {
+          try {
+            conn.close();
+          } catch { /* already closed */ }
+        }
+        await Promise.all(tasks);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** An echo server: writes back what it reads, half-closes after EOF. */
+export function startEchoServer(): TestServer {
+  return startServer(async (conn) => {
+    const buffer = new Uint8Array(64 * 1024);
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      await writeAll(conn, buffer.subarray(0, n));
+    }
+    await conn.closeWrite();
+  });
+}
+
+/** A server that greets first (like SSH), then echoes. */
+export function startBannerServer(banner: string): TestServer {
+  return startServer(async (conn) => {
+    await writeAll(conn, bytes(banner));
+    const buffer = new Uint8Array(64 * 1024);
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      await writeAll(conn, buffer.subarray(0, n));
+    }
+  });
+}
+
+/**
+ * Deterministic pseudo-random bytes (xorshift32), so both ends of a
+ * transfer can check it without storing it.
+ */
+export function* pseudoRandomChunks(
+  seed: number,
+  total: number,
+  chunkSize = 64 * 1024,
+): Generator<Uint8Array> {
+  let state = seed >>> 0 || 1;
+  for (let done = 0; done < total; done += chunkSize) {
+    const chunk = new Uint8Array(Math.min(chunkSize, total - done));
+    const words = new Uint32Array(chunk.buffer, 0, chunk.length >>> 2);
+    for (let i = 0; i < words.length; i++) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      words[i] = state;
+    }
+    yield chunk;
+  }
+}
+
+/** The sha256 of everything `chunks` yields, in hex. */
+export function sha256Of(chunks: Iterable<Uint8Array>): string {
+  const hash = createHash("sha256");
+  for (const chunk of chunks) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+/** Writes every chunk to `conn`. */
+export async function sendChunks(
+  conn: Deno.Conn,
+  chunks: Iterable<Uint8Array>,
+): Promise<void> {
+  for (const chunk of chunks) await writeAll(conn, chunk);
+}
+
+/** Reads exactly `length` bytes and returns their sha256 in hex. */
+export async function hashExactly(
+  conn: Deno.Conn,
+  length: number,
+): Promise<string> {
+  const hash = createHash("sha256");
+  const buffer = new Uint8Array(64 * 1024);
+  for (let got = 0; got < length;) {
+    const n = await conn.read(
+      buffer.subarray(0, Math.min(buffer.length, length - got)),
+    );
+    if (n === null) {
+      throw new Error(`stream ended after ${got} of ${length} bytes`);
+    }
+    hash.update(buffer.subarray(0, n));
+    got += n;
+  }
+  return hash.digest("hex");
+}
+
+/** A program started by a test, stopped by disposing it. */
+export interface TestProcess extends AsyncDisposable {
+  /** The port it serves on. */
+  readonly port: number;
+  /** Its working directory, with its config and logs. */
+  readonly dir: string;
+}
+
+async function waitForPort(
+  port: number,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) {
+        throw new Error(
+          `${what} did not listen on port ${port} within ${ms} ms`,
+          {
+            cause: error,
+          },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+async function startProgram(
+  what: string,
+  command: string,
+  args: (dir: string) => string[],
+  config: (dir: string, port: number) => string,
+  configName: string,
+): Promise<TestProcess> {
+  const dir = await Deno.makeTempDir({ prefix: `httptunneling-${what}-` });
+  // The proxies drop root for an unprivileged user who must write here.
+  await Deno.chmod(dir, 0o777);
+  const port = freePort();
+  await Deno.writeTextFile(`${dir}/${configName}`, config(dir, port));
+  const child = new Deno.Command(command, {
+    args: args(dir),
+    cwd: dir,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const stop = async () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  };
+  try {
+    await waitForPort(port, 10_000, what);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { port, dir, [Symbol.asyncDispose]: stop };
+}
+
+/**
+ * Starts real squid on a free loopback port, allowing CONNECT from loopback
+ * to any port.
+ *
+ * @param extra More squid.conf lines, placed before the access rules.
+ */
+export function startSquid(extra = ""): Promise<TestProcess> {
+  return startProgram(
+    "squid",
+    "squid",
+    (dir) => ["-N", "-f", `${dir}/squid.conf`],
+    (dir, port) =>
+      `http_port 127.0.0.1:${port}
+pid_filename ${dir}/squid.pid
+cache_log ${dir}/cache.log
+access_log stdio:${dir}/access.log
+coredump_dir ${dir}
+cache deny all
+cache_mem 8 MB
+shutdown_lifetime 0 seconds
+${extra}
+acl loopback src 127.0.0.0/8 ::1
+http_access allow loopback
+http_access deny all
+`,
+    "squid.conf",
+  );
+}
+
+/** Starts real tinyproxy on a free loopback port, CONNECT to any port. */
+export function startTinyproxy(): Promise<TestProcess> {
+  return startProgram(
+    "tinyproxy",
+    "tinyproxy",
+    (dir) => ["-d", "-c", `${dir}/tinyproxy.conf`],
+    (_dir, port) =>
+      `User nobody
+Group nogroup
+Port ${port}
+Listen 127.0.0.1
+Timeout 600
+MaxClients 100
+Allow 127.0.0.1
+`,
+    "tinyproxy.conf",
+  );
+}
+
+/** Log lines captured from the tool's loggers while a test runs. */
+export interface CapturedLogs extends AsyncDisposable {
+  /** Each record's rendered message, in order. */
+  readonly lines: string[];
+  /** Resolves once a line matching `pattern` was logged. */
+  waitFor(pattern: RegExp, ms?: number): Promise<string>;
+}
+
+/** Routes the tool's log records into memory until disposed. */
+export async function captureLogs(): Promise<CapturedLogs> {
+  const lines: string[] = [];
+  await configure({
+    reset: true,
+    sinks: {
+      memory: (record: LogRecord) => {
+        lines.push(record.message.map(String).join(""));
+      },
+    },
+    loggers: [
+      { category: ["httptunneling"], lowestLevel: "debug", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  return {
+    lines,
+    async waitFor(pattern, ms = 5_000) {
+      const deadline = Date.now() + ms;
+      while (true) {
+        const line = lines.find((each) => pattern.test(each));
+        if (line !== undefined) return line;
+        if (Date.now() > deadline) {
+          throw new Error(
+            `no log line matched ${pattern} within ${ms} ms:\n${
+              lines.join("\n")
+            }`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    [Symbol.asyncDispose]: reset,
+  };
+}
