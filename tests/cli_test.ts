@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import manifest from "../deno.json" with { type: "json" };
 import {
   bytes,
+  echoRoundTrip,
   freePort,
   readAll,
   startEchoServer,
@@ -223,4 +224,62 @@ Deno.test("run: an invalid config exits 1 with its errors, the password kept out
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/** Starts `run` in `dir` with its log in `dir/HTTPTunneling.log`. */
+function startRun(dir: string) {
+  const child = tool(["run"], dir).spawn();
+  return {
+    log: `${dir}/HTTPTunneling.log`,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      const { code } = await within(child.output(), 10_000, "exit");
+      assert.equal(code, 0);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("run: a saved config is applied without a restart", async () => {
+  await using echo = startEchoServer();
+  const [first, added] = [freePort(), freePort()];
+  const dir = await tempConfig(`${first} 127.0.0.1 ${echo.port}\n`);
+  await using run = startRun(dir);
+  await waitForLog(
+    run.log,
+    /watching tunnels\.conf for changes; SIGHUP reloads too/,
+  );
+  await Deno.writeTextFile(
+    `${dir}/tunnels.conf`,
+    `${first} 127.0.0.1 ${echo.port}\n${added} 127.0.0.1 ${echo.port}\n`,
+  );
+  await waitForLog(
+    run.log,
+    /config applied: 1 added, 0 removed, 0 changed, 1 unchanged/,
+  );
+  assert.equal(await echoRoundTrip(added, "added live"), "added live");
+});
+
+Deno.test("run: SIGHUP reloads a config the directory watch cannot see", async () => {
+  await using echo = startEchoServer();
+  const [first, added] = [freePort(), freePort()];
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-cli-" });
+  // tunnels.conf links to a file elsewhere: edits there touch no entry of dir.
+  await Deno.mkdir(`${dir}/elsewhere`);
+  const target = `${dir}/elsewhere/real.conf`;
+  await Deno.writeTextFile(target, `${first} 127.0.0.1 ${echo.port}\n`);
+  await Deno.symlink("elsewhere/real.conf", `${dir}/tunnels.conf`);
+  await using run = startRun(dir);
+  await waitForLog(run.log, /SIGHUP reloads too/);
+  await Deno.writeTextFile(target, `${added} 127.0.0.1 ${echo.port}\n`);
+  const pid = await waitForLog(run.log, /starting \(pid \d+\)/).then((log) =>
+    Number(/starting \(pid (\d+)\)/.exec(log)![1])
+  );
+  Deno.kill(pid, "SIGHUP");
+  await waitForLog(run.log, /reload \(SIGHUP\): applying tunnels\.conf/);
+  await waitForLog(
+    run.log,
+    /config applied: 1 added, 1 removed, 0 changed, 0 unchanged/,
+  );
+  assert.equal(await echoRoundTrip(added, "after SIGHUP"), "after SIGHUP");
 });

@@ -7,6 +7,8 @@
 
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { createHash } from "node:crypto";
+import { parseConfig, type TunnelEntry } from "../lib/config/parse.ts";
+import { Supervisor, type SupervisorOptions } from "../lib/supervisor.ts";
 
 /** Whether real-proxy tests must run (set by CI): a missing program fails them. */
 export const IN_CI = Deno.env.get("CI") === "true";
@@ -428,4 +430,77 @@ export async function captureLogs(): Promise<CapturedLogs> {
     },
     [Symbol.asyncDispose]: reset,
   };
+}
+
+/**
+ * Polls `check` until it returns a value other than `undefined` or `false`.
+ *
+ * @param check The condition, evaluated every 20 ms.
+ * @param ms The limit.
+ * @param what Names the wait in the error.
+ */
+export async function eventually<T>(
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (true) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Time limits for tests: short enough to fail fast. */
+export const TEST_DIAL = { connectTimeoutMs: 2_000, handshakeTimeoutMs: 2_000 };
+
+/** Parses a config text, failing the test on any error. */
+export function entriesOf(config: string): TunnelEntry[] {
+  const { entries, errors } = parseConfig(config, "test.conf");
+  if (errors.length > 0) {
+    throw new Error(errors.map((e) => e.message).join("\n"));
+  }
+  return entries;
+}
+
+/** The tool's supervisor serving a config text; disposing shuts it down. */
+export interface RunningTool extends AsyncDisposable {
+  /** The supervisor, for applying changed configs and looking inside. */
+  readonly supervisor: Supervisor;
+}
+
+/**
+ * Runs the tool's supervisor, in this process, on a config text.
+ *
+ * @param config Config file text.
+ * @param options Supervisor settings; short test time limits by default.
+ */
+export async function startTool(
+  config: string,
+  options: SupervisorOptions = { dial: TEST_DIAL },
+): Promise<RunningTool> {
+  const supervisor = new Supervisor(options);
+  await supervisor.apply(entriesOf(config));
+  return { supervisor, [Symbol.asyncDispose]: () => supervisor.shutdown() };
+}
+
+/** Connects to 127.0.0.1:`port` (or another loopback address). */
+export function connect(
+  port: number,
+  hostname = "127.0.0.1",
+): Promise<Deno.TcpConn> {
+  return Deno.connect({ hostname, port });
+}
+
+/** Sends `message`, shuts down sending, and returns everything received. */
+export async function echoRoundTrip(
+  port: number,
+  message: string,
+): Promise<string> {
+  using conn = await connect(port);
+  await writeAll(conn, bytes(message));
+  await conn.closeWrite();
+  return text(await within(readAll(conn), 10_000, "echo through the tunnel"));
 }

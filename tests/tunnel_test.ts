@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config/parse.ts";
 import { relay } from "../lib/relay.ts";
-import { Supervisor } from "../lib/supervisor.ts";
 import {
   bytes,
   captureLogs,
+  connect,
+  echoRoundTrip,
   freePort,
   hashExactly,
   missing,
@@ -18,41 +18,17 @@ import {
   startServer,
   startSquid,
   startTinyproxy,
+  startTool,
   text,
   within,
   writeAll,
 } from "./test_util.ts";
 
-const DIAL = { connectTimeoutMs: 2_000, handshakeTimeoutMs: 2_000 };
-
-/** Runs the tool's supervisor on a config text; disposing shuts it down. */
-async function serve(config: string, dial = DIAL) {
-  const { entries, errors } = parseConfig(config, "test.conf");
-  assert.deepEqual(errors, []);
-  const supervisor = new Supervisor({ dial });
-  await supervisor.apply(entries);
-  return {
-    supervisor,
-    [Symbol.asyncDispose]: () => supervisor.shutdown(),
-  };
-}
-
-function connect(port: number, hostname = "127.0.0.1") {
-  return Deno.connect({ hostname, port });
-}
-
-async function echoRoundTrip(port: number, message: string): Promise<string> {
-  using conn = await connect(port);
-  await writeAll(conn, bytes(message));
-  await conn.closeWrite();
-  return text(await within(readAll(conn), 10_000, "echo through the tunnel"));
-}
-
 Deno.test("a direct tunnel carries data both ways and keeps half-close", async () => {
   await using logs = await captureLogs();
   await using echo = startEchoServer();
   const port = freePort();
-  await using _tool = await serve(`${port} 127.0.0.1 ${echo.port}\n`);
+  await using _tool = await startTool(`${port} 127.0.0.1 ${echo.port}\n`);
   assert.equal(await echoRoundTrip(port, "hello direct"), "hello direct");
   await logs.waitFor(/^c\d+ open 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+ direct/);
   await logs.waitFor(
@@ -63,7 +39,7 @@ Deno.test("a direct tunnel carries data both ways and keeps half-close", async (
 Deno.test("a bare source port listens on loopback 127.0.0.1 only", async () => {
   await using echo = startEchoServer();
   const port = freePort();
-  await using tool = await serve(`${port} 127.0.0.1 ${echo.port}\n`);
+  await using tool = await startTool(`${port} 127.0.0.1 ${echo.port}\n`);
   const [listener] = tool.supervisor.listeners.values();
   assert.equal(listener.addr.hostname, "127.0.0.1");
   await assert.rejects(
@@ -77,7 +53,7 @@ Deno.test("a refused destination closes the client and logs why", async () => {
   await using logs = await captureLogs();
   const closedPort = freePort();
   const port = freePort();
-  await using _tool = await serve(`${port} 127.0.0.1 ${closedPort}\n`);
+  await using _tool = await startTool(`${port} 127.0.0.1 ${closedPort}\n`);
   using conn = await connect(port);
   assert.equal((await within(readAll(conn), 5_000, "close")).length, 0);
   await logs.waitFor(
@@ -102,7 +78,7 @@ Deno.test("a proxy answering 403 closes the client and logs the status line", as
     received += text(await readAll(conn));
   });
   const port = freePort();
-  await using _tool = await serve(
+  await using _tool = await startTool(
     `${port} example.com 25 127.0.0.1 ${proxy.port}\n`,
   );
   using conn = await connect(port);
@@ -131,12 +107,9 @@ Deno.test("a proxy that never answers times out while the listener keeps serving
     await relay(conn, await connect(echo.port));
   });
   const port = freePort();
-  await using _tool = await serve(
+  await using _tool = await startTool(
     `${port} 127.0.0.1 ${echo.port} 127.0.0.1 ${proxy.port}\n`,
-    {
-      connectTimeoutMs: 2_000,
-      handshakeTimeoutMs: 1_000,
-    },
+    { dial: { connectTimeoutMs: 2_000, handshakeTimeoutMs: 1_000 } },
   );
   using stuck = await connect(port);
   const stuckEnds = readAll(stuck);
@@ -165,7 +138,7 @@ Deno.test({
     await using squid = await startSquid();
     await using banner = startBannerServer(BANNER);
     const port = freePort();
-    await using _tool = await serve(
+    await using _tool = await startTool(
       `${port} 127.0.0.1 ${banner.port} 127.0.0.1 ${squid.port}\n`,
     );
     await assertBannerThenEcho(port);
@@ -179,7 +152,7 @@ Deno.test({
     await using tinyproxy = await startTinyproxy();
     await using banner = startBannerServer(BANNER);
     const port = freePort();
-    await using _tool = await serve(
+    await using _tool = await startTool(
       `${port} 127.0.0.1 ${banner.port} http://127.0.0.1:${tinyproxy.port}\n`,
     );
     await assertBannerThenEcho(port);
@@ -215,7 +188,7 @@ Deno.test({
       await serverSaw;
     });
     const port = freePort();
-    await using _tool = await serve(
+    await using _tool = await startTool(
       `${port} 127.0.0.1 ${destination.port} http://127.0.0.1:${squid.port}\n`,
     );
     using conn = await connect(port);

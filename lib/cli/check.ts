@@ -27,7 +27,7 @@ export async function checkCommand(args: string[]): Promise<number> {
   const [path] = positionals;
   let entries: TunnelEntry[];
   try {
-    entries = await loadConfig(path);
+    ({ entries } = await loadConfig(path));
   } catch (error) {
     if (!(error instanceof ConfigLoadError)) throw error;
     reportConfigError(error);

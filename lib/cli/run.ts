@@ -1,5 +1,6 @@
 /**
- * `run [CONFIG]`: serves every entry of a config file until SIGINT/SIGTERM.
+ * `run [CONFIG]`: serves every entry of a config file until SIGINT/SIGTERM,
+ * applying the file's changes as they are saved (or on SIGHUP).
  *
  * @module
  */
@@ -8,7 +9,9 @@ import { loadConfig } from "../config/load.ts";
 import { DEFAULT_DIAL_OPTIONS } from "../route/dial.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { DEFAULT_LOG_FILE, LOG_LEVELS, logger, setupLogging } from "../log.ts";
+import { ConfigReloader } from "../reload.ts";
 import { Supervisor } from "../supervisor.ts";
+import { watchConfig } from "../watch.ts";
 import { VERSION } from "../version.ts";
 import { durationOption, parseCommandLine, reportConfigError } from "./args.ts";
 import type { LogLevel } from "@logtape/logtape";
@@ -64,9 +67,9 @@ export async function runCommand(args: string[]): Promise<number> {
   try {
     log.info(`httptunneling ${VERSION} starting (pid ${Deno.pid})`);
     const path = await chooseConfig(positionals[0]);
-    let entries;
+    let config;
     try {
-      entries = await loadConfig(path);
+      config = await loadConfig(path);
     } catch (error) {
       if (!(error instanceof ConfigLoadError)) throw error;
       for (const each of error.errors) log.error(each.message);
@@ -75,9 +78,25 @@ export async function runCommand(args: string[]): Promise<number> {
       return 1;
     }
     const supervisor = new Supervisor({ dial, drainTimeoutMs });
-    await supervisor.apply(entries);
+    await supervisor.apply(config.entries);
+    const reloader = new ConfigReloader(
+      path,
+      (entries) => supervisor.apply(entries),
+      config.text,
+    );
+    const watch = watchConfig(path, () => reloader.reload("file changed"));
+    const onHangup = () => reloader.reload("SIGHUP");
+    if (RELOAD_SIGNAL) Deno.addSignalListener(RELOAD_SIGNAL, onHangup);
+    log.info(
+      `watching ${path} for changes${
+        RELOAD_SIGNAL ? "; SIGHUP reloads too" : ""
+      }`,
+    );
     const signal = await nextStopSignal();
     log.info(`${signal} received: closing listeners and tunnels`);
+    if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onHangup);
+    await watch.close();
+    await reloader.settled();
     await supervisor.shutdown();
     log.info("stopped");
     return 0;
@@ -106,6 +125,10 @@ async function exists(path: string): Promise<boolean> {
     throw error;
   }
 }
+
+const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows"
+  ? undefined
+  : "SIGHUP";
 
 const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT", "SIGBREAK"]

@@ -7,15 +7,23 @@
 import { ConfigLoadError } from "../errors.ts";
 import { parseConfig, type TunnelEntry } from "./parse.ts";
 
+/** A config file's text and entries. */
+export interface LoadedConfig {
+  /** The file's contents as read. */
+  readonly text: string;
+  /** Its entries, in file order. */
+  readonly entries: TunnelEntry[];
+}
+
 /**
  * Reads and parses the config file at `path`.
  *
  * @param path The file to read.
- * @returns Its entries.
+ * @returns Its text and entries.
  * @throws {ConfigLoadError} when the file cannot be read or has errors; its
  *   `errors` hold one located error per problem.
  */
-export async function loadConfig(path: string): Promise<TunnelEntry[]> {
+export async function loadConfig(path: string): Promise<LoadedConfig> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -33,5 +41,5 @@ export async function loadConfig(path: string): Promise<TunnelEntry[]> {
       errors,
     );
   }
-  return entries;
+  return { text, entries };
 }

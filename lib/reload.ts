@@ -1,0 +1,87 @@
+/**
+ * Re-reads the config file and hands a changed, valid config to the
+ * supervisor. A config with errors, or a missing file, changes nothing.
+ *
+ * @module
+ */
+
+import { loadConfig } from "./config/load.ts";
+import type { TunnelEntry } from "./config/parse.ts";
+import { ConfigLoadError } from "./errors.ts";
+import { logger } from "./log.ts";
+
+const log = logger("config");
+
+/** The outcome of one {@link ConfigReloader.reload}. */
+export type ReloadResult = "applied" | "unchanged" | "invalid" | "unreadable";
+
+/** Reloads one config file, one reload at a time. */
+export class ConfigReloader {
+  #path: string;
+  #apply: (entries: TunnelEntry[]) => Promise<unknown>;
+  #lastText: string | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * @param path The config file.
+   * @param apply Makes a set of entries the running set.
+   * @param appliedText The text already running, if any.
+   */
+  constructor(
+    path: string,
+    apply: (entries: TunnelEntry[]) => Promise<unknown>,
+    appliedText?: string,
+  ) {
+    this.#path = path;
+    this.#apply = apply;
+    this.#lastText = appliedText;
+  }
+
+  /**
+   * Reads the file and applies it when its text changed and it is valid.
+   * Calls are queued, so two reloads never overlap.
+   *
+   * @param reason Why, for the log: e.g. `"file changed"`, `"SIGHUP"`.
+   * @returns What happened.
+   */
+  reload(reason: string): Promise<ReloadResult> {
+    const result = this.#queue.then(() => this.#reload(reason));
+    this.#queue = result;
+    return result;
+  }
+
+  /** Waits for queued reloads to finish. */
+  async settled(): Promise<void> {
+    await this.#queue.catch(() => {});
+  }
+
+  async #reload(reason: string): Promise<ReloadResult> {
+    let text: string;
+    let entries: TunnelEntry[];
+    try {
+      ({ text, entries } = await loadConfig(this.#path));
+    } catch (error) {
+      if (!(error instanceof ConfigLoadError)) throw error;
+      if (error.errors.length === 0) {
+        log.warn(
+          `reload (${reason}): ${error.message}; the running tunnels stay as they are`,
+        );
+        this.#lastText = undefined;
+        return "unreadable";
+      }
+      for (const each of error.errors) log.error(each.message);
+      log.error(
+        `reload (${reason}): ${error.message}; nothing changed, fix the file and save it again`,
+      );
+      return "invalid";
+    }
+    if (text === this.#lastText) {
+      log.debug(`reload (${reason}): ${this.#path} unchanged`);
+      return "unchanged";
+    }
+    log.info(`reload (${reason}): applying ${this.#path}`);
+    await this.#apply(entries);
+    this.#lastText = text;
+    return "applied";
+  }
+}
