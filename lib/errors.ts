@@ -106,11 +106,62 @@ export class ProxyRefusedError extends Error {
     target: string,
     status: number,
     statusLine: string,
+    message = `Proxy ${proxy} refused CONNECT to ${target}: "${statusLine}"`,
   ) {
-    super(`Proxy ${proxy} refused CONNECT to ${target}: "${statusLine}"`);
+    super(message);
     this.name = "ProxyRefusedError";
     this.status = status;
     this.statusLine = statusLine;
+  }
+}
+
+/** Why proxy authentication failed. */
+export type ProxyAuthFailure =
+  | "credentials-needed"
+  | "credentials-rejected"
+  | "unsupported-scheme"
+  | "handshake-failed";
+
+/**
+ * The proxy answered 407 and the tool could not authenticate: no
+ * credentials, wrong ones, only schemes this tool lacks, or an NTLM
+ * handshake the proxy broke off. The message never holds a secret.
+ */
+export class ProxyAuthError extends ProxyRefusedError {
+  /** What went wrong. */
+  readonly failure: ProxyAuthFailure;
+
+  /**
+   * @param proxy `host:port` of the proxy.
+   * @param target `host:port` the CONNECT asked for.
+   * @param statusLine The proxy's last status line.
+   * @param failure What went wrong.
+   * @param detail The schemes offered or tried, e.g. `Basic, NTLM`.
+   */
+  constructor(
+    proxy: string,
+    target: string,
+    statusLine: string,
+    failure: ProxyAuthFailure,
+    detail: string,
+  ) {
+    const what = {
+      "credentials-needed":
+        `requires authentication (offers ${detail}): add user:password to the proxy URL`,
+      "credentials-rejected": `rejected the credentials (${detail})`,
+      "unsupported-scheme":
+        `offers only authentication schemes this tool does not support (${detail})`,
+      "handshake-failed": `broke off the ${detail}`,
+    }[failure];
+    super(
+      proxy,
+      target,
+      407,
+      statusLine,
+      `Proxy ${proxy} ${what} for CONNECT ${target}: "${statusLine}"`,
+    );
+    this.name = "ProxyAuthError";
+    this.failure = failure;
   }
 }
 

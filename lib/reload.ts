@@ -59,7 +59,9 @@ export class ConfigReloader {
     let text: string;
     let entries: TunnelEntry[];
     try {
-      ({ text, entries } = await loadConfig(this.#path));
+      let warnings: string[];
+      ({ text, entries, warnings } = await loadConfig(this.#path));
+      for (const warning of warnings) log.warn(warning);
     } catch (error) {
       if (!(error instanceof ConfigLoadError)) throw error;
       if (error.errors.length === 0) {

@@ -2,10 +2,14 @@ import assert from "node:assert/strict";
 import manifest from "../deno.json" with { type: "json" };
 import {
   bytes,
+  echoExchange,
   echoRoundTrip,
   freePort,
+  IN_CI,
+  missing,
   readAll,
   startEchoServer,
+  startSquidWithBasic,
   text,
   within,
   writeAll,
@@ -41,8 +45,9 @@ async function runTool(args: string[], cwd = ROOT) {
   return { code, stdout: text(stdout), stderr: text(stderr) };
 }
 
-Deno.test("the compile task bakes network, read and write permissions only", () => {
+Deno.test("the compile task bakes network, read, write and env permissions only", () => {
   assert.deepEqual(COMPILE_FLAGS.toSorted(), [
+    "--allow-env",
     "--allow-net",
     "--allow-read",
     "--allow-write",
@@ -282,4 +287,75 @@ Deno.test("run: SIGHUP reloads a config the directory watch cannot see", async (
     /config applied: 1 added, 1 removed, 0 changed, 0 unchanged/,
   );
   assert.equal(await echoRoundTrip(added, "after SIGHUP"), "after SIGHUP");
+});
+
+Deno.test("check warns when a credentials file is readable by others and masks it", async () => {
+  const dir = await tempConfig(
+    "2222 ssh 22 http://proxy:3128 credentials=proxy.cred\n",
+  );
+  try {
+    await Deno.writeTextFile(`${dir}/proxy.cred`, "CORP\\jane:s3cret\n");
+    await Deno.chmod(`${dir}/proxy.cred`, 0o644);
+    const open = await runTool(["check", "tunnels.conf"], dir);
+    assert.equal(open.code, 0);
+    assert.match(
+      open.stderr,
+      /^warning: credentials file .*proxy\.cred can be read by other users: chmod 600 /,
+    );
+    assert.match(open.stdout, /via http:\/\/CORP%5Cjane:\*\*\*@proxy:3128/);
+    assert.doesNotMatch(open.stdout + open.stderr, /s3cret/);
+    await Deno.chmod(`${dir}/proxy.cred`, 0o600);
+    assert.equal((await runTool(["check", "tunnels.conf"], dir)).stderr, "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "run: ${ENV} credentials through real squid with Basic; the log file never holds the password",
+  ignore: missing("squid") || (!IN_CI && missing("htpasswd")),
+  async fn() {
+    const password = "env-S3cret!";
+    await using squid = await startSquidWithBasic("jane", password);
+    await using echo = startEchoServer();
+    const [good, bad] = [freePort(), freePort()];
+    const dir = await tempConfig(
+      `${good} 127.0.0.1 ${echo.port} http://jane:\${PROXY_PASSWORD}@127.0.0.1:${squid.port}\n` +
+        `${bad} 127.0.0.1 ${echo.port} http://jane:wrong-\${PROXY_PASSWORD}@127.0.0.1:${squid.port}\n`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        `--config=${ROOT}deno.json`,
+        ...COMPILE_FLAGS,
+        MAIN,
+        "run",
+      ],
+      cwd: dir,
+      env: { PROXY_PASSWORD: password },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const logFile = `${dir}/HTTPTunneling.log`;
+    try {
+      await waitForLog(logFile, /config applied/);
+      assert.equal(
+        await echoExchange(good, "with env credentials"),
+        "with env credentials",
+      );
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port: bad });
+      assert.equal((await within(readAll(conn), 10_000, "rejected")).length, 0);
+      await waitForLog(logFile, /rejected the credentials \(Basic\)/);
+    } finally {
+      child.kill("SIGTERM");
+      assert.equal((await child.status).code, 0);
+    }
+    const log = await Deno.readTextFile(logFile);
+    assert.doesNotMatch(log, /S3cret/);
+    assert.match(log, /via http:\/\/jane:\*\*\*@127\.0\.0\.1:\d+/);
+    await Deno.remove(dir, { recursive: true });
+  },
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config/parse.ts";
+import { type ConfigContext, parseConfig } from "../lib/config/parse.ts";
 
 function entriesOf(text: string) {
   const { entries, errors } = parseConfig(text, "t.conf");
@@ -99,10 +99,10 @@ Deno.test("every error names file:line:column and what to fix", () => {
     't.conf:1:18: invalid proxy port "65536": use a number from 1 to 65535',
   ]);
   assert.deepEqual(errorsOf("22 host"), [
-    "t.conf:1:1: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>], found 2 fields",
+    "t.conf:1:1: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>] [key=value ...], found 2 fields",
   ]);
   assert.deepEqual(errorsOf("22 host 22 proxy 3128 extra"), [
-    "t.conf:1:23: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>], found 6 fields",
+    "t.conf:1:23: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>] [key=value ...], found 6 fields",
   ]);
   assert.deepEqual(errorsOf("22 host 22 proxy"), [
     "t.conf:1:12: expected a proxy URL (http://host:port) or the proxy host followed by its port",
@@ -170,4 +170,102 @@ Deno.test("errors on some lines do not hide the valid ones", () => {
   const { entries, errors } = parseConfig("1 a 1\nbad\n3 c 3\n", "t.conf");
   assert.deepEqual(entries.map((e) => e.line), [1, 3]);
   assert.equal(errors.length, 1);
+});
+
+const CONTEXT: ConfigContext = {
+  env: (name) =>
+    ({
+      PROXY_USER: "CORP\\jane",
+      PROXY_PASS: "p@ss:w%rd",
+      PROXY_HOST: "proxy.corp",
+    })[name],
+  readCredentials: (path) => {
+    if (path === "creds.txt") return "\nCORP\\jane:s3cret:with:colons\n";
+    if (path === "bad.txt") return "no colon here\n";
+    throw new Error("No such file or directory");
+  },
+};
+
+function parseWith(text: string) {
+  return parseConfig(text, "t.conf", CONTEXT);
+}
+
+Deno.test("${NAME} takes environment variables; a URL's credentials are taken as they are", () => {
+  const { entries, errors } = parseWith(
+    "22 ssh 22 http://${PROXY_USER}:${PROXY_PASS}@${PROXY_HOST}:3128\n23 ssh 22 ${PROXY_HOST} 3128\n",
+  );
+  assert.deepEqual(errors, []);
+  assert.deepEqual(entries[0].route, {
+    kind: "http",
+    proxy: {
+      host: "proxy.corp",
+      port: 3128,
+      username: "CORP\\jane",
+      password: "p@ss:w%rd",
+    },
+  });
+  assert.deepEqual(entries[1].route, {
+    kind: "http",
+    proxy: { host: "proxy.corp", port: 3128 },
+  });
+});
+
+Deno.test("an unset environment variable is an error at its column", () => {
+  assert.deepEqual(
+    parseWith("22 ssh 22 http://jane:${NOPE}@proxy:3128").errors.map((e) =>
+      e.message
+    ),
+    [
+      "t.conf:1:23: environment variable NOPE is not set: set it, or write the value here",
+    ],
+  );
+  assert.deepEqual(parseWith("22 ${NOPE} 22").errors.map((e) => e.message), [
+    "t.conf:1:4: environment variable NOPE is not set: set it, or write the value here",
+  ]);
+  const denied = parseConfig("22 ${X} 22", "t.conf", {
+    ...CONTEXT,
+    env: () => {
+      throw new Error(
+        'Requires env access to "X", run again with the --allow-env flag',
+      );
+    },
+  });
+  assert.match(
+    denied.errors[0].message,
+    /^t\.conf:1:4: cannot read environment variable X: Requires env access/,
+  );
+});
+
+Deno.test("options: auth=basic and credentials=FILE", () => {
+  const { entries, errors } = parseWith(
+    "22 ssh 22 proxy 3128 auth=basic\n23 ssh 22 http://proxy:3128 credentials=creds.txt auth=basic\n",
+  );
+  assert.deepEqual(errors, []);
+  assert.deepEqual(entries[0].route, {
+    kind: "http",
+    proxy: { host: "proxy", port: 3128, preemptiveBasic: true },
+  });
+  assert.deepEqual(entries[1].route, {
+    kind: "http",
+    proxy: {
+      host: "proxy",
+      port: 3128,
+      username: "CORP\\jane",
+      password: "s3cret:with:colons",
+      preemptiveBasic: true,
+    },
+  });
+});
+
+Deno.test("option errors point at the option and never show a secret", () => {
+  const messages = parseWith(
+    "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=ntlm\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
+  ).errors.map((e) => e.message);
+  assert.deepEqual(messages, [
+    't.conf:1:22: unknown option "colour": the options are auth, credentials',
+    "t.conf:2:11: option auth applies to a proxy, and this entry has none",
+    "t.conf:3:27: auth=ntlm is not an option: write auth=basic to send Basic credentials before the proxy asks",
+    "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",
+    "t.conf:5:34: credentials file bad.txt must hold one line user:password",
+  ]);
 });

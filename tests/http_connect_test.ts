@@ -7,6 +7,7 @@ import {
   ResponseHeadReader,
 } from "../lib/proxy/http_connect.ts";
 import {
+  ProxyAuthError,
   ProxyProtocolError,
   ProxyRefusedError,
   TimeoutError,
@@ -220,4 +221,160 @@ Deno.test("httpConnect: a proxy that never answers times out", async () => {
   );
   assert.ok(performance.now() - started < 2_000);
   release();
+});
+
+/**
+ * A proxy that answers each request head with `respond(request, connection)`;
+ * it closes the connection after a response that says `Connection: close`.
+ */
+function startScriptedProxy(
+  respond: (request: string, connection: number) => string,
+) {
+  const requests: string[] = [];
+  const server = startServer(async (conn, connection) => {
+    let pending = "";
+    const buffer = new Uint8Array(4096);
+    while (true) {
+      const end = pending.indexOf("\r\n\r\n");
+      if (end < 0) {
+        const n = await conn.read(buffer);
+        if (n === null) return;
+        pending += text(buffer.subarray(0, n));
+        continue;
+      }
+      const request = pending.slice(0, end + 4);
+      pending = pending.slice(end + 4);
+      requests.push(request);
+      const response = respond(request, connection);
+      await writeAll(conn, bytes(response));
+      if (/connection: close/i.test(response)) return;
+      if (response.startsWith("HTTP/1.1 200")) {
+        await conn.read(buffer);
+        return;
+      }
+    }
+  });
+  return { server, requests };
+}
+
+async function connectThrough(
+  port: number,
+  credentials?: { username: string; password: string },
+) {
+  const open = () => connectTo(port);
+  const { tunnel } = await within(
+    httpConnect(await open(), { host: "example.com", port: 22 }, {
+      ...OPTIONS,
+      credentials,
+      reconnect: open,
+    }),
+    5_000,
+    "handshake",
+  );
+  tunnel.close();
+}
+
+const JANE = { username: "jane", password: "secret" };
+
+Deno.test("407 with a chunked body: answered on the same connection", async () => {
+  const proxy = startScriptedProxy((request) =>
+    /Proxy-Authorization: Basic amFuZTpzZWNyZXQ=/.test(request)
+      ? "HTTP/1.1 200 OK\r\n\r\n"
+      : 'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="x"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'
+  );
+  await using _server = proxy.server;
+  await connectThrough(proxy.server.port, JANE);
+  assert.equal(proxy.server.accepted, 1);
+  assert.equal(proxy.requests.length, 2);
+  assert.match(proxy.requests[1], /Proxy-Connection: Keep-Alive\r\n/);
+});
+
+Deno.test("407 with Connection: close: the answer goes on a new connection", async () => {
+  const proxy = startScriptedProxy((request) =>
+    /Proxy-Authorization: Basic/.test(request)
+      ? "HTTP/1.1 200 OK\r\n\r\n"
+      : "HTTP/1.0 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nConnection: close\r\n\r\n"
+  );
+  await using _server = proxy.server;
+  await connectThrough(proxy.server.port, JANE);
+  assert.equal(proxy.server.accepted, 2);
+});
+
+Deno.test("Digest stale=true is answered once more with the new nonce", async () => {
+  let round = 0;
+  const proxy = startScriptedProxy(() => {
+    round++;
+    if (round === 1) {
+      return 'HTTP/1.1 407 Auth\r\nProxy-Authenticate: Digest realm="r", nonce="one", qop="auth"\r\nContent-Length: 0\r\n\r\n';
+    }
+    if (round === 2) {
+      return 'HTTP/1.1 407 Auth\r\nProxy-Authenticate: Digest realm="r", nonce="two", qop="auth", stale=true\r\nContent-Length: 3\r\n\r\nabc';
+    }
+    return "HTTP/1.1 200 OK\r\n\r\n";
+  });
+  await using _server = proxy.server;
+  await connectThrough(proxy.server.port, JANE);
+  assert.match(
+    proxy.requests[1],
+    /Digest username="jane", realm="r", nonce="one"/,
+  );
+  assert.match(proxy.requests[2], /nonce="two"/);
+});
+
+Deno.test("a proxy that closes during NTLM breaks off the handshake", async () => {
+  const proxy = startScriptedProxy((request) =>
+    /Proxy-Authorization: NTLM/.test(request)
+      ? "HTTP/1.1 407 Auth\r\nProxy-Authenticate: NTLM TlRMTVNTUAACAAAAAAAAACgAAAABggAAU3J2Tm9uY2UAAAAAAAAAAA==\r\nConnection: close\r\n\r\n"
+      : "HTTP/1.1 407 Auth\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n"
+  );
+  await using _server = proxy.server;
+  await assert.rejects(
+    connectThrough(proxy.server.port, JANE),
+    (error) =>
+      error instanceof ProxyAuthError && error.failure === "handshake-failed" &&
+      /broke off the NTLM handshake by closing the connection/.test(
+        error.message,
+      ),
+  );
+});
+
+Deno.test("407 without credentials, or with only Negotiate, says what to do", async () => {
+  const offers = startScriptedProxy(() =>
+    'HTTP/1.1 407 Auth\r\nProxy-Authenticate: NTLM\r\nProxy-Authenticate: Basic realm="x"\r\nContent-Length: 0\r\n\r\n'
+  );
+  await using _offers = offers.server;
+  await assert.rejects(
+    connectThrough(offers.server.port),
+    (error) =>
+      error instanceof ProxyAuthError &&
+      error.failure === "credentials-needed" &&
+      error.message ===
+        'Proxy proxy:3128 requires authentication (offers NTLM, Basic): add user:password to the proxy URL for CONNECT example.com:22: "HTTP/1.1 407 Auth"',
+  );
+  const kerberos = startScriptedProxy(() =>
+    "HTTP/1.1 407 Auth\r\nProxy-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n"
+  );
+  await using _kerberos = kerberos.server;
+  await assert.rejects(
+    connectThrough(kerberos.server.port, JANE),
+    (error) =>
+      error instanceof ProxyAuthError &&
+      error.failure === "unsupported-scheme" &&
+      /does not support \(Negotiate\)/.test(error.message),
+  );
+});
+
+Deno.test("a 407 after Basic credentials is a rejection, never a loop", async () => {
+  const proxy = startScriptedProxy(() =>
+    "HTTP/1.1 407 Auth\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n"
+  );
+  await using _server = proxy.server;
+  await assert.rejects(
+    connectThrough(proxy.server.port, JANE),
+    (error) =>
+      error instanceof ProxyAuthError &&
+      error.failure === "credentials-rejected" &&
+      !error.message.includes("secret"),
+  );
+  assert.equal(proxy.requests.length, 2);
 });

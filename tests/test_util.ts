@@ -504,3 +504,93 @@ export async function echoRoundTrip(
   await conn.closeWrite();
   return text(await within(readAll(conn), 10_000, "echo through the tunnel"));
 }
+
+/**
+ * Sends `message` and reads back as many bytes, without shutting down
+ * first: squid and tinyproxy end a tunnel when one side shuts down.
+ */
+export async function echoExchange(
+  port: number,
+  message: string,
+): Promise<string> {
+  using conn = await connect(port);
+  await writeAll(conn, bytes(message));
+  return text(
+    await within(
+      readExactly(conn, bytes(message).length),
+      10_000,
+      "echo through the proxy",
+    ),
+  );
+}
+
+const SQUID_HELPERS = "/usr/lib/squid";
+
+/** squid that requires Basic, checked by basic_ncsa_auth against htpasswd. */
+export async function startSquidWithBasic(
+  user: string,
+  password: string,
+): Promise<TestProcess> {
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-htpasswd-" });
+  await Deno.chmod(dir, 0o755);
+  const file = `${dir}/passwd`;
+  const { code } = await new Deno.Command("htpasswd", {
+    args: ["-b", "-c", file, user, password],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  if (code !== 0) throw new Error("htpasswd failed");
+  await Deno.chmod(file, 0o644);
+  const squid = await startSquid(`
+auth_param basic program ${SQUID_HELPERS}/basic_ncsa_auth ${file}
+auth_param basic realm httptunneling-test
+auth_param basic children 2
+acl authed proxy_auth REQUIRED
+http_access deny !authed
+`);
+  return {
+    port: squid.port,
+    dir: squid.dir,
+    async [Symbol.asyncDispose]() {
+      await squid[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** squid that requires Digest, checked by digest_file_auth. */
+export async function startSquidWithDigest(
+  user: string,
+  password: string,
+): Promise<TestProcess> {
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-digest-" });
+  await Deno.chmod(dir, 0o755);
+  const file = `${dir}/passwd`;
+  await Deno.writeTextFile(file, `${user}:${password}\n`);
+  await Deno.chmod(file, 0o644);
+  const squid = await startSquid(`
+auth_param digest program ${SQUID_HELPERS}/digest_file_auth ${file}
+auth_param digest realm httptunneling-test
+auth_param digest children 2
+acl authed proxy_auth REQUIRED
+http_access deny !authed
+`);
+  return {
+    port: squid.port,
+    dir: squid.dir,
+    async [Symbol.asyncDispose]() {
+      await squid[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** squid with ntlm_fake_auth: any credentials, the real 3-message handshake. */
+export function startSquidWithNtlm(): Promise<TestProcess> {
+  return startSquid(`
+auth_param ntlm program ${SQUID_HELPERS}/ntlm_fake_auth
+auth_param ntlm children 2
+acl authed proxy_auth REQUIRED
+http_access deny !authed
+`);
+}

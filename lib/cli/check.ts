@@ -27,7 +27,9 @@ export async function checkCommand(args: string[]): Promise<number> {
   const [path] = positionals;
   let entries: TunnelEntry[];
   try {
-    ({ entries } = await loadConfig(path));
+    let warnings: string[];
+    ({ entries, warnings } = await loadConfig(path));
+    for (const warning of warnings) console.error(`warning: ${warning}`);
   } catch (error) {
     if (!(error instanceof ConfigLoadError)) throw error;
     reportConfigError(error);

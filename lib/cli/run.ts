@@ -77,6 +77,7 @@ export async function runCommand(args: string[]): Promise<number> {
       reportConfigError(error);
       return 1;
     }
+    for (const warning of config.warnings) log.warn(warning);
     const supervisor = new Supervisor({ dial, drainTimeoutMs });
     await supervisor.apply(config.entries);
     const reloader = new ConfigReloader(

@@ -1,11 +1,13 @@
 /**
- * Reads a config file and parses it.
+ * Reads a config file and parses it, with the environment variables and
+ * credential files it refers to.
  *
  * @module
  */
 
+import { dirname, isAbsolute, join } from "node:path";
 import { ConfigLoadError } from "../errors.ts";
-import { parseConfig, type TunnelEntry } from "./parse.ts";
+import { type ConfigContext, parseConfig, type TunnelEntry } from "./parse.ts";
 
 /** A config file's text and entries. */
 export interface LoadedConfig {
@@ -13,13 +15,17 @@ export interface LoadedConfig {
   readonly text: string;
   /** Its entries, in file order. */
   readonly entries: TunnelEntry[];
+  /** Things the user should fix that do not stop the config, e.g. file modes. */
+  readonly warnings: string[];
 }
 
 /**
- * Reads and parses the config file at `path`.
+ * Reads and parses the config file at `path`. `${NAME}` reads the
+ * environment; `credentials=FILE` reads FILE relative to the config's
+ * directory and warns when others may read it.
  *
  * @param path The file to read.
- * @returns Its text and entries.
+ * @returns Its text, entries and warnings.
  * @throws {ConfigLoadError} when the file cannot be read or has errors; its
  *   `errors` hold one located error per problem.
  */
@@ -34,12 +40,26 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
       { cause: error },
     );
   }
-  const { entries, errors } = parseConfig(text, path);
+  const warnings: string[] = [];
+  const context: ConfigContext = {
+    env: (name) => Deno.env.get(name),
+    readCredentials(file) {
+      const full = isAbsolute(file) ? file : join(dirname(path), file);
+      const mode = Deno.statSync(full).mode;
+      if (mode !== null && (mode & 0o077) !== 0) {
+        warnings.push(
+          `credentials file ${full} can be read by other users: chmod 600 ${full}`,
+        );
+      }
+      return Deno.readTextFileSync(full);
+    },
+  };
+  const { entries, errors } = parseConfig(text, path, context);
   if (errors.length > 0) {
     throw new ConfigLoadError(
       `${path} has ${errors.length} error${errors.length === 1 ? "" : "s"}`,
       errors,
     );
   }
-  return { text, entries };
+  return { text, entries, warnings };
 }

@@ -42,6 +42,32 @@ export interface ParsedConfig {
   readonly errors: ConfigError[];
 }
 
+/**
+ * What a config may draw on besides its text: environment variables for
+ * `${NAME}`, and credential files for `credentials=FILE`. Injected so that
+ * parsing stays free of I/O in tests.
+ */
+export interface ConfigContext {
+  /** The value of an environment variable, or `undefined` when unset. */
+  env(name: string): string | undefined;
+  /**
+   * The contents of a credentials file named in the config.
+   * @throws {Error} with a message saying why it cannot be read.
+   */
+  readCredentials(path: string): string;
+}
+
+/** A context with no environment and no files, for plain config text. */
+export const EMPTY_CONTEXT: ConfigContext = {
+  env: () => undefined,
+  readCredentials: () => {
+    throw new Error("credential files are not available here");
+  },
+};
+
+/** The per-entry options, `key=value` after the route. */
+export const OPTION_NAMES = ["auth", "credentials"] as const;
+
 /** The address a bare source port binds: loopback only, never the network. */
 export const DEFAULT_BIND_HOST = "127.0.0.1";
 
@@ -65,8 +91,13 @@ class EntryError extends Error {
  * proxy is `host port` or `http://[user:pass@]host:port`. A token starting
  * with `#` starts a comment.
  *
+ * Options follow as `key=value`: `auth=basic` sends Basic credentials
+ * before the proxy asks, `credentials=FILE` reads `user:password` from a
+ * file. `${NAME}` anywhere is replaced by the environment variable NAME.
+ *
  * @param text The file's contents.
  * @param file The file's path, used in error locations.
+ * @param context Environment variables and credential files.
  * @returns The entries and the errors, each error at `file:line:column`.
  *
  * @example
@@ -75,7 +106,11 @@ class EntryError extends Error {
  * entries[0].source; // { host: "127.0.0.1", port: 2222 }
  * ```
  */
-export function parseConfig(text: string, file: string): ParsedConfig {
+export function parseConfig(
+  text: string,
+  file: string,
+  context: ConfigContext = EMPTY_CONTEXT,
+): ParsedConfig {
   const entries: TunnelEntry[] = [];
   const errors: ConfigError[] = [];
   const lines = text.replace(/^\uFEFF/, "").split("\n");
@@ -85,7 +120,7 @@ export function parseConfig(text: string, file: string): ParsedConfig {
     try {
       const tokens = tokenize(line);
       if (tokens.length === 0) continue;
-      const entry = parseEntry(tokens, lineNumber);
+      const entry = parseEntry(tokens, lineNumber, context);
       const clash = entries.find((other) => sourcesClash(other, entry));
       if (clash) {
         throw new EntryError(
@@ -124,23 +159,37 @@ function tokenize(line: string): Token[] {
   return tokens;
 }
 
-function parseEntry(tokens: Token[], line: number): TunnelEntry {
+function parseEntry(
+  allTokens: Token[],
+  line: number,
+  context: ConfigContext,
+): TunnelEntry {
+  const firstOption = allTokens.findIndex((token, index) =>
+    index >= 3 && /^[A-Za-z][A-Za-z0-9-]*=/.test(token.text)
+  );
+  const tokens = firstOption < 0 ? allTokens : allTokens.slice(0, firstOption);
+  const options = firstOption < 0 ? [] : allTokens.slice(firstOption);
   if (tokens.length !== 3 && tokens.length !== 4 && tokens.length !== 5) {
     throw new EntryError(
       tokens.length > 5 ? tokens[5].column : tokens[0].column,
-      `expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>], found ${tokens.length} field${
+      `expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>] [key=value ...], found ${tokens.length} field${
         tokens.length === 1 ? "" : "s"
       }`,
     );
   }
-  const source = parseSource(tokens[0]);
+  const expanded = tokens.map((token, index) =>
+    // A proxy URL's user name and password are expanded after the URL is
+    // split, so that a variable may hold any character.
+    index === 3 && tokens.length === 4 ? token : expandToken(token, context)
+  );
+  const source = parseSource(expanded[0]);
   const destination = {
-    host: parseHost(tokens[1], "destination host"),
-    port: parsePortToken(tokens[2], "destination port"),
+    host: parseHost(expanded[1], "destination host"),
+    port: parsePortToken(expanded[2], "destination port"),
   };
-  let route: Route = { kind: "direct" };
+  let proxy: HttpProxy | undefined;
   if (tokens.length === 4) {
-    route = { kind: "http", proxy: parseProxyUrl(tokens[3]) };
+    proxy = parseProxyUrl(tokens[3], context);
   } else if (tokens.length === 5) {
     if (tokens[3].text.includes("://")) {
       throw new EntryError(
@@ -148,15 +197,124 @@ function parseEntry(tokens: Token[], line: number): TunnelEntry {
         "a proxy URL already has its port: remove the field after it",
       );
     }
-    route = {
-      kind: "http",
-      proxy: {
-        host: parseHost(tokens[3], "proxy host"),
-        port: parsePortToken(tokens[4], "proxy port"),
-      },
+    proxy = {
+      host: parseHost(expanded[3], "proxy host"),
+      port: parsePortToken(expanded[4], "proxy port"),
     };
   }
+  for (const option of options) {
+    proxy = applyOption(option, proxy, context);
+  }
+  const route: Route = proxy ? { kind: "http", proxy } : { kind: "direct" };
   return { source, destination, route, line };
+}
+
+function applyOption(
+  option: Token,
+  proxy: HttpProxy | undefined,
+  context: ConfigContext,
+): HttpProxy {
+  const equals = option.text.indexOf("=");
+  const key = option.text.slice(0, equals);
+  const valueToken = {
+    text: option.text.slice(equals + 1),
+    column: option.column + equals + 1,
+  };
+  if (!(OPTION_NAMES as readonly string[]).includes(key)) {
+    throw new EntryError(
+      option.column,
+      `unknown option "${key}": the options are ${OPTION_NAMES.join(", ")}`,
+    );
+  }
+  if (!proxy) {
+    throw new EntryError(
+      option.column,
+      `option ${key} applies to a proxy, and this entry has none`,
+    );
+  }
+  const value = expandToken(valueToken, context).text;
+  if (key === "auth") {
+    if (value !== "basic") {
+      throw new EntryError(
+        valueToken.column,
+        `auth=${value} is not an option: write auth=basic to send Basic credentials before the proxy asks`,
+      );
+    }
+    return { ...proxy, preemptiveBasic: true };
+  }
+  let contents: string;
+  try {
+    contents = context.readCredentials(value);
+  } catch (error) {
+    throw new EntryError(
+      valueToken.column,
+      `cannot read credentials file ${value}: ${(error as Error).message}`,
+    );
+  }
+  const first = contents.split(/\r?\n/).find((line) => line.trim() !== "") ??
+    "";
+  const colon = first.indexOf(":");
+  if (colon < 0) {
+    throw new EntryError(
+      valueToken.column,
+      `credentials file ${value} must hold one line user:password`,
+    );
+  }
+  return {
+    ...proxy,
+    username: first.slice(0, colon),
+    password: first.slice(colon + 1),
+  };
+}
+
+const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/**
+ * Replaces every `${NAME}` in a token with the environment variable's value.
+ * With `decode`, the text around references is percent-decoded (a URL's
+ * user name or password) while the values are taken as they are.
+ */
+function expandToken(
+  token: Token,
+  context: ConfigContext,
+  decode = false,
+): Token {
+  let text = "";
+  let last = 0;
+  for (const match of token.text.matchAll(REFERENCE)) {
+    text += literal(token.text.slice(last, match.index), decode);
+    text += variable(match[1], token.column + match.index, context);
+    last = match.index + match[0].length;
+  }
+  text += literal(token.text.slice(last), decode);
+  return { text, column: token.column };
+}
+
+function literal(text: string, decode: boolean): string {
+  return decode ? decodeURIComponent(text) : text;
+}
+
+function variable(
+  name: string,
+  column: number,
+  context: ConfigContext,
+): string {
+  let value: string | undefined;
+  try {
+    value = context.env(name);
+  } catch (error) {
+    throw new EntryError(
+      column,
+      `cannot read environment variable ${name}: ${(error as Error).message}`,
+    );
+  }
+  if (value === undefined) {
+    throw new EntryError(
+      column,
+      `environment variable ${name} is not set: set it, or write the value here`,
+    );
+  }
+  return value;
 }
 
 function parseSource(token: Token): HostPort {
@@ -211,7 +369,7 @@ function parsePortToken(token: Token, what: string): number {
 }
 
 // The whole token is never quoted in a message: it may hold a password.
-function parseProxyUrl(token: Token): HttpProxy {
+function parseProxyUrl(token: Token, context: ConfigContext): HttpProxy {
   const { text, column } = token;
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(text);
   if (!scheme) {
@@ -238,30 +396,42 @@ function parseProxyUrl(token: Token): HttpProxy {
       "the proxy URL needs a host and a port and nothing after them: http://host:port",
     );
   }
-  const host = parseHost({ text: match[1], column: hostColumn }, "proxy host");
+  const host = parseHost(
+    expandToken({ text: match[1], column: hostColumn }, context),
+    "proxy host",
+  );
   const port = parsePortToken(
-    { text: match[2], column: hostColumn + match[1].length + 1 },
+    expandToken(
+      { text: match[2], column: hostColumn + match[1].length + 1 },
+      context,
+    ),
     "proxy port",
   );
   if (userinfo === undefined) return { host, port };
   const colon = userinfo.indexOf(":");
-  try {
-    return {
-      host,
-      port,
-      username: decodeURIComponent(
-        colon >= 0 ? userinfo.slice(0, colon) : userinfo,
-      ),
-      password: colon >= 0
-        ? decodeURIComponent(userinfo.slice(colon + 1))
-        : undefined,
-    };
-  } catch {
-    throw new EntryError(
-      column + scheme[0].length,
-      "cannot decode the user name or password in the proxy URL: write special characters percent-encoded (%40 for @, %3A for :, %25 for %)",
-    );
-  }
+  const userColumn = column + scheme[0].length;
+  const part = (text: string, at: number) => {
+    try {
+      return expandToken({ text, column: at }, context, true).text;
+    } catch (error) {
+      if (error instanceof EntryError) throw error;
+      throw new EntryError(
+        userColumn,
+        "cannot decode the user name or password in the proxy URL: write special characters percent-encoded (%40 for @, %3A for :, %25 for %)",
+      );
+    }
+  };
+  return {
+    host,
+    port,
+    username: part(
+      colon >= 0 ? userinfo.slice(0, colon) : userinfo,
+      userColumn,
+    ),
+    password: colon >= 0
+      ? part(userinfo.slice(colon + 1), userColumn + colon + 1)
+      : undefined,
+  };
 }
 
 const WILDCARDS = new Set(["0.0.0.0", "::"]);

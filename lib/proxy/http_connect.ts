@@ -13,10 +13,17 @@ import {
   writeAll,
 } from "../duplex.ts";
 import {
+  ProxyAuthError,
   ProxyProtocolError,
   ProxyRefusedError,
   TimeoutError,
 } from "../errors.ts";
+import {
+  AuthFailure,
+  type Credentials,
+  ProxyAuthenticator,
+} from "./auth/authenticator.ts";
+import { parseChallenges } from "./auth/challenge.ts";
 import { USER_AGENT } from "../version.ts";
 
 /** The largest response head accepted from a proxy. */
@@ -175,30 +182,73 @@ function parseHead(text: string): ResponseHead {
   };
 }
 
+/**
+ * The value of the first header field named `name` (case-insensitive).
+ *
+ * @param head A response head.
+ * @param name The field name.
+ * @returns The value, or `undefined`.
+ */
+export function headerValue(
+  head: ResponseHead,
+  name: string,
+): string | undefined {
+  const lower = name.toLowerCase();
+  return head.headers.find(([field]) => field.toLowerCase() === lower)?.[1];
+}
+
+/**
+ * Tells whether the proxy keeps the connection open after `head`
+ * (HTTP/1.1 unless it says close; HTTP/1.0 only if it says keep-alive).
+ *
+ * @param head A response head.
+ * @returns `true` when another request may follow on the connection.
+ */
+export function keepsAlive(head: ResponseHead): boolean {
+  const connection = [
+    headerValue(head, "proxy-connection"),
+    headerValue(head, "connection"),
+  ].join(",").toLowerCase();
+  if (connection.includes("close")) return false;
+  return head.version !== "HTTP/1.0" || connection.includes("keep-alive");
+}
+
 /** Options for {@link httpConnect}. */
 export interface HttpConnectOptions {
   /** `host:port` of the proxy, for messages. */
   readonly proxyLabel: string;
-  /** Limit for sending the request and reading the whole response head. */
+  /** Limit for the whole exchange, authentication rounds included. */
   readonly timeoutMs: number;
-  /** Gives up, closing `stream`, when aborted. */
+  /** Gives up, closing the connection, when aborted. */
   readonly signal?: AbortSignal;
+  /** Credentials for a proxy that answers 407. */
+  readonly credentials?: Credentials;
+  /** Send Basic credentials with the first request. */
+  readonly preemptiveBasic?: boolean;
+  /** Opens a new connection to the proxy, when it closed the last one. */
+  readonly reconnect?: () => Promise<Duplex>;
 }
 
+const MAX_AUTH_ROUNDS = 4;
+const MAX_SKIPPED_BODY_BYTES = 1024 * 1024;
+
 /**
- * Asks the proxy at the other end of `stream` to open a tunnel to `target`.
- * Nothing is read past the response head: bytes the destination sent right
- * after the proxy's `200` come out of the returned stream first.
+ * Asks the proxy at the other end of `stream` to open a tunnel to `target`,
+ * answering 407 challenges when credentials are given. Nothing is read past
+ * the final response head: bytes the destination sent right after the
+ * proxy's `200` come out of the returned stream first.
  *
- * On failure the caller still owns `stream` and must close it.
+ * Takes ownership of `stream`: on failure, every connection it used is
+ * closed.
  *
  * @param stream An open connection to the proxy.
  * @param target Where the tunnel should lead.
- * @param options The proxy's label and the time limit.
+ * @param options The proxy's label, time limit, credentials.
  * @returns The tunnel, and the proxy's response head.
+ * @throws {ProxyAuthError} when authentication is needed and fails.
  * @throws {ProxyRefusedError} when the status is not 2xx.
  * @throws {ProxyProtocolError} when the response is not HTTP or too large.
- * @throws {TimeoutError} when the whole head did not arrive in time.
+ * @throws {TimeoutError} when the exchange did not finish in time.
  */
 export async function httpConnect(
   stream: Duplex,
@@ -206,41 +256,89 @@ export async function httpConnect(
   options: HttpConnectOptions,
 ): Promise<{ tunnel: Duplex; head: ResponseHead }> {
   const authority = formatHostPort(target);
+  let current = stream;
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    closeQuietly(stream);
+    closeQuietly(current);
   }, options.timeoutMs);
-  const onAbort = () => closeQuietly(stream);
+  const onAbort = () => closeQuietly(current);
   options.signal?.addEventListener("abort", onAbort, { once: true });
+  const auth = new ProxyAuthenticator(options.credentials, authority, {
+    preemptiveBasic: options.preemptiveBasic,
+  });
   try {
     options.signal?.throwIfAborted();
-    await writeAll(
-      stream,
-      new TextEncoder().encode(buildConnectRequest(target)),
-    );
-    const reader = new ResponseHeadReader();
-    const buffer = new Uint8Array(16 * 1024);
-    let head: ResponseHead | undefined;
-    while (head === undefined) {
-      const n = await stream.read(buffer);
-      if (n === null) {
-        throw new ProxyProtocolError(
-          `proxy ${options.proxyLabel} closed the connection before answering CONNECT ${authority}`,
+    let answer = auth.first;
+    let pending: Uint8Array = new Uint8Array(0);
+    for (let round = 0;; round++) {
+      const headers: [string, string][] = answer
+        ? [["Proxy-Authorization", answer.authorization], [
+          "Proxy-Connection",
+          "Keep-Alive",
+        ]]
+        : [];
+      await writeAll(
+        current,
+        new TextEncoder().encode(buildConnectRequest(target, headers)),
+      );
+      const { head, rest } = await readResponseHead(
+        current,
+        pending,
+        options,
+        authority,
+      );
+      if (head.status >= 200 && head.status <= 299) {
+        return { tunnel: new PrefixedDuplex(current, rest), head };
+      }
+      if (head.status !== 407 || round >= MAX_AUTH_ROUNDS) {
+        throw new ProxyRefusedError(
+          options.proxyLabel,
+          authority,
+          head.status,
+          head.statusLine,
         );
       }
-      head = reader.push(buffer.subarray(0, n));
-    }
-    if (head.status < 200 || head.status > 299) {
-      throw new ProxyRefusedError(
-        options.proxyLabel,
-        authority,
-        head.status,
-        head.statusLine,
+      const challenges = parseChallenges(
+        head.headers.filter(([name]) =>
+          name.toLowerCase() === "proxy-authenticate"
+        )
+          .map(([, value]) => value),
       );
+      try {
+        answer = auth.answer(challenges);
+      } catch (error) {
+        if (!(error instanceof AuthFailure)) throw error;
+        throw new ProxyAuthError(
+          options.proxyLabel,
+          authority,
+          head.statusLine,
+          error.failure,
+          error.detail,
+        );
+      }
+      const after = keepsAlive(head)
+        ? await skipBody(current, head, rest)
+        : undefined;
+      if (after !== undefined) {
+        pending = after;
+        continue;
+      }
+      if (answer.sameConnection || !options.reconnect) {
+        throw new ProxyAuthError(
+          options.proxyLabel,
+          authority,
+          head.statusLine,
+          "handshake-failed",
+          `${answer.scheme} handshake by closing the connection`,
+        );
+      }
+      closeQuietly(current);
+      current = await options.reconnect();
+      pending = new Uint8Array(0);
     }
-    return { tunnel: new PrefixedDuplex(stream, reader.rest), head };
   } catch (error) {
+    closeQuietly(current);
     if (timedOut) {
       throw new TimeoutError(
         `CONNECT ${authority} through proxy ${options.proxyLabel}`,
@@ -251,5 +349,110 @@ export async function httpConnect(
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+async function readResponseHead(
+  stream: Duplex,
+  pending: Uint8Array,
+  options: HttpConnectOptions,
+  authority: string,
+): Promise<{ head: ResponseHead; rest: Uint8Array }> {
+  const reader = new ResponseHeadReader();
+  let head = pending.length > 0 ? reader.push(pending) : undefined;
+  const buffer = new Uint8Array(16 * 1024);
+  while (head === undefined) {
+    const n = await stream.read(buffer);
+    if (n === null) {
+      throw new ProxyProtocolError(
+        `proxy ${options.proxyLabel} closed the connection before answering CONNECT ${authority}`,
+      );
+    }
+    head = reader.push(buffer.subarray(0, n));
+  }
+  return { head, rest: reader.rest };
+}
+
+/**
+ * Reads past a response body framed by Content-Length or chunked encoding.
+ * Returns the bytes after the body, or `undefined` when the body is not
+ * framed (it ends with the connection) or too large to skip.
+ */
+async function skipBody(
+  stream: Duplex,
+  head: ResponseHead,
+  rest: Uint8Array,
+): Promise<Uint8Array | undefined> {
+  const input = new ByteReader(stream, rest);
+  if (/chunked/i.test(headerValue(head, "transfer-encoding") ?? "")) {
+    while (true) {
+      const size = parseInt(await input.line(), 16);
+      if (Number.isNaN(size) || input.consumed > MAX_SKIPPED_BODY_BYTES) {
+        return undefined;
+      }
+      if (size === 0) break;
+      await input.skip(size);
+      await input.line();
+    }
+    while ((await input.line()) !== "") { /* trailer fields */ }
+    return input.remaining;
+  }
+  const length = headerValue(head, "content-length");
+  if (length === undefined || !/^\d+$/.test(length)) return undefined;
+  if (Number(length) > MAX_SKIPPED_BODY_BYTES) return undefined;
+  await input.skip(Number(length));
+  return input.remaining;
+}
+
+/** Line and byte reads over a stream, starting with bytes already read. */
+class ByteReader {
+  #stream: Duplex;
+  #buffer: Uint8Array;
+  consumed = 0;
+
+  constructor(stream: Duplex, initial: Uint8Array) {
+    this.#stream = stream;
+    this.#buffer = initial;
+  }
+
+  get remaining(): Uint8Array {
+    return this.#buffer;
+  }
+
+  async #fill(): Promise<void> {
+    const chunk = new Uint8Array(16 * 1024);
+    const n = await this.#stream.read(chunk);
+    if (n === null) {
+      throw new ProxyProtocolError("proxy closed the connection mid-response");
+    }
+    const joined = new Uint8Array(this.#buffer.length + n);
+    joined.set(this.#buffer);
+    joined.set(chunk.subarray(0, n), this.#buffer.length);
+    this.#buffer = joined;
+  }
+
+  async line(): Promise<string> {
+    let end: number;
+    while ((end = this.#buffer.indexOf(0x0a)) < 0) {
+      if (this.#buffer.length > 8192) {
+        throw new ProxyProtocolError("proxy sent an overlong line");
+      }
+      await this.#fill();
+    }
+    const line = new TextDecoder().decode(this.#buffer.subarray(0, end));
+    this.#buffer = this.#buffer.subarray(end + 1);
+    this.consumed += end + 1;
+    return line.replace(/\r$/, "");
+  }
+
+  async skip(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      if (this.#buffer.length === 0) await this.#fill();
+      const take = Math.min(left, this.#buffer.length);
+      this.#buffer = this.#buffer.subarray(take);
+      left -= take;
+      this.consumed += take;
+    }
   }
 }

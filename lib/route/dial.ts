@@ -6,7 +6,7 @@
  */
 
 import { formatHostPort, type HostPort } from "../address.ts";
-import { closeQuietly, type Duplex } from "../duplex.ts";
+import type { Duplex } from "../duplex.ts";
 import { DialError, TimeoutError } from "../errors.ts";
 import { httpConnect } from "../proxy/http_connect.ts";
 import type { Route } from "./types.ts";
@@ -81,16 +81,18 @@ export async function dialRoute(
   if (route.kind === "direct") {
     return await connectTcp(destination, options.connectTimeoutMs, signal);
   }
-  const conn = await connectTcp(route.proxy, options.connectTimeoutMs, signal);
-  try {
-    const { tunnel } = await httpConnect(conn, destination, {
-      proxyLabel: formatHostPort(route.proxy),
-      timeoutMs: options.handshakeTimeoutMs,
-      signal,
-    });
-    return tunnel;
-  } catch (error) {
-    closeQuietly(conn);
-    throw error;
-  }
+  const { proxy } = route;
+  const open = () => connectTcp(proxy, options.connectTimeoutMs, signal);
+  const { tunnel } = await httpConnect(await open(), destination, {
+    proxyLabel: formatHostPort(proxy),
+    timeoutMs: options.handshakeTimeoutMs,
+    signal,
+    credentials: proxy.username === undefined ? undefined : {
+      username: proxy.username,
+      password: proxy.password ?? "",
+    },
+    preemptiveBasic: proxy.preemptiveBasic,
+    reconnect: open,
+  });
+  return tunnel;
 }

@@ -12,6 +12,8 @@ export interface HttpProxy extends HostPort {
   readonly username?: string;
   /** Password from the proxy URL, percent-decoded. Never logged. */
   readonly password?: string;
+  /** Send Basic credentials with the first request, before any 407. */
+  readonly preemptiveBasic?: boolean;
 }
 
 /** The way from this tool to a destination. */
