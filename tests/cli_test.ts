@@ -23,7 +23,11 @@ const COMPILE_FLAGS = manifest.tasks.compile.split(/\s+/).filter((word) =>
   word.startsWith("--allow-") || word.startsWith("--deny-")
 );
 
-function tool(args: string[], cwd = ROOT): Deno.Command {
+function tool(
+  args: string[],
+  cwd = ROOT,
+  env: Record<string, string> = {},
+): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -34,6 +38,7 @@ function tool(args: string[], cwd = ROOT): Deno.Command {
       ...args,
     ],
     cwd,
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -324,21 +329,7 @@ Deno.test({
       `${good} 127.0.0.1 ${echo.port} http://jane:\${PROXY_PASSWORD}@127.0.0.1:${squid.port}\n` +
         `${bad} 127.0.0.1 ${echo.port} http://jane:wrong-\${PROXY_PASSWORD}@127.0.0.1:${squid.port}\n`,
     );
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        `--config=${ROOT}deno.json`,
-        ...COMPILE_FLAGS,
-        MAIN,
-        "run",
-      ],
-      cwd: dir,
-      env: { PROXY_PASSWORD: password },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    const child = tool(["run"], dir, { PROXY_PASSWORD: password }).spawn();
     const logFile = `${dir}/HTTPTunneling.log`;
     try {
       await waitForLog(logFile, /config applied/);
@@ -351,7 +342,7 @@ Deno.test({
       await waitForLog(logFile, /rejected the credentials \(Basic\)/);
     } finally {
       child.kill("SIGTERM");
-      assert.equal((await child.status).code, 0);
+      assert.equal((await child.output()).code, 0);
     }
     const log = await Deno.readTextFile(logFile);
     assert.doesNotMatch(log, /S3cret/);

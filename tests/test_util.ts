@@ -526,25 +526,29 @@ export async function echoExchange(
 
 const SQUID_HELPERS = "/usr/lib/squid";
 
-/** squid that requires Basic, checked by basic_ncsa_auth against htpasswd. */
-export async function startSquidWithBasic(
-  user: string,
-  password: string,
+/**
+ * Starts squid requiring proxy authentication through `helper`.
+ *
+ * @param scheme `basic`, `digest` or `ntlm`.
+ * @param helper The helper's command line, under /usr/lib/squid.
+ * @param files Password files to write first, by name; the helper's command
+ *   line refers to them as `{dir}/name`.
+ */
+async function startSquidWithAuth(
+  scheme: string,
+  helper: string,
+  files: Record<string, (path: string) => Promise<void>> = {},
 ): Promise<TestProcess> {
-  const dir = await Deno.makeTempDir({ prefix: "httptunneling-htpasswd-" });
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-auth-" });
   await Deno.chmod(dir, 0o755);
-  const file = `${dir}/passwd`;
-  const { code } = await new Deno.Command("htpasswd", {
-    args: ["-b", "-c", file, user, password],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  if (code !== 0) throw new Error("htpasswd failed");
-  await Deno.chmod(file, 0o644);
+  for (const [name, write] of Object.entries(files)) {
+    await write(`${dir}/${name}`);
+    await Deno.chmod(`${dir}/${name}`, 0o644);
+  }
   const squid = await startSquid(`
-auth_param basic program ${SQUID_HELPERS}/basic_ncsa_auth ${file}
-auth_param basic realm httptunneling-test
-auth_param basic children 2
+auth_param ${scheme} program ${SQUID_HELPERS}/${helper.replaceAll("{dir}", dir)}
+auth_param ${scheme} children 2
+${scheme === "ntlm" ? "" : `auth_param ${scheme} realm httptunneling-test`}
 acl authed proxy_auth REQUIRED
 http_access deny !authed
 `);
@@ -558,39 +562,34 @@ http_access deny !authed
   };
 }
 
-/** squid that requires Digest, checked by digest_file_auth. */
-export async function startSquidWithDigest(
+/** squid that requires Basic, checked by basic_ncsa_auth against htpasswd. */
+export function startSquidWithBasic(
   user: string,
   password: string,
 ): Promise<TestProcess> {
-  const dir = await Deno.makeTempDir({ prefix: "httptunneling-digest-" });
-  await Deno.chmod(dir, 0o755);
-  const file = `${dir}/passwd`;
-  await Deno.writeTextFile(file, `${user}:${password}\n`);
-  await Deno.chmod(file, 0o644);
-  const squid = await startSquid(`
-auth_param digest program ${SQUID_HELPERS}/digest_file_auth ${file}
-auth_param digest realm httptunneling-test
-auth_param digest children 2
-acl authed proxy_auth REQUIRED
-http_access deny !authed
-`);
-  return {
-    port: squid.port,
-    dir: squid.dir,
-    async [Symbol.asyncDispose]() {
-      await squid[Symbol.asyncDispose]();
-      await Deno.remove(dir, { recursive: true });
+  return startSquidWithAuth("basic", "basic_ncsa_auth {dir}/passwd", {
+    async passwd(path) {
+      const { code } = await new Deno.Command("htpasswd", {
+        args: ["-b", "-c", path, user, password],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (code !== 0) throw new Error("htpasswd failed");
     },
-  };
+  });
+}
+
+/** squid that requires Digest, checked by digest_file_auth. */
+export function startSquidWithDigest(
+  user: string,
+  password: string,
+): Promise<TestProcess> {
+  return startSquidWithAuth("digest", "digest_file_auth {dir}/passwd", {
+    passwd: (path) => Deno.writeTextFile(path, `${user}:${password}\n`),
+  });
 }
 
 /** squid with ntlm_fake_auth: any credentials, the real 3-message handshake. */
 export function startSquidWithNtlm(): Promise<TestProcess> {
-  return startSquid(`
-auth_param ntlm program ${SQUID_HELPERS}/ntlm_fake_auth
-auth_param ntlm children 2
-acl authed proxy_auth REQUIRED
-http_access deny !authed
-`);
+  return startSquidWithAuth("ntlm", "ntlm_fake_auth");
 }
