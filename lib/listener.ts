@@ -1,14 +1,16 @@
 /**
  * The accept loop of one config entry. Every accepted connection becomes
- * its own tunnel task, so accepting never waits on a handshake.
+ * its own tunnel task, so accepting never waits on a handshake. At a
+ * connection limit the loop stops accepting until a tunnel ends.
  *
  * @module
  */
 
 import { formatHostPort } from "./address.ts";
+import type { TunnelOptions } from "./config/options.ts";
 import type { TunnelEntry } from "./config/parse.ts";
+import { ConnectionLimit } from "./limit.ts";
 import { logger } from "./log.ts";
-import type { DialOptions } from "./route/dial.ts";
 import { describeRoute } from "./route/types.ts";
 import { startTunnel, type Tunnel } from "./tunnel.ts";
 
@@ -19,12 +21,14 @@ const ACCEPT_BACKOFF_MAX_MS = 2_000;
 
 /** Listens on one entry's source and starts a tunnel per connection. */
 export class EntryListener {
-  /** The entry served; replaced when a reload changes its route. */
-  entry: TunnelEntry;
   /** Tunnels that are open or opening. */
   readonly tunnels: Set<Tunnel> = new Set();
+  #entry!: TunnelEntry;
+  #options!: TunnelOptions;
+  #defaults: TunnelOptions;
+  #limit = new ConnectionLimit();
+  #sharedLimit: ConnectionLimit;
   #listener: Deno.TcpListener;
-  #options: DialOptions;
   #loop: Promise<void>;
   #stop = new AbortController();
 
@@ -32,12 +36,18 @@ export class EntryListener {
    * Binds the entry's source address and starts accepting.
    *
    * @param entry The entry to serve.
-   * @param options Time limits for opening routes.
+   * @param defaults Settings the entry does not override.
+   * @param sharedLimit The limit on tunnels of all entries together.
    * @throws {Deno.errors.AddrInUse} and other bind errors.
    */
-  constructor(entry: TunnelEntry, options: DialOptions) {
+  constructor(
+    entry: TunnelEntry,
+    defaults: TunnelOptions,
+    sharedLimit: ConnectionLimit,
+  ) {
+    this.#defaults = defaults;
+    this.#sharedLimit = sharedLimit;
     this.entry = entry;
-    this.#options = options;
     this.#listener = Deno.listen({
       hostname: entry.source.host,
       port: entry.source.port,
@@ -49,6 +59,23 @@ export class EntryListener {
       }`,
     );
     this.#loop = this.#acceptLoop();
+  }
+
+  /** The entry served. */
+  get entry(): TunnelEntry {
+    return this.#entry;
+  }
+
+  /** Serves a new version of the entry: new connections use its route and settings. */
+  set entry(entry: TunnelEntry) {
+    this.#entry = entry;
+    this.#options = { ...this.#defaults, ...entry.options };
+    this.#limit.max = this.#options.maxConnections;
+  }
+
+  /** The settings in force: the entry's, command-line defaults filled in. */
+  get options(): TunnelOptions {
+    return this.#options;
   }
 
   /** The bound address, e.g. `127.0.0.1:2222`. */
@@ -78,11 +105,12 @@ export class EntryListener {
 
   async #acceptLoop(): Promise<void> {
     let backoff = ACCEPT_BACKOFF_MIN_MS;
-    while (!this.#stop.signal.aborted) {
+    while (await this.#reserve()) {
       let conn: Deno.TcpConn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
+        this.#release();
         if (this.#stop.signal.aborted) break;
         // EMFILE and friends: the listener stays; try again a little later.
         log.error(
@@ -95,11 +123,41 @@ export class EntryListener {
         continue;
       }
       backoff = ACCEPT_BACKOFF_MIN_MS;
-      const tunnel = startTunnel(conn, this.entry, this.#options);
+      const tunnel = startTunnel(conn, this.#entry, this.#options);
       this.tunnels.add(tunnel);
-      tunnel.done.finally(() => this.tunnels.delete(tunnel));
+      tunnel.done.finally(() => {
+        this.tunnels.delete(tunnel);
+        this.#release();
+      });
     }
     log.info(`stopped listening on ${this.label}`);
+  }
+
+  // Takes a slot in the entry's and the shared limit, waiting (and saying
+  // so once) while either is full. False once the listener is closed.
+  async #reserve(): Promise<boolean> {
+    const signal = this.#stop.signal;
+    const waited = this.#limit.full || this.#sharedLimit.full;
+    if (waited) {
+      const which = this.#limit.full
+        ? `max-connections=${this.#limit.max} of ${this.label}`
+        : `--max-connections ${this.#sharedLimit.max}`;
+      log.warn(
+        `${which} reached: ${this.label} stops accepting until a tunnel ends`,
+      );
+    }
+    if (!await this.#limit.acquire(signal)) return false;
+    if (!await this.#sharedLimit.acquire(signal)) {
+      this.#limit.release();
+      return false;
+    }
+    if (waited) log.info(`${this.label} accepts again`);
+    return true;
+  }
+
+  #release(): void {
+    this.#limit.release();
+    this.#sharedLimit.release();
   }
 }
 

@@ -21,6 +21,13 @@ export interface RelayCounters {
   bytesUp: number;
   /** Bytes from the destination to the client. */
   bytesDown: number;
+  /** When bytes last moved either way (ms since the epoch). */
+  lastActivity: number;
+}
+
+/** Creates counters for a tunnel that starts now. */
+export function newCounters(): RelayCounters {
+  return { bytesUp: 0, bytesDown: 0, lastActivity: Date.now() };
 }
 
 /** Options for {@link relay}. */
@@ -29,16 +36,28 @@ export interface RelayOptions {
   readonly counters?: RelayCounters;
   /** Closes both streams when aborted, e.g. at shutdown. */
   readonly signal?: AbortSignal;
+  /** Closes the tunnel when no bytes move either way for this long. */
+  readonly idleTimeoutMs?: number;
+  /** After one side finished, closes when nothing moves for this long. */
+  readonly lingerTimeoutMs?: number;
 }
 
 /** How a relay ended. */
-export interface RelayResult extends RelayCounters {
+export interface RelayResult {
+  /** Bytes from the client to the destination. */
+  readonly bytesUp: number;
+  /** Bytes from the destination to the client. */
+  readonly bytesDown: number;
   /** The side that finished sending (or failed) first. */
   readonly firstClosed: Side;
   /** The first error, when the relay did not end with both sides finishing. */
   readonly error?: Error;
   /** Whether the relay was ended through its abort signal. */
   readonly aborted: boolean;
+  /** Set when a time limit ended the relay. */
+  readonly timedOut?: "idle" | "linger";
+  /** How long nothing had moved when the relay ended. */
+  readonly idleMs: number;
 }
 
 const BUFFER_SIZE = 64 * 1024;
@@ -57,19 +76,44 @@ export async function relay(
   destination: Duplex,
   options: RelayOptions = {},
 ): Promise<RelayResult> {
-  const counters = options.counters ?? { bytesUp: 0, bytesDown: 0 };
+  const counters = options.counters ?? newCounters();
   let firstClosed: Side | undefined;
   let firstError: Error | undefined;
   let closed = false;
+  let timedOut: "idle" | "linger" | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const closeBoth = () => {
     closed = true;
+    clearTimeout(timer);
     closeQuietly(client);
     closeQuietly(destination);
   };
-
   const onAbort = () => closeBoth();
   options.signal?.addEventListener("abort", onAbort, { once: true });
   if (options.signal?.aborted) closeBoth();
+
+  // One timer per tunnel, re-armed lazily from the last activity, so the
+  // hot path only stores a timestamp.
+  const limit = () =>
+    firstClosed === undefined ? options.idleTimeoutMs : Math.min(
+      options.lingerTimeoutMs ?? Infinity,
+      options.idleTimeoutMs ?? Infinity,
+    );
+  const arm = () => {
+    clearTimeout(timer);
+    const ms = limit();
+    if (ms === undefined || ms === Infinity || closed) return;
+    const idle = Date.now() - counters.lastActivity;
+    if (idle < ms) {
+      timer = setTimeout(arm, ms - idle);
+      return;
+    }
+    timedOut = firstClosed !== undefined && ms === options.lingerTimeoutMs
+      ? "linger"
+      : "idle";
+    closeBoth();
+  };
+  arm();
 
   const pump = async (
     from: Duplex,
@@ -88,8 +132,12 @@ export async function relay(
         failing = toSide;
         await writeAll(to, buffer.subarray(0, n));
         count(n);
+        counters.lastActivity = Date.now();
       }
-      firstClosed ??= fromSide;
+      if (firstClosed === undefined) {
+        firstClosed = fromSide;
+        arm();
+      }
       failing = toSide;
       await to.closeWrite();
     } catch (error) {
@@ -111,6 +159,7 @@ export async function relay(
       }),
     ]);
   } finally {
+    clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);
     if (!closed) closeBoth();
   }
@@ -120,5 +169,7 @@ export async function relay(
     firstClosed: firstClosed ?? "client",
     error: firstError,
     aborted: options.signal?.aborted ?? false,
+    timedOut,
+    idleMs: Date.now() - counters.lastActivity,
   };
 }

@@ -12,7 +12,8 @@ import type { TunnelEntry } from "./config/parse.ts";
 import { formatDuration } from "./duration.ts";
 import { EntryListener } from "./listener.ts";
 import { logger } from "./log.ts";
-import type { DialOptions } from "./route/dial.ts";
+import { ConnectionLimit } from "./limit.ts";
+import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
 
 const log = logger("supervisor");
@@ -22,10 +23,10 @@ const BIND_RETRY_MAX_MS = 30_000;
 
 /** Settings of a {@link Supervisor}. */
 export interface SupervisorOptions {
-  /** Time limits for opening routes. */
-  readonly dial: DialOptions;
-  /** How long a removed entry's tunnels may go on; unlimited when absent. */
-  readonly drainTimeoutMs?: number;
+  /** Tunnel settings for entries that do not set their own. */
+  readonly defaults: TunnelOptions;
+  /** Most tunnels open at once over all entries; unlimited when absent. */
+  readonly maxConnections?: number;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -43,10 +44,12 @@ export class Supervisor {
   #pending = new Map<string, PendingBind>();
   #draining = new Set<Tunnel>();
   #drainTimers = new Set<Timer>();
+  #limit: ConnectionLimit;
 
-  /** @param options Time limits and the drain timeout. */
+  /** @param options Default tunnel settings and the overall limit. */
   constructor(options: SupervisorOptions) {
     this.#options = options;
+    this.#limit = new ConnectionLimit(options.maxConnections);
   }
 
   /** Listeners that are accepting, by source address. */
@@ -93,9 +96,12 @@ export class Supervisor {
   }
 
   /**
-   * Stops every listener, closes every tunnel and waits until all are gone.
+   * Stops every listener, lets live tunnels finish for up to `graceMs`,
+   * closes the rest and waits until all are gone.
+   *
+   * @param graceMs How long live tunnels may go on; 0 closes them at once.
    */
-  async shutdown(): Promise<void> {
+  async shutdown(graceMs = 0): Promise<void> {
     for (const pending of this.#pending.values()) clearTimeout(pending.timer);
     this.#pending.clear();
     for (const timer of this.#drainTimers) clearTimeout(timer);
@@ -108,8 +114,26 @@ export class Supervisor {
       ...listeners.flatMap((listener) => [...listener.tunnels]),
       ...this.#draining,
     ];
-    for (const tunnel of tunnels) tunnel.close();
-    await Promise.all(tunnels.map((tunnel) => tunnel.done));
+    const ended = Promise.all(tunnels.map((tunnel) => tunnel.done));
+    if (tunnels.length > 0 && graceMs > 0) {
+      log.info(
+        `waiting up to ${
+          formatDuration(graceMs)
+        } for ${tunnels.length} live tunnel(s) to finish`,
+      );
+      let timer: Timer | undefined;
+      const grace = new Promise((resolve) =>
+        timer = setTimeout(resolve, graceMs)
+      );
+      await Promise.race([ended, grace]);
+      clearTimeout(timer);
+    }
+    const left = tunnels.filter((tunnel) => !tunnel.ended);
+    if (left.length > 0 && graceMs > 0) {
+      log.info(`closing ${left.length} tunnel(s) still open`);
+    }
+    for (const tunnel of left) tunnel.close();
+    await ended;
   }
 
   async #remove(entry: TunnelEntry): Promise<void> {
@@ -125,18 +149,19 @@ export class Supervisor {
     await listener.close();
     const tunnels = [...listener.tunnels];
     if (tunnels.length === 0) return;
+    const { drainTimeoutMs } = listener.options;
     log.info(
       `${key} removed; ${tunnels.length} live tunnel(s) carry on until they end${
-        this.#options.drainTimeoutMs === undefined
+        drainTimeoutMs === undefined
           ? ""
-          : ` or for ${formatDuration(this.#options.drainTimeoutMs)}`
+          : ` or for ${formatDuration(drainTimeoutMs)}`
       }`,
     );
     for (const tunnel of tunnels) {
       this.#draining.add(tunnel);
       tunnel.done.finally(() => this.#draining.delete(tunnel));
     }
-    if (this.#options.drainTimeoutMs !== undefined) {
+    if (drainTimeoutMs !== undefined) {
       const timer = setTimeout(() => {
         this.#drainTimers.delete(timer);
         for (const tunnel of tunnels) {
@@ -144,7 +169,7 @@ export class Supervisor {
           log.info(`${tunnel.id} closed: drain timeout of removed ${key}`);
           tunnel.close();
         }
-      }, this.#options.drainTimeoutMs);
+      }, drainTimeoutMs);
       this.#drainTimers.add(timer);
     }
   }
@@ -153,7 +178,10 @@ export class Supervisor {
     const key = sourceKey(entry);
     this.#pending.delete(key);
     try {
-      this.#listeners.set(key, new EntryListener(entry, this.#options.dial));
+      this.#listeners.set(
+        key,
+        new EntryListener(entry, this.#options.defaults, this.#limit),
+      );
     } catch (error) {
       log.error(
         `cannot listen on ${key} (line ${entry.line}), retrying in ${

@@ -9,8 +9,9 @@ import type { TunnelEntry } from "./config/parse.ts";
 import { closeQuietly, type Duplex } from "./duplex.ts";
 import { formatDuration } from "./duration.ts";
 import { formatBytes, logger } from "./log.ts";
-import { relay, type RelayCounters } from "./relay.ts";
-import { type DialOptions, dialRoute } from "./route/dial.ts";
+import type { TunnelOptions } from "./config/options.ts";
+import { newCounters, relay, type RelayCounters } from "./relay.ts";
+import { dialRoute } from "./route/dial.ts";
 import { describeRoute } from "./route/types.ts";
 
 const log = logger("tunnel");
@@ -30,6 +31,8 @@ export interface Tunnel {
   readonly counters: RelayCounters;
   /** Closes the tunnel now. */
   close(): void;
+  /** Whether the tunnel has ended. */
+  readonly ended: boolean;
   /** Settles when the tunnel has ended and both connections are closed. */
   readonly done: Promise<void>;
 }
@@ -41,16 +44,16 @@ export interface Tunnel {
  *
  * @param client The accepted connection; the tunnel owns it from now on.
  * @param entry The entry whose route to use.
- * @param options Time limits for opening the route.
+ * @param options The entry's settings, command-line defaults filled in.
  * @returns The running tunnel.
  */
 export function startTunnel(
   client: Deno.TcpConn,
   entry: TunnelEntry,
-  options: DialOptions,
+  options: TunnelOptions,
 ): Tunnel {
   const abort = new AbortController();
-  const counters: RelayCounters = { bytesUp: 0, bytesDown: 0 };
+  const counters: RelayCounters = newCounters();
   const tunnel = {
     id: `c${++lastId}`,
     client: formatHostPort({
@@ -62,16 +65,23 @@ export function startTunnel(
     counters,
     close: () => abort.abort(),
   };
+  let ended = false;
+  const done = run(tunnel, client, options, abort.signal).finally(() => {
+    ended = true;
+  });
   return {
     ...tunnel,
-    done: run(tunnel, client, options, abort.signal),
+    done,
+    get ended() {
+      return ended;
+    },
   };
 }
 
 async function run(
-  tunnel: Omit<Tunnel, "done">,
+  tunnel: Omit<Tunnel, "done" | "ended">,
   client: Deno.TcpConn,
-  options: DialOptions,
+  options: TunnelOptions,
   signal: AbortSignal,
 ): Promise<void> {
   const { id, entry } = tunnel;
@@ -79,7 +89,7 @@ async function run(
     describeRoute(entry.route)
   }`;
   client.setNoDelay(true);
-  client.setKeepAlive(true);
+  client.setKeepAlive(options.keepAlive);
   let destination: Duplex;
   try {
     destination = await dialRoute(
@@ -100,15 +110,25 @@ async function run(
   log.info(
     `${id} open ${path} after ${formatDuration(Date.now() - tunnel.startedAt)}`,
   );
+  tunnel.counters.lastActivity = Date.now();
   const result = await relay(client, destination, {
     counters: tunnel.counters,
     signal,
+    idleTimeoutMs: options.idleTimeoutMs,
+    lingerTimeoutMs: options.lingerTimeoutMs,
   });
-  const how = result.aborted
+  const idle = formatDuration(result.idleMs);
+  const how = result.timedOut === "idle"
+    ? `nothing moved for ${idle} (idle-timeout)`
+    : result.timedOut === "linger"
+    ? `${result.firstClosed} finished sending and nothing moved for ${idle} (linger-timeout)`
+    : result.aborted
     ? "closed by httptunneling"
     : result.error
-    ? `${result.firstClosed} failed: ${messageOf(result.error)}`
-    : `${result.firstClosed} closed first`;
+    ? `${result.firstClosed} failed after ${idle} idle: ${
+      messageOf(result.error)
+    }`
+    : `${result.firstClosed} closed first after ${idle} idle`;
   log.info(
     `${id} closed: ${formatBytes(result.bytesUp)} up, ${
       formatBytes(result.bytesDown)

@@ -8,6 +8,7 @@ import {
   IN_CI,
   missing,
   readAll,
+  readExactly,
   startEchoServer,
   startSquidWithBasic,
   text,
@@ -23,20 +24,25 @@ const COMPILE_FLAGS = manifest.tasks.compile.split(/\s+/).filter((word) =>
   word.startsWith("--allow-") || word.startsWith("--deny-")
 );
 
+/** Deno's arguments to run the tool with `args`. */
+function runArgs(args: string[]): string[] {
+  return [
+    "run",
+    "--quiet",
+    `--config=${ROOT}deno.json`,
+    ...COMPILE_FLAGS,
+    MAIN,
+    ...args,
+  ];
+}
+
 function tool(
   args: string[],
   cwd = ROOT,
   env: Record<string, string> = {},
 ): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      `--config=${ROOT}deno.json`,
-      ...COMPILE_FLAGS,
-      MAIN,
-      ...args,
-    ],
+    args: runArgs(args),
     cwd,
     env,
     stdin: "null",
@@ -349,4 +355,139 @@ Deno.test({
     assert.match(log, /via http:\/\/jane:\*\*\*@127\.0\.0\.1:\d+/);
     await Deno.remove(dir, { recursive: true });
   },
+});
+
+/** Starts `run` on `config` in a new directory; `child` and `log` for the test. */
+async function spawnRun(config: string, options: string[] = [], wrap?: string) {
+  const dir = await tempConfig(config);
+  const command = tool(["run", ...options], dir);
+  const child = wrap
+    ? new Deno.Command("sh", {
+      args: [
+        "-c",
+        `${wrap}; exec "$0" "$@"`,
+        Deno.execPath(),
+        ...runArgs(["run", ...options]),
+      ],
+      cwd: dir,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn()
+    : command.spawn();
+  const log = `${dir}/HTTPTunneling.log`;
+  await waitForLog(log, /config applied/);
+  return {
+    child,
+    log,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.output().catch(() => child.status);
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+async function liveTunnel(port: number): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(conn, bytes("ping"));
+  assert.equal(text(await within(readExactly(conn, 4), 5_000, "echo")), "ping");
+  return conn;
+}
+
+Deno.test("run: SIGTERM stops accepting and lets a live tunnel finish, then exits 0", async () => {
+  await using echo = startEchoServer();
+  const port = freePort();
+  await using run = await spawnRun(`${port} 127.0.0.1 ${echo.port}\n`);
+  const conn = await liveTunnel(port);
+  run.child.kill("SIGTERM");
+  await waitForLog(run.log, /SIGTERM received: no new connections/);
+  await waitForLog(
+    run.log,
+    /waiting up to 10 s for 1 live tunnel\(s\) to finish/,
+  );
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    Deno.errors.ConnectionRefused,
+  );
+  await writeAll(conn, bytes("still"));
+  assert.equal(
+    text(await within(readExactly(conn, 5), 5_000, "echo")),
+    "still",
+  );
+  conn.close();
+  const { code } = await within(run.child.output(), 10_000, "exit");
+  assert.equal(code, 0);
+  assert.match(
+    await Deno.readTextFile(run.log),
+    /closed: 9 B up, 9 B down.*\n.*stopped\n$/,
+  );
+});
+
+Deno.test("run: --shutdown-timeout closes what is still open; a second SIGTERM stops at once", async () => {
+  await using echo = startEchoServer();
+  const [port, other] = [freePort(), freePort()];
+  {
+    await using run = await spawnRun(`${port} 127.0.0.1 ${echo.port}\n`, [
+      "--shutdown-timeout",
+      "300ms",
+    ]);
+    using conn = await liveTunnel(port);
+    run.child.kill("SIGTERM");
+    assert.equal(
+      (await within(readAll(conn), 5_000, "closed at the timeout")).length,
+      0,
+    );
+    assert.equal((await within(run.child.output(), 5_000, "exit")).code, 0);
+    assert.match(
+      await Deno.readTextFile(run.log),
+      /closing 1 tunnel\(s\) still open/,
+    );
+  }
+  await using run = await spawnRun(`${other} 127.0.0.1 ${echo.port}\n`, [
+    "--shutdown-timeout",
+    "1h",
+  ]);
+  using conn = await liveTunnel(other);
+  run.child.kill("SIGTERM");
+  await waitForLog(run.log, /waiting up to 3600 s/);
+  run.child.kill("SIGTERM");
+  const { code } = await within(run.child.output(), 5_000, "immediate exit");
+  assert.equal(code, 1);
+  assert.equal((await within(readAll(conn), 5_000, "closed")).length, 0);
+});
+
+Deno.test("run: accept hitting EMFILE under a low ulimit -n; the listener recovers", async () => {
+  await using echo = startEchoServer();
+  // A tunnel holds two descriptors, so whether accept() or the connect to
+  // the destination runs out first depends on the parity of what is left:
+  // one of two neighbouring limits makes accept() fail.
+  const logs: string[] = [];
+  for (const limit of [48, 49]) {
+    const port = freePort();
+    await using run = await spawnRun(
+      `${port} 127.0.0.1 ${echo.port}\n`,
+      [],
+      `ulimit -n ${limit}`,
+    );
+    const clients: Deno.TcpConn[] = [];
+    for (let i = 0; i < 40; i++) {
+      clients.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    await waitForLog(run.log, /Too many open files/);
+    for (const client of clients) client.close();
+    await waitForLog(run.log, /closed:/);
+    // Once descriptors are free again the same listener serves.
+    using conn = await liveTunnel(port);
+    assert.ok(conn);
+    logs.push(await Deno.readTextFile(run.log));
+  }
+  assert.ok(
+    logs.some((log) =>
+      /accept on 127\.0\.0\.1:\d+ failed, retrying in \d+ ms: Too many open files/
+        .test(log)
+    ),
+  );
 });

@@ -21,6 +21,7 @@ Deno.test("the original five-field line is an entry through an HTTP proxy", () =
         kind: "http",
         proxy: { host: "proxy.corp.example", port: 3128 },
       },
+      options: {},
       line: 1,
     }],
   );
@@ -31,6 +32,7 @@ Deno.test("the original three-field line is a direct entry", () => {
     source: { host: "127.0.0.1", port: 5432 },
     destination: { host: "db.internal", port: 5432 },
     route: { kind: "direct" },
+    options: {},
     line: 1,
   }]);
 });
@@ -262,7 +264,7 @@ Deno.test("option errors point at the option and never show a secret", () => {
     "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=ntlm\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
   ).errors.map((e) => e.message);
   assert.deepEqual(messages, [
-    't.conf:1:22: unknown option "colour": the options are auth, credentials',
+    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, auth, credentials',
     "t.conf:2:11: option auth applies to a proxy, and this entry has none",
     "t.conf:3:27: auth=ntlm is not an option: write auth=basic to send Basic credentials before the proxy asks",
     "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",

@@ -13,7 +13,7 @@ import {
   pseudoRandomChunks,
   sha256Of,
   startEchoServer,
-  TEST_DIAL,
+  TEST_OPTIONS,
   within,
   writeAll,
 } from "./test_util.ts";
@@ -34,7 +34,7 @@ async function tempConfig(initial: string): Promise<string> {
  */
 async function startWatchedTool(path: string) {
   const dir = path.slice(0, path.lastIndexOf("/"));
-  const supervisor = new Supervisor({ dial: TEST_DIAL });
+  const supervisor = new Supervisor({ defaults: TEST_OPTIONS });
   const config = await loadConfig(path);
   await supervisor.apply(config.entries);
   let applied = 0;

@@ -11,7 +11,7 @@ import {
   readExactly,
   startServer,
   startTool,
-  TEST_DIAL,
+  TEST_OPTIONS,
   text,
   within,
   writeAll,
@@ -89,8 +89,7 @@ Deno.test("--drain-timeout closes a removed entry's tunnels with a log line", as
   await using a = startNamedEcho("a");
   const port = freePort();
   await using tool = await startTool(`${port} 127.0.0.1 ${a.port}\n`, {
-    dial: TEST_DIAL,
-    drainTimeoutMs: 300,
+    defaults: { ...TEST_OPTIONS, drainTimeoutMs: 300 },
   });
   using live = await connect(port);
   assert.equal(await ask(live, "1", 4), "a: 1");

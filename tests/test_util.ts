@@ -7,7 +7,15 @@
 
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { createHash } from "node:crypto";
-import { parseConfig, type TunnelEntry } from "../lib/config/parse.ts";
+import {
+  DEFAULT_TUNNEL_OPTIONS,
+  type TunnelOptions,
+} from "../lib/config/options.ts";
+import {
+  type ConfigContext,
+  parseConfig,
+  type TunnelEntry,
+} from "../lib/config/parse.ts";
 import { Supervisor, type SupervisorOptions } from "../lib/supervisor.ts";
 
 /** Whether real-proxy tests must run (set by CI): a missing program fails them. */
@@ -453,12 +461,19 @@ export async function eventually<T>(
   }
 }
 
-/** Time limits for tests: short enough to fail fast. */
-export const TEST_DIAL = { connectTimeoutMs: 2_000, handshakeTimeoutMs: 2_000 };
+/** Tunnel settings for tests: time limits short enough to fail fast. */
+export const TEST_OPTIONS: TunnelOptions = {
+  ...DEFAULT_TUNNEL_OPTIONS,
+  connectTimeoutMs: 2_000,
+  handshakeTimeoutMs: 2_000,
+};
 
 /** Parses a config text, failing the test on any error. */
-export function entriesOf(config: string): TunnelEntry[] {
-  const { entries, errors } = parseConfig(config, "test.conf");
+export function entriesOf(
+  config: string,
+  context?: ConfigContext,
+): TunnelEntry[] {
+  const { entries, errors } = parseConfig(config, "test.conf", context);
   if (errors.length > 0) {
     throw new Error(errors.map((e) => e.message).join("\n"));
   }
@@ -479,10 +494,11 @@ export interface RunningTool extends AsyncDisposable {
  */
 export async function startTool(
   config: string,
-  options: SupervisorOptions = { dial: TEST_DIAL },
+  options: SupervisorOptions = { defaults: TEST_OPTIONS },
+  context?: ConfigContext,
 ): Promise<RunningTool> {
   const supervisor = new Supervisor(options);
-  await supervisor.apply(entriesOf(config));
+  await supervisor.apply(entriesOf(config, context));
   return { supervisor, [Symbol.asyncDispose]: () => supervisor.shutdown() };
 }
 

@@ -19,6 +19,7 @@ import {
   startSquid,
   startTinyproxy,
   startTool,
+  TEST_OPTIONS,
   text,
   within,
   writeAll,
@@ -32,7 +33,7 @@ Deno.test("a direct tunnel carries data both ways and keeps half-close", async (
   assert.equal(await echoRoundTrip(port, "hello direct"), "hello direct");
   await logs.waitFor(/^c\d+ open 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+ direct/);
   await logs.waitFor(
-    /^c\d+ closed: 12 B up, 12 B down, .*client closed first$/,
+    /^c\d+ closed: 12 B up, 12 B down, .*client closed first after \d+ ms idle$/,
   );
 });
 
@@ -109,7 +110,7 @@ Deno.test("a proxy that never answers times out while the listener keeps serving
   const port = freePort();
   await using _tool = await startTool(
     `${port} 127.0.0.1 ${echo.port} 127.0.0.1 ${proxy.port}\n`,
-    { dial: { connectTimeoutMs: 2_000, handshakeTimeoutMs: 1_000 } },
+    { defaults: { ...TEST_OPTIONS, handshakeTimeoutMs: 1_000 } },
   );
   using stuck = await connect(port);
   const stuckEnds = readAll(stuck);

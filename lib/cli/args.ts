@@ -54,6 +54,27 @@ export function durationOption(
 }
 
 /**
+ * Reads a whole-number option such as `--max-connections 500`.
+ *
+ * @param name The option's name, for the message.
+ * @param value The value given, if any.
+ * @returns The number, or `undefined` when the option was not given.
+ * @throws {UsageError} unless the value is a whole number from 1.
+ */
+export function countOption(
+  name: string,
+  value: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9]\d{0,6}$/.test(value)) {
+    throw new UsageError(
+      `--${name} must be a whole number from 1; got "${value}"`,
+    );
+  }
+  return Number(value);
+}
+
+/**
  * Prints a config that cannot be used to stderr: one `file:line:col: message`
  * line per error, or the reason the file could not be read.
  *

@@ -6,17 +6,28 @@
  */
 
 import { loadConfig } from "../config/load.ts";
-import { DEFAULT_DIAL_OPTIONS } from "../route/dial.ts";
+import {
+  DEFAULT_TUNNEL_OPTIONS,
+  type TunnelOptions,
+} from "../config/options.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { DEFAULT_LOG_FILE, LOG_LEVELS, logger, setupLogging } from "../log.ts";
 import { ConfigReloader } from "../reload.ts";
 import { Supervisor } from "../supervisor.ts";
 import { watchConfig } from "../watch.ts";
 import { VERSION } from "../version.ts";
-import { durationOption, parseCommandLine, reportConfigError } from "./args.ts";
+import {
+  countOption,
+  durationOption,
+  parseCommandLine,
+  reportConfigError,
+} from "./args.ts";
 import type { LogLevel } from "@logtape/logtape";
 
 const log = logger("run");
+
+/** How long live tunnels may finish after SIGINT/SIGTERM, by default. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /** The config `run` reads when none is named. */
 export const DEFAULT_CONFIG = "tunnels.conf";
@@ -35,7 +46,11 @@ export async function runCommand(args: string[]): Promise<number> {
     "log-level": { type: "string", default: "info" },
     "connect-timeout": { type: "string" },
     "handshake-timeout": { type: "string" },
+    "idle-timeout": { type: "string" },
+    "linger-timeout": { type: "string" },
     "drain-timeout": { type: "string" },
+    "shutdown-timeout": { type: "string" },
+    "max-connections": { type: "string" },
   });
   if (positionals.length > 1) {
     throw new UsageError("run takes at most one config file");
@@ -46,17 +61,24 @@ export async function runCommand(args: string[]): Promise<number> {
       `--log-level must be one of ${LOG_LEVELS.join(", ")}; got "${level}"`,
     );
   }
-  const dial = {
-    connectTimeoutMs:
-      durationOption("connect-timeout", values["connect-timeout"]) ??
-        DEFAULT_DIAL_OPTIONS.connectTimeoutMs,
-    handshakeTimeoutMs:
-      durationOption("handshake-timeout", values["handshake-timeout"]) ??
-        DEFAULT_DIAL_OPTIONS.handshakeTimeoutMs,
+  const duration = (name: keyof typeof values) =>
+    durationOption(name, values[name] as string | undefined);
+  const defaults: TunnelOptions = {
+    ...DEFAULT_TUNNEL_OPTIONS,
+    connectTimeoutMs: duration("connect-timeout") ??
+      DEFAULT_TUNNEL_OPTIONS.connectTimeoutMs,
+    handshakeTimeoutMs: duration("handshake-timeout") ??
+      DEFAULT_TUNNEL_OPTIONS.handshakeTimeoutMs,
+    idleTimeoutMs: duration("idle-timeout"),
+    lingerTimeoutMs: duration("linger-timeout") ??
+      DEFAULT_TUNNEL_OPTIONS.lingerTimeoutMs,
+    drainTimeoutMs: duration("drain-timeout"),
   };
-  const drainTimeoutMs = durationOption(
-    "drain-timeout",
-    values["drain-timeout"],
+  const shutdownTimeoutMs = duration("shutdown-timeout") ??
+    DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  const maxConnections = countOption(
+    "max-connections",
+    values["max-connections"],
   );
 
   const closeLog = await setupLogging({
@@ -78,7 +100,7 @@ export async function runCommand(args: string[]): Promise<number> {
       return 1;
     }
     for (const warning of config.warnings) log.warn(warning);
-    const supervisor = new Supervisor({ dial, drainTimeoutMs });
+    const supervisor = new Supervisor({ defaults, maxConnections });
     await supervisor.apply(config.entries);
     const reloader = new ConfigReloader(
       path,
@@ -94,11 +116,13 @@ export async function runCommand(args: string[]): Promise<number> {
       }`,
     );
     const signal = await nextStopSignal();
-    log.info(`${signal} received: closing listeners and tunnels`);
+    log.info(
+      `${signal} received: no new connections; a second ${signal} stops at once`,
+    );
     if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onHangup);
     await watch.close();
     await reloader.settled();
-    await supervisor.shutdown();
+    await supervisor.shutdown(shutdownTimeoutMs);
     log.info("stopped");
     return 0;
   } finally {

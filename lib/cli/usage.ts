@@ -24,8 +24,14 @@ run options:
   --log-level LEVEL        debug, info, warning or error (default: info)
   --connect-timeout D      TCP connect limit (default: 10s)
   --handshake-timeout D    proxy CONNECT exchange limit (default: 10s)
+  --idle-timeout D         close tunnels where nothing moves for D (default: off)
+  --linger-timeout D       close half-closed tunnels where nothing moves for D (default: 2m)
   --drain-timeout D        how long tunnels of a removed entry may go on (default: no limit)
+  --max-connections N      most tunnels open at once over all entries (default: no limit)
+  --shutdown-timeout D     how long live tunnels may finish after SIGINT/SIGTERM (default: 10s)
   Durations: 10 (seconds), 500ms, 10s, 2m, 1h.
+  Entries override these with key=value options: connect-timeout, handshake-timeout,
+  idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive=on|off.
 
 Exit status: 0 success, 1 config errors or a fatal error, 2 wrong command line.
 `;

@@ -14,7 +14,7 @@ export interface ConfigDiff {
   readonly added: TunnelEntry[];
   /** Running entries whose source is gone. */
   readonly removed: TunnelEntry[];
-  /** New versions of entries whose source stays but whose route changed. */
+  /** New versions of entries whose source stays but whose route or options changed. */
   readonly changed: TunnelEntry[];
   /** Entries that stay as they are (new versions, for their line numbers). */
   readonly unchanged: TunnelEntry[];
@@ -59,6 +59,6 @@ export function diffEntries(
 }
 
 function sameTarget(a: TunnelEntry, b: TunnelEntry): boolean {
-  return JSON.stringify([a.destination, a.route]) ===
-    JSON.stringify([b.destination, b.route]);
+  return JSON.stringify([a.destination, a.route, a.options]) ===
+    JSON.stringify([b.destination, b.route, b.options]);
 }

@@ -21,6 +21,11 @@ import {
 } from "../address.ts";
 import { ConfigError } from "../errors.ts";
 import type { HttpProxy, Route } from "../route/types.ts";
+import {
+  parseTunnelOption,
+  TUNNEL_OPTION_NAMES,
+  type TunnelOptions,
+} from "./options.ts";
 
 /** One tunnel: where to listen and where to send what arrives there. */
 export interface TunnelEntry {
@@ -30,6 +35,8 @@ export interface TunnelEntry {
   readonly destination: HostPort;
   /** Direct, or through an HTTP proxy. */
   readonly route: Route;
+  /** Settings this entry overrides; the rest come from the command line. */
+  readonly options: Partial<TunnelOptions>;
   /** 1-based line of the entry in its file. */
   readonly line: number;
 }
@@ -65,8 +72,13 @@ export const EMPTY_CONTEXT: ConfigContext = {
   },
 };
 
+const PROXY_OPTION_NAMES = ["auth", "credentials"];
+
 /** The per-entry options, `key=value` after the route. */
-export const OPTION_NAMES = ["auth", "credentials"] as const;
+export const OPTION_NAMES: readonly string[] = [
+  ...TUNNEL_OPTION_NAMES,
+  ...PROXY_OPTION_NAMES,
+];
 
 /** The address a bare source port binds: loopback only, never the network. */
 export const DEFAULT_BIND_HOST = "127.0.0.1";
@@ -202,37 +214,47 @@ function parseEntry(
       port: parsePortToken(expanded[4], "proxy port"),
     };
   }
+  let settings: Partial<TunnelOptions> = {};
   for (const option of options) {
-    proxy = applyOption(option, proxy, context);
+    const equals = option.text.indexOf("=");
+    const key = option.text.slice(0, equals);
+    const value = expandToken({
+      text: option.text.slice(equals + 1),
+      column: option.column + equals + 1,
+    }, context);
+    if (TUNNEL_OPTION_NAMES.includes(key)) {
+      try {
+        settings = { ...settings, ...parseTunnelOption(key, value.text) };
+      } catch (error) {
+        throw new EntryError(value.column, (error as Error).message);
+      }
+    } else if (PROXY_OPTION_NAMES.includes(key)) {
+      proxy = applyProxyOption(option, key, value, proxy, context);
+    } else {
+      throw new EntryError(
+        option.column,
+        `unknown option "${key}": the options are ${OPTION_NAMES.join(", ")}`,
+      );
+    }
   }
   const route: Route = proxy ? { kind: "http", proxy } : { kind: "direct" };
-  return { source, destination, route, line };
+  return { source, destination, route, options: settings, line };
 }
 
-function applyOption(
+function applyProxyOption(
   option: Token,
+  key: string,
+  valueToken: Token,
   proxy: HttpProxy | undefined,
   context: ConfigContext,
 ): HttpProxy {
-  const equals = option.text.indexOf("=");
-  const key = option.text.slice(0, equals);
-  const valueToken = {
-    text: option.text.slice(equals + 1),
-    column: option.column + equals + 1,
-  };
-  if (!(OPTION_NAMES as readonly string[]).includes(key)) {
-    throw new EntryError(
-      option.column,
-      `unknown option "${key}": the options are ${OPTION_NAMES.join(", ")}`,
-    );
-  }
   if (!proxy) {
     throw new EntryError(
       option.column,
       `option ${key} applies to a proxy, and this entry has none`,
     );
   }
-  const value = expandToken(valueToken, context).text;
+  const value = valueToken.text;
   if (key === "auth") {
     if (value !== "basic") {
       throw new EntryError(

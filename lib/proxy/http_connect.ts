@@ -157,6 +157,11 @@ function parseHead(text: string): ResponseHead {
   const lines = text.split("\n").map((line) => line.replace(/\r$/, ""));
   const statusLine = printable(lines[0]);
   const match = /^(HTTP\/\d\.\d) +(\d{3})(?: .*)?$/.exec(statusLine);
+  if (!statusLine.startsWith("HTTP/")) {
+    throw new ProxyProtocolError(
+      `proxy did not answer with HTTP: got "${statusLine.slice(0, 60)}"`,
+    );
+  }
   if (!match) {
     throw new ProxyProtocolError(
       `proxy sent a malformed status line: "${statusLine.slice(0, 80)}"`,

@@ -10,26 +10,22 @@ import type { Duplex } from "../duplex.ts";
 import { DialError, TimeoutError } from "../errors.ts";
 import { httpConnect } from "../proxy/http_connect.ts";
 import type { Route } from "./types.ts";
+import {
+  DEFAULT_TUNNEL_OPTIONS,
+  type TunnelOptions,
+} from "../config/options.ts";
 
-/** Time limits for opening a tunnel. */
-export interface DialOptions {
-  /** Limit for each TCP connect. */
-  readonly connectTimeoutMs: number;
-  /** Limit for a proxy's whole `CONNECT` exchange. */
-  readonly handshakeTimeoutMs: number;
-}
-
-/** Default limits: 10 s for the TCP connect and 10 s for the handshake. */
-export const DEFAULT_DIAL_OPTIONS: DialOptions = {
-  connectTimeoutMs: 10_000,
-  handshakeTimeoutMs: 10_000,
-};
+/** What opening a tunnel needs from the entry's settings. */
+export type DialOptions = Pick<
+  TunnelOptions,
+  "connectTimeoutMs" | "handshakeTimeoutMs" | "keepAlive"
+>;
 
 /**
- * Opens a TCP connection with `TCP_NODELAY` and keepalive set.
+ * Opens a TCP connection with `TCP_NODELAY` set, and keepalive as asked.
  *
  * @param target Where to connect.
- * @param timeoutMs Limit for the connect.
+ * @param options The connect limit and whether to keep alive.
  * @param signal Gives up on the connect when aborted.
  * @returns The connection.
  * @throws {TimeoutError} when the connect takes longer than `timeoutMs`.
@@ -37,9 +33,10 @@ export const DEFAULT_DIAL_OPTIONS: DialOptions = {
  */
 export async function connectTcp(
   target: HostPort,
-  timeoutMs: number,
+  options: Pick<DialOptions, "connectTimeoutMs" | "keepAlive">,
   signal?: AbortSignal,
 ): Promise<Deno.TcpConn> {
+  const timeoutMs = options.connectTimeoutMs;
   const timeout = AbortSignal.timeout(timeoutMs);
   try {
     const conn = await Deno.connect({
@@ -48,7 +45,7 @@ export async function connectTcp(
       signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
     });
     conn.setNoDelay(true);
-    conn.setKeepAlive(true);
+    conn.setKeepAlive(options.keepAlive);
     return conn;
   } catch (error) {
     if (timeout.aborted) {
@@ -75,14 +72,14 @@ export async function connectTcp(
 export async function dialRoute(
   route: Route,
   destination: HostPort,
-  options: DialOptions = DEFAULT_DIAL_OPTIONS,
+  options: DialOptions = DEFAULT_TUNNEL_OPTIONS,
   signal?: AbortSignal,
 ): Promise<Duplex> {
   if (route.kind === "direct") {
-    return await connectTcp(destination, options.connectTimeoutMs, signal);
+    return await connectTcp(destination, options, signal);
   }
   const { proxy } = route;
-  const open = () => connectTcp(proxy, options.connectTimeoutMs, signal);
+  const open = () => connectTcp(proxy, options, signal);
   const { tunnel } = await httpConnect(await open(), destination, {
     proxyLabel: formatHostPort(proxy),
     timeoutMs: options.handshakeTimeoutMs,
