@@ -44,6 +44,11 @@ export class PrefixedDuplex implements Duplex {
     return Promise.resolve(n);
   }
 
+  /** The underlying stream, once no buffered bytes are left. */
+  unwrap(): Duplex | undefined {
+    return this.#prefix.length === 0 ? this.#inner : undefined;
+  }
+
   /** Writes to the underlying stream. */
   write(data: Uint8Array): Promise<number> {
     return this.#inner.write(data);

@@ -165,6 +165,44 @@ export class ProxyAuthError extends ProxyRefusedError {
   }
 }
 
+/** A SOCKS5 proxy refused the connection or the credentials. */
+export class SocksError extends Error {
+  /** The reply code (RFC 1928 §6), or undefined for an authentication failure. */
+  readonly reply?: number;
+  /** Whether another proxy may do better (the proxy, not the request, failed). */
+  readonly proxyFault: boolean;
+
+  /**
+   * @param message What happened and what to do.
+   * @param reply The reply code, when the proxy sent one.
+   * @param proxyFault Whether another proxy may do better.
+   */
+  constructor(message: string, reply: number | undefined, proxyFault: boolean) {
+    super(message);
+    this.name = "SocksError";
+    this.reply = reply;
+    this.proxyFault = proxyFault;
+  }
+}
+
+/** TLS with an https:// proxy failed, e.g. an untrusted certificate. */
+export class ProxyTlsError extends Error {
+  /**
+   * @param proxy `host:port` of the proxy.
+   * @param options The underlying cause.
+   */
+  constructor(proxy: string, options: ErrorOptions) {
+    const cause = options.cause instanceof Error
+      ? options.cause.message
+      : String(options.cause);
+    const hint = /certificate|UnknownIssuer|issuer/i.test(cause)
+      ? ": if the proxy uses a private CA, name its certificate with ca-file=FILE (or --ca-file)"
+      : "";
+    super(`TLS with proxy ${proxy} failed: ${cause}${hint}`, options);
+    this.name = "ProxyTlsError";
+  }
+}
+
 /** The proxy's answer is not an HTTP response this tool can understand. */
 export class ProxyProtocolError extends Error {
   /**

@@ -12,6 +12,7 @@ import type { TunnelEntry } from "./config/parse.ts";
 import { ConnectionLimit } from "./limit.ts";
 import { logger } from "./log.ts";
 import { describeRoute } from "./route/types.ts";
+import type { DialContext } from "./route/dial.ts";
 import { startTunnel, type Tunnel } from "./tunnel.ts";
 
 const log = logger("listener");
@@ -28,6 +29,7 @@ export class EntryListener {
   #defaults: TunnelOptions;
   #limit = new ConnectionLimit();
   #sharedLimit: ConnectionLimit;
+  #context: DialContext;
   #listener: Deno.TcpListener;
   #loop: Promise<void>;
   #stop = new AbortController();
@@ -38,15 +40,18 @@ export class EntryListener {
    * @param entry The entry to serve.
    * @param defaults Settings the entry does not override.
    * @param sharedLimit The limit on tunnels of all entries together.
+   * @param context Proxy failure memory and the proxy environment.
    * @throws {Deno.errors.AddrInUse} and other bind errors.
    */
   constructor(
     entry: TunnelEntry,
     defaults: TunnelOptions,
     sharedLimit: ConnectionLimit,
+    context: DialContext,
   ) {
     this.#defaults = defaults;
     this.#sharedLimit = sharedLimit;
+    this.#context = context;
     this.entry = entry;
     this.#listener = Deno.listen({
       hostname: entry.source.host,
@@ -123,7 +128,12 @@ export class EntryListener {
         continue;
       }
       backoff = ACCEPT_BACKOFF_MIN_MS;
-      const tunnel = startTunnel(conn, this.#entry, this.#options);
+      const tunnel = startTunnel(
+        conn,
+        this.#entry,
+        this.#options,
+        this.#context,
+      );
       this.tunnels.add(tunnel);
       tunnel.done.finally(() => {
         this.tunnels.delete(tunnel);

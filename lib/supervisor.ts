@@ -13,6 +13,9 @@ import { formatDuration } from "./duration.ts";
 import { EntryListener } from "./listener.ts";
 import { logger } from "./log.ts";
 import { ConnectionLimit } from "./limit.ts";
+import type { DialContext } from "./route/dial.ts";
+import type { ProxyEnvironment } from "./route/env.ts";
+import { ProxyHealth } from "./route/health.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
 
@@ -27,6 +30,10 @@ export interface SupervisorOptions {
   readonly defaults: TunnelOptions;
   /** Most tunnels open at once over all entries; unlimited when absent. */
   readonly maxConnections?: number;
+  /** The proxy environment read at start, for `env` routes. */
+  readonly environment?: ProxyEnvironment;
+  /** Backoff after a proxy's first failure; doubles with each failure. */
+  readonly failoverBackoffMs?: number;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -45,11 +52,16 @@ export class Supervisor {
   #draining = new Set<Tunnel>();
   #drainTimers = new Set<Timer>();
   #limit: ConnectionLimit;
+  #context: DialContext;
 
-  /** @param options Default tunnel settings and the overall limit. */
+  /** @param options Default tunnel settings, limits and the proxy environment. */
   constructor(options: SupervisorOptions) {
     this.#options = options;
     this.#limit = new ConnectionLimit(options.maxConnections);
+    this.#context = {
+      health: new ProxyHealth(options.failoverBackoffMs),
+      environment: options.environment ?? { noProxy: [] },
+    };
   }
 
   /** Listeners that are accepting, by source address. */
@@ -180,7 +192,12 @@ export class Supervisor {
     try {
       this.#listeners.set(
         key,
-        new EntryListener(entry, this.#options.defaults, this.#limit),
+        new EntryListener(
+          entry,
+          this.#options.defaults,
+          this.#limit,
+          this.#context,
+        ),
       );
     } catch (error) {
       log.error(

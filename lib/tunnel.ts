@@ -11,7 +11,7 @@ import { formatDuration } from "./duration.ts";
 import { formatBytes, logger } from "./log.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import { newCounters, relay, type RelayCounters } from "./relay.ts";
-import { dialRoute } from "./route/dial.ts";
+import { type DialContext, dialRoute } from "./route/dial.ts";
 import { describeRoute } from "./route/types.ts";
 
 const log = logger("tunnel");
@@ -45,12 +45,14 @@ export interface Tunnel {
  * @param client The accepted connection; the tunnel owns it from now on.
  * @param entry The entry whose route to use.
  * @param options The entry's settings, command-line defaults filled in.
+ * @param context Proxy failure memory and the proxy environment.
  * @returns The running tunnel.
  */
 export function startTunnel(
   client: Deno.TcpConn,
   entry: TunnelEntry,
   options: TunnelOptions,
+  context: DialContext,
 ): Tunnel {
   const abort = new AbortController();
   const counters: RelayCounters = newCounters();
@@ -66,9 +68,11 @@ export function startTunnel(
     close: () => abort.abort(),
   };
   let ended = false;
-  const done = run(tunnel, client, options, abort.signal).finally(() => {
-    ended = true;
-  });
+  const done = run(tunnel, client, options, context, abort.signal).finally(
+    () => {
+      ended = true;
+    },
+  );
   return {
     ...tunnel,
     done,
@@ -82,22 +86,24 @@ async function run(
   tunnel: Omit<Tunnel, "done" | "ended">,
   client: Deno.TcpConn,
   options: TunnelOptions,
+  context: DialContext,
   signal: AbortSignal,
 ): Promise<void> {
   const { id, entry } = tunnel;
-  const path = `${tunnel.client} -> ${formatHostPort(entry.destination)} ${
-    describeRoute(entry.route)
-  }`;
+  const ends = `${tunnel.client} -> ${formatHostPort(entry.destination)}`;
+  const path = `${ends} ${describeRoute(entry.route)}`;
   client.setNoDelay(true);
   client.setKeepAlive(options.keepAlive);
   let destination: Duplex;
+  let taken: string;
   try {
-    destination = await dialRoute(
+    ({ stream: destination, path: taken } = await dialRoute(
       entry.route,
       entry.destination,
       options,
+      { ...context, onFailover: (message) => log.warn(`${id} ${message}`) },
       signal,
-    );
+    ));
   } catch (error) {
     closeQuietly(client);
     if (signal.aborted) {
@@ -108,7 +114,9 @@ async function run(
     return;
   }
   log.info(
-    `${id} open ${path} after ${formatDuration(Date.now() - tunnel.startedAt)}`,
+    `${id} open ${ends} ${taken} after ${
+      formatDuration(Date.now() - tunnel.startedAt)
+    }`,
   );
   tunnel.counters.lastActivity = Date.now();
   const result = await relay(client, destination, {

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
 import { type ConfigContext, parseConfig } from "../lib/config/parse.ts";
+import type { Proxy, Route } from "../lib/route/types.ts";
+
+/** The route of an entry with one plain HTTP proxy. */
+function viaHttp(proxy: Omit<Proxy, "scheme">): Route {
+  return { kind: "chain", hops: [[{ scheme: "http", ...proxy }]] };
+}
 
 function entriesOf(text: string) {
   const { entries, errors } = parseConfig(text, "t.conf");
@@ -17,10 +23,7 @@ Deno.test("the original five-field line is an entry through an HTTP proxy", () =
     [{
       source: { host: "127.0.0.1", port: 2222 },
       destination: { host: "ssh.example.com", port: 22 },
-      route: {
-        kind: "http",
-        proxy: { host: "proxy.corp.example", port: 3128 },
-      },
+      route: viaHttp({ host: "proxy.corp.example", port: 3128 }),
       options: {},
       line: 1,
     }],
@@ -64,30 +67,24 @@ Deno.test("sources: bare port binds loopback; host:port and [v6]:port bind as wr
 Deno.test("IPv6 destinations and proxies, bare or in brackets", () => {
   const [entry] = entriesOf("22 [2001:DB8::1] 22 ::1 3128");
   assert.equal(entry.destination.host, "2001:db8::1");
-  assert.deepEqual(entry.route, {
-    kind: "http",
-    proxy: { host: "::1", port: 3128 },
-  });
+  assert.deepEqual(entry.route, viaHttp({ host: "::1", port: 3128 }));
 });
 
 Deno.test("proxy URL with percent-decoded credentials", () => {
   const [entry] = entriesOf(
     "22 ssh 22 http://CORP%5Cjane:p%40ss%3Aw0rd@proxy.corp:8080/",
   );
-  assert.deepEqual(entry.route, {
-    kind: "http",
-    proxy: {
+  assert.deepEqual(
+    entry.route,
+    viaHttp({
       host: "proxy.corp",
       port: 8080,
       username: "CORP\\jane",
       password: "p@ss:w0rd",
-    },
-  });
+    }),
+  );
   const [plain] = entriesOf("22 ssh 22 HTTP://[::1]:3128");
-  assert.deepEqual(plain.route, {
-    kind: "http",
-    proxy: { host: "::1", port: 3128 },
-  });
+  assert.deepEqual(plain.route, viaHttp({ host: "::1", port: 3128 }));
 });
 
 Deno.test("every error names file:line:column and what to fix", () => {
@@ -101,10 +98,10 @@ Deno.test("every error names file:line:column and what to fix", () => {
     't.conf:1:18: invalid proxy port "65536": use a number from 1 to 65535',
   ]);
   assert.deepEqual(errorsOf("22 host"), [
-    "t.conf:1:1: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>] [key=value ...], found 2 fields",
+    "t.conf:1:1: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...], found 2 fields",
   ]);
   assert.deepEqual(errorsOf("22 host 22 proxy 3128 extra"), [
-    "t.conf:1:23: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>] [key=value ...], found 6 fields",
+    "t.conf:1:23: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...], found 6 fields",
   ]);
   assert.deepEqual(errorsOf("22 host 22 proxy"), [
     "t.conf:1:12: expected a proxy URL (http://host:port) or the proxy host followed by its port",
@@ -112,8 +109,8 @@ Deno.test("every error names file:line:column and what to fix", () => {
   assert.deepEqual(errorsOf("22 host 22 http://proxy:3128 3128"), [
     "t.conf:1:30: a proxy URL already has its port: remove the field after it",
   ]);
-  assert.deepEqual(errorsOf("22 host 22 socks5://proxy:1080"), [
-    't.conf:1:12: unsupported proxy scheme "socks5": use http://host:port',
+  assert.deepEqual(errorsOf("22 host 22 ftp://proxy:21"), [
+    't.conf:1:12: unsupported proxy scheme "ftp": use http://, https://, socks5://, socks5h://',
   ]);
   assert.deepEqual(errorsOf("22 host 22 http://proxy"), [
     "t.conf:1:19: the proxy URL needs a host and a port and nothing after them: http://host:port",
@@ -147,7 +144,7 @@ Deno.test("host names that could inject text into a CONNECT request are rejected
 
 Deno.test("a password never appears in an error message", () => {
   const errors = errorsOf(
-    "22 host 22 http://jane:s3cret%zz@proxy:3128\n23 host 22 https://jane:s3cret@proxy:3128\n24 host 22 http://jane:s3cret@proxy:99999\n",
+    "22 host 22 http://jane:s3cret%zz@proxy:3128\n23 host 22 ftp://jane:s3cret@proxy:3128\n24 host 22 http://jane:s3cret@proxy:99999\n",
   );
   assert.equal(errors.length, 3);
   for (const error of errors) assert.doesNotMatch(error, /s3cret/);
@@ -181,7 +178,7 @@ const CONTEXT: ConfigContext = {
       PROXY_PASS: "p@ss:w%rd",
       PROXY_HOST: "proxy.corp",
     })[name],
-  readCredentials: (path) => {
+  readFile: (path) => {
     if (path === "creds.txt") return "\nCORP\\jane:s3cret:with:colons\n";
     if (path === "bad.txt") return "no colon here\n";
     throw new Error("No such file or directory");
@@ -197,19 +194,19 @@ Deno.test("${NAME} takes environment variables; a URL's credentials are taken as
     "22 ssh 22 http://${PROXY_USER}:${PROXY_PASS}@${PROXY_HOST}:3128\n23 ssh 22 ${PROXY_HOST} 3128\n",
   );
   assert.deepEqual(errors, []);
-  assert.deepEqual(entries[0].route, {
-    kind: "http",
-    proxy: {
+  assert.deepEqual(
+    entries[0].route,
+    viaHttp({
       host: "proxy.corp",
       port: 3128,
       username: "CORP\\jane",
       password: "p@ss:w%rd",
-    },
-  });
-  assert.deepEqual(entries[1].route, {
-    kind: "http",
-    proxy: { host: "proxy.corp", port: 3128 },
-  });
+    }),
+  );
+  assert.deepEqual(
+    entries[1].route,
+    viaHttp({ host: "proxy.corp", port: 3128 }),
+  );
 });
 
 Deno.test("an unset environment variable is an error at its column", () => {
@@ -243,20 +240,20 @@ Deno.test("options: auth=basic and credentials=FILE", () => {
     "22 ssh 22 proxy 3128 auth=basic\n23 ssh 22 http://proxy:3128 credentials=creds.txt auth=basic\n",
   );
   assert.deepEqual(errors, []);
-  assert.deepEqual(entries[0].route, {
-    kind: "http",
-    proxy: { host: "proxy", port: 3128, preemptiveBasic: true },
-  });
-  assert.deepEqual(entries[1].route, {
-    kind: "http",
-    proxy: {
+  assert.deepEqual(
+    entries[0].route,
+    viaHttp({ host: "proxy", port: 3128, preemptiveBasic: true }),
+  );
+  assert.deepEqual(
+    entries[1].route,
+    viaHttp({
       host: "proxy",
       port: 3128,
       username: "CORP\\jane",
       password: "s3cret:with:colons",
       preemptiveBasic: true,
-    },
-  });
+    }),
+  );
 });
 
 Deno.test("option errors point at the option and never show a secret", () => {
@@ -264,10 +261,64 @@ Deno.test("option errors point at the option and never show a secret", () => {
     "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=ntlm\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
   ).errors.map((e) => e.message);
   assert.deepEqual(messages, [
-    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, auth, credentials',
+    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, auth, credentials',
     "t.conf:2:11: option auth applies to a proxy, and this entry has none",
     "t.conf:3:27: auth=ntlm is not an option: write auth=basic to send Basic credentials before the proxy asks",
     "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",
     "t.conf:5:34: credentials file bad.txt must hold one line user:password",
   ]);
+});
+
+Deno.test("routes: chains, alternatives, every scheme, direct and env", () => {
+  const { entries, errors } = parseWith(
+    "1 d 1 http://a:3128,https://b:443 socks5h://u:p@c:1080 idle-timeout=5m\n" +
+      "2 d 2 direct\n3 d 3 env\n4 d 4 socks5://[::1]:1080 credentials=creds.txt\n",
+  );
+  assert.deepEqual(errors, []);
+  const [chain, direct, env, socks] = entries;
+  assert.deepEqual(chain.route, {
+    kind: "chain",
+    hops: [
+      [{ scheme: "http", host: "a", port: 3128 }, {
+        scheme: "https",
+        host: "b",
+        port: 443,
+      }],
+      [{
+        scheme: "socks5h",
+        host: "c",
+        port: 1080,
+        username: "u",
+        password: "p",
+      }],
+    ],
+  });
+  assert.deepEqual(chain.options, { idleTimeoutMs: 300_000 });
+  assert.deepEqual(direct.route, { kind: "direct" });
+  assert.deepEqual(env.route, { kind: "env" });
+  assert.deepEqual(socks.route, {
+    kind: "chain",
+    hops: [[{
+      scheme: "socks5",
+      host: "::1",
+      port: 1080,
+      username: "CORP\\jane",
+      password: "s3cret:with:colons",
+    }]],
+  });
+});
+
+Deno.test("route errors point at the offending token", () => {
+  assert.deepEqual(
+    parseWith(
+      "1 d 1 direct http://p:1\n2 d 2 http://p:1 proxyhost\n3 d 3 http://a:1,ftp://b:2\n4 d 4 env ca-file=nope.pem\n",
+    )
+      .errors.map((e) => e.message),
+    [
+      't.conf:1:14: "direct" is the whole route: remove what follows it, or write options as key=value',
+      "t.conf:2:18: a chain lists proxy URLs only: write every hop as scheme://host:port",
+      't.conf:3:18: unsupported proxy scheme "ftp": use http://, https://, socks5://, socks5h://',
+      "t.conf:4:19: cannot read CA file nope.pem: No such file or directory",
+    ],
+  );
 });

@@ -253,7 +253,7 @@ for (const fault of PROXY_FAULTS) {
 function startToolWithFiles(config: string) {
   return startTool(config, { defaults: TEST_OPTIONS }, {
     env: () => undefined,
-    readCredentials: (path) => Deno.readTextFileSync(path),
+    readFile: (path) => Deno.readTextFileSync(path),
   });
 }
 

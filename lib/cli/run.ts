@@ -6,6 +6,9 @@
  */
 
 import { loadConfig } from "../config/load.ts";
+import { parseProxyUrlText } from "../config/parse.ts";
+import { type ProxyEnvironment, readProxyEnvironment } from "../route/env.ts";
+import { describeProxy } from "../route/types.ts";
 import {
   DEFAULT_TUNNEL_OPTIONS,
   type TunnelOptions,
@@ -51,6 +54,8 @@ export async function runCommand(args: string[]): Promise<number> {
     "drain-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
     "max-connections": { type: "string" },
+    "ca-file": { type: "string" },
+    "failover-backoff": { type: "string" },
   });
   if (positionals.length > 1) {
     throw new UsageError("run takes at most one config file");
@@ -63,7 +68,7 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   const duration = (name: keyof typeof values) =>
     durationOption(name, values[name] as string | undefined);
-  const defaults: TunnelOptions = {
+  let defaults: TunnelOptions = {
     ...DEFAULT_TUNNEL_OPTIONS,
     connectTimeoutMs: duration("connect-timeout") ??
       DEFAULT_TUNNEL_OPTIONS.connectTimeoutMs,
@@ -74,6 +79,7 @@ export async function runCommand(args: string[]): Promise<number> {
       DEFAULT_TUNNEL_OPTIONS.lingerTimeoutMs,
     drainTimeoutMs: duration("drain-timeout"),
   };
+  const failoverBackoffMs = duration("failover-backoff");
   const shutdownTimeoutMs = duration("shutdown-timeout") ??
     DEFAULT_SHUTDOWN_TIMEOUT_MS;
   const maxConnections = countOption(
@@ -100,7 +106,42 @@ export async function runCommand(args: string[]): Promise<number> {
       return 1;
     }
     for (const warning of config.warnings) log.warn(warning);
-    const supervisor = new Supervisor({ defaults, maxConnections });
+    const caFile = values["ca-file"];
+    if (caFile !== undefined) {
+      try {
+        defaults = { ...defaults, caCerts: [await Deno.readTextFile(caFile)] };
+      } catch (error) {
+        throw new UsageError(
+          `--ca-file ${caFile}: ${(error as Error).message}`,
+        );
+      }
+    }
+    let environment: ProxyEnvironment = { noProxy: [] };
+    try {
+      environment = readProxyEnvironment(
+        (name) => Deno.env.get(name),
+        parseProxyUrlText,
+      );
+    } catch (error) {
+      log.error(`${(error as Error).message}; "env" routes connect directly`);
+    }
+    if (environment.proxy) {
+      log.info(
+        `proxy environment for "env" routes: ${environment.source}=${
+          describeProxy(environment.proxy)
+        }${
+          environment.noProxy.length
+            ? `, NO_PROXY=${environment.noProxy.join(",")}`
+            : ""
+        }`,
+      );
+    }
+    const supervisor = new Supervisor({
+      defaults,
+      maxConnections,
+      environment,
+      failoverBackoffMs,
+    });
     await supervisor.apply(config.entries);
     const reloader = new ConfigReloader(
       path,

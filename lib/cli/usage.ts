@@ -16,7 +16,9 @@ Usage:
   httptunneling --help | --version
 
 Config lines:
-  <source> <destination host> <destination port> [<proxy host> <proxy port> | http://[user:pass@]host:port]
+  <source> <destination host> <destination port> [<route>] [key=value ...]
+  <route>: <proxy host> <proxy port> | <hop> [<hop> ...] | direct | env
+  <hop>:   <proxy URL>[,<alternative URL> ...]   (http://, https://, socks5://, socks5h://, with user:pass@)
   A bare source port listens on 127.0.0.1 only; write 0.0.0.0:PORT or [::]:PORT to open it to the network.
 
 run options:
@@ -29,6 +31,8 @@ run options:
   --drain-timeout D        how long tunnels of a removed entry may go on (default: no limit)
   --max-connections N      most tunnels open at once over all entries (default: no limit)
   --shutdown-timeout D     how long live tunnels may finish after SIGINT/SIGTERM (default: 10s)
+  --ca-file FILE           PEM certificates to trust for https:// proxies, besides the system's
+  --failover-backoff D     how long a failed proxy is skipped at first; doubles up to 5m (default: 5s)
   Durations: 10 (seconds), 500ms, 10s, 2m, 1h.
   Entries override these with key=value options: connect-timeout, handshake-timeout,
   idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive=on|off.

@@ -21,8 +21,8 @@ export interface LoadedConfig {
 
 /**
  * Reads and parses the config file at `path`. `${NAME}` reads the
- * environment; `credentials=FILE` reads FILE relative to the config's
- * directory and warns when others may read it.
+ * environment; `credentials=FILE` and `ca-file=FILE` read FILE relative to
+ * the config's directory, warning when others may read a credentials file.
  *
  * @param path The file to read.
  * @returns Its text, entries and warnings.
@@ -43,15 +43,16 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
   const warnings: string[] = [];
   const context: ConfigContext = {
     env: (name) => Deno.env.get(name),
-    readCredentials(file) {
+    readFile(file, kind) {
       const full = isAbsolute(file) ? file : join(dirname(path), file);
+      const text = Deno.readTextFileSync(full);
       const mode = Deno.statSync(full).mode;
-      if (mode !== null && (mode & 0o077) !== 0) {
+      if (kind === "credentials" && mode !== null && (mode & 0o077) !== 0) {
         warnings.push(
           `credentials file ${full} can be read by other users: chmod 600 ${full}`,
         );
       }
-      return Deno.readTextFileSync(full);
+      return text;
     },
   };
   const { entries, errors } = parseConfig(text, path, context);

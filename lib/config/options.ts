@@ -24,6 +24,8 @@ export interface TunnelOptions {
   readonly maxConnections?: number;
   /** How long a removed entry's tunnels may go on; unlimited when absent. */
   readonly drainTimeoutMs?: number;
+  /** PEM certificates trusted for https:// proxies, besides the system's. */
+  readonly caCerts?: readonly string[];
 }
 
 /** The defaults: 10 s connect, 10 s handshake, 2 min linger, keepalive on. */

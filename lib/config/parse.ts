@@ -20,7 +20,12 @@ import {
   parsePort,
 } from "../address.ts";
 import { ConfigError } from "../errors.ts";
-import type { HttpProxy, Route } from "../route/types.ts";
+import {
+  type Proxy,
+  PROXY_SCHEMES,
+  type ProxyScheme,
+  type Route,
+} from "../route/types.ts";
 import {
   parseTunnelOption,
   TUNNEL_OPTION_NAMES,
@@ -58,17 +63,18 @@ export interface ConfigContext {
   /** The value of an environment variable, or `undefined` when unset. */
   env(name: string): string | undefined;
   /**
-   * The contents of a credentials file named in the config.
+   * The contents of a file the config names.
+   * @param kind What the file holds: a secret, or public certificates.
    * @throws {Error} with a message saying why it cannot be read.
    */
-  readCredentials(path: string): string;
+  readFile(path: string, kind: "credentials" | "certificates"): string;
 }
 
 /** A context with no environment and no files, for plain config text. */
 export const EMPTY_CONTEXT: ConfigContext = {
   env: () => undefined,
-  readCredentials: () => {
-    throw new Error("credential files are not available here");
+  readFile: () => {
+    throw new Error("files are not available here");
   },
 };
 
@@ -77,6 +83,7 @@ const PROXY_OPTION_NAMES = ["auth", "credentials"];
 /** The per-entry options, `key=value` after the route. */
 export const OPTION_NAMES: readonly string[] = [
   ...TUNNEL_OPTION_NAMES,
+  "ca-file",
   ...PROXY_OPTION_NAMES,
 ];
 
@@ -171,6 +178,9 @@ function tokenize(line: string): Token[] {
   return tokens;
 }
 
+const FIELDS =
+  "<source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...]";
+
 function parseEntry(
   allTokens: Token[],
   line: number,
@@ -181,39 +191,18 @@ function parseEntry(
   );
   const tokens = firstOption < 0 ? allTokens : allTokens.slice(0, firstOption);
   const options = firstOption < 0 ? [] : allTokens.slice(firstOption);
-  if (tokens.length !== 3 && tokens.length !== 4 && tokens.length !== 5) {
+  if (tokens.length < 3) {
     throw new EntryError(
-      tokens.length > 5 ? tokens[5].column : tokens[0].column,
-      `expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>] [key=value ...], found ${tokens.length} field${
+      tokens[0].column,
+      `expected ${FIELDS}, found ${tokens.length} field${
         tokens.length === 1 ? "" : "s"
       }`,
     );
   }
-  const expanded = tokens.map((token, index) =>
-    // A proxy URL's user name and password are expanded after the URL is
-    // split, so that a variable may hold any character.
-    index === 3 && tokens.length === 4 ? token : expandToken(token, context)
+  const [source, host, port] = tokens.slice(0, 3).map((token) =>
+    expandToken(token, context)
   );
-  const source = parseSource(expanded[0]);
-  const destination = {
-    host: parseHost(expanded[1], "destination host"),
-    port: parsePortToken(expanded[2], "destination port"),
-  };
-  let proxy: HttpProxy | undefined;
-  if (tokens.length === 4) {
-    proxy = parseProxyUrl(tokens[3], context);
-  } else if (tokens.length === 5) {
-    if (tokens[3].text.includes("://")) {
-      throw new EntryError(
-        tokens[4].column,
-        "a proxy URL already has its port: remove the field after it",
-      );
-    }
-    proxy = {
-      host: parseHost(expanded[3], "proxy host"),
-      port: parsePortToken(expanded[4], "proxy port"),
-    };
-  }
+  let route = parseRoute(tokens.slice(3), context);
   let settings: Partial<TunnelOptions> = {};
   for (const option of options) {
     const equals = option.text.indexOf("=");
@@ -228,8 +217,13 @@ function parseEntry(
       } catch (error) {
         throw new EntryError(value.column, (error as Error).message);
       }
+    } else if (key === "ca-file") {
+      settings = {
+        ...settings,
+        caCerts: [readFileOption(value, context, "certificates")],
+      };
     } else if (PROXY_OPTION_NAMES.includes(key)) {
-      proxy = applyProxyOption(option, key, value, proxy, context);
+      route = applyProxyOption(option, key, value, route, context);
     } else {
       throw new EntryError(
         option.column,
@@ -237,24 +231,114 @@ function parseEntry(
       );
     }
   }
-  const route: Route = proxy ? { kind: "http", proxy } : { kind: "direct" };
-  return { source, destination, route, options: settings, line };
+  return {
+    source: parseSource(source),
+    destination: {
+      host: parseHost(host, "destination host"),
+      port: parsePortToken(port, "destination port"),
+    },
+    route,
+    options: settings,
+    line,
+  };
 }
 
+function parseRoute(tokens: Token[], context: ConfigContext): Route {
+  if (tokens.length === 0) return { kind: "direct" };
+  const [first] = tokens;
+  if (first.text === "direct" || first.text === "env") {
+    if (tokens.length > 1) {
+      throw new EntryError(
+        tokens[1].column,
+        `"${first.text}" is the whole route: remove what follows it, or write options as key=value`,
+      );
+    }
+    return { kind: first.text };
+  }
+  if (first.text.includes("://")) {
+    const hops = tokens.map((token) => {
+      if (!token.text.includes("://")) {
+        throw new EntryError(
+          token.column,
+          /^\d+$/.test(token.text)
+            ? "a proxy URL already has its port: remove the field after it"
+            : "a chain lists proxy URLs only: write every hop as scheme://host:port",
+        );
+      }
+      let column = token.column;
+      return token.text.split(",").map((text) => {
+        const proxy = parseProxyUrl({ text, column }, context);
+        column += text.length + 1;
+        return proxy;
+      });
+    });
+    return { kind: "chain", hops };
+  }
+  // The original form: proxy host and proxy port as two fields.
+  if (tokens.length === 1) {
+    throw new EntryError(
+      first.column,
+      "expected a proxy URL (http://host:port) or the proxy host followed by its port",
+    );
+  }
+  if (tokens.length > 2) {
+    throw new EntryError(
+      tokens[2].column,
+      `expected ${FIELDS}, found ${tokens.length + 3} fields`,
+    );
+  }
+  if (tokens[1].text.includes("://")) {
+    throw new EntryError(
+      tokens[1].column,
+      "write the proxy either as host and port or as a URL, not both",
+    );
+  }
+  const [proxyHost, proxyPort] = tokens.map((token) =>
+    expandToken(token, context)
+  );
+  return {
+    kind: "chain",
+    hops: [[{
+      scheme: "http",
+      host: parseHost(proxyHost, "proxy host"),
+      port: parsePortToken(proxyPort, "proxy port"),
+    }]],
+  };
+}
+
+function readFileOption(
+  value: Token,
+  context: ConfigContext,
+  kind: "credentials" | "certificates",
+): string {
+  try {
+    return context.readFile(value.text, kind);
+  } catch (error) {
+    const what = kind === "credentials" ? "credentials file" : "CA file";
+    throw new EntryError(
+      value.column,
+      `cannot read ${what} ${value.text}: ${(error as Error).message}`,
+    );
+  }
+}
+
+// Credentials and auth=basic apply to every proxy of the route that does
+// not say otherwise in its URL.
 function applyProxyOption(
   option: Token,
   key: string,
   valueToken: Token,
-  proxy: HttpProxy | undefined,
+  route: Route,
   context: ConfigContext,
-): HttpProxy {
-  if (!proxy) {
+): Route {
+  if (route.kind !== "chain") {
     throw new EntryError(
       option.column,
       `option ${key} applies to a proxy, and this entry has none`,
     );
   }
   const value = valueToken.text;
+  let change: (proxy: Proxy) => Proxy;
   if (key === "auth") {
     if (value !== "basic") {
       throw new EntryError(
@@ -262,31 +346,29 @@ function applyProxyOption(
         `auth=${value} is not an option: write auth=basic to send Basic credentials before the proxy asks`,
       );
     }
-    return { ...proxy, preemptiveBasic: true };
+    change = (proxy) =>
+      proxy.scheme.startsWith("http")
+        ? { ...proxy, preemptiveBasic: true }
+        : proxy;
+  } else {
+    const contents = readFileOption(valueToken, context, "credentials");
+    const first = contents.split(/\r?\n/).find((line) => line.trim() !== "") ??
+      "";
+    const colon = first.indexOf(":");
+    if (colon < 0) {
+      throw new EntryError(
+        valueToken.column,
+        `credentials file ${value} must hold one line user:password`,
+      );
+    }
+    change = (proxy) =>
+      proxy.username !== undefined ? proxy : {
+        ...proxy,
+        username: first.slice(0, colon),
+        password: first.slice(colon + 1),
+      };
   }
-  let contents: string;
-  try {
-    contents = context.readCredentials(value);
-  } catch (error) {
-    throw new EntryError(
-      valueToken.column,
-      `cannot read credentials file ${value}: ${(error as Error).message}`,
-    );
-  }
-  const first = contents.split(/\r?\n/).find((line) => line.trim() !== "") ??
-    "";
-  const colon = first.indexOf(":");
-  if (colon < 0) {
-    throw new EntryError(
-      valueToken.column,
-      `credentials file ${value} must hold one line user:password`,
-    );
-  }
-  return {
-    ...proxy,
-    username: first.slice(0, colon),
-    password: first.slice(colon + 1),
-  };
+  return { kind: "chain", hops: route.hops.map((hop) => hop.map(change)) };
 }
 
 const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -390,8 +472,24 @@ function parsePortToken(token: Token, what: string): number {
   return port;
 }
 
+/**
+ * Parses a proxy URL outside a config file, e.g. from `HTTPS_PROXY`.
+ *
+ * @param text `scheme://[user:pass@]host:port`.
+ * @returns The proxy.
+ * @throws {Error} saying what is wrong (never quoting the password).
+ */
+export function parseProxyUrlText(text: string): Proxy {
+  try {
+    return parseProxyUrl({ text, column: 1 }, EMPTY_CONTEXT);
+  } catch (error) {
+    if (error instanceof EntryError) throw new Error(error.message);
+    throw error;
+  }
+}
+
 // The whole token is never quoted in a message: it may hold a password.
-function parseProxyUrl(token: Token, context: ConfigContext): HttpProxy {
+function parseProxyUrl(token: Token, context: ConfigContext): Proxy {
   const { text, column } = token;
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(text);
   if (!scheme) {
@@ -400,10 +498,13 @@ function parseProxyUrl(token: Token, context: ConfigContext): HttpProxy {
       "expected a proxy URL (http://host:port) or the proxy host followed by its port",
     );
   }
-  if (scheme[1].toLowerCase() !== "http") {
+  const schemeName = scheme[1].toLowerCase() as ProxyScheme;
+  if (!PROXY_SCHEMES.includes(schemeName)) {
     throw new EntryError(
       column,
-      `unsupported proxy scheme "${scheme[1]}": use http://host:port`,
+      `unsupported proxy scheme "${scheme[1]}": use ${
+        PROXY_SCHEMES.map((s) => `${s}://`).join(", ")
+      }`,
     );
   }
   const rest = text.slice(scheme[0].length).replace(/\/$/, "");
@@ -429,7 +530,7 @@ function parseProxyUrl(token: Token, context: ConfigContext): HttpProxy {
     ),
     "proxy port",
   );
-  if (userinfo === undefined) return { host, port };
+  if (userinfo === undefined) return { scheme: schemeName, host, port };
   const colon = userinfo.indexOf(":");
   const userColumn = column + scheme[0].length;
   const part = (text: string, at: number) => {
@@ -444,6 +545,7 @@ function parseProxyUrl(token: Token, context: ConfigContext): HttpProxy {
     }
   };
   return {
+    scheme: schemeName,
     host,
     port,
     username: part(

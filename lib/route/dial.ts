@@ -1,25 +1,61 @@
 /**
- * Opens the connection a tunnel needs: straight to the destination, or to a
- * proxy followed by the `CONNECT` handshake.
+ * Opens the connection a tunnel needs: straight to the destination, or
+ * through a chain of proxies, hop by hop (TCP to the first, then each
+ * proxy asked for the next with CONNECT or SOCKS5, TLS where a hop is
+ * https://), failing over to a hop's alternatives when a proxy fails.
  *
  * @module
  */
 
 import { formatHostPort, type HostPort } from "../address.ts";
-import type { Duplex } from "../duplex.ts";
-import { DialError, TimeoutError } from "../errors.ts";
-import { httpConnect } from "../proxy/http_connect.ts";
-import type { Route } from "./types.ts";
 import {
   DEFAULT_TUNNEL_OPTIONS,
   type TunnelOptions,
 } from "../config/options.ts";
+import { closeQuietly, type Duplex, PrefixedDuplex } from "../duplex.ts";
+import {
+  DialError,
+  ProxyAuthError,
+  ProxyProtocolError,
+  ProxyRefusedError,
+  ProxyTlsError,
+  SocksError,
+  TimeoutError,
+} from "../errors.ts";
+import { httpConnect } from "../proxy/http_connect.ts";
+import { socks5Connect } from "../proxy/socks5.ts";
+import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
+import { ProxyHealth } from "./health.ts";
+import { describeProxy, type Proxy, type Route } from "./types.ts";
 
 /** What opening a tunnel needs from the entry's settings. */
 export type DialOptions = Pick<
   TunnelOptions,
-  "connectTimeoutMs" | "handshakeTimeoutMs" | "keepAlive"
+  "connectTimeoutMs" | "handshakeTimeoutMs" | "keepAlive" | "caCerts"
 >;
+
+/** What dialing shares across tunnels. */
+export interface DialContext {
+  /** Failure memory of proxies, for failover. */
+  readonly health: ProxyHealth;
+  /** The proxy environment read at start, for `env` routes. */
+  readonly environment: ProxyEnvironment;
+  /** Reports a failover, for the tunnel's log. */
+  readonly onFailover?: (message: string) => void;
+}
+
+/** A context with no proxy environment and its own failure memory. */
+export function defaultDialContext(): DialContext {
+  return { health: new ProxyHealth(), environment: { noProxy: [] } };
+}
+
+/** An open path to the destination. */
+export interface DialResult {
+  /** The stream whose bytes are the destination's. */
+  readonly stream: Duplex;
+  /** The proxies used, e.g. `via http://a:3128 -> socks5://b:1080`, or `direct`. */
+  readonly path: string;
+}
 
 /**
  * Opens a TCP connection with `TCP_NODELAY` set, and keepalive as asked.
@@ -28,7 +64,7 @@ export type DialOptions = Pick<
  * @param options The connect limit and whether to keep alive.
  * @param signal Gives up on the connect when aborted.
  * @returns The connection.
- * @throws {TimeoutError} when the connect takes longer than `timeoutMs`.
+ * @throws {TimeoutError} when the connect takes longer than the limit.
  * @throws {DialError} when the connection cannot be opened.
  */
 export async function connectTcp(
@@ -58,38 +94,204 @@ export async function connectTcp(
   }
 }
 
+/** A failure that the proxy at `hop` (alternative `proxy`) is to blame for. */
+class HopFailure extends Error {
+  constructor(
+    readonly hop: number,
+    readonly proxy: Proxy,
+    readonly failure: Error,
+  ) {
+    super(failure.message, { cause: failure });
+  }
+}
+
 /**
  * Opens a stream to `destination` along `route`.
  *
- * @param route Direct or through a proxy.
+ * @param route Direct, `env`, or a chain of proxies.
  * @param destination Where the tunnel leads.
- * @param options Time limits.
+ * @param options Time limits, keepalive and trusted CAs.
+ * @param context Proxy failure memory and the proxy environment.
  * @param signal Gives up when aborted.
- * @returns A stream whose bytes are the destination's.
- * @throws {DialError}, {TimeoutError}, or the handshake's errors
- *   ({@link httpConnect}).
+ * @returns The stream and the path it took.
+ * @throws {DialError}, {TimeoutError}, or the proxies' refusals.
  */
 export async function dialRoute(
   route: Route,
   destination: HostPort,
   options: DialOptions = DEFAULT_TUNNEL_OPTIONS,
+  context: DialContext = defaultDialContext(),
+  signal?: AbortSignal,
+): Promise<DialResult> {
+  const resolved = route.kind === "env"
+    ? routeFromEnvironment(context.environment, destination)
+    : route;
+  if (resolved.kind !== "chain") {
+    return {
+      stream: await connectTcp(destination, options, signal),
+      path: route.kind === "env"
+        ? "direct (NO_PROXY or no proxy set)"
+        : "direct",
+    };
+  }
+  // Alternatives left to try, per hop, best first.
+  const candidates = resolved.hops.map((hop) => context.health.order(hop));
+  while (true) {
+    const chosen = candidates.map((hop) => hop[0]);
+    try {
+      const stream = await openChain(chosen, destination, options, signal);
+      for (const proxy of chosen) context.health.succeeded(proxy);
+      return { stream, path: `via ${chosen.map(describeProxy).join(" -> ")}` };
+    } catch (error) {
+      if (!(error instanceof HopFailure)) throw error;
+      const { hop, proxy, failure } = error;
+      if (signal?.aborted || !isProxyFault(failure)) throw failure;
+      const backoff = context.health.failed(proxy);
+      candidates[hop].shift();
+      const next = candidates[hop][0];
+      if (next === undefined) throw failure;
+      context.onFailover?.(
+        `${describeProxy(proxy)} failed (${failure.message}); trying ${
+          describeProxy(next)
+        }, and skipping the failed one for ${Math.round(backoff / 1000)} s`,
+      );
+    }
+  }
+}
+
+// Failures that another proxy may not have: it could not be reached, did
+// not answer in time or sensibly, or answered 5xx. A refusal of the request
+// itself (403, 407, a SOCKS rule) would be the same elsewhere.
+function isProxyFault(error: Error): boolean {
+  if (error instanceof ProxyAuthError) return false;
+  if (error instanceof ProxyRefusedError) return error.status >= 500;
+  if (error instanceof SocksError) return error.proxyFault;
+  return error instanceof DialError || error instanceof TimeoutError ||
+    error instanceof ProxyProtocolError || error instanceof ProxyTlsError;
+}
+
+async function openChain(
+  proxies: Proxy[],
+  destination: HostPort,
+  options: DialOptions,
   signal?: AbortSignal,
 ): Promise<Duplex> {
-  if (route.kind === "direct") {
-    return await connectTcp(destination, options, signal);
+  let stream: Duplex | undefined;
+  try {
+    for (const [index, proxy] of proxies.entries()) {
+      try {
+        stream = index === 0
+          ? await connectTcp(proxy, options, signal)
+          : await ask(proxies[index - 1], stream!, proxy, options, signal);
+      } catch (error) {
+        // The previous proxy could not reach this one: blame this one for a
+        // 5xx or a refused SOCKS connect, the previous one for anything else.
+        stream = undefined;
+        const blameNext = index === 0 || isTargetUnreachable(error);
+        const hop = blameNext ? index : index - 1;
+        throw new HopFailure(hop, proxies[hop], error as Error);
+      }
+      if (proxy.scheme === "https") {
+        const plain = stream;
+        stream = undefined;
+        try {
+          stream = await startTls(plain, proxy, options);
+        } catch (error) {
+          throw new HopFailure(index, proxy, error as Error);
+        }
+      }
+    }
+    const last = proxies.length - 1;
+    // After a 407 with "Connection: close" the first proxy can be dialed again.
+    const reconnect = last === 0
+      ? async () => {
+        const tcp = await connectTcp(proxies[0], options, signal);
+        return proxies[0].scheme === "https"
+          ? await startTls(tcp, proxies[0], options)
+          : tcp;
+      }
+      : undefined;
+    try {
+      return await ask(
+        proxies[last],
+        stream!,
+        destination,
+        options,
+        signal,
+        reconnect,
+      );
+    } catch (error) {
+      stream = undefined;
+      throw new HopFailure(last, proxies[last], error as Error);
+    }
+  } catch (error) {
+    if (stream) closeQuietly(stream);
+    throw error;
   }
-  const { proxy } = route;
-  const open = () => connectTcp(proxy, options, signal);
-  const { tunnel } = await httpConnect(await open(), destination, {
-    proxyLabel: formatHostPort(proxy),
+}
+
+function isTargetUnreachable(error: unknown): boolean {
+  return (error instanceof ProxyRefusedError && error.status >= 500) ||
+    (error instanceof SocksError && error.proxyFault);
+}
+
+/** Asks `proxy`, at the end of `stream`, for a connection to `target`. */
+function ask(
+  proxy: Proxy,
+  stream: Duplex,
+  target: HostPort,
+  options: DialOptions,
+  signal?: AbortSignal,
+  reconnect?: () => Promise<Duplex>,
+): Promise<Duplex> {
+  const credentials = proxy.username === undefined
+    ? undefined
+    : { username: proxy.username, password: proxy.password ?? "" };
+  const proxyLabel = formatHostPort(proxy);
+  if (proxy.scheme === "socks5" || proxy.scheme === "socks5h") {
+    return socks5Connect(stream, target, {
+      proxyLabel,
+      resolveLocally: proxy.scheme === "socks5",
+      credentials,
+      timeoutMs: options.handshakeTimeoutMs,
+      signal,
+    });
+  }
+  return httpConnect(stream, target, {
+    proxyLabel,
     timeoutMs: options.handshakeTimeoutMs,
     signal,
-    credentials: proxy.username === undefined ? undefined : {
-      username: proxy.username,
-      password: proxy.password ?? "",
-    },
+    credentials,
     preemptiveBasic: proxy.preemptiveBasic,
-    reconnect: open,
-  });
-  return tunnel;
+    reconnect,
+  }).then(({ tunnel }) => tunnel);
+}
+
+/** Starts TLS with an https:// proxy over `stream`, checking its certificate. */
+async function startTls(
+  stream: Duplex,
+  proxy: Proxy,
+  options: DialOptions,
+): Promise<Duplex> {
+  const tcp = stream instanceof PrefixedDuplex ? stream.unwrap() : stream;
+  if (!tcp || !("setNoDelay" in tcp) || "handshake" in tcp) {
+    closeQuietly(stream);
+    throw new ProxyTlsError(formatHostPort(proxy), {
+      cause: new Error(
+        "an https:// proxy can only follow http://, socks5:// or socks5h:// hops, not another https:// one",
+      ),
+    });
+  }
+  let tls: Deno.TlsConn | undefined;
+  try {
+    tls = await Deno.startTls(tcp as Deno.TcpConn, {
+      hostname: proxy.host,
+      caCerts: options.caCerts ? [...options.caCerts] : undefined,
+    });
+    await tls.handshake();
+    return tls;
+  } catch (error) {
+    closeQuietly(tls ?? tcp);
+    throw new ProxyTlsError(formatHostPort(proxy), { cause: error });
+  }
 }

@@ -1,38 +1,68 @@
 /**
- * How a tunnel reaches its destination.
+ * How a tunnel reaches its destination: directly, through a chain of
+ * proxies (each hop with alternatives tried in order), or through the proxy
+ * the environment names.
  *
  * @module
  */
 
-import type { HostPort } from "../address.ts";
+import { formatHostPort, type HostPort } from "../address.ts";
 
-/** An HTTP proxy that accepts `CONNECT`, with optional credentials. */
-export interface HttpProxy extends HostPort {
-  /** User name from the proxy URL, percent-decoded. */
+/** The proxy protocols a hop may speak. */
+export type ProxyScheme = "http" | "https" | "socks5" | "socks5h";
+
+/** The schemes a proxy URL may use. */
+export const PROXY_SCHEMES: readonly ProxyScheme[] = [
+  "http",
+  "https",
+  "socks5",
+  "socks5h",
+];
+
+/** A proxy, with optional credentials. */
+export interface Proxy extends HostPort {
+  /** `http` and `https` speak CONNECT; `socks5`/`socks5h` speak SOCKS5. */
+  readonly scheme: ProxyScheme;
+  /** User name, percent-decoded. */
   readonly username?: string;
-  /** Password from the proxy URL, percent-decoded. Never logged. */
+  /** Password, percent-decoded. Never logged. */
   readonly password?: string;
   /** Send Basic credentials with the first request, before any 407. */
   readonly preemptiveBasic?: boolean;
 }
 
+/** One hop of a chain: alternatives, tried in order when one fails. */
+export type Hop = readonly Proxy[];
+
 /** The way from this tool to a destination. */
 export type Route =
   | { readonly kind: "direct" }
-  | { readonly kind: "http"; readonly proxy: HttpProxy };
+  | { readonly kind: "env" }
+  | { readonly kind: "chain"; readonly hops: readonly Hop[] };
 
 /**
- * Describes a route for logs and tables, without credentials.
+ * Describes a proxy for logs, with the password masked.
  *
- * @param route The route to describe.
- * @returns `direct` or `via proxy.example:3128` (user name shown, password masked).
+ * @param proxy The proxy.
+ * @returns e.g. `http://jane:***@proxy.example:3128`.
  */
-export function describeRoute(route: Route): string {
-  if (route.kind === "direct") return "direct";
-  const { proxy } = route;
+export function describeProxy(proxy: Proxy): string {
   const user = proxy.username === undefined
     ? ""
     : `${encodeURIComponent(proxy.username)}:***@`;
-  const host = proxy.host.includes(":") ? `[${proxy.host}]` : proxy.host;
-  return `via http://${user}${host}:${proxy.port}`;
+  return `${proxy.scheme}://${user}${formatHostPort(proxy)}`;
+}
+
+/**
+ * Describes a route for logs and tables, without passwords.
+ *
+ * @param route The route to describe.
+ * @returns `direct`, `via env`, or `via http://a:3128 -> socks5://b:1080,socks5://c:1080`.
+ */
+export function describeRoute(route: Route): string {
+  if (route.kind === "direct") return "direct";
+  if (route.kind === "env") return "via env";
+  return `via ${
+    route.hops.map((hop) => hop.map(describeProxy).join(",")).join(" -> ")
+  }`;
 }

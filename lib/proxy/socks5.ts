@@ -1,0 +1,293 @@
+/**
+ * The SOCKS5 handshake (RFC 1928) with username/password authentication
+ * (RFC 1929): message building and reply decoding are pure; the exchange
+ * runs over any {@link Duplex}.
+ *
+ * @module
+ */
+
+import { lookup } from "node:dns/promises";
+import { formatHostPort, type HostPort, isIPv6 } from "../address.ts";
+import {
+  closeQuietly,
+  type Duplex,
+  PrefixedDuplex,
+  writeAll,
+} from "../duplex.ts";
+import {
+  DialError,
+  ProxyProtocolError,
+  SocksError,
+  TimeoutError,
+} from "../errors.ts";
+import type { Credentials } from "./auth/authenticator.ts";
+
+const VERSION = 5;
+const NO_AUTH = 0x00;
+const USER_PASS = 0x02;
+const NO_ACCEPTABLE = 0xff;
+
+/** What each reply code means, for the log (RFC 1928 §6). */
+export const SOCKS_REPLIES: Record<number, string> = {
+  1: "general SOCKS server failure",
+  2: "connection not allowed by the proxy's rules",
+  3: "network unreachable",
+  4: "host unreachable",
+  5: "connection refused by the destination",
+  6: "TTL expired",
+  7: "command not supported",
+  8: "address type not supported",
+};
+
+/**
+ * The client greeting: the methods offered.
+ *
+ * @param withCredentials Offer username/password as well as no authentication.
+ * @returns The greeting bytes.
+ */
+export function socksGreeting(withCredentials: boolean): Uint8Array {
+  return withCredentials
+    ? Uint8Array.of(VERSION, 2, NO_AUTH, USER_PASS)
+    : Uint8Array.of(VERSION, 1, NO_AUTH);
+}
+
+/**
+ * The username/password request (RFC 1929).
+ *
+ * @param credentials User name and password, each at most 255 UTF-8 bytes.
+ * @returns The request bytes.
+ * @throws {Error} when either is too long.
+ */
+export function socksUserPass(credentials: Credentials): Uint8Array {
+  const user = new TextEncoder().encode(credentials.username);
+  const pass = new TextEncoder().encode(credentials.password);
+  if (user.length > 255 || pass.length > 255) {
+    throw new Error("SOCKS5 user names and passwords are limited to 255 bytes");
+  }
+  return Uint8Array.from([1, user.length, ...user, pass.length, ...pass]);
+}
+
+/** An address as SOCKS5 sends it. */
+export type SocksAddress =
+  | { readonly type: "ipv4"; readonly address: string }
+  | { readonly type: "ipv6"; readonly address: string }
+  | { readonly type: "domain"; readonly name: string };
+
+/**
+ * The CONNECT request.
+ *
+ * @param address IPv4, IPv6 or a domain name for the proxy to resolve.
+ * @param port The destination port.
+ * @returns The request bytes.
+ */
+export function socksConnectRequest(
+  address: SocksAddress,
+  port: number,
+): Uint8Array {
+  let body: number[];
+  if (address.type === "ipv4") {
+    body = [1, ...address.address.split(".").map(Number)];
+  } else if (address.type === "ipv6") {
+    body = [4, ...ipv6Bytes(address.address)];
+  } else {
+    const name = new TextEncoder().encode(address.name);
+    body = [3, name.length, ...name];
+  }
+  return Uint8Array.from([VERSION, 1, 0, ...body, port >> 8, port & 0xff]);
+}
+
+function ipv6Bytes(address: string): number[] {
+  const normal = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const [head, tail] = normal.split("::");
+  const headGroups = head ? head.split(":") : [];
+  const tailGroups = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? headGroups : [
+    ...headGroups,
+    ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
+    ...tailGroups,
+  ];
+  return groups.flatMap((group) => {
+    const value = parseInt(group, 16);
+    return [value >> 8, value & 0xff];
+  });
+}
+
+/**
+ * How long a CONNECT reply is, once its first bytes are known.
+ *
+ * @param head The bytes received so far (at least 5 for a domain reply).
+ * @returns The total length, or `undefined` when more bytes are needed.
+ * @throws {ProxyProtocolError} for a reply that is not SOCKS5.
+ */
+export function socksReplyLength(head: Uint8Array): number | undefined {
+  if (head.length >= 1 && head[0] !== VERSION) {
+    throw new ProxyProtocolError(
+      `proxy did not answer with SOCKS5 (version byte ${head[0]})`,
+    );
+  }
+  if (head.length < 4) return undefined;
+  switch (head[3]) {
+    case 1:
+      return 4 + 4 + 2;
+    case 4:
+      return 4 + 16 + 2;
+    case 3:
+      return head.length < 5 ? undefined : 4 + 1 + head[4] + 2;
+    default:
+      throw new ProxyProtocolError(
+        `SOCKS5 reply with unknown address type ${head[3]}`,
+      );
+  }
+}
+
+/** Options for {@link socks5Connect}. */
+export interface Socks5Options {
+  /** `host:port` of the proxy, for messages. */
+  readonly proxyLabel: string;
+  /** Resolve the destination here (socks5://) rather than at the proxy (socks5h://). */
+  readonly resolveLocally: boolean;
+  /** Credentials, when the proxy wants them. */
+  readonly credentials?: Credentials;
+  /** Limit for the whole exchange. */
+  readonly timeoutMs: number;
+  /** Gives up, closing the stream, when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Asks the SOCKS5 proxy at the other end of `stream` for a connection to
+ * `target`. Takes ownership of `stream`: on failure it is closed.
+ *
+ * @param stream An open connection to the proxy.
+ * @param target Where the tunnel should lead.
+ * @param options Resolution, credentials and limits.
+ * @returns The tunnel.
+ * @throws {SocksError} when the proxy refuses; {@link TimeoutError},
+ *   {@link ProxyProtocolError}, or {@link DialError} for a name that does not resolve.
+ */
+export async function socks5Connect(
+  stream: Duplex,
+  target: HostPort,
+  options: Socks5Options,
+): Promise<Duplex> {
+  const label = formatHostPort(target);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    closeQuietly(stream);
+  }, options.timeoutMs);
+  const onAbort = () => closeQuietly(stream);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  const input = new Reader(stream, options.proxyLabel);
+  try {
+    const address = await socksAddress(target, options.resolveLocally);
+    await writeAll(stream, socksGreeting(options.credentials !== undefined));
+    const [version, method] = await input.take(2);
+    if (version !== VERSION) {
+      throw new ProxyProtocolError(
+        `proxy did not answer with SOCKS5 (version byte ${version})`,
+      );
+    }
+    if (method === USER_PASS && options.credentials) {
+      await writeAll(stream, socksUserPass(options.credentials));
+      const [, status] = await input.take(2);
+      if (status !== 0) {
+        throw new SocksError(
+          `SOCKS5 proxy ${options.proxyLabel} rejected the user name or password`,
+          undefined,
+          false,
+        );
+      }
+    } else if (method !== NO_AUTH) {
+      throw new SocksError(
+        method === NO_ACCEPTABLE || method === USER_PASS
+          ? `SOCKS5 proxy ${options.proxyLabel} requires a user name and password: add user:password to the proxy URL`
+          : `SOCKS5 proxy ${options.proxyLabel} asked for an authentication method this tool does not support (${method})`,
+        undefined,
+        false,
+      );
+    }
+    await writeAll(stream, socksConnectRequest(address, target.port));
+    let reply = await input.take(4);
+    let length = socksReplyLength(reply);
+    while (length === undefined) {
+      reply = concat(reply, await input.take(1));
+      length = socksReplyLength(reply);
+    }
+    reply = concat(reply, await input.take(length - reply.length));
+    if (reply[1] !== 0) {
+      const meaning = SOCKS_REPLIES[reply[1]] ?? `reply ${reply[1]}`;
+      throw new SocksError(
+        `SOCKS5 proxy ${options.proxyLabel} refused CONNECT to ${label}: ${meaning} (reply ${
+          reply[1]
+        })`,
+        reply[1],
+        reply[1] !== 2 && reply[1] !== 7 && reply[1] !== 8,
+      );
+    }
+    return new PrefixedDuplex(stream, input.rest);
+  } catch (error) {
+    closeQuietly(stream);
+    if (timedOut) {
+      throw new TimeoutError(
+        `SOCKS5 CONNECT ${label} through proxy ${options.proxyLabel}`,
+        options.timeoutMs,
+      );
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+async function socksAddress(
+  target: HostPort,
+  resolveLocally: boolean,
+): Promise<SocksAddress> {
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(target.host)) {
+    return { type: "ipv4", address: target.host };
+  }
+  if (isIPv6(target.host)) return { type: "ipv6", address: target.host };
+  if (!resolveLocally) return { type: "domain", name: target.host };
+  try {
+    const { address, family } = await lookup(target.host);
+    return family === 6 ? { type: "ipv6", address } : { type: "ipv4", address };
+  } catch (error) {
+    throw new DialError(
+      `${
+        formatHostPort(target)
+      } (name not resolved here; socks5h:// lets the proxy resolve it)`,
+      { cause: error },
+    );
+  }
+}
+
+/** Exact-length reads, keeping what arrives beyond them. */
+class Reader {
+  rest: Uint8Array = new Uint8Array(0);
+  constructor(private stream: Duplex, private proxyLabel: string) {}
+
+  async take(n: number): Promise<Uint8Array> {
+    const buffer = new Uint8Array(512);
+    while (this.rest.length < n) {
+      const got = await this.stream.read(buffer);
+      if (got === null) {
+        throw new ProxyProtocolError(
+          `SOCKS5 proxy ${this.proxyLabel} closed the connection during the handshake`,
+        );
+      }
+      this.rest = concat(this.rest, buffer.subarray(0, got));
+    }
+    const out = this.rest.slice(0, n);
+    this.rest = this.rest.slice(n);
+    return out;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
