@@ -319,11 +319,13 @@ async function startProgram(
   args: (dir: string) => string[],
   config: (dir: string, port: number) => string,
   configName: string,
+  prepare?: (dir: string) => Promise<void>,
+  port = freePort(),
 ): Promise<TestProcess> {
   const dir = await Deno.makeTempDir({ prefix: `httptunneling-${what}-` });
   // The proxies drop root for an unprivileged user who must write here.
   await Deno.chmod(dir, 0o777);
-  const port = freePort();
+  await prepare?.(dir);
   await Deno.writeTextFile(`${dir}/${configName}`, config(dir, port));
   const child = new Deno.Command(command, {
     args: args(dir),
@@ -377,8 +379,12 @@ http_access deny all
   );
 }
 
-/** Starts real tinyproxy on a free loopback port, CONNECT to any port. */
-export function startTinyproxy(): Promise<TestProcess> {
+/**
+ * Starts real tinyproxy on loopback, CONNECT to any port.
+ *
+ * @param port The port to listen on; a free one by default.
+ */
+export function startTinyproxy(port?: number): Promise<TestProcess> {
   return startProgram(
     "tinyproxy",
     "tinyproxy",
@@ -393,6 +399,8 @@ MaxClients 100
 Allow 127.0.0.1
 `,
     "tinyproxy.conf",
+    undefined,
+    port,
   );
 }
 
@@ -609,3 +617,150 @@ export function startSquidWithDigest(
 export function startSquidWithNtlm(): Promise<TestProcess> {
   return startSquidWithAuth("ntlm", "ntlm_fake_auth");
 }
+
+/** Runs a command, failing the test with its output when it fails. */
+async function run(
+  command: string,
+  args: string[],
+  cwd: string,
+): Promise<void> {
+  const { code, stderr } = await new Deno.Command(command, {
+    args,
+    cwd,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed: ${text(stderr)}`);
+  }
+}
+
+/** A test CA and a server certificate for 127.0.0.1 and localhost it signed. */
+export interface TestCertificates {
+  /** The directory holding `ca.pem`, `server.pem` and `server.key`. */
+  readonly dir: string;
+  /** The CA certificate, PEM. */
+  readonly caPem: string;
+}
+
+/**
+ * Makes a CA and a server certificate with openssl.
+ *
+ * @param dir Where to write them.
+ */
+export async function makeCertificates(dir: string): Promise<TestCertificates> {
+  const ec = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+  ];
+  await run("openssl", [
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=httptunneling test CA",
+  ], dir);
+  await run("openssl", [
+    "req",
+    ...ec,
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  ], dir);
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+  );
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "server.ext",
+  ], dir);
+  await Deno.chmod(`${dir}/server.key`, 0o644);
+  return { dir, caPem: await Deno.readTextFile(`${dir}/ca.pem`) };
+}
+
+/**
+ * Starts stunnel4 as a TLS front for `targetPort`, with a certificate
+ * signed by a new test CA: together with squid, an https:// proxy.
+ */
+export async function startTlsFront(
+  targetPort: number,
+): Promise<TestProcess & { caPem: string }> {
+  let caPem = "";
+  const front = await startProgram(
+    "stunnel",
+    "stunnel4",
+    (dir) => [`${dir}/stunnel.conf`],
+    (dir, port) =>
+      `foreground = yes
+pid =
+[proxy]
+accept = 127.0.0.1:${port}
+connect = 127.0.0.1:${targetPort}
+cert = ${dir}/server.pem
+key = ${dir}/server.key
+`,
+    "stunnel.conf",
+    async (dir) => {
+      caPem = (await makeCertificates(dir)).caPem;
+    },
+  );
+  return { ...front, caPem };
+}
+
+/**
+ * Starts a real dante SOCKS5 server on loopback.
+ *
+ * @param withUsers Require username/password (checked against system users).
+ */
+export function startDante(withUsers = false): Promise<TestProcess> {
+  const method = withUsers ? "username" : "none";
+  return startProgram(
+    "danted",
+    "danted",
+    (dir) => ["-f", `${dir}/danted.conf`, "-p", `${dir}/danted.pid`],
+    (dir, port) =>
+      `logoutput: ${dir}/danted.log
+internal: 127.0.0.1 port = ${port}
+external: 127.0.0.1
+socksmethod: ${method}
+clientmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+`,
+    "danted.conf",
+  );
+}
+
+/** The system user that .ci/run creates for dante's username method. */
+export const SOCKS_TEST_USER = {
+  username: "httptunneling-socks",
+  password: "socks-Pa55",
+};
