@@ -16,8 +16,8 @@ import {
   ProxyAuthError,
   ProxyProtocolError,
   ProxyRefusedError,
-  TimeoutError,
 } from "../errors.ts";
+import { withDeadline } from "./deadline.ts";
 import {
   AuthFailure,
   type Credentials,
@@ -262,18 +262,11 @@ export async function httpConnect(
 ): Promise<{ tunnel: Duplex; head: ResponseHead }> {
   const authority = formatHostPort(target);
   let current = stream;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    closeQuietly(current);
-  }, options.timeoutMs);
-  const onAbort = () => closeQuietly(current);
-  options.signal?.addEventListener("abort", onAbort, { once: true });
   const auth = new ProxyAuthenticator(options.credentials, authority, {
     preemptiveBasic: options.preemptiveBasic,
   });
-  try {
-    options.signal?.throwIfAborted();
+  const what = `CONNECT ${authority} through proxy ${options.proxyLabel}`;
+  return await withDeadline(() => current, what, options, async () => {
     let answer = auth.first;
     let pending: Uint8Array = new Uint8Array(0);
     for (let round = 0;; round++) {
@@ -342,19 +335,7 @@ export async function httpConnect(
       current = await options.reconnect();
       pending = new Uint8Array(0);
     }
-  } catch (error) {
-    closeQuietly(current);
-    if (timedOut) {
-      throw new TimeoutError(
-        `CONNECT ${authority} through proxy ${options.proxyLabel}`,
-        options.timeoutMs,
-      );
-    }
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onAbort);
-  }
+  });
 }
 
 async function readResponseHead(

@@ -8,18 +8,9 @@
 
 import { lookup } from "node:dns/promises";
 import { formatHostPort, type HostPort, isIPv6 } from "../address.ts";
-import {
-  closeQuietly,
-  type Duplex,
-  PrefixedDuplex,
-  writeAll,
-} from "../duplex.ts";
-import {
-  DialError,
-  ProxyProtocolError,
-  SocksError,
-  TimeoutError,
-} from "../errors.ts";
+import { type Duplex, PrefixedDuplex, writeAll } from "../duplex.ts";
+import { DialError, ProxyProtocolError, SocksError } from "../errors.ts";
+import { withDeadline } from "./deadline.ts";
 import type { Credentials } from "./auth/authenticator.ts";
 
 const VERSION = 5;
@@ -171,15 +162,9 @@ export async function socks5Connect(
   options: Socks5Options,
 ): Promise<Duplex> {
   const label = formatHostPort(target);
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    closeQuietly(stream);
-  }, options.timeoutMs);
-  const onAbort = () => closeQuietly(stream);
-  options.signal?.addEventListener("abort", onAbort, { once: true });
   const input = new Reader(stream, options.proxyLabel);
-  try {
+  const what = `SOCKS5 CONNECT ${label} through proxy ${options.proxyLabel}`;
+  return await withDeadline(() => stream, what, options, async () => {
     const address = await socksAddress(target, options.resolveLocally);
     await writeAll(stream, socksGreeting(options.credentials !== undefined));
     const [version, method] = await input.take(2);
@@ -226,19 +211,7 @@ export async function socks5Connect(
       );
     }
     return new PrefixedDuplex(stream, input.rest);
-  } catch (error) {
-    closeQuietly(stream);
-    if (timedOut) {
-      throw new TimeoutError(
-        `SOCKS5 CONNECT ${label} through proxy ${options.proxyLabel}`,
-        options.timeoutMs,
-      );
-    }
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    options.signal?.removeEventListener("abort", onAbort);
-  }
+  });
 }
 
 async function socksAddress(

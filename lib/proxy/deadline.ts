@@ -1,0 +1,54 @@
+/**
+ * The time limit and cancellation shared by every proxy handshake.
+ *
+ * @module
+ */
+
+import { closeQuietly, type Duplex } from "../duplex.ts";
+import { TimeoutError } from "../errors.ts";
+
+/** Limits of one handshake. */
+export interface DeadlineOptions {
+  /** Limit for the whole handshake. */
+  readonly timeoutMs: number;
+  /** Gives up when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs a handshake on a stream under a time limit. When the limit passes or
+ * `signal` aborts, the stream is closed, which ends any pending read; on
+ * any failure the stream is closed.
+ *
+ * @param current The stream in use now (a handshake may reconnect).
+ * @param what Names the handshake in a timeout message.
+ * @param options The limit and the abort signal.
+ * @param body The handshake.
+ * @returns What the handshake returns.
+ * @throws {TimeoutError} when the limit passed; otherwise what `body` threw.
+ */
+export async function withDeadline<T>(
+  current: () => Duplex,
+  what: string,
+  options: DeadlineOptions,
+  body: () => Promise<T>,
+): Promise<T> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    closeQuietly(current());
+  }, options.timeoutMs);
+  const onAbort = () => closeQuietly(current());
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    options.signal?.throwIfAborted();
+    return await body();
+  } catch (error) {
+    closeQuietly(current());
+    if (timedOut) throw new TimeoutError(what, options.timeoutMs);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+}
