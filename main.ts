@@ -7,6 +7,7 @@
 
 import { checkCommand } from "./lib/cli/check.ts";
 import { runCommand } from "./lib/cli/run.ts";
+import { stdioCommand } from "./lib/cli/stdio.ts";
 import { USAGE } from "./lib/cli/usage.ts";
 import { UsageError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
@@ -14,6 +15,7 @@ import { VERSION } from "./lib/version.ts";
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
   check: checkCommand,
+  stdio: stdioCommand,
 };
 
 /**

@@ -201,9 +201,11 @@ export class Supervisor {
       );
     } catch (error) {
       log.error(
-        `cannot listen on ${key} (line ${entry.line}), retrying in ${
-          formatDuration(delayMs)
-        }: ${(error as Error).message}`,
+        `cannot listen on ${key} (${
+          entry.line > 0 ? `line ${entry.line}` : "-L"
+        }), retrying in ${formatDuration(delayMs)}: ${
+          (error as Error).message
+        }`,
       );
       const pending: PendingBind = {
         entry,

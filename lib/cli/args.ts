@@ -7,7 +7,14 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import {
+  DEFAULT_TUNNEL_OPTIONS,
+  type TunnelOptions,
+} from "../config/options.ts";
+import { parseProxyUrlText, parseRouteArguments } from "../config/parse.ts";
 import { parseDuration } from "../duration.ts";
+import { type ProxyEnvironment, readProxyEnvironment } from "../route/env.ts";
+import { describeProxy, type Route } from "../route/types.ts";
 import { type ConfigLoadError, UsageError } from "../errors.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -83,4 +90,100 @@ export function countOption(
 export function reportConfigError(error: ConfigLoadError): void {
   if (error.errors.length === 0) console.error(error.message);
   for (const each of error.errors) console.error(each.message);
+}
+
+/** The flags that set tunnel options, shared by `run`, `stdio` and `probe`. */
+export const TUNNEL_FLAGS = {
+  "connect-timeout": { type: "string" },
+  "handshake-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "linger-timeout": { type: "string" },
+  "ca-file": { type: "string" },
+  proxy: { type: "string", multiple: true },
+} as const;
+
+/**
+ * Tunnel options from the command line, defaults filled in; reads `--ca-file`.
+ *
+ * @param values Parsed flags, {@link TUNNEL_FLAGS} among them.
+ * @returns The options.
+ * @throws {UsageError} for a bad duration or an unreadable CA file.
+ */
+export async function tunnelOptionsFrom(
+  values: Record<string, unknown>,
+): Promise<TunnelOptions> {
+  const duration = (name: string) =>
+    durationOption(name, values[name] as string | undefined);
+  const caFile = values["ca-file"] as string | undefined;
+  let caCerts: string[] | undefined;
+  if (caFile !== undefined) {
+    try {
+      caCerts = [await Deno.readTextFile(caFile)];
+    } catch (error) {
+      throw new UsageError(`--ca-file ${caFile}: ${(error as Error).message}`);
+    }
+  }
+  return {
+    ...DEFAULT_TUNNEL_OPTIONS,
+    connectTimeoutMs: duration("connect-timeout") ??
+      DEFAULT_TUNNEL_OPTIONS.connectTimeoutMs,
+    handshakeTimeoutMs: duration("handshake-timeout") ??
+      DEFAULT_TUNNEL_OPTIONS.handshakeTimeoutMs,
+    idleTimeoutMs: duration("idle-timeout"),
+    lingerTimeoutMs: duration("linger-timeout") ??
+      DEFAULT_TUNNEL_OPTIONS.lingerTimeoutMs,
+    drainTimeoutMs: duration("drain-timeout"),
+    caCerts,
+  };
+}
+
+/**
+ * The route the `--proxy` flags describe; none means direct.
+ *
+ * @param values The `--proxy` values.
+ * @returns The route.
+ * @throws {UsageError} for a bad proxy URL.
+ */
+export function routeFrom(values: readonly string[] | undefined): Route {
+  try {
+    return parseRouteArguments(values ?? []);
+  } catch (error) {
+    throw new UsageError(`--proxy: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Reads HTTPS_PROXY, ALL_PROXY and NO_PROXY once, for `env` routes; a bad
+ * value is reported and ignored.
+ *
+ * @param report Where to say what was found or what is wrong.
+ * @returns The proxy environment.
+ */
+export function proxyEnvironment(
+  report: (level: "info" | "error", message: string) => void,
+): ProxyEnvironment {
+  try {
+    const environment = readProxyEnvironment(
+      (name) => Deno.env.get(name),
+      parseProxyUrlText,
+    );
+    if (environment.proxy) {
+      const noProxy = environment.noProxy.length
+        ? `, NO_PROXY=${environment.noProxy.join(",")}`
+        : "";
+      report(
+        "info",
+        `proxy environment for "env" routes: ${environment.source}=${
+          describeProxy(environment.proxy)
+        }${noProxy}`,
+      );
+    }
+    return environment;
+  } catch (error) {
+    report(
+      "error",
+      `${(error as Error).message}; "env" routes connect directly`,
+    );
+    return { noProxy: [] };
+  }
 }

@@ -1,31 +1,31 @@
 /**
- * `run [CONFIG]`: serves every entry of a config file until SIGINT/SIGTERM,
+ * `run [CONFIG] [-L SPEC ...]`: serves every entry of a config file, and
+ * `ssh -L`-style forwards from the command line, until SIGINT/SIGTERM,
  * applying the file's changes as they are saved (or on SIGHUP).
  *
  * @module
  */
 
+import type { LogLevel } from "@logtape/logtape";
+import { sourceKey } from "../config/diff.ts";
 import { loadConfig } from "../config/load.ts";
-import { parseProxyUrlText } from "../config/parse.ts";
-import { type ProxyEnvironment, readProxyEnvironment } from "../route/env.ts";
-import { describeProxy } from "../route/types.ts";
-import {
-  DEFAULT_TUNNEL_OPTIONS,
-  type TunnelOptions,
-} from "../config/options.ts";
+import { parseForward, type TunnelEntry } from "../config/parse.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { DEFAULT_LOG_FILE, LOG_LEVELS, logger, setupLogging } from "../log.ts";
 import { ConfigReloader } from "../reload.ts";
 import { Supervisor } from "../supervisor.ts";
-import { watchConfig } from "../watch.ts";
 import { VERSION } from "../version.ts";
+import { watchConfig } from "../watch.ts";
 import {
   countOption,
   durationOption,
   parseCommandLine,
+  proxyEnvironment,
   reportConfigError,
+  routeFrom,
+  TUNNEL_FLAGS,
+  tunnelOptionsFrom,
 } from "./args.ts";
-import type { LogLevel } from "@logtape/logtape";
 
 const log = logger("run");
 
@@ -45,17 +45,14 @@ const EXAMPLE_CONFIG = "tunnels.conf.example";
  */
 export async function runCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
+    ...TUNNEL_FLAGS,
     log: { type: "string", default: DEFAULT_LOG_FILE },
     "log-level": { type: "string", default: "info" },
-    "connect-timeout": { type: "string" },
-    "handshake-timeout": { type: "string" },
-    "idle-timeout": { type: "string" },
-    "linger-timeout": { type: "string" },
     "drain-timeout": { type: "string" },
     "shutdown-timeout": { type: "string" },
     "max-connections": { type: "string" },
-    "ca-file": { type: "string" },
     "failover-backoff": { type: "string" },
+    forward: { type: "string", short: "L", multiple: true },
   });
   if (positionals.length > 1) {
     throw new UsageError("run takes at most one config file");
@@ -66,26 +63,19 @@ export async function runCommand(args: string[]): Promise<number> {
       `--log-level must be one of ${LOG_LEVELS.join(", ")}; got "${level}"`,
     );
   }
-  const duration = (name: keyof typeof values) =>
-    durationOption(name, values[name] as string | undefined);
-  let defaults: TunnelOptions = {
-    ...DEFAULT_TUNNEL_OPTIONS,
-    connectTimeoutMs: duration("connect-timeout") ??
-      DEFAULT_TUNNEL_OPTIONS.connectTimeoutMs,
-    handshakeTimeoutMs: duration("handshake-timeout") ??
-      DEFAULT_TUNNEL_OPTIONS.handshakeTimeoutMs,
-    idleTimeoutMs: duration("idle-timeout"),
-    lingerTimeoutMs: duration("linger-timeout") ??
-      DEFAULT_TUNNEL_OPTIONS.lingerTimeoutMs,
-    drainTimeoutMs: duration("drain-timeout"),
-  };
-  const failoverBackoffMs = duration("failover-backoff");
-  const shutdownTimeoutMs = duration("shutdown-timeout") ??
-    DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  const defaults = await tunnelOptionsFrom(values);
+  const failoverBackoffMs = durationOption(
+    "failover-backoff",
+    values["failover-backoff"],
+  );
+  const shutdownTimeoutMs =
+    durationOption("shutdown-timeout", values["shutdown-timeout"]) ??
+      DEFAULT_SHUTDOWN_TIMEOUT_MS;
   const maxConnections = countOption(
     "max-connections",
     values["max-connections"],
   );
+  const forwards = forwardEntries(values.forward ?? [], values.proxy);
 
   const closeLog = await setupLogging({
     file: values.log,
@@ -94,81 +84,102 @@ export async function runCommand(args: string[]): Promise<number> {
   });
   try {
     log.info(`httptunneling ${VERSION} starting (pid ${Deno.pid})`);
-    const path = await chooseConfig(positionals[0]);
-    let config;
-    try {
-      config = await loadConfig(path);
-    } catch (error) {
-      if (!(error instanceof ConfigLoadError)) throw error;
-      for (const each of error.errors) log.error(each.message);
-      log.error(error.message);
-      reportConfigError(error);
-      return 1;
-    }
-    for (const warning of config.warnings) log.warn(warning);
-    const caFile = values["ca-file"];
-    if (caFile !== undefined) {
-      try {
-        defaults = { ...defaults, caCerts: [await Deno.readTextFile(caFile)] };
-      } catch (error) {
-        throw new UsageError(
-          `--ca-file ${caFile}: ${(error as Error).message}`,
-        );
-      }
-    }
-    let environment: ProxyEnvironment = { noProxy: [] };
-    try {
-      environment = readProxyEnvironment(
-        (name) => Deno.env.get(name),
-        parseProxyUrlText,
-      );
-    } catch (error) {
-      log.error(`${(error as Error).message}; "env" routes connect directly`);
-    }
-    if (environment.proxy) {
-      log.info(
-        `proxy environment for "env" routes: ${environment.source}=${
-          describeProxy(environment.proxy)
-        }${
-          environment.noProxy.length
-            ? `, NO_PROXY=${environment.noProxy.join(",")}`
-            : ""
-        }`,
-      );
-    }
+    const environment = proxyEnvironment((level, message) =>
+      log[level](message)
+    );
     const supervisor = new Supervisor({
       defaults,
       maxConnections,
       environment,
       failoverBackoffMs,
     });
-    await supervisor.apply(config.entries);
-    const reloader = new ConfigReloader(
-      path,
-      (entries) => supervisor.apply(entries),
-      config.text,
-    );
-    const watch = watchConfig(path, () => reloader.reload("file changed"));
-    const onHangup = () => reloader.reload("SIGHUP");
-    if (RELOAD_SIGNAL) Deno.addSignalListener(RELOAD_SIGNAL, onHangup);
-    log.info(
-      `watching ${path} for changes${
-        RELOAD_SIGNAL ? "; SIGHUP reloads too" : ""
-      }`,
-    );
+    const apply = (entries: TunnelEntry[]) =>
+      supervisor.apply(withForwards(entries, forwards));
+    let stopWatching = () => Promise.resolve();
+    if (positionals.length === 0 && forwards.length > 0) {
+      await apply([]);
+    } else {
+      const path = await chooseConfig(positionals[0]);
+      let config;
+      try {
+        config = await loadConfig(path);
+      } catch (error) {
+        if (!(error instanceof ConfigLoadError)) throw error;
+        for (const each of error.errors) log.error(each.message);
+        log.error(error.message);
+        reportConfigError(error);
+        return 1;
+      }
+      for (const warning of config.warnings) log.warn(warning);
+      await apply(config.entries);
+      stopWatching = watchForChanges(
+        path,
+        new ConfigReloader(path, apply, config.text),
+      );
+    }
     const signal = await nextStopSignal();
     log.info(
       `${signal} received: no new connections; a second ${signal} stops at once`,
     );
-    if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onHangup);
-    await watch.close();
-    await reloader.settled();
+    await stopWatching();
     await supervisor.shutdown(shutdownTimeoutMs);
     log.info("stopped");
     return 0;
   } finally {
     await closeLog();
   }
+}
+
+function forwardEntries(
+  specs: string[],
+  proxies: string[] | undefined,
+): TunnelEntry[] {
+  const route = routeFrom(proxies);
+  return specs.map((spec) => {
+    try {
+      return { ...parseForward(spec), route, options: {}, line: 0 };
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  });
+}
+
+// Command-line forwards win over config entries on the same source.
+function withForwards(
+  entries: TunnelEntry[],
+  forwards: TunnelEntry[],
+): TunnelEntry[] {
+  const taken = new Set(forwards.map(sourceKey));
+  const kept = entries.filter((entry) => {
+    if (!taken.has(sourceKey(entry))) return true;
+    log.warn(
+      `line ${entry.line}: ${
+        sourceKey(entry)
+      } is taken by a -L forward; the config entry is ignored`,
+    );
+    return false;
+  });
+  return [...kept, ...forwards];
+}
+
+/** Watches `path` and listens for SIGHUP; returns a function that stops both. */
+function watchForChanges(
+  path: string,
+  reloader: ConfigReloader,
+): () => Promise<void> {
+  const watch = watchConfig(path, () => reloader.reload("file changed"));
+  const onHangup = () => reloader.reload("SIGHUP");
+  if (RELOAD_SIGNAL) Deno.addSignalListener(RELOAD_SIGNAL, onHangup);
+  log.info(
+    `watching ${path} for changes${
+      RELOAD_SIGNAL ? "; SIGHUP reloads too" : ""
+    }`,
+  );
+  return async () => {
+    if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onHangup);
+    await watch.close();
+    await reloader.settled();
+  };
 }
 
 async function chooseConfig(given: string | undefined): Promise<string> {

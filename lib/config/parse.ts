@@ -472,6 +472,78 @@ function parsePortToken(token: Token, what: string): number {
   return port;
 }
 
+/** Runs a parser on command-line text, turning located errors into plain ones. */
+function fromCommandLine<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof EntryError) throw new Error(error.message);
+    throw error;
+  }
+}
+
+/**
+ * Parses `--proxy` values into a route: each value one hop (commas separate
+ * alternatives), or the single value `direct` or `env`.
+ *
+ * @param values The `--proxy` values in order; none means direct.
+ * @returns The route.
+ * @throws {Error} saying what is wrong with a value.
+ */
+export function parseRouteArguments(values: readonly string[]): Route {
+  return fromCommandLine(() =>
+    parseRoute(values.map((text) => ({ text, column: 1 })), EMPTY_CONTEXT)
+  );
+}
+
+/**
+ * Parses a destination given as host and port, e.g. on the command line.
+ *
+ * @param host A host name or IP address.
+ * @param port A port number.
+ * @returns The destination.
+ * @throws {Error} saying what is wrong.
+ */
+export function parseDestination(host: string, port: string): HostPort {
+  return fromCommandLine(() => ({
+    host: parseHost({ text: host, column: 1 }, "destination host"),
+    port: parsePortToken({ text: port, column: 1 }, "destination port"),
+  }));
+}
+
+/**
+ * Parses an `ssh -L`-style forward, `[BIND:]PORT:HOST:HOSTPORT`, with IPv6
+ * addresses in brackets.
+ *
+ * @param spec The forward as written.
+ * @returns Where to listen and where to connect.
+ * @throws {Error} saying what is wrong.
+ */
+export function parseForward(
+  spec: string,
+): { source: HostPort; destination: HostPort } {
+  const parts = spec.match(/\[[^\]]*\]|[^:]+/g) ?? [];
+  if ((parts.length !== 3 && parts.length !== 4) || parts.join(":") !== spec) {
+    throw new Error(
+      `cannot parse -L ${spec}: write [BIND:]PORT:HOST:HOSTPORT, e.g. 2222:ssh.example.com:22 or 0.0.0.0:2222:[2001:db8::1]:22`,
+    );
+  }
+  const [bind, port] = parts.length === 4
+    ? [parts[0], parts[1]]
+    : [undefined, parts[0]];
+  const [host, hostPort] = parts.slice(-2);
+  return fromCommandLine(() => ({
+    source: parseSource({
+      text: bind === undefined ? port : `${bind}:${port}`,
+      column: 1,
+    }),
+    destination: {
+      host: parseHost({ text: host, column: 1 }, "destination host"),
+      port: parsePortToken({ text: hostPort, column: 1 }, "destination port"),
+    },
+  }));
+}
+
 /**
  * Parses a proxy URL outside a config file, e.g. from `HTTPS_PROXY`.
  *
@@ -480,12 +552,9 @@ function parsePortToken(token: Token, what: string): number {
  * @throws {Error} saying what is wrong (never quoting the password).
  */
 export function parseProxyUrlText(text: string): Proxy {
-  try {
-    return parseProxyUrl({ text, column: 1 }, EMPTY_CONTEXT);
-  } catch (error) {
-    if (error instanceof EntryError) throw new Error(error.message);
-    throw error;
-  }
+  return fromCommandLine(() =>
+    parseProxyUrl({ text, column: 1 }, EMPTY_CONTEXT)
+  );
 }
 
 // The whole token is never quoted in a message: it may hold a password.

@@ -1,0 +1,100 @@
+/**
+ * `stdio HOST PORT [--proxy URL ...]`: joins stdin and stdout to HOST:PORT,
+ * for ssh's ProxyCommand and git's core.sshCommand. Only tunnel bytes go to
+ * stdout; diagnostics go to stderr, on failure or with `-v`.
+ *
+ * @module
+ */
+
+import { parseDestination } from "../config/parse.ts";
+import type { Duplex } from "../duplex.ts";
+import { UsageError } from "../errors.ts";
+import { logger, setupLogging } from "../log.ts";
+import { relay } from "../relay.ts";
+import { dialRoute } from "../route/dial.ts";
+import { ProxyHealth } from "../route/health.ts";
+import { describeRoute } from "../route/types.ts";
+import {
+  parseCommandLine,
+  proxyEnvironment,
+  routeFrom,
+  TUNNEL_FLAGS,
+  tunnelOptionsFrom,
+} from "./args.ts";
+
+const log = logger("stdio");
+
+/** Standard input and output as one stream; "shutting down" closes stdout. */
+const STDIO: Duplex = {
+  read: (buffer) => Deno.stdin.read(buffer),
+  write: (data) => Deno.stdout.write(data),
+  closeWrite: () => Promise.resolve(Deno.stdout.close()),
+  close: () => {},
+};
+
+/**
+ * Runs `stdio`.
+ *
+ * @param args The arguments after `stdio`.
+ * @returns 0 when the tunnel ended normally, 1 when it could not be opened
+ *   or failed.
+ * @throws {UsageError} for a wrong command line.
+ */
+export async function stdioCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, {
+    ...TUNNEL_FLAGS,
+    verbose: { type: "boolean", short: "v" },
+  });
+  if (positionals.length !== 2) {
+    throw new UsageError(
+      "stdio takes a host and a port: stdio ssh.example.com 22",
+    );
+  }
+  let destination;
+  try {
+    destination = parseDestination(positionals[0], positionals[1]);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const route = routeFrom(values.proxy);
+  const options = await tunnelOptionsFrom(values);
+  const closeLog = await setupLogging({
+    file: "-",
+    level: values.verbose ? "info" : "warning",
+    stderr: true,
+  });
+  try {
+    const environment = proxyEnvironment((level, message) =>
+      log[level](message)
+    );
+    log.info(
+      `connecting to ${positionals[0]}:${positionals[1]} ${
+        describeRoute(route)
+      }`,
+    );
+    let stream;
+    try {
+      ({ stream } = await dialRoute(route, destination, options, {
+        health: new ProxyHealth(),
+        environment,
+        onFailover: (message) => log.warn(message),
+      }));
+    } catch (error) {
+      log.error(`cannot open the tunnel: ${(error as Error).message}`);
+      return 1;
+    }
+    const result = await relay(STDIO, stream, {
+      idleTimeoutMs: options.idleTimeoutMs,
+    });
+    if (result.error) {
+      log.error(`the tunnel failed: ${result.error.message}`);
+      return 1;
+    }
+    log.info(
+      `closed: ${result.bytesUp} bytes up, ${result.bytesDown} bytes down`,
+    );
+    return 0;
+  } finally {
+    await closeLog();
+  }
+}
