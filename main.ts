@@ -6,6 +6,7 @@
  */
 
 import { checkCommand } from "./lib/cli/check.ts";
+import { probeCommand } from "./lib/cli/probe.ts";
 import { runCommand } from "./lib/cli/run.ts";
 import { stdioCommand } from "./lib/cli/stdio.ts";
 import { USAGE } from "./lib/cli/usage.ts";
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
   check: checkCommand,
   stdio: stdioCommand,
+  probe: probeCommand,
 };
 
 /**

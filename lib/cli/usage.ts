@@ -13,6 +13,9 @@ export const USAGE =
 Usage:
   httptunneling run [CONFIG] [options]   serve every entry of CONFIG (default: tunnels.conf)
   httptunneling check CONFIG             validate CONFIG and print its entries
+  httptunneling run -L [BIND:]PORT:HOST:HOSTPORT [--proxy URL ...]   one-off forwards, like ssh -L
+  httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
+  httptunneling probe CONFIG | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
   httptunneling --help | --version
 
 Config lines:

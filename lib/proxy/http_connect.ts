@@ -232,6 +232,16 @@ export interface HttpConnectOptions {
   readonly preemptiveBasic?: boolean;
   /** Opens a new connection to the proxy, when it closed the last one. */
   readonly reconnect?: () => Promise<Duplex>;
+  /** Told of every response and credential, e.g. by `probe`. */
+  readonly observer?: ConnectObserver;
+}
+
+/** Watches a CONNECT exchange. */
+export interface ConnectObserver {
+  /** A response head arrived (a 407 challenge, or the final answer). */
+  response(head: ResponseHead): void;
+  /** Credentials of `scheme` are being sent. */
+  authenticating(scheme: string): void;
 }
 
 const MAX_AUTH_ROUNDS = 4;
@@ -270,6 +280,7 @@ export async function httpConnect(
     let answer = auth.first;
     let pending: Uint8Array = new Uint8Array(0);
     for (let round = 0;; round++) {
+      if (answer) options.observer?.authenticating(answer.scheme);
       const headers: [string, string][] = answer
         ? [["Proxy-Authorization", answer.authorization], [
           "Proxy-Connection",
@@ -286,6 +297,7 @@ export async function httpConnect(
         options,
         authority,
       );
+      options.observer?.response(head);
       if (head.status >= 200 && head.status <= 299) {
         return { tunnel: new PrefixedDuplex(current, rest), head };
       }

@@ -22,7 +22,7 @@ import {
   SocksError,
   TimeoutError,
 } from "../errors.ts";
-import { httpConnect } from "../proxy/http_connect.ts";
+import { type ConnectObserver, httpConnect } from "../proxy/http_connect.ts";
 import { socks5Connect } from "../proxy/socks5.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
 import { ProxyHealth } from "./health.ts";
@@ -182,7 +182,7 @@ async function openChain(
       try {
         stream = index === 0
           ? await connectTcp(proxy, options, signal)
-          : await ask(proxies[index - 1], stream!, proxy, options, signal);
+          : await askProxy(proxies[index - 1], stream!, proxy, options, signal);
       } catch (error) {
         // The previous proxy could not reach this one: blame this one for a
         // 5xx or a refused SOCKS connect, the previous one for anything else.
@@ -195,7 +195,7 @@ async function openChain(
         const plain = stream;
         stream = undefined;
         try {
-          stream = await startTls(plain, proxy, options);
+          stream = await startProxyTls(plain, proxy, options);
         } catch (error) {
           throw new HopFailure(index, proxy, error as Error);
         }
@@ -207,12 +207,12 @@ async function openChain(
       ? async () => {
         const tcp = await connectTcp(proxies[0], options, signal);
         return proxies[0].scheme === "https"
-          ? await startTls(tcp, proxies[0], options)
+          ? await startProxyTls(tcp, proxies[0], options)
           : tcp;
       }
       : undefined;
     try {
-      return await ask(
+      return await askProxy(
         proxies[last],
         stream!,
         destination,
@@ -235,14 +235,27 @@ function isTargetUnreachable(error: unknown): boolean {
     (error instanceof SocksError && error.proxyFault);
 }
 
-/** Asks `proxy`, at the end of `stream`, for a connection to `target`. */
-function ask(
+/**
+ * Asks `proxy`, at the end of `stream`, for a connection to `target`, with
+ * CONNECT or SOCKS5 by the proxy's scheme. Takes ownership of `stream`.
+ *
+ * @param proxy The proxy at the end of `stream`.
+ * @param stream A connection to the proxy.
+ * @param target Where the proxy should connect.
+ * @param options Time limits.
+ * @param signal Gives up when aborted.
+ * @param reconnect Dials the proxy again, when it closes after a 407.
+ * @param observer Told of the HTTP exchange, e.g. by `probe`.
+ * @returns The tunnel to `target`.
+ */
+export function askProxy(
   proxy: Proxy,
   stream: Duplex,
   target: HostPort,
   options: DialOptions,
   signal?: AbortSignal,
   reconnect?: () => Promise<Duplex>,
+  observer?: ConnectObserver,
 ): Promise<Duplex> {
   const credentials = proxy.username === undefined
     ? undefined
@@ -264,11 +277,20 @@ function ask(
     credentials,
     preemptiveBasic: proxy.preemptiveBasic,
     reconnect,
+    observer,
   }).then(({ tunnel }) => tunnel);
 }
 
-/** Starts TLS with an https:// proxy over `stream`, checking its certificate. */
-async function startTls(
+/**
+ * Starts TLS with an https:// proxy over `stream`, checking its certificate.
+ *
+ * @param stream A plain connection to the proxy (not itself TLS).
+ * @param proxy The proxy, whose host name the certificate must match.
+ * @param options Extra trusted CAs.
+ * @returns The TLS stream.
+ * @throws {ProxyTlsError} when TLS cannot start or the certificate is refused.
+ */
+export async function startProxyTls(
   stream: Duplex,
   proxy: Proxy,
   options: DialOptions,

@@ -1,0 +1,102 @@
+/**
+ * `probe CONFIG` or `probe HOST PORT [--proxy URL ...]`: checks routes step
+ * by step and says in plain words what is wrong. `--json` for scripts.
+ *
+ * @module
+ */
+
+import { formatHostPort } from "../address.ts";
+import { loadConfig } from "../config/load.ts";
+import { parseDestination } from "../config/parse.ts";
+import { ConfigLoadError, UsageError } from "../errors.ts";
+import { type ProbeReport, probeRoute } from "../probe/probe.ts";
+import type { Route } from "../route/types.ts";
+import {
+  parseCommandLine,
+  proxyEnvironment,
+  reportConfigError,
+  routeFrom,
+  TUNNEL_FLAGS,
+  tunnelOptionsFrom,
+} from "./args.ts";
+
+/**
+ * Runs `probe`.
+ *
+ * @param args The arguments after `probe`.
+ * @returns 0 when every route works, 1 when any fails.
+ * @throws {UsageError} for a wrong command line.
+ */
+export async function probeCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, {
+    ...TUNNEL_FLAGS,
+    json: { type: "boolean" },
+  });
+  const options = await tunnelOptionsFrom(values);
+  const environment = proxyEnvironment((level, message) => {
+    if (level === "error") console.error(`warning: ${message}`);
+  });
+  const targets: { label: string; route: Route; host: string; port: number }[] =
+    [];
+  if (positionals.length === 1) {
+    if (values.proxy) {
+      throw new UsageError(
+        "--proxy goes with HOST PORT, not with a config file",
+      );
+    }
+    try {
+      const { entries } = await loadConfig(positionals[0]);
+      for (const entry of entries) {
+        targets.push({
+          label: `line ${entry.line}: ${formatHostPort(entry.source)}`,
+          route: entry.route,
+          ...entry.destination,
+        });
+      }
+    } catch (error) {
+      if (!(error instanceof ConfigLoadError)) throw error;
+      reportConfigError(error);
+      return 1;
+    }
+  } else if (positionals.length === 2) {
+    let destination;
+    try {
+      destination = parseDestination(positionals[0], positionals[1]);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    targets.push({ label: "", route: routeFrom(values.proxy), ...destination });
+  } else {
+    throw new UsageError("probe takes a config file, or a host and a port");
+  }
+  const results: (ProbeReport & { entry?: string })[] = [];
+  for (const target of targets) {
+    const reports = await probeRoute(
+      target.route,
+      target,
+      { ...options },
+      environment,
+    );
+    for (const report of reports) {
+      results.push(target.label ? { entry: target.label, ...report } : report);
+      if (!values.json) printReport(target.label, report);
+    }
+  }
+  if (values.json) console.log(JSON.stringify(results, null, 2));
+  return results.every((report) => report.ok) ? 0 : 1;
+}
+
+function printReport(label: string, report: ProbeReport): void {
+  console.log(
+    `${label ? `${label} ` : ""}-> ${report.destination} ${report.path}`,
+  );
+  const width = Math.max(...report.steps.map((step) => step.step.length));
+  for (const step of report.steps) {
+    console.log(
+      `  ${step.ok ? "ok  " : "FAIL"}  ${step.step.padEnd(width)}  ${
+        `${step.ms} ms`.padStart(8)
+      }  ${step.detail}`,
+    );
+  }
+  console.log(report.ok ? "  => works\n" : `  => ${report.diagnosis}\n`);
+}

@@ -1,0 +1,98 @@
+/**
+ * One plain-language sentence per way a route can fail, saying what is
+ * wrong and what to try. Pure: error in, sentence out.
+ *
+ * @module
+ */
+
+import {
+  DialError,
+  ProxyAuthError,
+  ProxyProtocolError,
+  ProxyRefusedError,
+  ProxyTlsError,
+  SocksError,
+  TimeoutError,
+} from "../errors.ts";
+
+/** Where in a route the failure happened. */
+export interface FailurePlace {
+  /** `host:port` of the proxy that was being reached or spoken to, if any. */
+  readonly proxy?: string;
+  /** `host:port` the step was trying to reach. */
+  readonly target: string;
+  /** The step: reaching a host, TLS, or asking a proxy. */
+  readonly step: "resolve" | "connect" | "tls" | "ask";
+}
+
+/**
+ * Explains a failed route step.
+ *
+ * @param error What the step threw.
+ * @param place Which step, which proxy, which target.
+ * @returns One sentence: what is wrong, then what to do.
+ */
+export function diagnose(error: Error, place: FailurePlace): string {
+  const { proxy, target } = place;
+  const port = target.slice(target.lastIndexOf(":") + 1);
+  const who = proxy ? `proxy ${proxy}` : target;
+  // The host being reached: the proxy itself, or a destination.
+  const reached = proxy && proxy === target ? `proxy ${proxy}` : target;
+  if (place.step === "resolve") {
+    return `the name in ${target} does not resolve here: check its spelling and this machine's DNS, or write the IP address`;
+  }
+  if (error instanceof ProxyAuthError) {
+    switch (error.failure) {
+      case "credentials-needed":
+        return `${who} requires authentication (${
+          /offers ([^)]*)/.exec(error.message)?.[1] ?? "a scheme"
+        }): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
+      case "credentials-rejected":
+        return `${who} rejected the credentials (${
+          /credentials \(([^)]*)\)/.exec(error.message)?.[1]
+        }): check the user name and password; NTLM wants DOMAIN\\user, written DOMAIN%5Cuser in a URL`;
+      case "unsupported-scheme":
+        return `${who} offers only authentication this tool does not support (${
+          /support \(([^)]*)\)/.exec(error.message)?.[1]
+        }): ask for NTLM, Digest or Basic to be enabled for you`;
+      default:
+        return `${who} broke off the authentication handshake: ${error.message}`;
+    }
+  }
+  if (error instanceof ProxyRefusedError) {
+    const status = error.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
+    if (error.status === 403 || error.status === 405) {
+      return port === "443"
+        ? `${who} refused CONNECT to ${target} (${status}): the proxy does not allow this destination; ask its administrators`
+        : `${who} refused CONNECT to port ${port} (${status}): the proxy only allows some ports, ask for ${port} or try port 443 on the destination`;
+    }
+    if (error.status >= 500) {
+      return `${who} could not reach ${target} (${status}): the destination may be down or firewalled from the proxy, or its name may not resolve there`;
+    }
+    return `${who} refused CONNECT to ${target} (${status})`;
+  }
+  if (error instanceof SocksError) return error.message;
+  if (error instanceof ProxyTlsError) {
+    return /certificate|issuer/i.test(error.message)
+      ? `the TLS certificate of ${who} is not trusted (${
+        /failed: ([^:]*(?::[^:]*)?)/.exec(error.message)?.[1] ??
+          "unknown reason"
+      }): if the proxy uses a private CA, name its certificate with ca-file=FILE or --ca-file`
+      : `${error.message}: is ${proxy} really an https:// proxy? try http://`;
+  }
+  if (error instanceof ProxyProtocolError) {
+    return `${who} does not speak the expected protocol (${error.message}): check the scheme, e.g. socks5:// for a SOCKS server, https:// for a TLS-only proxy`;
+  }
+  if (error instanceof TimeoutError) {
+    return place.step === "connect"
+      ? `${reached} did not accept the connection in time (${error.message}): a firewall may drop the traffic, or the address or port is wrong`
+      : `${who} accepted the connection but did not answer in time (${error.message}): check that it is a proxy of the scheme you wrote`;
+  }
+  if (error instanceof DialError) {
+    const refused = /refused/i.test(error.message);
+    return refused
+      ? `nothing accepts connections at ${reached} (connection refused): check the host and port`
+      : `cannot connect to ${reached} (${error.message}): check the address and that this machine may reach it`;
+  }
+  return `${who}: ${error.message}`;
+}

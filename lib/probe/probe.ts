@@ -1,0 +1,307 @@
+/**
+ * Walks one route step by step, timing each (name resolution, TCP connect,
+ * TLS with the certificate's subject and expiry, each proxy's answer with
+ * the authentication offered and used, the destination's first bytes), and
+ * explains the first failure.
+ *
+ * @module
+ */
+
+import { lookup } from "node:dns/promises";
+import tls from "node:tls";
+import { formatHostPort, type HostPort } from "../address.ts";
+import type { TunnelOptions } from "../config/options.ts";
+import { closeQuietly, type Duplex } from "../duplex.ts";
+import { formatDuration } from "../duration.ts";
+import { parseChallenges } from "../proxy/auth/challenge.ts";
+import type { ResponseHead } from "../proxy/http_connect.ts";
+import { askProxy, connectTcp, startProxyTls } from "../route/dial.ts";
+import { type ProxyEnvironment, routeFromEnvironment } from "../route/env.ts";
+import { describeProxy, type Proxy, type Route } from "../route/types.ts";
+import { diagnose, type FailurePlace } from "./diagnose.ts";
+
+/** One step of a probe. */
+export interface ProbeStep {
+  /** What was tried, e.g. `connect 127.0.0.1:3128`. */
+  readonly step: string;
+  /** Whether it worked. */
+  readonly ok: boolean;
+  /** How long it took, in milliseconds. */
+  readonly ms: number;
+  /** What came of it: addresses, a status line, a certificate, a banner. */
+  readonly detail: string;
+}
+
+/** The outcome of probing one path. */
+export interface ProbeReport {
+  /** Where the tunnel leads. */
+  readonly destination: string;
+  /** The path probed, e.g. `via http://a:3128 -> socks5://b:1080` or `direct`. */
+  readonly path: string;
+  /** Whether the path works end to end. */
+  readonly ok: boolean;
+  /** The steps, in order. */
+  readonly steps: ProbeStep[];
+  /** A sentence on the first failure and what to do. */
+  readonly diagnosis?: string;
+}
+
+/** How long to wait for a destination that may speak first (e.g. SSH). */
+const FIRST_BYTE_WAIT_MS = 2_000;
+const MAX_PATHS = 8;
+
+/**
+ * Probes a route: every combination of its hops' alternatives (up to 8).
+ *
+ * @param route The route.
+ * @param destination Where it leads.
+ * @param options Time limits and trusted CAs.
+ * @param environment For `env` routes.
+ * @returns One report per path.
+ */
+export async function probeRoute(
+  route: Route,
+  destination: HostPort,
+  options: TunnelOptions,
+  environment: ProxyEnvironment,
+): Promise<ProbeReport[]> {
+  const resolved = route.kind === "env"
+    ? routeFromEnvironment(environment, destination)
+    : route;
+  if (resolved.kind !== "chain") {
+    return [await probePath([], destination, options)];
+  }
+  let paths: Proxy[][] = [[]];
+  for (const hop of resolved.hops) {
+    paths = paths.flatMap((path) => hop.map((proxy) => [...path, proxy])).slice(
+      0,
+      MAX_PATHS,
+    );
+  }
+  const reports: ProbeReport[] = [];
+  for (const path of paths) {
+    reports.push(await probePath(path, destination, options));
+  }
+  return reports;
+}
+
+class StepFailure extends Error {
+  constructor(readonly place: FailurePlace, readonly failure: Error) {
+    super(failure.message);
+  }
+}
+
+async function probePath(
+  proxies: Proxy[],
+  destination: HostPort,
+  options: TunnelOptions,
+): Promise<ProbeReport> {
+  const steps: ProbeStep[] = [];
+  const path = proxies.length === 0
+    ? "direct"
+    : `via ${proxies.map(describeProxy).join(" -> ")}`;
+  const target = formatHostPort(destination);
+  let stream: Duplex | undefined;
+  const timed = async <T>(
+    step: string,
+    place: FailurePlace,
+    run: () => Promise<T>,
+    detail: (value: T) => string,
+  ): Promise<T> => {
+    const started = performance.now();
+    try {
+      const value = await run();
+      steps.push({
+        step,
+        ok: true,
+        ms: elapsed(started),
+        detail: detail(value),
+      });
+      return value;
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      steps.push({
+        step,
+        ok: false,
+        ms: elapsed(started),
+        detail: failure.message,
+      });
+      throw new StepFailure(place, failure);
+    }
+  };
+  try {
+    const first = proxies[0] ?? destination;
+    const firstLabel = formatHostPort(first);
+    const proxyLabel = proxies[0] ? firstLabel : undefined;
+    await timed(
+      `resolve ${first.host}`,
+      { proxy: proxyLabel, target: firstLabel, step: "resolve" },
+      () => lookup(first.host, { all: true }),
+      (addresses) => addresses.map((a) => a.address).join(", "),
+    );
+    stream = await timed(
+      `connect ${firstLabel}`,
+      { proxy: proxyLabel, target: firstLabel, step: "connect" },
+      () => connectTcp(first, options),
+      () => "TCP connected",
+    );
+    for (const [index, proxy] of proxies.entries()) {
+      const label = formatHostPort(proxy);
+      if (index > 0) {
+        const previous = proxies[index - 1];
+        stream = await ask(previous, stream!, proxy, options, timed);
+      }
+      if (proxy.scheme === "https") {
+        const plain: Duplex = stream!;
+        stream = undefined;
+        stream = await timed(
+          `TLS with ${label}`,
+          { proxy: label, target: label, step: "tls" },
+          async () => {
+            const certificate = index === 0
+              ? await inspectCertificate(proxy, options)
+              : "";
+            return {
+              conn: await startProxyTls(plain, proxy, options),
+              certificate,
+            };
+          },
+          ({ certificate }) => certificate || "handshake done",
+        ).then(({ conn }) => conn);
+      }
+    }
+    if (proxies.length > 0) {
+      stream = await ask(proxies.at(-1)!, stream!, destination, options, timed);
+    }
+    const banner = await firstBytes(stream!);
+    steps.push({
+      step: `first bytes from ${target}`,
+      ok: true,
+      ms: banner.ms,
+      detail: banner.text === undefined
+        ? `none within ${
+          formatDuration(FIRST_BYTE_WAIT_MS)
+        }: the destination waits for the client to speak (normal for HTTP, TLS, most databases)`
+        : `spoke first: "${banner.text}"`,
+    });
+    return { destination: target, path, ok: true, steps };
+  } catch (error) {
+    if (!(error instanceof StepFailure)) throw error;
+    return {
+      destination: target,
+      path,
+      ok: false,
+      steps,
+      diagnosis: diagnose(error.failure, error.place),
+    };
+  } finally {
+    if (stream) closeQuietly(stream);
+  }
+}
+
+type Timed = <T>(
+  step: string,
+  place: FailurePlace,
+  run: () => Promise<T>,
+  detail: (value: T) => string,
+) => Promise<T>;
+
+/** Asks `proxy` for `target`, recording the status line and authentication. */
+function ask(
+  proxy: Proxy,
+  stream: Duplex,
+  target: HostPort,
+  options: TunnelOptions,
+  timed: Timed,
+): Promise<Duplex> {
+  const label = formatHostPort(proxy);
+  const targetLabel = formatHostPort(target);
+  const heads: ResponseHead[] = [];
+  let used: string | undefined;
+  const verb = proxy.scheme.startsWith("socks") ? "SOCKS5 CONNECT" : "CONNECT";
+  return timed(
+    `${verb} ${targetLabel} via ${label}`,
+    { proxy: label, target: targetLabel, step: "ask" },
+    () =>
+      askProxy(proxy, stream, target, options, undefined, undefined, {
+        response: (head) => heads.push(head),
+        authenticating: (scheme) => used = scheme,
+      }),
+    () => {
+      const last = heads.at(-1);
+      const offered = heads.flatMap((head) =>
+        parseChallenges(
+          head.headers.filter(([name]) =>
+            name.toLowerCase() === "proxy-authenticate"
+          )
+            .map(([, value]) => value),
+        ).map((challenge) => challenge.schemeName)
+      );
+      const auth = offered.length || used
+        ? `; authentication offered: ${
+          [...new Set(offered)].join(", ") || "none"
+        }, used: ${used ?? "none"}`
+        : "";
+      return `${last?.statusLine ?? "granted"}${auth}`;
+    },
+  );
+}
+
+/** Reads the certificate of an https:// proxy (subject, expiry, trust). */
+function inspectCertificate(
+  proxy: Proxy,
+  options: TunnelOptions,
+): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host: proxy.host,
+      port: proxy.port,
+      rejectUnauthorized: false,
+      ca: options.caCerts
+        ? [...options.caCerts, ...tls.rootCertificates]
+        : undefined,
+      servername: /^[\d.]+$|:/.test(proxy.host) ? undefined : proxy.host,
+    }, () => {
+      const certificate = socket.getPeerCertificate();
+      const subject = Object.entries(certificate?.subject ?? {})
+        .map(([key, value]) => `${key}=${value}`).join(", ");
+      const trust = socket.authorized
+        ? "trusted"
+        : `not trusted: ${socket.authorizationError}`;
+      socket.destroy();
+      resolve(
+        `certificate ${subject || "(no subject)"}, expires ${
+          certificate?.valid_to ?? "?"
+        }, ${trust}`,
+      );
+    });
+    socket.setTimeout(options.handshakeTimeoutMs, () => {
+      socket.destroy();
+      resolve("");
+    });
+    socket.on("error", () => resolve(""));
+  });
+}
+
+async function firstBytes(
+  stream: Duplex,
+): Promise<{ text?: string; ms: number }> {
+  const started = performance.now();
+  const buffer = new Uint8Array(256);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const n = await Promise.race([
+    stream.read(buffer).catch(() => null),
+    new Promise<null>((resolve) =>
+      timer = setTimeout(() => resolve(null), FIRST_BYTE_WAIT_MS)
+    ),
+  ]);
+  clearTimeout(timer);
+  if (!n) return { ms: elapsed(started) };
+  const text = new TextDecoder().decode(buffer.subarray(0, n)).split(/\r?\n/)[0]
+    .replace(/[^\x20-\x7e]/g, "?").slice(0, 80);
+  return { text, ms: elapsed(started) };
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started);
+}

@@ -1,0 +1,251 @@
+import assert from "node:assert/strict";
+import { DEFAULT_TUNNEL_OPTIONS } from "../lib/config/options.ts";
+import { parseRouteArguments } from "../lib/config/parse.ts";
+import {
+  DialError,
+  ProxyAuthError,
+  ProxyProtocolError,
+  ProxyRefusedError,
+  ProxyTlsError,
+  TimeoutError,
+} from "../lib/errors.ts";
+import { diagnose } from "../lib/probe/diagnose.ts";
+import { type ProbeReport, probeRoute } from "../lib/probe/probe.ts";
+import {
+  freePort,
+  IN_CI,
+  missing,
+  startBannerServer,
+  startSquid,
+  startSquidWithBasic,
+  startTlsFront,
+  TEST_OPTIONS,
+} from "./test_util.ts";
+
+const P = "10.1.2.3:3128";
+
+Deno.test("diagnoses: one sentence per failure, saying what to do", () => {
+  const ask = { proxy: P, target: "ssh.example.com:22", step: "ask" } as const;
+  assert.equal(
+    diagnose(
+      new ProxyRefusedError(
+        P,
+        "ssh.example.com:22",
+        403,
+        "HTTP/1.1 403 Forbidden",
+      ),
+      ask,
+    ),
+    "proxy 10.1.2.3:3128 refused CONNECT to port 22 (403 Forbidden): the proxy only allows some ports, ask for 22 or try port 443 on the destination",
+  );
+  assert.match(
+    diagnose(
+      new ProxyRefusedError(P, "x:22", 502, "HTTP/1.1 502 Bad Gateway"),
+      ask,
+    ),
+    /could not reach ssh\.example\.com:22 \(502 Bad Gateway\): the destination may be down/,
+  );
+  assert.match(
+    diagnose(
+      new ProxyAuthError(
+        P,
+        "x:22",
+        "HTTP/1.1 407 Auth",
+        "credentials-needed",
+        "NTLM, Basic",
+      ),
+      ask,
+    ),
+    /requires authentication \(NTLM, Basic\): add user:password to the proxy URL/,
+  );
+  assert.match(
+    diagnose(
+      new ProxyAuthError(
+        P,
+        "x:22",
+        "HTTP/1.1 407 Auth",
+        "credentials-rejected",
+        "NTLM",
+      ),
+      ask,
+    ),
+    /rejected the credentials \(NTLM\): check the user name and password; NTLM wants DOMAIN\\user/,
+  );
+  assert.match(
+    diagnose(
+      new ProxyAuthError(
+        P,
+        "x:22",
+        "HTTP/1.1 407 Auth",
+        "unsupported-scheme",
+        "Negotiate",
+      ),
+      ask,
+    ),
+    /only authentication this tool does not support \(Negotiate\)/,
+  );
+  const connect = { proxy: P, target: P, step: "connect" } as const;
+  assert.equal(
+    diagnose(
+      new DialError(P, {
+        cause: new Error("Connection refused (os error 111)"),
+      }),
+      connect,
+    ),
+    "nothing accepts connections at proxy 10.1.2.3:3128 (connection refused): check the host and port",
+  );
+  assert.match(
+    diagnose(new TimeoutError(`TCP connect to ${P}`, 10_000), connect),
+    /^proxy 10\.1\.2\.3:3128 did not accept the connection in time .*: a firewall may drop the traffic/,
+  );
+  assert.match(
+    diagnose(
+      new ProxyProtocolError(
+        'proxy did not answer with HTTP: got "\u0005\u0000"',
+      ),
+      ask,
+    ),
+    /does not speak the expected protocol .*socks5:\/\/ for a SOCKS server/,
+  );
+  assert.match(
+    diagnose(
+      new ProxyTlsError(P, {
+        cause: new Error("invalid peer certificate: UnknownIssuer"),
+      }),
+      { proxy: P, target: P, step: "tls" },
+    ),
+    /TLS certificate of proxy 10\.1\.2\.3:3128 is not trusted .*ca-file=FILE/,
+  );
+  assert.match(
+    diagnose(new Error("getaddrinfo ENOTFOUND proxy.corp"), {
+      proxy: "proxy.corp:3128",
+      target: "proxy.corp:3128",
+      step: "resolve",
+    }),
+    /does not resolve here: check its spelling/,
+  );
+});
+
+const noSquid = missing("squid");
+
+async function probe(
+  route: string[],
+  host: string,
+  port: number,
+): Promise<ProbeReport[]> {
+  return await probeRoute(
+    parseRouteArguments(route),
+    { host, port },
+    TEST_OPTIONS,
+    { noProxy: [] },
+  );
+}
+
+Deno.test({
+  name:
+    "probe: a working route through real squid with Basic, and the SSH banner shown",
+  ignore: noSquid || (!IN_CI && missing("htpasswd")),
+  async fn() {
+    await using squid = await startSquidWithBasic("jane", "s3cret");
+    await using ssh = startBannerServer("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+    const [report] = await probe(
+      [`http://jane:s3cret@127.0.0.1:${squid.port}`],
+      "127.0.0.1",
+      ssh.port,
+    );
+    assert.equal(report.ok, true);
+    assert.deepEqual(report.steps.map((step) => step.step.split(" ")[0]), [
+      "resolve",
+      "connect",
+      "CONNECT",
+      "first",
+    ]);
+    assert.match(
+      report.steps[2].detail,
+      /^HTTP\/1\.1 200 Connection established; authentication offered: Basic, used: Basic$/,
+    );
+    assert.equal(
+      report.steps[3].detail,
+      'spoke first: "SSH-2.0-OpenSSH_9.2p1 Debian-2"',
+    );
+    assert.ok(!JSON.stringify(report).includes("s3cret"));
+  },
+});
+
+Deno.test({
+  name:
+    "probe: closed proxy port, a port squid denies, wrong credentials, a destination that is down",
+  ignore: noSquid || (!IN_CI && missing("htpasswd")),
+  async fn() {
+    await using squid = await startSquid(
+      "acl smtp port 25\nhttp_access deny smtp",
+    );
+    await using authed = await startSquidWithBasic("jane", "s3cret");
+    const closed = freePort();
+    const [down] = await probe(
+      [`http://127.0.0.1:${closed}`],
+      "example.com",
+      22,
+    );
+    assert.equal(down.ok, false);
+    assert.match(
+      down.diagnosis!,
+      new RegExp(
+        `^nothing accepts connections at proxy 127\\.0\\.0\\.1:${closed}`,
+      ),
+    );
+    const [denied] = await probe(
+      [`http://127.0.0.1:${squid.port}`],
+      "127.0.0.1",
+      25,
+    );
+    assert.match(
+      denied.diagnosis!,
+      /refused CONNECT to port 25 \(403 Forbidden\): the proxy only allows some ports/,
+    );
+    const [wrong] = await probe(
+      [`http://jane:nope@127.0.0.1:${authed.port}`],
+      "127.0.0.1",
+      22,
+    );
+    assert.match(wrong.diagnosis!, /rejected the credentials \(Basic\)/);
+    const [unreachable] = await probe(
+      [`http://127.0.0.1:${squid.port}`],
+      "127.0.0.1",
+      freePort(),
+    );
+    assert.match(
+      unreachable.diagnosis!,
+      /could not reach 127\.0\.0\.1:\d+ \(50\d [^)]*\): the destination may be down/,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "probe: an https:// proxy with an untrusted certificate, then trusted with its CA",
+  ignore: noSquid || (!IN_CI && missing("stunnel4")),
+  async fn() {
+    await using squid = await startSquid();
+    await using front = await startTlsFront(squid.port);
+    await using ssh = startBannerServer("SSH-2.0-test\r\n");
+    const url = `https://127.0.0.1:${front.port}`;
+    const [untrusted] = await probe([url], "127.0.0.1", ssh.port);
+    assert.equal(untrusted.ok, false);
+    assert.match(
+      untrusted.diagnosis!,
+      /TLS certificate of proxy 127\.0\.0\.1:\d+ is not trusted .*ca-file=FILE/,
+    );
+    const [trusted] = await probeRoute(
+      parseRouteArguments([url]),
+      { host: "127.0.0.1", port: ssh.port },
+      { ...DEFAULT_TUNNEL_OPTIONS, caCerts: [front.caPem] },
+      { noProxy: [] },
+    );
+    assert.equal(trusted.ok, true, JSON.stringify(trusted));
+    assert.match(
+      trusted.steps.find((step) => step.step.startsWith("TLS"))!.detail,
+      /^certificate CN=127\.0\.0\.1, expires .*\d{4} GMT, trusted$/,
+    );
+  },
+});
