@@ -8,6 +8,7 @@
 import { checkCommand } from "./lib/cli/check.ts";
 import { probeCommand } from "./lib/cli/probe.ts";
 import { runCommand } from "./lib/cli/run.ts";
+import { statusCommand } from "./lib/cli/status.ts";
 import { stdioCommand } from "./lib/cli/stdio.ts";
 import { USAGE } from "./lib/cli/usage.ts";
 import { UsageError } from "./lib/errors.ts";
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   check: checkCommand,
   stdio: stdioCommand,
   probe: probeCommand,
+  status: statusCommand,
 };
 
 /**

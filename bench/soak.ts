@@ -4,7 +4,7 @@
  * every transferred byte checked by sha256, and the tool's open file
  * descriptors and RSS compared with their baseline at the end.
  *
- *   deno task soak [--minutes 1] [--concurrency 50]
+ *   deno task soak [--minutes 1] [--concurrency 50] [--settle 30]
  *
  * Uses squid for a proxied entry when it is installed. Loopback only.
  */
@@ -16,6 +16,7 @@ const { values } = parseArgs({
   options: {
     minutes: { type: "string", default: "1" },
     concurrency: { type: "string", default: "50" },
+    settle: { type: "string", default: "30" },
   },
 });
 const DURATION_MS = Number(values.minutes) * 60_000;
@@ -211,7 +212,8 @@ await Promise.all(
   ),
 );
 const elapsed = (Date.now() - started) / 1000;
-await pause(3000);
+// Give the tool time to go idle: V8 gives memory back after allocation stops.
+await pause(Number(values.settle) * 1000);
 clearInterval(sampler);
 const end = procStat();
 

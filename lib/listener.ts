@@ -12,6 +12,7 @@ import type { TunnelEntry } from "./config/parse.ts";
 import { ConnectionLimit } from "./limit.ts";
 import { logger } from "./log.ts";
 import { describeRoute } from "./route/types.ts";
+import type { Metrics } from "./metrics.ts";
 import type { DialContext } from "./route/dial.ts";
 import { startTunnel, type Tunnel } from "./tunnel.ts";
 
@@ -19,6 +20,16 @@ const log = logger("listener");
 
 const ACCEPT_BACKOFF_MIN_MS = 50;
 const ACCEPT_BACKOFF_MAX_MS = 2_000;
+
+/** What all listeners of a supervisor share. */
+export interface SharedState {
+  /** The limit on tunnels of all entries together. */
+  readonly limit: ConnectionLimit;
+  /** Proxy failure memory and the proxy environment. */
+  readonly dial: DialContext;
+  /** Counters for /status and /metrics. */
+  readonly metrics: Metrics;
+}
 
 /** Listens on one entry's source and starts a tunnel per connection. */
 export class EntryListener {
@@ -28,8 +39,7 @@ export class EntryListener {
   #options!: TunnelOptions;
   #defaults: TunnelOptions;
   #limit = new ConnectionLimit();
-  #sharedLimit: ConnectionLimit;
-  #context: DialContext;
+  #shared: SharedState;
   #listener: Deno.TcpListener;
   #loop: Promise<void>;
   #stop = new AbortController();
@@ -39,19 +49,16 @@ export class EntryListener {
    *
    * @param entry The entry to serve.
    * @param defaults Settings the entry does not override.
-   * @param sharedLimit The limit on tunnels of all entries together.
-   * @param context Proxy failure memory and the proxy environment.
+   * @param shared The overall limit, dial context and metrics.
    * @throws {Deno.errors.AddrInUse} and other bind errors.
    */
   constructor(
     entry: TunnelEntry,
     defaults: TunnelOptions,
-    sharedLimit: ConnectionLimit,
-    context: DialContext,
+    shared: SharedState,
   ) {
     this.#defaults = defaults;
-    this.#sharedLimit = sharedLimit;
-    this.#context = context;
+    this.#shared = shared;
     this.entry = entry;
     this.#listener = Deno.listen({
       hostname: entry.source.host,
@@ -132,7 +139,8 @@ export class EntryListener {
         conn,
         this.#entry,
         this.#options,
-        this.#context,
+        this.#shared.dial,
+        this.#shared.metrics,
       );
       this.tunnels.add(tunnel);
       tunnel.done.finally(() => {
@@ -147,17 +155,17 @@ export class EntryListener {
   // so once) while either is full. False once the listener is closed.
   async #reserve(): Promise<boolean> {
     const signal = this.#stop.signal;
-    const waited = this.#limit.full || this.#sharedLimit.full;
+    const waited = this.#limit.full || this.#shared.limit.full;
     if (waited) {
       const which = this.#limit.full
         ? `max-connections=${this.#limit.max} of ${this.label}`
-        : `--max-connections ${this.#sharedLimit.max}`;
+        : `--max-connections ${this.#shared.limit.max}`;
       log.warn(
         `${which} reached: ${this.label} stops accepting until a tunnel ends`,
       );
     }
     if (!await this.#limit.acquire(signal)) return false;
-    if (!await this.#sharedLimit.acquire(signal)) {
+    if (!await this.#shared.limit.acquire(signal)) {
       this.#limit.release();
       return false;
     }
@@ -167,7 +175,7 @@ export class EntryListener {
 
   #release(): void {
     this.#limit.release();
-    this.#sharedLimit.release();
+    this.#shared.limit.release();
   }
 }
 

@@ -5,10 +5,11 @@
  * @module
  */
 
-import { getFileSink } from "@logtape/file";
+import { getFileSink, getRotatingFileSink } from "@logtape/file";
 import {
   configure,
   dispose,
+  getJsonLinesFormatter,
   getLogger,
   getStreamSink,
   getTextFormatter,
@@ -36,12 +37,23 @@ export interface LogOptions {
   readonly level: LogLevel;
   /** Also write to stderr (the CLI passes whether stderr is a terminal). */
   readonly stderr: boolean;
+  /** Plain text lines (default) or one JSON object per line. */
+  readonly format?: "text" | "json";
+  /** Rotate the file when it reaches this many bytes. */
+  readonly maxSize?: number;
+  /** How many rotated files to keep (default 5). */
+  readonly maxFiles?: number;
 }
 
-const formatter = getTextFormatter({
+const textFormatter = getTextFormatter({
   timestamp: "date-time-timezone",
   category: ".",
   value: "bare",
+});
+
+const jsonFormatter = getJsonLinesFormatter({
+  categorySeparator: ".",
+  message: "rendered",
 });
 
 /**
@@ -54,11 +66,16 @@ export async function setupLogging(
   options: LogOptions,
 ): Promise<() => Promise<void>> {
   const sinks: Record<string, Sink> = {};
+  const formatter = options.format === "json" ? jsonFormatter : textFormatter;
   if (options.file !== "-") {
-    sinks.file = getFileSink(options.file, {
-      formatter,
-      bufferSize: 0,
-    });
+    sinks.file = options.maxSize === undefined
+      ? getFileSink(options.file, { formatter, bufferSize: 0 })
+      : getRotatingFileSink(options.file, {
+        formatter,
+        bufferSize: 0,
+        maxSize: options.maxSize,
+        maxFiles: options.maxFiles ?? 5,
+      });
   }
   if (options.file === "-" || options.stderr) {
     sinks.stderr = getStreamSink(Deno.stderr.writable, { formatter });

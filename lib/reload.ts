@@ -21,20 +21,24 @@ export class ConfigReloader {
   #apply: (entries: TunnelEntry[]) => Promise<unknown>;
   #lastText: string | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  #onResult?: (result: ReloadResult) => void;
 
   /**
    * @param path The config file.
    * @param apply Makes a set of entries the running set.
    * @param appliedText The text already running, if any.
+   * @param onResult Told the outcome of every reload, e.g. for /status.
    */
   constructor(
     path: string,
     apply: (entries: TunnelEntry[]) => Promise<unknown>,
     appliedText?: string,
+    onResult?: (result: ReloadResult) => void,
   ) {
     this.#path = path;
     this.#apply = apply;
     this.#lastText = appliedText;
+    this.#onResult = onResult;
   }
 
   /**
@@ -45,7 +49,12 @@ export class ConfigReloader {
    * @returns What happened.
    */
   reload(reason: string): Promise<ReloadResult> {
-    const result = this.#queue.then(() => this.#reload(reason));
+    const result = this.#queue.then(() => this.#reload(reason)).then(
+      (outcome) => {
+        this.#onResult?.(outcome);
+        return outcome;
+      },
+    );
     this.#queue = result;
     return result;
   }

@@ -10,10 +10,10 @@ import type { ConfigDiff } from "./config/diff.ts";
 import { diffEntries, sourceKey } from "./config/diff.ts";
 import type { TunnelEntry } from "./config/parse.ts";
 import { formatDuration } from "./duration.ts";
-import { EntryListener } from "./listener.ts";
+import { EntryListener, type SharedState } from "./listener.ts";
 import { logger } from "./log.ts";
 import { ConnectionLimit } from "./limit.ts";
-import type { DialContext } from "./route/dial.ts";
+import { Metrics } from "./metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth } from "./route/health.ts";
 import type { TunnelOptions } from "./config/options.ts";
@@ -41,6 +41,19 @@ type Timer = ReturnType<typeof setTimeout>;
 interface PendingBind {
   entry: TunnelEntry;
   timer: Timer;
+  error: string;
+}
+
+/** An entry of the running config and what it is doing. */
+export interface EntryState {
+  /** The entry. */
+  readonly entry: TunnelEntry;
+  /** Accepting, or waiting to bind its port again. */
+  readonly state: "listening" | "retrying";
+  /** Why the port could not be bound, while retrying. */
+  readonly error?: string;
+  /** Tunnels open or opening. */
+  readonly active: number;
 }
 
 /** Owns every listener and tunnel of a running config. */
@@ -51,17 +64,39 @@ export class Supervisor {
   #pending = new Map<string, PendingBind>();
   #draining = new Set<Tunnel>();
   #drainTimers = new Set<Timer>();
-  #limit: ConnectionLimit;
-  #context: DialContext;
+  #shared: SharedState;
 
   /** @param options Default tunnel settings, limits and the proxy environment. */
   constructor(options: SupervisorOptions) {
     this.#options = options;
-    this.#limit = new ConnectionLimit(options.maxConnections);
-    this.#context = {
-      health: new ProxyHealth(options.failoverBackoffMs),
-      environment: options.environment ?? { noProxy: [] },
+    this.#shared = {
+      limit: new ConnectionLimit(options.maxConnections),
+      dial: {
+        health: new ProxyHealth(options.failoverBackoffMs),
+        environment: options.environment ?? { noProxy: [] },
+      },
+      metrics: new Metrics(),
     };
+  }
+
+  /** The counters behind /status and /metrics. */
+  get metrics(): Metrics {
+    return this.#shared.metrics;
+  }
+
+  /** The running entries and what each is doing. */
+  entries(): EntryState[] {
+    return this.#entries.map((entry) => {
+      const key = sourceKey(entry);
+      const listener = this.#listeners.get(key);
+      const pending = this.#pending.get(key);
+      return {
+        entry,
+        state: listener ? "listening" : "retrying",
+        error: pending?.error,
+        active: listener?.tunnels.size ?? 0,
+      };
+    });
   }
 
   /** Listeners that are accepting, by source address. */
@@ -192,12 +227,7 @@ export class Supervisor {
     try {
       this.#listeners.set(
         key,
-        new EntryListener(
-          entry,
-          this.#options.defaults,
-          this.#limit,
-          this.#context,
-        ),
+        new EntryListener(entry, this.#options.defaults, this.#shared),
       );
     } catch (error) {
       log.error(
@@ -209,6 +239,7 @@ export class Supervisor {
       );
       const pending: PendingBind = {
         entry,
+        error: (error as Error).message,
         timer: setTimeout(
           () =>
             this.#bind(

@@ -9,6 +9,7 @@ import type { TunnelEntry } from "./config/parse.ts";
 import { closeQuietly, type Duplex } from "./duplex.ts";
 import { formatDuration } from "./duration.ts";
 import { formatBytes, logger } from "./log.ts";
+import { failureReason, type Metrics } from "./metrics.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import { newCounters, relay, type RelayCounters } from "./relay.ts";
 import { type DialContext, dialRoute } from "./route/dial.ts";
@@ -46,6 +47,7 @@ export interface Tunnel {
  * @param entry The entry whose route to use.
  * @param options The entry's settings, command-line defaults filled in.
  * @param context Proxy failure memory and the proxy environment.
+ * @param metrics Counters to update.
  * @returns The running tunnel.
  */
 export function startTunnel(
@@ -53,6 +55,7 @@ export function startTunnel(
   entry: TunnelEntry,
   options: TunnelOptions,
   context: DialContext,
+  metrics: Metrics,
 ): Tunnel {
   const abort = new AbortController();
   const counters: RelayCounters = newCounters();
@@ -68,11 +71,13 @@ export function startTunnel(
     close: () => abort.abort(),
   };
   let ended = false;
-  const done = run(tunnel, client, options, context, abort.signal).finally(
-    () => {
-      ended = true;
-    },
-  );
+  metrics.accepted(formatHostPort(entry.source));
+  const done = run(tunnel, client, options, context, metrics, abort.signal)
+    .finally(
+      () => {
+        ended = true;
+      },
+    );
   return {
     ...tunnel,
     done,
@@ -87,9 +92,11 @@ async function run(
   client: Deno.TcpConn,
   options: TunnelOptions,
   context: DialContext,
+  metrics: Metrics,
   signal: AbortSignal,
 ): Promise<void> {
   const { id, entry } = tunnel;
+  const key = formatHostPort(entry.source);
   const ends = `${tunnel.client} -> ${formatHostPort(entry.destination)}`;
   const path = `${ends} ${describeRoute(entry.route)}`;
   client.setNoDelay(true);
@@ -109,10 +116,12 @@ async function run(
     if (signal.aborted) {
       log.info(`${id} closed by httptunneling while opening ${path}`);
     } else {
+      metrics.failed(key, failureReason(error));
       log.warn(`${id} failed ${path}: ${messageOf(error)}`);
     }
     return;
   }
+  metrics.opened(Date.now() - tunnel.startedAt);
   log.info(
     `${id} open ${ends} ${taken} after ${
       formatDuration(Date.now() - tunnel.startedAt)
@@ -125,6 +134,7 @@ async function run(
     idleTimeoutMs: options.idleTimeoutMs,
     lingerTimeoutMs: options.lingerTimeoutMs,
   });
+  metrics.closed(key, result.bytesUp, result.bytesDown);
   const idle = formatDuration(result.idleMs);
   const how = result.timedOut === "idle"
     ? `nothing moved for ${idle} (idle-timeout)`

@@ -11,7 +11,12 @@ import {
   DEFAULT_TUNNEL_OPTIONS,
   type TunnelOptions,
 } from "../config/options.ts";
-import { parseProxyUrlText, parseRouteArguments } from "../config/parse.ts";
+import {
+  parseListenAddress,
+  parseProxyUrlText,
+  parseRouteArguments,
+} from "../config/parse.ts";
+import type { HostPort } from "../address.ts";
 import { parseDuration } from "../duration.ts";
 import { type ProxyEnvironment, readProxyEnvironment } from "../route/env.ts";
 import { describeProxy, type Route } from "../route/types.ts";
@@ -79,6 +84,49 @@ export function countOption(
     );
   }
   return Number(value);
+}
+
+/**
+ * Reads a size option such as `--log-max-size 10M` (K, M, G: powers of 1024).
+ *
+ * @param name The option's name, for the message.
+ * @param value The value given, if any.
+ * @returns Bytes, or `undefined` when the option was not given.
+ * @throws {UsageError} for a value that is not a size.
+ */
+export function sizeOption(
+  name: string,
+  value: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d+)([KMG]?)i?B?$/i.exec(value);
+  if (!match || Number(match[1]) === 0) {
+    throw new UsageError(
+      `--${name} must be a size such as 512K or 10M; got "${value}"`,
+    );
+  }
+  const unit = {
+    "": 1,
+    K: 1024,
+    M: 1024 ** 2,
+    G: 1024 ** 3,
+  }[match[2].toUpperCase()]!;
+  return Number(match[1]) * unit;
+}
+
+/**
+ * Reads a listening address option: `9191` (loopback), `host:port`, `[v6]:port`.
+ *
+ * @param value The value given.
+ * @returns The address.
+ * @throws {UsageError} for a value that is not an address.
+ */
+export function listenAddress(value: string): HostPort {
+  try {
+    return parseListenAddress(value);
+  } catch (error) {
+    throw new UsageError(`--status: ${(error as Error).message}`);
+  }
 }
 
 /**

@@ -13,16 +13,23 @@ import { parseForward, type TunnelEntry } from "../config/parse.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { DEFAULT_LOG_FILE, LOG_LEVELS, logger, setupLogging } from "../log.ts";
 import { ConfigReloader } from "../reload.ts";
+import {
+  type RunState,
+  startStatusServer,
+  type StatusServer,
+} from "../status.ts";
 import { Supervisor } from "../supervisor.ts";
 import { VERSION } from "../version.ts";
 import { watchConfig } from "../watch.ts";
 import {
   countOption,
   durationOption,
+  listenAddress,
   parseCommandLine,
   proxyEnvironment,
   reportConfigError,
   routeFrom,
+  sizeOption,
   TUNNEL_FLAGS,
   tunnelOptionsFrom,
 } from "./args.ts";
@@ -53,6 +60,10 @@ export async function runCommand(args: string[]): Promise<number> {
     "max-connections": { type: "string" },
     "failover-backoff": { type: "string" },
     forward: { type: "string", short: "L", multiple: true },
+    status: { type: "string" },
+    "log-format": { type: "string", default: "text" },
+    "log-max-size": { type: "string" },
+    "log-files": { type: "string" },
   });
   if (positionals.length > 1) {
     throw new UsageError("run takes at most one config file");
@@ -76,11 +87,21 @@ export async function runCommand(args: string[]): Promise<number> {
     values["max-connections"],
   );
   const forwards = forwardEntries(values.forward ?? [], values.proxy);
+  const format = values["log-format"];
+  if (format !== "text" && format !== "json") {
+    throw new UsageError(`--log-format must be text or json; got "${format}"`);
+  }
+  const statusAddress = values.status === undefined
+    ? undefined
+    : listenAddress(values.status);
 
   const closeLog = await setupLogging({
     file: values.log,
     level,
     stderr: Deno.stderr.isTerminal(),
+    format,
+    maxSize: sizeOption("log-max-size", values["log-max-size"]),
+    maxFiles: countOption("log-files", values["log-files"]),
   });
   try {
     log.info(`httptunneling ${VERSION} starting (pid ${Deno.pid})`);
@@ -95,11 +116,17 @@ export async function runCommand(args: string[]): Promise<number> {
     });
     const apply = (entries: TunnelEntry[]) =>
       supervisor.apply(withForwards(entries, forwards));
+    const state: RunState = {};
+    const reloaded = (result: string) => {
+      state.lastReload = { time: new Date().toISOString(), result };
+      supervisor.metrics.reloaded(result);
+    };
     let stopWatching = () => Promise.resolve();
     if (positionals.length === 0 && forwards.length > 0) {
       await apply([]);
     } else {
       const path = await chooseConfig(positionals[0]);
+      state.configPath = path;
       let config;
       try {
         config = await loadConfig(path);
@@ -112,16 +139,30 @@ export async function runCommand(args: string[]): Promise<number> {
       }
       for (const warning of config.warnings) log.warn(warning);
       await apply(config.entries);
+      reloaded("applied");
       stopWatching = watchForChanges(
         path,
-        new ConfigReloader(path, apply, config.text),
+        new ConfigReloader(path, apply, config.text, reloaded),
       );
+    }
+    let status: StatusServer | undefined;
+    if (statusAddress) {
+      try {
+        status = startStatusServer(statusAddress, supervisor, state);
+      } catch (error) {
+        log.error(
+          `cannot serve --status on ${values.status}: ${
+            (error as Error).message
+          }`,
+        );
+      }
     }
     const signal = await nextStopSignal();
     log.info(
       `${signal} received: no new connections; a second ${signal} stops at once`,
     );
     await stopWatching();
+    await status?.close();
     await supervisor.shutdown(shutdownTimeoutMs);
     log.info("stopped");
     return 0;

@@ -16,6 +16,7 @@ Usage:
   httptunneling run -L [BIND:]PORT:HOST:HOSTPORT [--proxy URL ...]   one-off forwards, like ssh -L
   httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
   httptunneling probe CONFIG | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
+  httptunneling status [ADDR] [--watch]  entries and live tunnels of a tool run with --status
   httptunneling --help | --version
 
 Config lines:
@@ -36,6 +37,9 @@ run options:
   --shutdown-timeout D     how long live tunnels may finish after SIGINT/SIGTERM (default: 10s)
   --ca-file FILE           PEM certificates to trust for https:// proxies, besides the system's
   --failover-backoff D     how long a failed proxy is skipped at first; doubles up to 5m (default: 5s)
+  --status ADDR            serve GET /status (JSON) and /metrics (Prometheus) on ADDR, e.g. 127.0.0.1:9191
+  --log-format F           text (default) or json (one JSON object per line)
+  --log-max-size SIZE      rotate the log file at SIZE (e.g. 10M); keeps --log-files N files (default 5)
   Durations: 10 (seconds), 500ms, 10s, 2m, 1h.
   Entries override these with key=value options: connect-timeout, handshake-timeout,
   idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive=on|off.

@@ -545,6 +545,18 @@ export function parseForward(
 }
 
 /**
+ * Parses a listening address as a config source is written: `9191`
+ * (loopback), `host:port` or `[v6]:port`.
+ *
+ * @param text The address.
+ * @returns The address.
+ * @throws {Error} saying what is wrong.
+ */
+export function parseListenAddress(text: string): HostPort {
+  return fromCommandLine(() => parseSource({ text, column: 1 }));
+}
+
+/**
  * Parses a proxy URL outside a config file, e.g. from `HTTPS_PROXY`.
  *
  * @param text `scheme://[user:pass@]host:port`.

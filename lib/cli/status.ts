@@ -1,0 +1,122 @@
+/**
+ * `status [ADDR] [--watch]`: shows the entries and live tunnels of a tool
+ * started with `run --status ADDR`, like `ss` does for sockets.
+ *
+ * @module
+ */
+
+import { formatHostPort } from "../address.ts";
+import { formatDuration } from "../duration.ts";
+import { UsageError } from "../errors.ts";
+import { formatBytes } from "../log.ts";
+import type { statusDocument } from "../status.ts";
+import { listenAddress, parseCommandLine } from "./args.ts";
+
+/** Where `status` looks when no address is given. */
+export const DEFAULT_STATUS_ADDRESS = "127.0.0.1:9191";
+
+type Status = ReturnType<typeof statusDocument>;
+
+/**
+ * Runs `status`.
+ *
+ * @param args The arguments after `status`.
+ * @returns 0 when the status was read, 1 when the tool could not be reached.
+ * @throws {UsageError} for a wrong command line.
+ */
+export async function statusCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, {
+    watch: { type: "boolean", short: "w" },
+  });
+  if (positionals.length > 1) {
+    throw new UsageError("status takes at most one address");
+  }
+  const address = listenAddress(positionals[0] ?? DEFAULT_STATUS_ADDRESS);
+  const url = `http://${formatHostPort(address)}/status`;
+  while (true) {
+    let status: Status;
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+      status = await response.json();
+    } catch (error) {
+      console.error(
+        `cannot read ${url}: ${
+          (error as Error).message
+        } (is the tool running with --status ${formatHostPort(address)}?)`,
+      );
+      return 1;
+    }
+    const table = renderStatus(status);
+    if (!values.watch) {
+      console.log(table);
+      return 0;
+    }
+    // Redraw in place: home the cursor and clear the screen first.
+    await Deno.stdout.write(
+      new TextEncoder().encode(`\x1b[H\x1b[2J${table}\n`),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
+/**
+ * Renders a status document as two tables: entries, then live tunnels.
+ *
+ * @param status The `/status` document.
+ * @returns The text.
+ */
+export function renderStatus(status: Status): string {
+  const entries = table([
+    [
+      "SOURCE",
+      "DESTINATION",
+      "ROUTE",
+      "STATE",
+      "ACTIVE",
+      "ACCEPTED",
+      "FAILED",
+      "UP",
+      "DOWN",
+    ],
+    ...status.entries.map((entry) => [
+      entry.source,
+      entry.destination,
+      entry.route,
+      entry.error ? `${entry.state}: ${entry.error}` : entry.state,
+      String(entry.active),
+      String(entry.accepted),
+      String(Object.values(entry.failed).reduce((sum, n) => sum + (n ?? 0), 0)),
+      formatBytes(entry.bytesUp),
+      formatBytes(entry.bytesDown),
+    ]),
+  ]);
+  const tunnels = table([
+    ["ID", "CLIENT", "ENTRY", "DESTINATION", "UP", "DOWN", "AGE", "IDLE"],
+    ...status.tunnels.map((tunnel) => [
+      tunnel.id,
+      tunnel.client,
+      tunnel.entry,
+      tunnel.destination,
+      formatBytes(tunnel.bytesUp),
+      formatBytes(tunnel.bytesDown),
+      formatDuration(tunnel.ageMs),
+      formatDuration(tunnel.idleMs),
+    ]),
+  ]);
+  const reload = status.config.lastReload
+    ? `, last reload ${status.config.lastReload.time}: ${status.config.lastReload.result}`
+    : "";
+  return `httptunneling ${status.version} (pid ${status.pid})${
+    status.config.path ? `, config ${status.config.path}` : ""
+  }${reload}\n\n${entries}\n\n${status.tunnels.length} live tunnel(s)\n${tunnels}`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) =>
+    Math.max(...rows.map((row) => row[i].length))
+  );
+  return rows.map((row) =>
+    row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()
+  )
+    .join("\n");
+}

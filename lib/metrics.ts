@@ -1,0 +1,231 @@
+/**
+ * Counters per entry (accepted, failed by reason, bytes each way, handshake
+ * time) and per reload result, rendered in the Prometheus text format.
+ * Keyed by source address, so they survive reloads that keep an entry.
+ *
+ * @module
+ */
+
+import {
+  DialError,
+  ProxyAuthError,
+  ProxyProtocolError,
+  ProxyRefusedError,
+  ProxyTlsError,
+  SocksError,
+  TimeoutError,
+} from "./errors.ts";
+
+/** Why a tunnel could not be opened, as a metric label. */
+export type FailureReason =
+  | "connect"
+  | "timeout"
+  | "refused"
+  | "auth"
+  | "protocol"
+  | "tls"
+  | "other";
+
+/**
+ * Classifies an error from opening a route.
+ *
+ * @param error What dialing threw.
+ * @returns The failure reason label.
+ */
+export function failureReason(error: unknown): FailureReason {
+  if (error instanceof ProxyAuthError) return "auth";
+  if (error instanceof ProxyRefusedError || error instanceof SocksError) {
+    return "refused";
+  }
+  if (error instanceof TimeoutError) return "timeout";
+  if (error instanceof DialError) return "connect";
+  if (error instanceof ProxyTlsError) return "tls";
+  if (error instanceof ProxyProtocolError) return "protocol";
+  return "other";
+}
+
+/** Upper bounds of the handshake-duration histogram, in seconds. */
+export const HANDSHAKE_BUCKETS = [
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
+/** Counters of one entry. */
+export interface EntryCounters {
+  accepted: number;
+  failed: Partial<Record<FailureReason, number>>;
+  /** Bytes of tunnels that have ended. */
+  bytesUp: number;
+  bytesDown: number;
+}
+
+/** The tool's counters. */
+export class Metrics {
+  /** Counters by entry source. */
+  readonly entries: Map<string, EntryCounters> = new Map();
+  /** Reloads by result. */
+  readonly reloads: Map<string, number> = new Map();
+  #buckets = HANDSHAKE_BUCKETS.map(() => 0);
+  #handshakes = 0;
+  #handshakeSeconds = 0;
+
+  /** The counters of `entry`, created on first use. */
+  entry(entry: string): EntryCounters {
+    let counters = this.entries.get(entry);
+    if (!counters) {
+      counters = { accepted: 0, failed: {}, bytesUp: 0, bytesDown: 0 };
+      this.entries.set(entry, counters);
+    }
+    return counters;
+  }
+
+  /** A connection was accepted on `entry`. */
+  accepted(entry: string): void {
+    this.entry(entry).accepted++;
+  }
+
+  /** Opening a tunnel on `entry` failed. */
+  failed(entry: string, reason: FailureReason): void {
+    const failed = this.entry(entry).failed;
+    failed[reason] = (failed[reason] ?? 0) + 1;
+  }
+
+  /** A tunnel opened after `ms` milliseconds. */
+  opened(ms: number): void {
+    const seconds = ms / 1000;
+    this.#handshakes++;
+    this.#handshakeSeconds += seconds;
+    HANDSHAKE_BUCKETS.forEach((bound, i) => {
+      if (seconds <= bound) this.#buckets[i]++;
+    });
+  }
+
+  /** A tunnel on `entry` ended after moving these bytes. */
+  closed(entry: string, bytesUp: number, bytesDown: number): void {
+    const counters = this.entry(entry);
+    counters.bytesUp += bytesUp;
+    counters.bytesDown += bytesDown;
+  }
+
+  /** A reload ended with `result`. */
+  reloaded(result: string): void {
+    this.reloads.set(result, (this.reloads.get(result) ?? 0) + 1);
+  }
+
+  /**
+   * Renders every metric in the Prometheus text exposition format.
+   *
+   * @param live Per entry: open tunnels and the bytes they moved so far.
+   * @returns The exposition text.
+   */
+  render(
+    live: ReadonlyMap<
+      string,
+      { active: number; bytesUp: number; bytesDown: number }
+    >,
+  ): string {
+    const lines: string[] = [];
+    const family = (name: string, type: string, help: string) =>
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    const keys = [...new Set([...this.entries.keys(), ...live.keys()])].sort();
+    family(
+      "httptunneling_connections_accepted_total",
+      "counter",
+      "Connections accepted.",
+    );
+    for (const key of keys) {
+      lines.push(
+        `httptunneling_connections_accepted_total{entry="${label(key)}"} ${
+          this.entry(key).accepted
+        }`,
+      );
+    }
+    family(
+      "httptunneling_connections_active",
+      "gauge",
+      "Tunnels open or opening.",
+    );
+    for (const key of keys) {
+      lines.push(
+        `httptunneling_connections_active{entry="${label(key)}"} ${
+          live.get(key)?.active ?? 0
+        }`,
+      );
+    }
+    family(
+      "httptunneling_connections_failed_total",
+      "counter",
+      "Tunnels that could not be opened, by reason.",
+    );
+    for (const key of keys) {
+      for (const [reason, count] of Object.entries(this.entry(key).failed)) {
+        lines.push(
+          `httptunneling_connections_failed_total{entry="${
+            label(key)
+          }",reason="${reason}"} ${count}`,
+        );
+      }
+    }
+    family(
+      "httptunneling_bytes_total",
+      "counter",
+      "Bytes relayed, by direction (up: client to destination).",
+    );
+    for (const key of keys) {
+      const counters = this.entry(key);
+      const now = live.get(key);
+      lines.push(
+        `httptunneling_bytes_total{entry="${label(key)}",direction="up"} ${
+          counters.bytesUp + (now?.bytesUp ?? 0)
+        }`,
+        `httptunneling_bytes_total{entry="${label(key)}",direction="down"} ${
+          counters.bytesDown + (now?.bytesDown ?? 0)
+        }`,
+      );
+    }
+    family(
+      "httptunneling_handshake_duration_seconds",
+      "histogram",
+      "Time from accept to an open tunnel.",
+    );
+    HANDSHAKE_BUCKETS.forEach((bound, i) => {
+      lines.push(
+        `httptunneling_handshake_duration_seconds_bucket{le="${bound}"} ${
+          this.#buckets[i]
+        }`,
+      );
+    });
+    lines.push(
+      `httptunneling_handshake_duration_seconds_bucket{le="+Inf"} ${this.#handshakes}`,
+      `httptunneling_handshake_duration_seconds_sum ${this.#handshakeSeconds}`,
+      `httptunneling_handshake_duration_seconds_count ${this.#handshakes}`,
+    );
+    family(
+      "httptunneling_reloads_total",
+      "counter",
+      "Config reloads, by result.",
+    );
+    for (const [result, count] of [...this.reloads].sort()) {
+      lines.push(
+        `httptunneling_reloads_total{result="${label(result)}"} ${count}`,
+      );
+    }
+    return lines.join("\n") + "\n";
+  }
+}
+
+function label(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(
+    /\n/g,
+    "\\n",
+  );
+}

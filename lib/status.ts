@@ -1,0 +1,146 @@
+/**
+ * The read-only status endpoint: `GET /status` (JSON: entries, live
+ * tunnels, counters, last reload) and `GET /metrics` (Prometheus text).
+ * It runs on the tool's event loop and never shows a secret.
+ *
+ * @module
+ */
+
+import { formatHostPort, type HostPort } from "./address.ts";
+import { sourceKey } from "./config/diff.ts";
+import { logger } from "./log.ts";
+import { describeRoute } from "./route/types.ts";
+import type { Supervisor } from "./supervisor.ts";
+import { VERSION } from "./version.ts";
+
+const log = logger("status");
+
+/** What the run command knows beyond the supervisor. */
+export interface RunState {
+  /** The config file, when there is one. */
+  configPath?: string;
+  /** When the config was last (re)loaded and how that went. */
+  lastReload?: { readonly time: string; readonly result: string };
+}
+
+/**
+ * The `/status` document.
+ *
+ * @param supervisor The running set.
+ * @param state The config path and last reload.
+ * @returns Plain data, ready for JSON.
+ */
+export function statusDocument(supervisor: Supervisor, state: RunState) {
+  const now = Date.now();
+  const metrics = supervisor.metrics;
+  const live = liveByEntry(supervisor);
+  return {
+    version: VERSION,
+    pid: Deno.pid,
+    config: {
+      path: state.configPath ?? null,
+      lastReload: state.lastReload ?? null,
+    },
+    entries: supervisor.entries().map(({ entry, state, error, active }) => {
+      const counters = metrics.entry(sourceKey(entry));
+      const open = live.get(sourceKey(entry));
+      return {
+        source: sourceKey(entry),
+        destination: formatHostPort(entry.destination),
+        route: describeRoute(entry.route),
+        line: entry.line,
+        state,
+        ...(error === undefined ? {} : { error }),
+        active,
+        accepted: counters.accepted,
+        failed: counters.failed,
+        bytesUp: counters.bytesUp + (open?.bytesUp ?? 0),
+        bytesDown: counters.bytesDown + (open?.bytesDown ?? 0),
+      };
+    }),
+    tunnels: supervisor.tunnels.map((tunnel) => ({
+      id: tunnel.id,
+      entry: sourceKey(tunnel.entry),
+      client: tunnel.client,
+      destination: formatHostPort(tunnel.entry.destination),
+      route: describeRoute(tunnel.entry.route),
+      bytesUp: tunnel.counters.bytesUp,
+      bytesDown: tunnel.counters.bytesDown,
+      ageMs: now - tunnel.startedAt,
+      idleMs: now - tunnel.counters.lastActivity,
+    })),
+  };
+}
+
+/** Open tunnels and their bytes so far, by entry, for /metrics. */
+function liveByEntry(supervisor: Supervisor) {
+  const live = new Map<
+    string,
+    { active: number; bytesUp: number; bytesDown: number }
+  >();
+  for (const { entry } of supervisor.entries()) {
+    live.set(sourceKey(entry), { active: 0, bytesUp: 0, bytesDown: 0 });
+  }
+  for (const tunnel of supervisor.tunnels) {
+    const key = sourceKey(tunnel.entry);
+    const sums = live.get(key) ?? { active: 0, bytesUp: 0, bytesDown: 0 };
+    sums.active++;
+    sums.bytesUp += tunnel.counters.bytesUp;
+    sums.bytesDown += tunnel.counters.bytesDown;
+    live.set(key, sums);
+  }
+  return live;
+}
+
+/** A running status server. */
+export interface StatusServer {
+  /** Where it listens. */
+  readonly addr: Deno.NetAddr;
+  /** Stops it and waits until it is closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `/status` and `/metrics` on `address`.
+ *
+ * @param address Where to listen; loopback unless the user says otherwise.
+ * @param supervisor The running set.
+ * @param state The config path and last reload.
+ * @returns The server.
+ */
+export function startStatusServer(
+  address: HostPort,
+  supervisor: Supervisor,
+  state: RunState,
+): StatusServer {
+  const server = Deno.serve({
+    hostname: address.host,
+    port: address.port,
+    onListen: () => {},
+  }, (request) => {
+    const { pathname } = new URL(request.url);
+    if (request.method === "GET" && pathname === "/status") {
+      return Response.json(statusDocument(supervisor, state));
+    }
+    if (request.method === "GET" && pathname === "/metrics") {
+      return new Response(supervisor.metrics.render(liveByEntry(supervisor)), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    }
+    return new Response("not found: try /status or /metrics\n", {
+      status: 404,
+    });
+  });
+  const addr = server.addr as Deno.NetAddr;
+  log.info(
+    `status on http://${
+      formatHostPort({ host: addr.hostname, port: addr.port })
+    }/status and /metrics`,
+  );
+  return {
+    addr,
+    async close() {
+      await server.shutdown();
+    },
+  };
+}
