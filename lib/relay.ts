@@ -60,7 +60,10 @@ export interface RelayResult {
   readonly idleMs: number;
 }
 
-const BUFFER_SIZE = 64 * 1024;
+/** Read buffer of an idle or slow direction. */
+export const SMALL_BUFFER_SIZE = 1024;
+/** Read buffer of a direction that fills its buffer on every read. */
+export const LARGE_BUFFER_SIZE = 256 * 1024;
 
 /**
  * Copies bytes both ways until both directions have ended, then closes both
@@ -121,7 +124,12 @@ export async function relay(
     [fromSide, toSide]: [Side, Side],
     count: (n: number) => void,
   ) => {
-    const buffer = new Uint8Array(BUFFER_SIZE);
+    // A pending read holds its buffer, so an idle tunnel reads into a small
+    // one; a read that fills it switches to a large one until the stream
+    // slows down again, when the large one is let go.
+    const small: Uint8Array = new Uint8Array(SMALL_BUFFER_SIZE);
+    let large: Uint8Array | undefined;
+    let buffer: Uint8Array = small;
     // The side to blame if the next call fails.
     let failing = fromSide;
     try {
@@ -129,10 +137,17 @@ export async function relay(
         failing = fromSide;
         const n = await from.read(buffer);
         if (n === null) break;
+        const next = n === buffer.length
+          ? (large ??= new Uint8Array(LARGE_BUFFER_SIZE))
+          : n < SMALL_BUFFER_SIZE
+          ? small
+          : buffer;
+        if (next === small) large = undefined;
         failing = toSide;
         await writeAll(to, buffer.subarray(0, n));
         count(n);
         counters.lastActivity = Date.now();
+        buffer = next;
       }
       if (firstClosed === undefined) {
         firstClosed = fromSide;

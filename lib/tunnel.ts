@@ -11,7 +11,12 @@ import { formatDuration } from "./duration.ts";
 import { formatBytes, logger } from "./log.ts";
 import { failureReason, type Metrics } from "./metrics.ts";
 import type { TunnelOptions } from "./config/options.ts";
-import { newCounters, relay, type RelayCounters } from "./relay.ts";
+import {
+  newCounters,
+  relay,
+  type RelayCounters,
+  type RelayResult,
+} from "./relay.ts";
 import { type DialContext, dialRoute } from "./route/dial.ts";
 import { describeRoute } from "./route/types.ts";
 
@@ -121,12 +126,15 @@ async function run(
     }
     return;
   }
-  metrics.opened(Date.now() - tunnel.startedAt);
-  log.info(
-    `${id} open ${ends} ${taken} after ${
-      formatDuration(Date.now() - tunnel.startedAt)
-    }`,
-  );
+  const openMs = Date.now() - tunnel.startedAt;
+  metrics.opened(openMs);
+  // Per-connection lines are built only when the level is enabled.
+  log.info("{id} open {ends} {path} after {duration}", () => ({
+    id,
+    ends,
+    path: taken,
+    duration: formatDuration(openMs),
+  }));
   tunnel.counters.lastActivity = Date.now();
   const result = await relay(client, destination, {
     counters: tunnel.counters,
@@ -135,23 +143,30 @@ async function run(
     lingerTimeoutMs: options.lingerTimeoutMs,
   });
   metrics.closed(key, result.bytesUp, result.bytesDown);
+  log.info("{id} closed: {up} up, {down} down, {duration}, {how}", () => ({
+    id,
+    up: formatBytes(result.bytesUp),
+    down: formatBytes(result.bytesDown),
+    duration: formatDuration(Date.now() - tunnel.startedAt),
+    how: describeEnd(result),
+  }));
+}
+
+function describeEnd(result: RelayResult): string {
   const idle = formatDuration(result.idleMs);
-  const how = result.timedOut === "idle"
-    ? `nothing moved for ${idle} (idle-timeout)`
-    : result.timedOut === "linger"
-    ? `${result.firstClosed} finished sending and nothing moved for ${idle} (linger-timeout)`
-    : result.aborted
-    ? "closed by httptunneling"
-    : result.error
-    ? `${result.firstClosed} failed after ${idle} idle: ${
+  if (result.timedOut === "idle") {
+    return `nothing moved for ${idle} (idle-timeout)`;
+  }
+  if (result.timedOut === "linger") {
+    return `${result.firstClosed} finished sending and nothing moved for ${idle} (linger-timeout)`;
+  }
+  if (result.aborted) return "closed by httptunneling";
+  if (result.error) {
+    return `${result.firstClosed} failed after ${idle} idle: ${
       messageOf(result.error)
-    }`
-    : `${result.firstClosed} closed first after ${idle} idle`;
-  log.info(
-    `${id} closed: ${formatBytes(result.bytesUp)} up, ${
-      formatBytes(result.bytesDown)
-    } down, ${formatDuration(Date.now() - tunnel.startedAt)}, ${how}`,
-  );
+    }`;
+  }
+  return `${result.firstClosed} closed first after ${idle} idle`;
 }
 
 function messageOf(error: unknown): string {

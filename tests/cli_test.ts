@@ -786,3 +786,31 @@ Deno.test("run --log-max-size rotates the log file", async () => {
   );
   assert.ok((await Deno.stat(run.log)).size <= 2048 + 512);
 });
+
+Deno.test("deno task compile builds the binary, or fails with a message naming DENORT_BIN and DENO_DIR", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "compile"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  try {
+    if (code === 0) {
+      const version = await new Deno.Command(`${ROOT}httptunneling`, {
+        args: ["--version"],
+      }).output();
+      assert.match(
+        text(version.stdout),
+        /^httptunneling \d+\.\d+\.\d+ \(deno /,
+      );
+    } else {
+      const said = text(stdout) + text(stderr);
+      assert.match(said, /DENORT_BIN/);
+      assert.match(said, /DENO_DIR/);
+      assert.doesNotMatch(said, /Stack backtrace/);
+    }
+  } finally {
+    await Deno.remove(`${ROOT}httptunneling`).catch(() => {});
+    await Deno.remove(`${ROOT}compile-error.log`).catch(() => {});
+  }
+});

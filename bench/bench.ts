@@ -1,0 +1,463 @@
+/**
+ * Side-by-side benchmark on loopback: httptunneling against direct
+ * connections, haproxy (tcp mode), socat (default and -b 131072) and
+ * rinetd, all measured in the same run with interleaved repetitions.
+ * Prints absolute figures and ratios to haproxy and to direct, and writes
+ * bench/results/bench.json and bench.md.
+ *
+ *   deno task bench [--reps 3] [--seconds 2] [--idle 2000,8000] [--relays direct,haproxy,...]
+ *
+ * Needs haproxy, socat, rinetd, iperf3 and squid (apt-get install). Stops
+ * everything it started.
+ */
+
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    reps: { type: "string", default: "3" },
+    seconds: { type: "string", default: "2" },
+    idle: { type: "string", default: "2000,8000" },
+    relays: { type: "string" },
+  },
+});
+const REPS = Number(values.reps);
+const SECONDS = Number(values.seconds);
+const IDLE_COUNTS = values.idle.split(",").map(Number);
+const ROOT = new URL("..", import.meta.url).pathname;
+const DIR = await Deno.makeTempDir({ prefix: "httptunneling-bench-" });
+await Deno.chmod(DIR, 0o777);
+
+const children: Deno.ChildProcess[] = [];
+const freePort = () => {
+  using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return l.addr.port;
+};
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function spawn(
+  command: string,
+  args: string[],
+  stdin: "null" | "piped" = "null",
+  stdout: "null" | "piped" = "null",
+) {
+  const child = new Deno.Command(command, {
+    args,
+    cwd: DIR,
+    stdin,
+    stdout,
+    stderr: "null",
+  }).spawn();
+  children.push(child);
+  return child;
+}
+
+async function waitPort(port: number) {
+  for (let i = 0; i < 200; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await pause(25);
+    }
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+const peer = (args: string[], stdin: "null" | "piped" = "null") =>
+  spawn(
+    Deno.execPath(),
+    ["run", "-A", `${ROOT}bench/peer.ts`, ...args],
+    stdin,
+    stdin === "piped" ? "piped" : "null",
+  );
+
+async function peerResult<T>(args: string[]): Promise<T> {
+  // A run that loses its connection (it happens now and then right after a
+  // relay starts) is tried again, at most twice more.
+  for (let attempt = 1;; attempt++) {
+    const { stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}bench/peer.ts`, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const last = new TextDecoder().decode(stdout).trim().split("\n").at(-1);
+    if (last) return JSON.parse(last);
+    if (attempt === 3) {
+      throw new Error(
+        `peer ${args.join(" ")}: ${new TextDecoder().decode(stderr)}`,
+      );
+    }
+    console.error(`peer ${args.join(" ")} failed, trying again`);
+    await pause(500);
+  }
+}
+
+/**
+ * CPU seconds (user + system, reaped children included) of a process, and
+ * the RSS of it and its live children (socat forks one per connection).
+ */
+function usage(pid: number) {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(
+    " ",
+  );
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(stat[i]), 0);
+  const rssOf = (id: string) => {
+    try {
+      return Number(
+        /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${id}/status`))![1],
+      );
+    } catch {
+      return 0;
+    }
+  };
+  const children = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`)
+    .trim()
+    .split(/\s+/).filter(Boolean);
+  const rss = rssOf(String(pid)) +
+    children.reduce((sum, child) => sum + rssOf(child), 0);
+  return { cpu: ticks / 100, rssKiB: rss };
+}
+
+// Targets: an iperf3 server, an echo server, a sink, and squid.
+const iperfPort = freePort();
+spawn("iperf3", ["-s", "-p", String(iperfPort)]);
+const echoPort = freePort();
+peer(["echo", String(echoPort)]);
+const sinkPort = freePort();
+peer(["sink", String(sinkPort)]);
+const squidPort = freePort();
+await Deno.writeTextFile(
+  `${DIR}/squid.conf`,
+  `http_port 127.0.0.1:${squidPort}\npid_filename ${DIR}/squid.pid\ncache_log ${DIR}/cache.log\naccess_log none\ncache deny all\nshutdown_lifetime 0 seconds\nacl lo src 127.0.0.0/8\nhttp_access allow lo\nhttp_access deny all\n`,
+);
+spawn("squid", ["-N", "-f", `${DIR}/squid.conf`]);
+await Promise.all([iperfPort, echoPort, sinkPort, squidPort].map(waitPort));
+
+interface Relay {
+  name: string;
+  /** Listen port → port, or undefined for direct. */
+  start?: (listen: number, target: number) => Deno.ChildProcess;
+}
+
+const RELAYS: Relay[] = [
+  { name: "direct" },
+  {
+    name: "haproxy",
+    start: (listen, target) => {
+      const cfg = `${DIR}/haproxy-${listen}.cfg`;
+      Deno.writeTextFileSync(
+        cfg,
+        `global\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind 127.0.0.1:${listen}\n  default_backend b\nbackend b\n  server s 127.0.0.1:${target}\n`,
+      );
+      return spawn("haproxy", ["-f", cfg, "-db"]);
+    },
+  },
+  {
+    name: "socat",
+    start: (listen, target) =>
+      spawn("socat", [
+        `TCP-LISTEN:${listen},bind=127.0.0.1,reuseaddr,fork`,
+        `TCP:127.0.0.1:${target}`,
+      ]),
+  },
+  {
+    name: "socat -b 131072",
+    start: (listen, target) =>
+      spawn("socat", [
+        "-b",
+        "131072",
+        `TCP-LISTEN:${listen},bind=127.0.0.1,reuseaddr,fork`,
+        `TCP:127.0.0.1:${target}`,
+      ]),
+  },
+  {
+    name: "rinetd",
+    start: (listen, target) => {
+      const cfg = `${DIR}/rinetd-${listen}.conf`;
+      Deno.writeTextFileSync(cfg, `127.0.0.1 ${listen} 127.0.0.1 ${target}\n`);
+      return spawn("rinetd", ["-f", "-c", cfg]);
+    },
+  },
+  {
+    name: "httptunneling",
+    start: (listen, target) => {
+      const cfg = `${DIR}/tunnels-${listen}.conf`;
+      Deno.writeTextFileSync(cfg, `${listen} 127.0.0.1 ${target}\n`);
+      return spawn(Deno.execPath(), [
+        "run",
+        "--allow-net",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        `--config=${ROOT}deno.json`,
+        `${ROOT}main.ts`,
+        "run",
+        cfg,
+        "--log",
+        `${DIR}/ht-${listen}.log`,
+        "--log-level",
+        "warning",
+      ]);
+    },
+  },
+];
+
+/** Starts `relay` in front of `target`; returns the port to use and the process. */
+const chosen = values.relays?.split(",");
+if (chosen) {
+  for (const relay of [...RELAYS]) {
+    if (!chosen.includes(relay.name)) RELAYS.splice(RELAYS.indexOf(relay), 1);
+  }
+}
+
+async function front(relay: Relay, target: number) {
+  if (!relay.start) {
+    return { port: target, process: undefined, stop: async () => {} };
+  }
+  const listen = freePort();
+  const process = relay.start(listen, target);
+  await waitPort(listen);
+  return {
+    port: listen,
+    process,
+    stop: async () => {
+      process.kill("SIGTERM");
+      await process.output();
+      children.splice(children.indexOf(process), 1);
+    },
+  };
+}
+
+async function iperf(port: number, extra: string[]) {
+  // iperf3 serves one test at a time; a busy server answers with an error.
+  for (let attempt = 1;; attempt++) {
+    const { stdout } = await spawn(
+      "iperf3",
+      [
+        "-c",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-t",
+        String(SECONDS),
+        "-J",
+        ...extra,
+      ],
+      "null",
+      "piped",
+    ).output();
+    const report = JSON.parse(new TextDecoder().decode(stdout));
+    if (report.end?.sum_received) {
+      return {
+        gbps: report.end.sum_received.bits_per_second / 1e9,
+        bytes: report.end.sum_received.bytes,
+      };
+    }
+    if (attempt === 3) {
+      throw new Error(`iperf3 ${extra.join(" ")}: ${report.error}`);
+    }
+    await pause(1000);
+  }
+}
+
+type Sample = Record<string, number>;
+const samples = new Map<string, Sample[]>();
+const record = (relay: string, sample: Sample) => {
+  samples.set(relay, [...(samples.get(relay) ?? []), sample]);
+};
+
+for (let rep = 0; rep < REPS; rep++) {
+  // Interleave: each repetition starts with a different relay.
+  const order = RELAYS.map((_, i) => RELAYS[(i + rep) % RELAYS.length]);
+  for (const relay of order) {
+    const sample: Sample = {};
+    const toIperf = await front(relay, iperfPort);
+    const before = toIperf.process ? usage(toIperf.process.pid) : undefined;
+    const up = await iperf(toIperf.port, []);
+    if (before) {
+      sample.cpuSecondsPerGB = (usage(toIperf.process!.pid).cpu - before.cpu) /
+        (up.bytes / 1e9);
+    }
+    sample.upGbps = up.gbps;
+    sample.downGbps = (await iperf(toIperf.port, ["-R"])).gbps;
+    sample.streams8Gbps = (await iperf(toIperf.port, ["-P", "8"])).gbps;
+    await toIperf.stop();
+    const toEcho = await front(relay, echoPort);
+    const ping = await peerResult<{ meanUs: number; p99Us: number }>([
+      "pingpong",
+      String(toEcho.port),
+      "3000",
+    ]);
+    sample.pingMeanUs = ping.meanUs;
+    sample.pingP99Us = ping.p99Us;
+    sample.setupsSequential = (await peerResult<{ perSecond: number }>([
+      "setups",
+      String(toEcho.port),
+      String(SECONDS),
+      "1",
+    ])).perSecond;
+    sample.setups50 = (await peerResult<{ perSecond: number }>([
+      "setups",
+      String(toEcho.port),
+      String(SECONDS),
+      "50",
+    ])).perSecond;
+    // socat forks a process per connection: thousands of them are not an
+    // idle-memory comparison worth making.
+    if (rep === 0 && toEcho.process && !relay.name.startsWith("socat")) {
+      for (const count of IDLE_COUNTS) {
+        await pause(500);
+        const base = usage(toEcho.process.pid).rssKiB;
+        const holder = peer(
+          ["idle", String(toEcho.port), String(count)],
+          "piped",
+        );
+        const reader = holder.stdout.pipeThrough(new TextDecoderStream())
+          .getReader();
+        while (
+          !((await reader.read()).value ?? "").includes("ready")
+        ) { /* wait */ }
+        await pause(1000);
+        sample[`kbPerIdle${count}`] =
+          (usage(toEcho.process.pid).rssKiB - base) / count;
+        await holder.stdin.close();
+        await reader.cancel();
+        await holder.status;
+        children.splice(children.indexOf(holder), 1);
+      }
+    }
+    await toEcho.stop();
+    record(relay.name, sample);
+    console.error(
+      `rep ${rep + 1}/${REPS} ${relay.name}: ${JSON.stringify(sample)}`,
+    );
+  }
+}
+
+// The CONNECT path: a client speaking CONNECT to squid itself, against the
+// client going through httptunneling with squid as its proxy.
+const BYTES = 2 * 1024 ** 3;
+const squidPath: Sample[] = [];
+for (let rep = 0; rep < REPS; rep++) {
+  const own = await peerResult<{ gbps: number }>([
+    "stream",
+    String(squidPort),
+    String(BYTES),
+    `127.0.0.1:${sinkPort}`,
+  ]);
+  const tunnels = RELAYS.at(-1)!;
+  const cfg = `${DIR}/tunnels-squid.conf`;
+  const listen = freePort();
+  await Deno.writeTextFile(
+    cfg,
+    `${listen} 127.0.0.1 ${sinkPort} 127.0.0.1 ${squidPort}\n`,
+  );
+  const tool = spawn(Deno.execPath(), [
+    "run",
+    "-A",
+    `--config=${ROOT}deno.json`,
+    `${ROOT}main.ts`,
+    "run",
+    cfg,
+    "--log",
+    `${DIR}/ht-squid.log`,
+    "--log-level",
+    "warning",
+  ]);
+  await waitPort(listen);
+  const via = await peerResult<{ gbps: number }>([
+    "stream",
+    String(listen),
+    String(BYTES),
+  ]);
+  tool.kill("SIGTERM");
+  await tool.output();
+  children.splice(children.indexOf(tool), 1);
+  squidPath.push({ ownConnectGbps: own.gbps, viaToolGbps: via.gbps });
+  console.error(
+    `squid path rep ${rep + 1}: ${
+      JSON.stringify(squidPath.at(-1))
+    } (${tunnels.name})`,
+  );
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : NaN;
+};
+const metric = (relay: string, key: string) =>
+  median(
+    (samples.get(relay) ?? []).map((s) => s[key]).filter((v) =>
+      v !== undefined
+    ),
+  );
+
+const ROWS: [string, string, "higher" | "lower"][] = [
+  ["upGbps", "1 stream, client→server, Gbit/s", "higher"],
+  ["downGbps", "1 stream, server→client, Gbit/s", "higher"],
+  ["streams8Gbps", "8 streams, Gbit/s", "higher"],
+  ["cpuSecondsPerGB", "relay CPU s per GB", "lower"],
+  ["pingMeanUs", "64-byte round trip, mean µs", "lower"],
+  ["pingP99Us", "64-byte round trip, p99 µs", "lower"],
+  ["setupsSequential", "setups/s, sequential", "higher"],
+  ["setups50", "setups/s, 50 concurrent", "higher"],
+  ...IDLE_COUNTS.map((n) =>
+    [`kbPerIdle${n}`, `KB per idle tunnel (${n} open)`, "lower"] as [
+      string,
+      string,
+      "lower",
+    ]
+  ),
+];
+const names = RELAYS.map((r) => r.name);
+const fmt = (v: number) =>
+  Number.isNaN(v) ? "–" : v >= 100 ? v.toFixed(0) : v.toFixed(2);
+const lines = [
+  `| | ${names.join(" | ")} | ht ÷ haproxy | ht ÷ direct |`,
+  `|---|${names.map(() => "---").join("|")}|---|---|`,
+];
+const results: Record<string, Record<string, number>> = {};
+for (const [key, label] of ROWS) {
+  const row = names.map((name) => metric(name, key));
+  names.forEach((name, i) => (results[name] ??= {})[key] = row[i]);
+  const ht = metric("httptunneling", key);
+  lines.push(
+    `| ${label} | ${row.map(fmt).join(" | ")} | ${
+      fmt(ht / metric("haproxy", key))
+    } | ${fmt(ht / metric("direct", key))} |`,
+  );
+}
+const own = median(squidPath.map((s) => s.ownConnectGbps));
+const via = median(squidPath.map((s) => s.viaToolGbps));
+const markdown =
+  `${
+    lines.join("\n")
+  }\n\nCONNECT through squid: client speaking CONNECT itself ${
+    fmt(own)
+  } Gbit/s, ` +
+  `through httptunneling ${fmt(via)} Gbit/s (ratio ${fmt(via / own)}).\n\n` +
+  `Medians of ${REPS} interleaved repetitions, ${SECONDS} s per throughput run, on ${Deno.build.target}, ${navigator.hardwareConcurrency} cores.\n`;
+console.log(markdown);
+await Deno.mkdir(`${ROOT}bench/results`, { recursive: true });
+await Deno.writeTextFile(`${ROOT}bench/results/bench.md`, markdown);
+await Deno.writeTextFile(
+  `${ROOT}bench/results/bench.json`,
+  JSON.stringify(
+    {
+      results,
+      squid: { ownConnectGbps: own, viaToolGbps: via },
+      samples: Object.fromEntries(samples),
+    },
+    null,
+    2,
+  ),
+);
+
+for (const child of children) {
+  try {
+    child.kill("SIGKILL");
+  } catch { /* exited */ }
+  await child.status;
+}
+await Deno.remove(DIR, { recursive: true });
