@@ -52,6 +52,17 @@ export class ConnectionLimit {
     return true;
   }
 
+  /**
+   * Takes a slot when one is free, without waiting.
+   *
+   * @returns Whether a slot was taken.
+   */
+  tryAcquire(): boolean {
+    if (this.full) return false;
+    this.#active++;
+    return true;
+  }
+
   /** Gives a slot back and wakes the waiters. */
   release(): void {
     this.#active--;

@@ -64,12 +64,10 @@ export function startTunnel(
 ): Tunnel {
   const abort = new AbortController();
   const counters: RelayCounters = newCounters();
+  const { hostname, port } = client.remoteAddr;
   const tunnel = {
     id: `c${++lastId}`,
-    client: formatHostPort({
-      host: client.remoteAddr.hostname,
-      port: client.remoteAddr.port,
-    }),
+    client: formatHostPort({ host: hostname, port }),
     entry,
     startedAt: Date.now(),
     counters,
@@ -103,7 +101,7 @@ async function run(
   const { id, entry } = tunnel;
   const key = formatHostPort(entry.source);
   const ends = `${tunnel.client} -> ${formatHostPort(entry.destination)}`;
-  const path = `${ends} ${describeRoute(entry.route)}`;
+  const path = () => `${ends} ${describeRoute(entry.route)}`;
   client.setNoDelay(true);
   client.setKeepAlive(options.keepAlive);
   let destination: Duplex;
@@ -119,10 +117,10 @@ async function run(
   } catch (error) {
     closeQuietly(client);
     if (signal.aborted) {
-      log.info(`${id} closed by httptunneling while opening ${path}`);
+      log.info(`${id} closed by httptunneling while opening ${path()}`);
     } else {
       metrics.failed(key, failureReason(error));
-      log.warn(`${id} failed ${path}: ${messageOf(error)}`);
+      log.warn(`${id} failed ${path()}: ${messageOf(error)}`);
     }
     return;
   }

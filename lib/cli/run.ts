@@ -40,7 +40,7 @@ const log = logger("run");
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /** The config `run` reads when none is named. */
-export const DEFAULT_CONFIG = "tunnels.conf";
+const DEFAULT_CONFIG = "tunnels.conf";
 const EXAMPLE_CONFIG = "tunnels.conf.example";
 
 /**

@@ -194,7 +194,7 @@ function parseHead(text: string): ResponseHead {
  * @param name The field name.
  * @returns The value, or `undefined`.
  */
-export function headerValue(
+function headerValue(
   head: ResponseHead,
   name: string,
 ): string | undefined {
@@ -209,7 +209,7 @@ export function headerValue(
  * @param head A response head.
  * @returns `true` when another request may follow on the connection.
  */
-export function keepsAlive(head: ResponseHead): boolean {
+function keepsAlive(head: ResponseHead): boolean {
   const connection = [
     headerValue(head, "proxy-connection"),
     headerValue(head, "connection"),

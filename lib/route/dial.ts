@@ -8,10 +8,7 @@
  */
 
 import { formatHostPort, type HostPort } from "../address.ts";
-import {
-  DEFAULT_TUNNEL_OPTIONS,
-  type TunnelOptions,
-} from "../config/options.ts";
+import type { TunnelOptions } from "../config/options.ts";
 import { closeQuietly, type Duplex, PrefixedDuplex } from "../duplex.ts";
 import {
   DialError,
@@ -25,7 +22,7 @@ import {
 import { type ConnectObserver, httpConnect } from "../proxy/http_connect.ts";
 import { socks5Connect } from "../proxy/socks5.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
-import { ProxyHealth } from "./health.ts";
+import type { ProxyHealth } from "./health.ts";
 import { describeProxy, type Proxy, type Route } from "./types.ts";
 
 /** What opening a tunnel needs from the entry's settings. */
@@ -42,11 +39,6 @@ export interface DialContext {
   readonly environment: ProxyEnvironment;
   /** Reports a failover, for the tunnel's log. */
   readonly onFailover?: (message: string) => void;
-}
-
-/** A context with no proxy environment and its own failure memory. */
-export function defaultDialContext(): DialContext {
-  return { health: new ProxyHealth(), environment: { noProxy: [] } };
 }
 
 /** An open path to the destination. */
@@ -73,24 +65,36 @@ export async function connectTcp(
   signal?: AbortSignal,
 ): Promise<Deno.TcpConn> {
   const timeoutMs = options.connectTimeoutMs;
-  const timeout = AbortSignal.timeout(timeoutMs);
+  // One timer, cleared as soon as the connect settles (AbortSignal.timeout
+  // would keep a timer alive for the whole limit on every connection).
+  const abort = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    abort.abort();
+  }, timeoutMs);
+  const onAbort = () => abort.abort();
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const conn = await Deno.connect({
       hostname: target.host,
       port: target.port,
-      signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+      signal: abort.signal,
     });
     conn.setNoDelay(true);
     conn.setKeepAlive(options.keepAlive);
     return conn;
   } catch (error) {
-    if (timeout.aborted) {
+    if (timedOut) {
       throw new TimeoutError(
         `TCP connect to ${formatHostPort(target)}`,
         timeoutMs,
       );
     }
     throw new DialError(formatHostPort(target), { cause: error });
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 
@@ -119,8 +123,8 @@ class HopFailure extends Error {
 export async function dialRoute(
   route: Route,
   destination: HostPort,
-  options: DialOptions = DEFAULT_TUNNEL_OPTIONS,
-  context: DialContext = defaultDialContext(),
+  options: DialOptions,
+  context: DialContext,
   signal?: AbortSignal,
 ): Promise<DialResult> {
   const resolved = route.kind === "env"
