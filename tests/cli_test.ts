@@ -66,13 +66,49 @@ async function runTool(args: string[], cwd = ROOT) {
   return { code, stdout: text(stdout), stderr: text(stderr) };
 }
 
-Deno.test("the compile task bakes network, read, write and env permissions only", () => {
+Deno.test("the compile task bakes network, env, and reads and writes below the working directory only", () => {
   assert.deepEqual(COMPILE_FLAGS.toSorted(), [
     "--allow-env",
     "--allow-net",
-    "--allow-read",
-    "--allow-write",
+    "--allow-read=.",
+    "--allow-write=.",
   ]);
+});
+
+Deno.test("with the compiled-in permissions, a write outside the working directory and a read outside it are refused", async () => {
+  const outside = await Deno.makeTempDir({ prefix: "httptunneling-outside-" });
+  await Deno.writeTextFile(`${outside}/secret.cred`, "jane:s3cret\n");
+  const dir = await tempConfig(`${freePort()} 127.0.0.1 9\n`);
+  try {
+    const write = await runTool([
+      "run",
+      "--log",
+      `${outside}/HTTPTunneling.log`,
+    ], dir);
+    assert.equal(write.code, 1);
+    assert.match(
+      write.stderr,
+      /^error: .*Requires write access to ".*HTTPTunneling\.log"/,
+    );
+    await assert.rejects(
+      Deno.stat(`${outside}/HTTPTunneling.log`),
+      Deno.errors.NotFound,
+    );
+    await Deno.writeTextFile(
+      `${dir}/tunnels.conf`,
+      `${freePort()} 127.0.0.1 9 http://proxy:3128 credentials=${outside}/secret.cred\n`,
+    );
+    const read = await runTool(["check", "tunnels.conf"], dir);
+    assert.equal(read.code, 1);
+    assert.match(
+      read.stderr,
+      /tunnels\.conf:1:\d+: cannot read credentials file .*secret\.cred: Requires read access/,
+    );
+    assert.doesNotMatch(read.stderr, /s3cret/);
+  } finally {
+    await Deno.remove(outside, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("--help and --version", async () => {
