@@ -6,6 +6,10 @@
  *
  *   deno task soak [--minutes 1] [--concurrency 50] [--settle 30]
  *
+ * Fails unless every byte checks out, file descriptors are back to their
+ * baseline and RSS is back within 16 MiB of it after the settle time. The
+ * task sets MALLOC_MMAP_THRESHOLD_ as the README recommends for long runs.
+ *
  * Uses squid for a proxied entry when it is installed. Loopback only.
  */
 
@@ -51,6 +55,7 @@ async function serveEcho(conn: Deno.Conn) {
 
 const dir = await Deno.makeTempDir({ prefix: "httptunneling-soak-" });
 await Deno.chmod(dir, 0o777);
+const statusPort = freePort();
 const [direct, viaSquid, dead, squidPort] = [
   freePort(),
   freePort(),
@@ -88,6 +93,8 @@ const tool = new Deno.Command(Deno.execPath(), {
     "tunnels.conf",
     "--log",
     "soak.log",
+    "--status",
+    String(statusPort),
   ],
   cwd: dir,
   stdout: "null",
@@ -216,6 +223,9 @@ const elapsed = (Date.now() - started) / 1000;
 await pause(Number(values.settle) * 1000);
 clearInterval(sampler);
 const end = procStat();
+// Where the memory is: V8's heap, or ArrayBuffers and the allocator.
+const { memory } = await (await fetch(`http://127.0.0.1:${statusPort}/status`))
+  .json();
 
 console.log(
   JSON.stringify(
@@ -236,6 +246,11 @@ console.log(
         peak: +(peak / 1024).toFixed(1),
         end: +(end.rssKiB / 1024).toFixed(1),
       },
+      endMemoryMiB: Object.fromEntries(
+        Object.entries(memory as Record<string, number>).map((
+          [key, bytes],
+        ) => [key, +(bytes / 2 ** 20).toFixed(1)]),
+      ),
     },
     null,
     2,
@@ -249,7 +264,9 @@ if (squid) {
 }
 echo.close();
 await Deno.remove(dir, { recursive: true });
+// RSS must come back to within 16 MiB of where it started.
+const RSS_SLACK_KIB = 16 * 1024;
 const ok = stats.mismatches === 0 && stats.errors === 0 &&
-  end.fds <= baseline.fds;
+  end.fds <= baseline.fds && end.rssKiB <= baseline.rssKiB + RSS_SLACK_KIB;
 console.log(ok ? "soak: OK" : "soak: FAILED");
 Deno.exit(ok ? 0 : 1);

@@ -65,6 +65,25 @@ export const SMALL_BUFFER_SIZE = 1024;
 /** Read buffer of a direction that fills its buffer on every read. */
 export const LARGE_BUFFER_SIZE = 256 * 1024;
 
+// Large buffers are reused rather than left to the garbage collector: a
+// stream of 256 KiB allocations and frees fragments the C allocator, which
+// then keeps the memory after the load has gone. When no direction is
+// streaming any more, the pool is emptied so the memory can go back.
+const LARGE_POOL_LIMIT = 64;
+const largePool: Uint8Array[] = [];
+let largeInUse = 0;
+
+function takeLargeBuffer(): Uint8Array {
+  largeInUse++;
+  return largePool.pop() ?? new Uint8Array(LARGE_BUFFER_SIZE);
+}
+
+function giveLargeBuffer(buffer: Uint8Array): void {
+  largeInUse--;
+  if (largeInUse === 0) largePool.length = 0;
+  else if (largePool.length < LARGE_POOL_LIMIT) largePool.push(buffer);
+}
+
 /**
  * Copies bytes both ways until both directions have ended, then closes both
  * streams. An error on either side closes both at once.
@@ -125,8 +144,8 @@ export async function relay(
     count: (n: number) => void,
   ) => {
     // A pending read holds its buffer, so an idle tunnel reads into a small
-    // one; a read that fills it switches to a large one until the stream
-    // slows down again, when the large one is let go.
+    // one; a read that fills it switches to a large one from a shared pool
+    // until the stream slows down again, when the large one goes back.
     const small: Uint8Array = new Uint8Array(SMALL_BUFFER_SIZE);
     let large: Uint8Array | undefined;
     let buffer: Uint8Array = small;
@@ -137,17 +156,17 @@ export async function relay(
         failing = fromSide;
         const n = await from.read(buffer);
         if (n === null) break;
-        const next = n === buffer.length
-          ? (large ??= new Uint8Array(LARGE_BUFFER_SIZE))
-          : n < SMALL_BUFFER_SIZE
-          ? small
-          : buffer;
-        if (next === small) large = undefined;
         failing = toSide;
         await writeAll(to, buffer.subarray(0, n));
         count(n);
         counters.lastActivity = Date.now();
-        buffer = next;
+        if (n === buffer.length) {
+          buffer = large ??= takeLargeBuffer();
+        } else if (n < SMALL_BUFFER_SIZE && large) {
+          giveLargeBuffer(large);
+          large = undefined;
+          buffer = small;
+        }
       }
       if (firstClosed === undefined) {
         firstClosed = fromSide;
@@ -161,6 +180,9 @@ export async function relay(
       firstClosed ??= failing;
       firstError ??= error instanceof Error ? error : new Error(String(error));
       closeBoth();
+    } finally {
+      // No read or write is using it any more.
+      if (large) giveLargeBuffer(large);
     }
   };
 

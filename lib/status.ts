@@ -37,6 +37,7 @@ export function statusDocument(supervisor: Supervisor, state: RunState) {
   return {
     version: VERSION,
     pid: Deno.pid,
+    memory: Deno.memoryUsage(),
     config: {
       path: state.configPath ?? null,
       lastReload: state.lastReload ?? null,
