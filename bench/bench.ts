@@ -134,6 +134,25 @@ await Deno.writeTextFile(
 spawn("squid", ["-N", "-f", `${DIR}/squid.conf`]);
 await Promise.all([iperfPort, echoPort, sinkPort, squidPort].map(waitPort));
 
+/** httptunneling on a config file in DIR, logging warnings only. */
+function spawnTool(config: string) {
+  return spawn(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    `--config=${ROOT}deno.json`,
+    `${ROOT}main.ts`,
+    "run",
+    config,
+    "--log",
+    `${config}.log`,
+    "--log-level",
+    "warning",
+  ]);
+}
+
 interface Relay {
   name: string;
   /** Listen port → port, or undefined for direct. */
@@ -182,23 +201,11 @@ const RELAYS: Relay[] = [
   {
     name: "httptunneling",
     start: (listen, target) => {
-      const cfg = `${DIR}/tunnels-${listen}.conf`;
-      Deno.writeTextFileSync(cfg, `${listen} 127.0.0.1 ${target}\n`);
-      return spawn(Deno.execPath(), [
-        "run",
-        "--allow-net",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        `--config=${ROOT}deno.json`,
-        `${ROOT}main.ts`,
-        "run",
-        cfg,
-        "--log",
-        `${DIR}/ht-${listen}.log`,
-        "--log-level",
-        "warning",
-      ]);
+      Deno.writeTextFileSync(
+        `${DIR}/tunnels-${listen}.conf`,
+        `${listen} 127.0.0.1 ${target}\n`,
+      );
+      return spawnTool(`tunnels-${listen}.conf`);
     },
   },
 ];
@@ -346,25 +353,12 @@ for (let rep = 0; rep < REPS; rep++) {
     String(BYTES),
     `127.0.0.1:${sinkPort}`,
   ]);
-  const tunnels = RELAYS.at(-1)!;
-  const cfg = `${DIR}/tunnels-squid.conf`;
   const listen = freePort();
   await Deno.writeTextFile(
-    cfg,
+    `${DIR}/tunnels-squid.conf`,
     `${listen} 127.0.0.1 ${sinkPort} 127.0.0.1 ${squidPort}\n`,
   );
-  const tool = spawn(Deno.execPath(), [
-    "run",
-    "-A",
-    `--config=${ROOT}deno.json`,
-    `${ROOT}main.ts`,
-    "run",
-    cfg,
-    "--log",
-    `${DIR}/ht-squid.log`,
-    "--log-level",
-    "warning",
-  ]);
+  const tool = spawnTool("tunnels-squid.conf");
   await waitPort(listen);
   const via = await peerResult<{ gbps: number }>([
     "stream",
@@ -376,9 +370,7 @@ for (let rep = 0; rep < REPS; rep++) {
   children.splice(children.indexOf(tool), 1);
   squidPath.push({ ownConnectGbps: own.gbps, viaToolGbps: via.gbps });
   console.error(
-    `squid path rep ${rep + 1}: ${
-      JSON.stringify(squidPath.at(-1))
-    } (${tunnels.name})`,
+    `squid path rep ${rep + 1}: ${JSON.stringify(squidPath.at(-1))}`,
   );
 }
 

@@ -130,6 +130,8 @@ export type ProxyAuthFailure =
 export class ProxyAuthError extends ProxyRefusedError {
   /** What went wrong. */
   readonly failure: ProxyAuthFailure;
+  /** The schemes offered or tried, e.g. `Basic, NTLM`. */
+  readonly detail: string;
 
   /**
    * @param proxy `host:port` of the proxy.
@@ -162,6 +164,7 @@ export class ProxyAuthError extends ProxyRefusedError {
     );
     this.name = "ProxyAuthError";
     this.failure = failure;
+    this.detail = detail;
   }
 }
 

@@ -44,17 +44,11 @@ export function diagnose(error: Error, place: FailurePlace): string {
   if (error instanceof ProxyAuthError) {
     switch (error.failure) {
       case "credentials-needed":
-        return `${who} requires authentication (${
-          /offers ([^)]*)/.exec(error.message)?.[1] ?? "a scheme"
-        }): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
+        return `${who} requires authentication (${error.detail}): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
       case "credentials-rejected":
-        return `${who} rejected the credentials (${
-          /credentials \(([^)]*)\)/.exec(error.message)?.[1]
-        }): check the user name and password; NTLM wants DOMAIN\\user, written DOMAIN%5Cuser in a URL`;
+        return `${who} rejected the credentials (${error.detail}): check the user name and password; NTLM wants DOMAIN\\user, written DOMAIN%5Cuser in a URL`;
       case "unsupported-scheme":
-        return `${who} offers only authentication this tool does not support (${
-          /support \(([^)]*)\)/.exec(error.message)?.[1]
-        }): ask for NTLM, Digest or Basic to be enabled for you`;
+        return `${who} offers only authentication this tool does not support (${error.detail}): ask for NTLM, Digest or Basic to be enabled for you`;
       default:
         return `${who} broke off the authentication handshake: ${error.message}`;
     }
@@ -75,8 +69,7 @@ export function diagnose(error: Error, place: FailurePlace): string {
   if (error instanceof ProxyTlsError) {
     return /certificate|issuer/i.test(error.message)
       ? `the TLS certificate of ${who} is not trusted (${
-        /failed: ([^:]*(?::[^:]*)?)/.exec(error.message)?.[1] ??
-          "unknown reason"
+        error.cause instanceof Error ? error.cause.message : "unknown reason"
       }): if the proxy uses a private CA, name its certificate with ca-file=FILE or --ca-file`
       : `${error.message}: is ${proxy} really an https:// proxy? try http://`;
   }
