@@ -11,6 +11,7 @@
  */
 
 import { closeQuietly, type Duplex, writeAll } from "./duplex.ts";
+import { type CoarseTimer, coarseTimers } from "./timers.ts";
 
 /** The side of a tunnel. */
 export type Side = "client" | "destination";
@@ -103,10 +104,10 @@ export async function relay(
   let firstError: Error | undefined;
   let closed = false;
   let timedOut: "idle" | "linger" | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: CoarseTimer | undefined;
   const closeBoth = () => {
     closed = true;
-    clearTimeout(timer);
+    timer?.cancel();
     closeQuietly(client);
     closeQuietly(destination);
   };
@@ -114,20 +115,20 @@ export async function relay(
   options.signal?.addEventListener("abort", onAbort, { once: true });
   if (options.signal?.aborted) closeBoth();
 
-  // One timer per tunnel, re-armed lazily from the last activity, so the
-  // hot path only stores a timestamp.
+  // One coarse timer per tunnel, re-armed lazily from the last activity, so
+  // the hot path only stores a timestamp.
   const limit = () =>
     firstClosed === undefined ? options.idleTimeoutMs : Math.min(
       options.lingerTimeoutMs ?? Infinity,
       options.idleTimeoutMs ?? Infinity,
     );
   const arm = () => {
-    clearTimeout(timer);
+    timer?.cancel();
     const ms = limit();
     if (ms === undefined || ms === Infinity || closed) return;
     const idle = Date.now() - counters.lastActivity;
     if (idle < ms) {
-      timer = setTimeout(arm, ms - idle);
+      timer = coarseTimers.after(ms - idle, arm);
       return;
     }
     timedOut = firstClosed !== undefined && ms === options.lingerTimeoutMs
@@ -196,7 +197,7 @@ export async function relay(
       }),
     ]);
   } finally {
-    clearTimeout(timer);
+    timer?.cancel();
     options.signal?.removeEventListener("abort", onAbort);
     if (!closed) closeBoth();
   }

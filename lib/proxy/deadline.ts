@@ -6,6 +6,7 @@
 
 import { closeQuietly, type Duplex } from "../duplex.ts";
 import { TimeoutError } from "../errors.ts";
+import { coarseTimers } from "../timers.ts";
 
 /** Limits of one handshake. */
 export interface DeadlineOptions {
@@ -34,10 +35,10 @@ export async function withDeadline<T>(
   body: () => Promise<T>,
 ): Promise<T> {
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timer = coarseTimers.after(options.timeoutMs, () => {
     timedOut = true;
     closeQuietly(current());
-  }, options.timeoutMs);
+  });
   const onAbort = () => closeQuietly(current());
   options.signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -48,7 +49,7 @@ export async function withDeadline<T>(
     if (timedOut) throw new TimeoutError(what, options.timeoutMs);
     throw error;
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
     options.signal?.removeEventListener("abort", onAbort);
   }
 }

@@ -21,6 +21,7 @@ import {
 } from "../errors.ts";
 import { type ConnectObserver, httpConnect } from "../proxy/http_connect.ts";
 import { socks5Connect } from "../proxy/socks5.ts";
+import { coarseTimers } from "../timers.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
 import type { ProxyHealth } from "./health.ts";
 import { describeProxy, type Proxy, type Route } from "./types.ts";
@@ -65,14 +66,15 @@ export async function connectTcp(
   signal?: AbortSignal,
 ): Promise<Deno.TcpConn> {
   const timeoutMs = options.connectTimeoutMs;
-  // One timer, cleared as soon as the connect settles (AbortSignal.timeout
-  // would keep a timer alive for the whole limit on every connection).
+  // A coarse timer, cancelled as soon as the connect settles
+  // (AbortSignal.timeout would keep a runtime timer alive for the whole
+  // limit on every connection).
   const abort = new AbortController();
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const timer = coarseTimers.after(timeoutMs, () => {
     timedOut = true;
     abort.abort();
-  }, timeoutMs);
+  });
   const onAbort = () => abort.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -93,7 +95,7 @@ export async function connectTcp(
     }
     throw new DialError(formatHostPort(target), { cause: error });
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
     signal?.removeEventListener("abort", onAbort);
   }
 }
