@@ -29,6 +29,8 @@ export interface SharedState {
   readonly dial: DialContext;
   /** Counters for /status and /metrics. */
   readonly metrics: Metrics;
+  /** Bind with SO_REUSEPORT, so that other workers can bind the same ports. */
+  readonly reusePort?: boolean;
 }
 
 /** Listens on one entry's source and starts a tunnel per connection. */
@@ -64,6 +66,7 @@ export class EntryListener {
       hostname: entry.source.host,
       port: entry.source.port,
       transport: "tcp",
+      ...(shared.reusePort ? { reusePort: true } : {}),
     });
     log.info(
       `listening on ${this.label} for ${formatHostPort(entry.destination)} ${

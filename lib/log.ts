@@ -15,6 +15,7 @@ import {
   getTextFormatter,
   type Logger,
   type LogLevel,
+  type LogRecord,
   type Sink,
 } from "@logtape/logtape";
 
@@ -93,6 +94,39 @@ export async function setupLogging(
     ],
   });
   return dispose;
+}
+
+/**
+ * Logging inside a `--workers` thread: every record at `level` or above
+ * goes to `post`, for the main thread to write with {@link writeForwarded}.
+ *
+ * @param level The least severe level sent.
+ * @param post Sends a record to the main thread.
+ */
+export async function setupWorkerLogging(
+  level: LogLevel,
+  post: (record: LogRecord) => void,
+): Promise<void> {
+  await configure({
+    reset: true,
+    sinks: { main: post },
+    loggers: [
+      { category: ["httptunneling"], lowestLevel: level, sinks: ["main"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+}
+
+/**
+ * Writes a record that a worker logged through this thread's sinks, its
+ * category marked with the worker, e.g. `httptunneling.w2.listener`.
+ *
+ * @param record The record, as the worker made it.
+ * @param worker The worker's mark, e.g. `w2`.
+ */
+export function writeForwarded(record: LogRecord, worker: string): void {
+  const { category: [root, ...parts], ...rest } = record;
+  getLogger([root, worker, ...parts]).emit(rest);
 }
 
 /**

@@ -68,6 +68,15 @@ export interface EntryCounters {
   bytesDown: number;
 }
 
+/** {@link Metrics} as plain data, to send to another thread. */
+export interface MetricsData {
+  readonly entries: [string, EntryCounters][];
+  readonly reloads: [string, number][];
+  readonly buckets: number[];
+  readonly handshakes: number;
+  readonly handshakeSeconds: number;
+}
+
 /** The tool's counters. */
 export class Metrics {
   /** Counters by entry source. */
@@ -114,6 +123,40 @@ export class Metrics {
     const counters = this.entry(entry);
     counters.bytesUp += bytesUp;
     counters.bytesDown += bytesDown;
+  }
+
+  /** The counters as plain data. */
+  toData(): MetricsData {
+    return {
+      entries: [...this.entries].map(([key, counters]) => [key, {
+        ...counters,
+        failed: { ...counters.failed },
+      }]),
+      reloads: [...this.reloads],
+      buckets: [...this.#buckets],
+      handshakes: this.#handshakes,
+      handshakeSeconds: this.#handshakeSeconds,
+    };
+  }
+
+  /** Adds counters kept elsewhere (another worker's) to these. */
+  add(data: MetricsData): void {
+    for (const [key, counters] of data.entries) {
+      const mine = this.entry(key);
+      mine.accepted += counters.accepted;
+      mine.bytesUp += counters.bytesUp;
+      mine.bytesDown += counters.bytesDown;
+      for (const [reason, count] of Object.entries(counters.failed)) {
+        const why = reason as FailureReason;
+        mine.failed[why] = (mine.failed[why] ?? 0) + count;
+      }
+    }
+    for (const [result, count] of data.reloads) {
+      this.reloads.set(result, (this.reloads.get(result) ?? 0) + count);
+    }
+    data.buckets.forEach((count, i) => this.#buckets[i] += count);
+    this.#handshakes += data.handshakes;
+    this.#handshakeSeconds += data.handshakeSeconds;
   }
 
   /** A reload ended with `result`. */

@@ -9,11 +9,32 @@
 import { formatHostPort, type HostPort } from "./address.ts";
 import { sourceKey } from "./config/diff.ts";
 import { logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
 import { describeRoute } from "./route/types.ts";
-import type { Supervisor } from "./supervisor.ts";
+import type { EntryState } from "./supervisor.ts";
+import type { Tunnel } from "./tunnel.ts";
 import { VERSION } from "./version.ts";
 
 const log = logger("status");
+
+/** A tunnel as /status shows it. */
+export type TunnelView = Pick<
+  Tunnel,
+  "id" | "client" | "entry" | "startedAt" | "counters"
+>;
+
+/**
+ * What /status and /metrics read: the supervisor, or with `--workers` the
+ * workers' supervisors taken together.
+ */
+export interface StatusSource {
+  /** The running entries and what each is doing. */
+  entries(): EntryState[];
+  /** Every tunnel that is open or opening. */
+  readonly tunnels: readonly TunnelView[];
+  /** The counters. */
+  readonly metrics: Metrics;
+}
 
 /** What the run command knows beyond the supervisor. */
 export interface RunState {
@@ -30,7 +51,7 @@ export interface RunState {
  * @param state The config path and last reload.
  * @returns Plain data, ready for JSON.
  */
-export function statusDocument(supervisor: Supervisor, state: RunState) {
+export function statusDocument(supervisor: StatusSource, state: RunState) {
   const now = Date.now();
   const metrics = supervisor.metrics;
   const live = liveByEntry(supervisor);
@@ -74,7 +95,7 @@ export function statusDocument(supervisor: Supervisor, state: RunState) {
 }
 
 /** Open tunnels and their bytes so far, by entry, for /metrics. */
-function liveByEntry(supervisor: Supervisor) {
+function liveByEntry(supervisor: StatusSource) {
   const live = new Map<
     string,
     { active: number; bytesUp: number; bytesDown: number }
@@ -105,25 +126,26 @@ export interface StatusServer {
  * Serves `/status` and `/metrics` on `address`.
  *
  * @param address Where to listen; loopback unless the user says otherwise.
- * @param supervisor The running set.
+ * @param source Reads the running set when a request comes.
  * @param state The config path and last reload.
  * @returns The server.
  */
 export function startStatusServer(
   address: HostPort,
-  supervisor: Supervisor,
+  source: () => StatusSource | Promise<StatusSource>,
   state: RunState,
 ): StatusServer {
   const server = Deno.serve({
     hostname: address.host,
     port: address.port,
     onListen: () => {},
-  }, (request) => {
+  }, async (request) => {
     const { pathname } = new URL(request.url);
     if (request.method === "GET" && pathname === "/status") {
-      return Response.json(statusDocument(supervisor, state));
+      return Response.json(statusDocument(await source(), state));
     }
     if (request.method === "GET" && pathname === "/metrics") {
+      const supervisor = await source();
       return new Response(supervisor.metrics.render(liveByEntry(supervisor)), {
         headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
       });

@@ -34,6 +34,8 @@ export interface SupervisorOptions {
   readonly environment?: ProxyEnvironment;
   /** Backoff after a proxy's first failure; doubles with each failure. */
   readonly failoverBackoffMs?: number;
+  /** Bind with SO_REUSEPORT, for `--workers`. */
+  readonly reusePort?: boolean;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -76,6 +78,7 @@ export class Supervisor {
         environment: options.environment ?? { noProxy: [] },
       },
       metrics: new Metrics(),
+      reusePort: options.reusePort,
     };
   }
 

@@ -22,6 +22,19 @@ import { describeRoute } from "./route/types.ts";
 
 const log = logger("tunnel");
 let lastId = 0;
+let idStep = 1;
+
+/**
+ * Numbers tunnels `first`, `first + step`, ...: with `--workers`, worker i
+ * of n numbers from i + 1 in steps of n, so ids stay unique in the log.
+ *
+ * @param first The first tunnel's number.
+ * @param step The distance between two numbers.
+ */
+export function numberTunnels(first: number, step: number): void {
+  lastId = first - step;
+  idStep = step;
+}
 
 /** A tunnel that is being opened or is carrying data. */
 export interface Tunnel {
@@ -66,7 +79,7 @@ export function startTunnel(
   const counters: RelayCounters = newCounters();
   const { hostname, port } = client.remoteAddr;
   const tunnel = {
-    id: `c${++lastId}`,
+    id: `c${lastId += idStep}`,
     client: formatHostPort({ host: hostname, port }),
     entry,
     startedAt: Date.now(),

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Metrics } from "../lib/metrics.ts";
 import { startStatusServer } from "../lib/status.ts";
 import {
   bytes,
@@ -48,7 +49,7 @@ Deno.test("/status and /metrics with live tunnels, a failure and a reload; no se
   };
   const server = startStatusServer(
     { host: "127.0.0.1", port: 0 },
-    tool.supervisor,
+    () => tool.supervisor,
     state,
   );
   const base = `http://127.0.0.1:${server.addr.port}`;
@@ -143,4 +144,65 @@ Deno.test("/status and /metrics with live tunnels, a failure and a reload; no se
   } finally {
     await server.close();
   }
+});
+
+Deno.test("counters kept in two workers add up in one /metrics", () => {
+  const [first, second] = [new Metrics(), new Metrics()];
+  first.accepted("127.0.0.1:2222");
+  first.failed("127.0.0.1:2222", "auth");
+  first.opened(3);
+  first.closed("127.0.0.1:2222", 10, 20);
+  second.accepted("127.0.0.1:2222");
+  second.accepted("127.0.0.1:3333");
+  second.failed("127.0.0.1:2222", "auth");
+  second.failed("127.0.0.1:2222", "timeout");
+  second.opened(30);
+  second.closed("127.0.0.1:2222", 1, 2);
+  second.reloaded("applied");
+  const total = new Metrics();
+  total.add(first.toData());
+  total.add(second.toData());
+  const samples = parseExposition(total.render(new Map()));
+  const entry = 'entry="127.0.0.1:2222"';
+  assert.equal(
+    samples.get(`httptunneling_connections_accepted_total{${entry}}`),
+    2,
+  );
+  assert.equal(
+    samples.get(
+      `httptunneling_connections_accepted_total{entry="127.0.0.1:3333"}`,
+    ),
+    1,
+  );
+  assert.equal(
+    samples.get(
+      `httptunneling_connections_failed_total{${entry},reason="auth"}`,
+    ),
+    2,
+  );
+  assert.equal(
+    samples.get(
+      `httptunneling_connections_failed_total{${entry},reason="timeout"}`,
+    ),
+    1,
+  );
+  assert.equal(
+    samples.get(`httptunneling_bytes_total{${entry},direction="up"}`),
+    11,
+  );
+  assert.equal(
+    samples.get(`httptunneling_bytes_total{${entry},direction="down"}`),
+    22,
+  );
+  assert.equal(
+    samples.get(`httptunneling_handshake_duration_seconds_bucket{le="0.005"}`),
+    1,
+  );
+  assert.equal(
+    samples.get("httptunneling_handshake_duration_seconds_count"),
+    2,
+  );
+  assert.equal(samples.get(`httptunneling_reloads_total{result="applied"}`), 1);
+  // Adding did not change what was added.
+  assert.equal(first.entry("127.0.0.1:2222").failed.auth, 1);
 });

@@ -21,6 +21,7 @@ import {
 import { Supervisor } from "../supervisor.ts";
 import { VERSION } from "../version.ts";
 import { watchConfig } from "../watch.ts";
+import { assertWorkersSupported, WorkerPool } from "../worker_pool.ts";
 import {
   countOption,
   durationOption,
@@ -64,6 +65,7 @@ export async function runCommand(args: string[]): Promise<number> {
     "log-format": { type: "string", default: "text" },
     "log-max-size": { type: "string" },
     "log-files": { type: "string" },
+    workers: { type: "string" },
   });
   if (positionals.length > 1) {
     throw new UsageError("run takes at most one config file");
@@ -91,6 +93,8 @@ export async function runCommand(args: string[]): Promise<number> {
   if (format !== "text" && format !== "json") {
     throw new UsageError(`--log-format must be text or json; got "${format}"`);
   }
+  const workers = countOption("workers", values.workers) ?? 1;
+  if (workers > 1) assertWorkersSupported();
   const statusAddress = values.status === undefined
     ? undefined
     : listenAddress(values.status);
@@ -108,12 +112,16 @@ export async function runCommand(args: string[]): Promise<number> {
     const environment = proxyEnvironment((level, message) =>
       log[level](message)
     );
-    const supervisor = new Supervisor({
+    const supervisorOptions = {
       defaults,
       maxConnections,
       environment,
       failoverBackoffMs,
-    });
+    };
+    // One supervisor on this thread, or one in each of the workers.
+    const supervisor = workers > 1
+      ? new WorkerPool(workers, supervisorOptions, level)
+      : new Supervisor(supervisorOptions);
     const apply = (entries: TunnelEntry[]) =>
       supervisor.apply(withForwards(entries, forwards));
     const state: RunState = {};
@@ -148,7 +156,13 @@ export async function runCommand(args: string[]): Promise<number> {
     let status: StatusServer | undefined;
     if (statusAddress) {
       try {
-        status = startStatusServer(statusAddress, supervisor, state);
+        status = startStatusServer(
+          statusAddress,
+          supervisor instanceof WorkerPool
+            ? () => supervisor.status()
+            : () => supervisor,
+          state,
+        );
       } catch (error) {
         log.error(
           `cannot serve --status on ${values.status}: ${
@@ -157,15 +171,25 @@ export async function runCommand(args: string[]): Promise<number> {
         );
       }
     }
-    const signal = await nextStopSignal();
-    log.info(
-      `${signal} received: no new connections; a second ${signal} stops at once`,
-    );
+    const workerFailure = supervisor instanceof WorkerPool
+      ? supervisor.failed
+      : new Promise<never>(() => {});
+    const stop = await Promise.race([
+      nextStopSignal(),
+      workerFailure.then((message) => new Error(message)),
+    ]);
+    if (stop instanceof Error) {
+      log.error(`${stop.message}; stopping`);
+    } else {
+      log.info(
+        `${stop} received: no new connections; a second ${stop} stops at once`,
+      );
+    }
     await stopWatching();
     await status?.close();
     await supervisor.shutdown(shutdownTimeoutMs);
     log.info("stopped");
-    return 0;
+    return stop instanceof Error ? 1 : 0;
   } finally {
     await closeLog();
   }

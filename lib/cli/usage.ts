@@ -40,6 +40,7 @@ run options:
   --status ADDR            serve GET /status (JSON) and /metrics (Prometheus) on ADDR, e.g. 127.0.0.1:9191
   --log-format F           text (default) or json (one JSON object per line)
   --log-max-size SIZE      rotate the log file at SIZE (e.g. 10M); keeps --log-files N files (default 5)
+  --workers N              N threads share the ports (SO_REUSEPORT, Linux); limits are split between them (default: 1)
   Durations: 10 (seconds), 500ms, 10s, 2m, 1h.
   Entries override these with key=value options: connect-timeout, handshake-timeout,
   idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive=on|off.
