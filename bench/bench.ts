@@ -1,7 +1,9 @@
 /**
- * Side-by-side benchmark on loopback: httptunneling against direct
- * connections, haproxy (tcp mode), socat (default and -b 131072) and
- * rinetd, all measured in the same run with interleaved repetitions.
+ * Side-by-side benchmark on loopback: httptunneling (one thread, and
+ * `--workers 2`) against direct connections, haproxy (tcp mode), socat
+ * (default and -b 131072), rinetd, and the smallest Deno relay
+ * (bench/floor.ts), all measured in the same run with interleaved
+ * repetitions.
  * Prints absolute figures and ratios to haproxy and to direct, and writes
  * bench/results/bench.json and bench.md.
  *
@@ -135,7 +137,7 @@ spawn("squid", ["-N", "-f", `${DIR}/squid.conf`]);
 await Promise.all([iperfPort, echoPort, sinkPort, squidPort].map(waitPort));
 
 /** httptunneling on a config file in DIR, logging warnings only. */
-function spawnTool(config: string) {
+function spawnTool(config: string, extra: string[] = []) {
   return spawn(Deno.execPath(), [
     "run",
     "--allow-net",
@@ -150,6 +152,7 @@ function spawnTool(config: string) {
     `${config}.log`,
     "--log-level",
     "warning",
+    ...extra,
   ]);
 }
 
@@ -159,19 +162,21 @@ interface Relay {
   start?: (listen: number, target: number) => Deno.ChildProcess;
 }
 
+const HAPROXY: Relay = {
+  name: "haproxy",
+  start: (listen, target) => {
+    const cfg = `${DIR}/haproxy-${listen}.cfg`;
+    Deno.writeTextFileSync(
+      cfg,
+      `global\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind 127.0.0.1:${listen}\n  default_backend b\nbackend b\n  server s 127.0.0.1:${target}\n`,
+    );
+    return spawn("haproxy", ["-f", cfg, "-db"]);
+  },
+};
+
 const RELAYS: Relay[] = [
   { name: "direct" },
-  {
-    name: "haproxy",
-    start: (listen, target) => {
-      const cfg = `${DIR}/haproxy-${listen}.cfg`;
-      Deno.writeTextFileSync(
-        cfg,
-        `global\n  maxconn 9000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind 127.0.0.1:${listen}\n  default_backend b\nbackend b\n  server s 127.0.0.1:${target}\n`,
-      );
-      return spawn("haproxy", ["-f", cfg, "-db"]);
-    },
-  },
+  HAPROXY,
   {
     name: "socat",
     start: (listen, target) =>
@@ -199,6 +204,17 @@ const RELAYS: Relay[] = [
     },
   },
   {
+    name: "deno floor",
+    start: (listen, target) =>
+      spawn(Deno.execPath(), [
+        "run",
+        "--allow-net",
+        `${ROOT}bench/floor.ts`,
+        String(listen),
+        String(target),
+      ]),
+  },
+  {
     name: "httptunneling",
     start: (listen, target) => {
       Deno.writeTextFileSync(
@@ -206,6 +222,16 @@ const RELAYS: Relay[] = [
         `${listen} 127.0.0.1 ${target}\n`,
       );
       return spawnTool(`tunnels-${listen}.conf`);
+    },
+  },
+  {
+    name: "ht --workers 2",
+    start: (listen, target) => {
+      Deno.writeTextFileSync(
+        `${DIR}/tunnels-${listen}.conf`,
+        `${listen} 127.0.0.1 ${target}\n`,
+      );
+      return spawnTool(`tunnels-${listen}.conf`, ["--workers", "2"]);
     },
   },
 ];
@@ -225,6 +251,8 @@ async function front(relay: Relay, target: number) {
   const listen = freePort();
   const process = relay.start(listen, target);
   await waitPort(listen);
+  // Every worker of a multi-threaded relay has bound its socket by now.
+  await pause(300);
   return {
     port: listen,
     process,
@@ -343,7 +371,9 @@ for (let rep = 0; rep < REPS; rep++) {
 }
 
 // The CONNECT path: a client speaking CONNECT to squid itself, against the
-// client going through httptunneling with squid as its proxy.
+// client going through httptunneling with squid as its proxy. haproxy in
+// front of squid, the client speaking CONNECT through it, shows what a
+// native relay in the same place costs on the same cores.
 const BYTES = 2 * 1024 ** 3;
 const squidPath: Sample[] = [];
 for (let rep = 0; rep < REPS; rep++) {
@@ -353,6 +383,14 @@ for (let rep = 0; rep < REPS; rep++) {
     String(BYTES),
     `127.0.0.1:${sinkPort}`,
   ]);
+  const haproxyFront = await front(HAPROXY, squidPort);
+  const viaHaproxy = await peerResult<{ gbps: number }>([
+    "stream",
+    String(haproxyFront.port),
+    String(BYTES),
+    `127.0.0.1:${sinkPort}`,
+  ]);
+  await haproxyFront.stop();
   const listen = freePort();
   await Deno.writeTextFile(
     `${DIR}/tunnels-squid.conf`,
@@ -368,7 +406,11 @@ for (let rep = 0; rep < REPS; rep++) {
   tool.kill("SIGTERM");
   await tool.output();
   children.splice(children.indexOf(tool), 1);
-  squidPath.push({ ownConnectGbps: own.gbps, viaToolGbps: via.gbps });
+  squidPath.push({
+    ownConnectGbps: own.gbps,
+    viaHaproxyGbps: viaHaproxy.gbps,
+    viaToolGbps: via.gbps,
+  });
   console.error(
     `squid path rep ${rep + 1}: ${JSON.stringify(squidPath.at(-1))}`,
   );
@@ -405,29 +447,45 @@ const ROWS: [string, string, "higher" | "lower"][] = [
 const names = RELAYS.map((r) => r.name);
 const fmt = (v: number) =>
   Number.isNaN(v) ? "–" : v >= 100 ? v.toFixed(0) : v.toFixed(2);
+// Ratios of each httptunneling variant in the run to haproxy and direct.
+const variants = names.filter((name) => /^(httptunneling|ht )/.test(name));
+const ratios = variants.flatMap((name) =>
+  ["haproxy", "direct"].filter((peer) => names.includes(peer)).map((peer) => ({
+    label: `${name === "httptunneling" ? "ht" : name} ÷ ${peer}`,
+    name,
+    peer,
+  }))
+);
 const lines = [
-  `| | ${names.join(" | ")} | ht ÷ haproxy | ht ÷ direct |`,
-  `|---|${names.map(() => "---").join("|")}|---|---|`,
+  `| | ${names.join(" | ")} | ${ratios.map((r) => r.label).join(" | ")} |`,
+  `|---|${names.map(() => "---").join("|")}|${
+    ratios.map(() => "---").join("|")
+  }|`,
 ];
 const results: Record<string, Record<string, number>> = {};
 for (const [key, label] of ROWS) {
   const row = names.map((name) => metric(name, key));
   names.forEach((name, i) => (results[name] ??= {})[key] = row[i]);
-  const ht = metric("httptunneling", key);
   lines.push(
     `| ${label} | ${row.map(fmt).join(" | ")} | ${
-      fmt(ht / metric("haproxy", key))
-    } | ${fmt(ht / metric("direct", key))} |`,
+      ratios.map((r) => fmt(metric(r.name, key) / metric(r.peer, key))).join(
+        " | ",
+      )
+    } |`,
   );
 }
 const own = median(squidPath.map((s) => s.ownConnectGbps));
+const viaHaproxy = median(squidPath.map((s) => s.viaHaproxyGbps));
 const via = median(squidPath.map((s) => s.viaToolGbps));
 const markdown =
   `${
     lines.join("\n")
   }\n\nCONNECT through squid: client speaking CONNECT itself ${
     fmt(own)
-  } Gbit/s, ` +
+  } Gbit/s; ` +
+  `through haproxy (tcp mode) in front of squid ${
+    fmt(viaHaproxy)
+  } Gbit/s (ratio ${fmt(viaHaproxy / own)}); ` +
   `through httptunneling ${fmt(via)} Gbit/s (ratio ${fmt(via / own)}).\n\n` +
   `Medians of ${REPS} interleaved repetitions, ${SECONDS} s per throughput run, on ${Deno.build.target}, ${navigator.hardwareConcurrency} cores.\n`;
 console.log(markdown);
@@ -438,7 +496,11 @@ await Deno.writeTextFile(
   JSON.stringify(
     {
       results,
-      squid: { ownConnectGbps: own, viaToolGbps: via },
+      squid: {
+        ownConnectGbps: own,
+        viaHaproxyGbps: viaHaproxy,
+        viaToolGbps: via,
+      },
       samples: Object.fromEntries(samples),
     },
     null,

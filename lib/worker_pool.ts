@@ -122,9 +122,6 @@ export class WorkerPool {
   ) {
     assertWorkersSupported();
     this.failed = new Promise((resolve) => this.#fail = resolve);
-    const perWorker = options.maxConnections === undefined
-      ? undefined
-      : Math.ceil(options.maxConnections / count);
     this.#workers = Array.from({ length: count }, (_, index) => {
       const worker = new Worker(new URL("./worker.ts", import.meta.url), {
         type: "module",
@@ -146,14 +143,31 @@ export class WorkerPool {
       id,
       index,
       count,
-      options: { ...options, maxConnections: perWorker },
+      options: {
+        ...options,
+        maxConnections: options.maxConnections === undefined
+          ? undefined
+          : this.#share(options.maxConnections),
+      },
       logLevel,
     }));
   }
 
-  /** Makes `entries` the running set in every worker. */
+  /**
+   * Makes `entries` the running set in every worker, each entry's
+   * connection limit shared out between them.
+   */
   async apply(entries: TunnelEntry[]): Promise<void> {
-    await this.#each((id) => ({ type: "apply", id, entries }));
+    const shared = entries.map((entry) =>
+      entry.options.maxConnections === undefined ? entry : {
+        ...entry,
+        options: {
+          ...entry.options,
+          maxConnections: this.#share(entry.options.maxConnections),
+        },
+      }
+    );
+    await this.#each((id) => ({ type: "apply", id, entries: shared }));
   }
 
   /** The workers' entries, tunnels and counters taken together. */
@@ -177,6 +191,11 @@ export class WorkerPool {
   async shutdown(graceMs: number): Promise<void> {
     await this.#each((id) => ({ type: "shutdown", id, graceMs }));
     for (const worker of this.#workers) worker.terminate();
+  }
+
+  // One worker's part of a connection limit.
+  #share(limit: number): number {
+    return Math.ceil(limit / this.#workers.length);
   }
 
   // Sends a message to every worker and waits for every answer (or for a
