@@ -1,9 +1,9 @@
 /**
  * Side-by-side benchmark on loopback: httptunneling (one thread, and
  * `--workers 2`) against direct connections, haproxy (tcp mode), socat
- * (default and -b 131072), rinetd, and the smallest Deno relay
- * (bench/floor.ts), all measured in the same run with interleaved
- * repetitions.
+ * (default and -b 131072), rinetd, and the smallest Deno relays
+ * (bench/floor.ts: plain read/write loops, and the tool's relay.ts alone),
+ * all measured in the same run with interleaved repetitions.
  * Prints absolute figures and ratios to haproxy and to direct, and writes
  * bench/results/bench.json and bench.md.
  *
@@ -203,17 +203,18 @@ const RELAYS: Relay[] = [
       return spawn("rinetd", ["-f", "-c", cfg]);
     },
   },
-  {
-    name: "deno floor",
-    start: (listen, target) =>
+  ...(["loops", "relay"] as const).map((mode) => ({
+    name: mode === "loops" ? "deno loops" : "relay.ts alone",
+    start: (listen: number, target: number) =>
       spawn(Deno.execPath(), [
         "run",
         "--allow-net",
         `${ROOT}bench/floor.ts`,
         String(listen),
         String(target),
+        mode,
       ]),
-  },
+  })),
   {
     name: "httptunneling",
     start: (listen, target) => {
