@@ -341,7 +341,7 @@ for (let rep = 0; rep < REPS; rep++) {
     ])).perSecond;
     // socat forks a process per connection: thousands of them are not an
     // idle-memory comparison worth making.
-    if (rep === 0 && toEcho.process && !relay.name.startsWith("socat")) {
+    if (toEcho.process && !relay.name.startsWith("socat")) {
       for (const count of IDLE_COUNTS) {
         await pause(500);
         const base = usage(toEcho.process.pid).rssKiB;

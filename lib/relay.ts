@@ -35,8 +35,13 @@ export function newCounters(): RelayCounters {
 export interface RelayOptions {
   /** Updated while bytes move, for live status. */
   readonly counters?: RelayCounters;
-  /** Closes both streams when aborted, e.g. at shutdown. */
-  readonly signal?: AbortSignal;
+  /**
+   * Receives, as the relay starts, a function that stops it from outside
+   * (at shutdown, or a drain timeout) by closing both streams. A function
+   * rather than an AbortSignal: a listener on a signal costs about 640
+   * bytes per tunnel, most of what an idle tunnel holds beyond its sockets.
+   */
+  readonly onStart?: (stop: () => void) => void;
   /** Closes the tunnel when no bytes move either way for this long. */
   readonly idleTimeoutMs?: number;
   /** After one side finished, closes when nothing moves for this long. */
@@ -53,7 +58,7 @@ export interface RelayResult {
   readonly firstClosed: Side;
   /** The first error, when the relay did not end with both sides finishing. */
   readonly error?: Error;
-  /** Whether the relay was ended through its abort signal. */
+  /** Whether the relay was ended through the function given to `onStart`. */
   readonly aborted: boolean;
   /** Set when a time limit ended the relay. */
   readonly timedOut?: "idle" | "linger";
@@ -62,7 +67,7 @@ export interface RelayResult {
 }
 
 /** Read buffer of an idle or slow direction. */
-export const SMALL_BUFFER_SIZE = 1024;
+export const SMALL_BUFFER_SIZE = 512;
 /** Read buffer of a direction that fills its buffer on every read. */
 export const LARGE_BUFFER_SIZE = 256 * 1024;
 
@@ -91,59 +96,110 @@ function giveLargeBuffer(buffer: Uint8Array): void {
  *
  * @param client The accepted connection.
  * @param destination The connection to the destination (maybe through a proxy).
- * @param options Live counters and an abort signal.
+ * @param options Live counters, time limits, and a way to stop it.
  * @returns Byte counts, which side ended first, and the error if any.
  */
-export async function relay(
+export function relay(
   client: Duplex,
   destination: Duplex,
   options: RelayOptions = {},
 ): Promise<RelayResult> {
-  const counters = options.counters ?? newCounters();
-  let firstClosed: Side | undefined;
-  let firstError: Error | undefined;
-  let closed = false;
-  let timedOut: "idle" | "linger" | undefined;
-  let timer: CoarseTimer | undefined;
-  const closeBoth = () => {
-    closed = true;
-    timer?.cancel();
-    closeQuietly(client);
-    closeQuietly(destination);
-  };
-  const onAbort = () => closeBoth();
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  if (options.signal?.aborted) closeBoth();
+  return new Relay(client, destination, options).run();
+}
 
+// A class rather than closures: thousands of idle tunnels share its
+// methods, and each holds only its fields.
+class Relay {
+  #client: Duplex;
+  #destination: Duplex;
+  #options: RelayOptions;
+  #counters: RelayCounters;
+  #firstClosed: Side | undefined;
+  #firstError: Error | undefined;
+  #closed = false;
+  #stopped = false;
+  #timedOut: "idle" | "linger" | undefined;
+  #timer: CoarseTimer | undefined;
   // One coarse timer per tunnel, re-armed lazily from the last activity, so
   // the hot path only stores a timestamp.
-  const limit = () =>
-    firstClosed === undefined ? options.idleTimeoutMs : Math.min(
-      options.lingerTimeoutMs ?? Infinity,
-      options.idleTimeoutMs ?? Infinity,
-    );
-  const arm = () => {
-    timer?.cancel();
-    const ms = limit();
-    if (ms === undefined || ms === Infinity || closed) return;
-    const idle = Date.now() - counters.lastActivity;
+  #arm = () => this.#rearm();
+
+  constructor(client: Duplex, destination: Duplex, options: RelayOptions) {
+    this.#client = client;
+    this.#destination = destination;
+    this.#options = options;
+    this.#counters = options.counters ?? newCounters();
+  }
+
+  // Not an async function: its frame would stay alive as long as the tunnel.
+  run(): Promise<RelayResult> {
+    this.#options.onStart?.(() => this.#stop());
+    this.#arm();
+    return Promise.all([
+      this.#pump(this.#client, this.#destination, "client", "destination"),
+      this.#pump(this.#destination, this.#client, "destination", "client"),
+    ]).then(() => this.#end());
+  }
+
+  #end(): RelayResult {
+    this.#timer?.cancel();
+    if (!this.#closed) this.#closeBoth();
+    const counters = this.#counters;
+    return {
+      bytesUp: counters.bytesUp,
+      bytesDown: counters.bytesDown,
+      firstClosed: this.#firstClosed ?? "client",
+      error: this.#firstError,
+      aborted: this.#stopped,
+      timedOut: this.#timedOut,
+      idleMs: Date.now() - counters.lastActivity,
+    };
+  }
+
+  #stop(): void {
+    this.#stopped = true;
+    if (!this.#closed) this.#closeBoth();
+  }
+
+  #closeBoth(): void {
+    this.#closed = true;
+    this.#timer?.cancel();
+    closeQuietly(this.#client);
+    closeQuietly(this.#destination);
+  }
+
+  // The time limit in force: idle, or after a half-close the shorter of
+  // linger and idle.
+  #limit(): number | undefined {
+    const { idleTimeoutMs, lingerTimeoutMs } = this.#options;
+    return this.#firstClosed === undefined
+      ? idleTimeoutMs
+      : Math.min(lingerTimeoutMs ?? Infinity, idleTimeoutMs ?? Infinity);
+  }
+
+  #rearm(): void {
+    this.#timer?.cancel();
+    const ms = this.#limit();
+    if (ms === undefined || ms === Infinity || this.#closed) return;
+    const idle = Date.now() - this.#counters.lastActivity;
     if (idle < ms) {
-      timer = coarseTimers.after(ms - idle, arm);
+      this.#timer = coarseTimers.after(ms - idle, this.#arm);
       return;
     }
-    timedOut = firstClosed !== undefined && ms === options.lingerTimeoutMs
-      ? "linger"
-      : "idle";
-    closeBoth();
-  };
-  arm();
+    this.#timedOut =
+      this.#firstClosed !== undefined && ms === this.#options.lingerTimeoutMs
+        ? "linger"
+        : "idle";
+    this.#closeBoth();
+  }
 
-  const pump = async (
+  async #pump(
     from: Duplex,
     to: Duplex,
-    [fromSide, toSide]: [Side, Side],
-    count: (n: number) => void,
-  ) => {
+    fromSide: Side,
+    toSide: Side,
+  ): Promise<void> {
+    const counters = this.#counters;
     // A pending read holds its buffer, so an idle tunnel reads into a small
     // one; a read that fills it switches to a large one from a shared pool
     // until the stream slows down again, when the large one goes back.
@@ -159,7 +215,8 @@ export async function relay(
         if (n === null) break;
         failing = toSide;
         await writeAll(to, buffer.subarray(0, n));
-        count(n);
+        if (fromSide === "client") counters.bytesUp += n;
+        else counters.bytesDown += n;
         counters.lastActivity = Date.now();
         if (n === buffer.length) {
           buffer = large ??= takeLargeBuffer();
@@ -169,45 +226,23 @@ export async function relay(
           buffer = small;
         }
       }
-      if (firstClosed === undefined) {
-        firstClosed = fromSide;
-        arm();
+      if (this.#firstClosed === undefined) {
+        this.#firstClosed = fromSide;
+        this.#rearm();
       }
       failing = toSide;
       await to.closeWrite();
     } catch (error) {
-      // An error raised by our own closeBoth() is not news.
-      if (closed) return;
-      firstClosed ??= failing;
-      firstError ??= error instanceof Error ? error : new Error(String(error));
-      closeBoth();
+      // An error raised by our own #closeBoth() is not news.
+      if (this.#closed) return;
+      this.#firstClosed ??= failing;
+      this.#firstError ??= error instanceof Error
+        ? error
+        : new Error(String(error));
+      this.#closeBoth();
     } finally {
       // No read or write is using it any more.
       if (large) giveLargeBuffer(large);
     }
-  };
-
-  try {
-    await Promise.all([
-      pump(client, destination, ["client", "destination"], (n) => {
-        counters.bytesUp += n;
-      }),
-      pump(destination, client, ["destination", "client"], (n) => {
-        counters.bytesDown += n;
-      }),
-    ]);
-  } finally {
-    timer?.cancel();
-    options.signal?.removeEventListener("abort", onAbort);
-    if (!closed) closeBoth();
   }
-  return {
-    bytesUp: counters.bytesUp,
-    bytesDown: counters.bytesDown,
-    firstClosed: firstClosed ?? "client",
-    error: firstError,
-    aborted: options.signal?.aborted ?? false,
-    timedOut,
-    idleMs: Date.now() - counters.lastActivity,
-  };
 }

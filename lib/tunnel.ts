@@ -75,92 +75,127 @@ export function startTunnel(
   context: DialContext,
   metrics: Metrics,
 ): Tunnel {
-  const abort = new AbortController();
-  const counters: RelayCounters = newCounters();
-  const { hostname, port } = client.remoteAddr;
-  const tunnel = {
-    id: `c${lastId += idStep}`,
-    client: formatHostPort({ host: hostname, port }),
-    entry,
-    startedAt: Date.now(),
-    counters,
-    close: () => abort.abort(),
-  };
-  let ended = false;
-  metrics.accepted(formatHostPort(entry.source));
-  const done = run(tunnel, client, options, context, metrics, abort.signal)
-    .finally(
-      () => {
-        ended = true;
-      },
-    );
-  return {
-    ...tunnel,
-    done,
-    get ended() {
-      return ended;
-    },
-  };
+  return new RunningTunnel(client, entry, options, context, metrics);
 }
 
-async function run(
-  tunnel: Omit<Tunnel, "done" | "ended">,
-  client: Deno.TcpConn,
-  options: TunnelOptions,
-  context: DialContext,
-  metrics: Metrics,
-  signal: AbortSignal,
-): Promise<void> {
-  const { id, entry } = tunnel;
-  const key = formatHostPort(entry.source);
-  const ends = `${tunnel.client} -> ${formatHostPort(entry.destination)}`;
-  const path = () => `${ends} ${describeRoute(entry.route)}`;
-  client.setNoDelay(true);
-  client.setKeepAlive(options.keepAlive);
-  let destination: Duplex;
-  let taken: string;
-  try {
-    ({ stream: destination, path: taken } = await dialRoute(
-      entry.route,
-      entry.destination,
-      options,
-      { ...context, onFailover: (message) => log.warn(`${id} ${message}`) },
-      signal,
-    ));
-  } catch (error) {
-    closeQuietly(client);
-    if (signal.aborted) {
-      log.info(`${id} closed by httptunneling while opening ${path()}`);
-    } else {
-      metrics.failed(key, failureReason(error));
-      log.warn(`${id} failed ${path()}: ${messageOf(error)}`);
-    }
-    return;
+// A class rather than closures: thousands of idle tunnels share its
+// methods, and each holds only its fields.
+class RunningTunnel implements Tunnel {
+  readonly id: string = `c${lastId += idStep}`;
+  readonly client: string;
+  readonly entry: TunnelEntry;
+  readonly startedAt: number = Date.now();
+  readonly counters: RelayCounters = newCounters();
+  readonly done: Promise<void>;
+  #ended = false;
+  #closed = false;
+  // Cancels opening the route; dropped once the relay runs, which is
+  // stopped through #stopRelay instead (a signal with a listener costs
+  // hundreds of bytes per idle tunnel).
+  #abort: AbortController | undefined = new AbortController();
+  #stopRelay: (() => void) | undefined;
+
+  constructor(
+    conn: Deno.TcpConn,
+    entry: TunnelEntry,
+    options: TunnelOptions,
+    context: DialContext,
+    metrics: Metrics,
+  ) {
+    const { hostname, port } = conn.remoteAddr;
+    this.client = formatHostPort({ host: hostname, port });
+    this.entry = entry;
+    metrics.accepted(formatHostPort(entry.source));
+    this.done = this.#run(conn, options, context, metrics).finally(() => {
+      this.#ended = true;
+    });
   }
-  const openMs = Date.now() - tunnel.startedAt;
-  metrics.opened(openMs);
-  // Per-connection lines are built only when the level is enabled.
-  log.info("{id} open {ends} {path} after {duration}", () => ({
-    id,
-    ends,
-    path: taken,
-    duration: formatDuration(openMs),
-  }));
-  tunnel.counters.lastActivity = Date.now();
-  const result = await relay(client, destination, {
-    counters: tunnel.counters,
-    signal,
-    idleTimeoutMs: options.idleTimeoutMs,
-    lingerTimeoutMs: options.lingerTimeoutMs,
-  });
-  metrics.closed(key, result.bytesUp, result.bytesDown);
-  log.info("{id} closed: {up} up, {down} down, {duration}, {how}", () => ({
-    id,
-    up: formatBytes(result.bytesUp),
-    down: formatBytes(result.bytesDown),
-    duration: formatDuration(Date.now() - tunnel.startedAt),
-    how: describeEnd(result),
-  }));
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#abort?.abort();
+    this.#stopRelay?.();
+  }
+
+  // `client -> destination`, for log lines.
+  #ends(): string {
+    return `${this.client} -> ${formatHostPort(this.entry.destination)}`;
+  }
+
+  async #run(
+    client: Deno.TcpConn,
+    options: TunnelOptions,
+    context: DialContext,
+    metrics: Metrics,
+  ): Promise<void> {
+    const { id, entry } = this;
+    client.setNoDelay(true);
+    client.setKeepAlive(options.keepAlive);
+    let destination: Duplex;
+    let taken: string;
+    try {
+      ({ stream: destination, path: taken } = await dialRoute(
+        entry.route,
+        entry.destination,
+        options,
+        { ...context, onFailover: (message) => log.warn(`${id} ${message}`) },
+        this.#abort!.signal,
+      ));
+    } catch (error) {
+      closeQuietly(client);
+      const path = `${this.#ends()} ${describeRoute(entry.route)}`;
+      if (this.#closed) {
+        log.info(`${id} closed by httptunneling while opening ${path}`);
+      } else {
+        metrics.failed(formatHostPort(entry.source), failureReason(error));
+        log.warn(`${id} failed ${path}: ${messageOf(error)}`);
+      }
+      return;
+    }
+    this.#abort = undefined;
+    const openMs = Date.now() - this.startedAt;
+    metrics.opened(openMs);
+    // Per-connection lines are built only when the level is enabled.
+    log.info("{id} open {ends} {path} after {duration}", () => ({
+      id,
+      ends: this.#ends(),
+      path: taken,
+      duration: formatDuration(openMs),
+    }));
+    this.counters.lastActivity = Date.now();
+    // Returned rather than awaited, so that this frame does not stay alive
+    // as long as the tunnel.
+    return relay(client, destination, {
+      counters: this.counters,
+      onStart: (stop) => {
+        if (this.#closed) stop();
+        else this.#stopRelay = stop;
+      },
+      idleTimeoutMs: options.idleTimeoutMs,
+      lingerTimeoutMs: options.lingerTimeoutMs,
+    }).then((result) => this.#relayed(result, metrics));
+  }
+
+  #relayed(result: RelayResult, metrics: Metrics): void {
+    const { id, entry } = this;
+    this.#stopRelay = undefined;
+    metrics.closed(
+      formatHostPort(entry.source),
+      result.bytesUp,
+      result.bytesDown,
+    );
+    log.info("{id} closed: {up} up, {down} down, {duration}, {how}", () => ({
+      id,
+      up: formatBytes(result.bytesUp),
+      down: formatBytes(result.bytesDown),
+      duration: formatDuration(Date.now() - this.startedAt),
+      how: describeEnd(result),
+    }));
+  }
 }
 
 function describeEnd(result: RelayResult): string {
