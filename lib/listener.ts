@@ -66,7 +66,7 @@ export class EntryListener {
       hostname: entry.source.host,
       port: entry.source.port,
       transport: "tcp",
-      ...(shared.reusePort ? { reusePort: true } : {}),
+      reusePort: shared.reusePort,
     });
     log.info(
       `listening on ${this.label} for ${formatHostPort(entry.destination)} ${

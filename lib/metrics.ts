@@ -142,10 +142,9 @@ export class Metrics {
   /** Adds counters kept elsewhere (another worker's) to these. */
   add(data: MetricsData): void {
     for (const [key, counters] of data.entries) {
+      this.closed(key, counters.bytesUp, counters.bytesDown);
       const mine = this.entry(key);
       mine.accepted += counters.accepted;
-      mine.bytesUp += counters.bytesUp;
-      mine.bytesDown += counters.bytesDown;
       for (const [reason, count] of Object.entries(counters.failed)) {
         const why = reason as FailureReason;
         mine.failed[why] = (mine.failed[why] ?? 0) + count;

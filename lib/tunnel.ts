@@ -5,6 +5,7 @@
  */
 
 import { formatHostPort } from "./address.ts";
+import { sourceKey } from "./config/diff.ts";
 import type { TunnelEntry } from "./config/parse.ts";
 import { closeQuietly, type Duplex } from "./duplex.ts";
 import { formatDuration } from "./duration.ts";
@@ -105,7 +106,7 @@ class RunningTunnel implements Tunnel {
     const { hostname, port } = conn.remoteAddr;
     this.client = formatHostPort({ host: hostname, port });
     this.entry = entry;
-    metrics.accepted(formatHostPort(entry.source));
+    metrics.accepted(sourceKey(entry));
     this.done = this.#run(conn, options, context, metrics).finally(() => {
       this.#ended = true;
     });
@@ -151,7 +152,7 @@ class RunningTunnel implements Tunnel {
       if (this.#closed) {
         log.info(`${id} closed by httptunneling while opening ${path}`);
       } else {
-        metrics.failed(formatHostPort(entry.source), failureReason(error));
+        metrics.failed(sourceKey(entry), failureReason(error));
         log.warn(`${id} failed ${path}: ${messageOf(error)}`);
       }
       return;
@@ -184,7 +185,7 @@ class RunningTunnel implements Tunnel {
     const { id, entry } = this;
     this.#stopRelay = undefined;
     metrics.closed(
-      formatHostPort(entry.source),
+      sourceKey(entry),
       result.bytesUp,
       result.bytesDown,
     );

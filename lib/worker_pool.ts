@@ -107,20 +107,19 @@ export class WorkerPool {
   #fail!: (message: string) => void;
 
   /**
-   * Starts `count` workers.
+   * Starts `count` workers; {@link assertWorkersSupported} tells first
+   * whether they can run here.
    *
    * @param count How many workers, at least 2.
    * @param options What each worker's supervisor gets; the connection
    *   limit is shared out between the workers.
    * @param logLevel The least severe level the workers send.
-   * @throws {UsageError} when SO_REUSEPORT is not available here.
    */
   constructor(
     count: number,
     options: SupervisorOptions,
     logLevel: LogRecord["level"],
   ) {
-    assertWorkersSupported();
     this.failed = new Promise((resolve) => this.#fail = resolve);
     this.#workers = Array.from({ length: count }, (_, index) => {
       const worker = new Worker(new URL("./worker.ts", import.meta.url), {
