@@ -66,6 +66,16 @@ export class PrefixedDuplex implements Duplex {
 }
 
 /**
+ * Tells whether `stream` is a plain TCP socket: not TLS, not wrapped.
+ *
+ * @param stream The stream to check.
+ * @returns `true` for a `Deno.TcpConn`.
+ */
+export function isPlainTcp(stream: Duplex): stream is Deno.TcpConn {
+  return "setNoDelay" in stream && !("handshake" in stream);
+}
+
+/**
  * Writes all of `data`, however many calls the stream needs.
  *
  * @param stream Where to write.

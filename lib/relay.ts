@@ -10,7 +10,7 @@
  * @module
  */
 
-import { closeQuietly, type Duplex, writeAll } from "./duplex.ts";
+import { closeQuietly, type Duplex, isPlainTcp, writeAll } from "./duplex.ts";
 import { type CoarseTimer, coarseTimers } from "./timers.ts";
 
 /** The side of a tunnel. */
@@ -230,6 +230,10 @@ class Relay {
         this.#firstClosed = fromSide;
         this.#rearm();
       }
+      // The second side to finish: #end closes both, and closing a TCP
+      // socket sends the FIN a shutdown would have sent, one call sooner
+      // (TLS needs its close_notify, which only the shutdown sends).
+      if (this.#firstClosed !== fromSide && isPlainTcp(to)) return;
       failing = toSide;
       await to.closeWrite();
     } catch (error) {

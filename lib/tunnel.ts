@@ -18,7 +18,7 @@ import {
   type RelayCounters,
   type RelayResult,
 } from "./relay.ts";
-import { type DialContext, dialRoute } from "./route/dial.ts";
+import { type DialContext, dialRoute, setTcpOptions } from "./route/dial.ts";
 import { describeRoute } from "./route/types.ts";
 
 const log = logger("tunnel");
@@ -134,8 +134,7 @@ class RunningTunnel implements Tunnel {
     metrics: Metrics,
   ): Promise<void> {
     const { id, entry } = this;
-    client.setNoDelay(true);
-    client.setKeepAlive(options.keepAlive);
+    setTcpOptions(client, options.keepAlive);
     let destination: Duplex;
     let taken: string;
     try {
