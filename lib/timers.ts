@@ -19,9 +19,23 @@ export interface CoarseTimer {
   cancel(): void;
 }
 
+// One pending timer: its own object, so that the same callback may be
+// pending twice, and the handle that cancels it.
+class SlotTimer implements CoarseTimer {
+  constructor(
+    readonly callback: () => void,
+    readonly slot: number,
+    readonly owner: { cancel(timer: SlotTimer): void },
+  ) {}
+
+  cancel(): void {
+    this.owner.cancel(this);
+  }
+}
+
 /** A set of coarse timers sharing one runtime interval. */
 export class CoarseTimers {
-  #slots = new Map<number, Set<() => void>>();
+  #slots = new Map<number, Set<SlotTimer>>();
   #pending = 0;
   #interval: ReturnType<typeof setInterval> | undefined;
   // Slots up to this one have fired.
@@ -47,28 +61,32 @@ export class CoarseTimers {
    * @returns The timer, to cancel it.
    */
   after(ms: number, callback: () => void): CoarseTimer {
+    const now = Date.now();
     if (this.#interval === undefined) {
-      this.#firedThrough = this.#slotAt(Date.now()) - 1;
+      this.#firedThrough = this.#slotAt(now) - 1;
       this.#interval = setInterval(() => this.#fire(), this.#resolutionMs);
     }
     const slot = Math.max(
-      Math.ceil((Date.now() + ms) / this.#resolutionMs),
+      Math.ceil((now + ms) / this.#resolutionMs),
       this.#firedThrough + 1,
     );
-    let entries = this.#slots.get(slot);
-    if (!entries) this.#slots.set(slot, entries = new Set());
-    // A wrapper of its own, so that the same callback can be pending twice.
-    const entry = () => callback();
-    entries.add(entry);
+    let timers = this.#slots.get(slot);
+    if (!timers) this.#slots.set(slot, timers = new Set());
+    const timer = new SlotTimer(callback, slot, this.#owner);
+    timers.add(timer);
     this.#pending++;
-    return {
-      cancel: () => {
-        if (!entries.delete(entry)) return;
-        if (entries.size === 0) this.#slots.delete(slot);
-        this.#pending--;
-      },
-    };
+    return timer;
   }
+
+  // What a timer calls to cancel itself; one object for all of them.
+  #owner = {
+    cancel: (timer: SlotTimer) => {
+      const timers = this.#slots.get(timer.slot);
+      if (!timers?.delete(timer)) return;
+      if (timers.size === 0) this.#slots.delete(timer.slot);
+      this.#pending--;
+    },
+  };
 
   #slotAt(time: number): number {
     return Math.floor(time / this.#resolutionMs);
@@ -86,13 +104,13 @@ export class CoarseTimers {
     const now = this.#slotAt(Date.now());
     while (this.#firedThrough < now && this.#pending > 0) {
       const slot = ++this.#firedThrough;
-      const entries = this.#slots.get(slot);
-      if (!entries) continue;
+      const timers = this.#slots.get(slot);
+      if (!timers) continue;
       this.#slots.delete(slot);
-      for (const entry of entries) {
-        entries.delete(entry);
+      for (const timer of timers) {
+        timers.delete(timer);
         this.#pending--;
-        entry();
+        timer.callback();
       }
     }
   }

@@ -83,7 +83,8 @@ export function startTunnel(
 // methods, and each holds only its fields.
 class RunningTunnel implements Tunnel {
   readonly id: string = `c${lastId += idStep}`;
-  readonly client: string;
+  // Formatted only when asked for (logs, /status): most tunnels never are.
+  readonly #remote: Deno.NetAddr;
   readonly entry: TunnelEntry;
   readonly startedAt: number = Date.now();
   readonly counters: RelayCounters = newCounters();
@@ -103,12 +104,18 @@ class RunningTunnel implements Tunnel {
     context: DialContext,
     metrics: Metrics,
   ) {
-    const { hostname, port } = conn.remoteAddr;
-    this.client = formatHostPort({ host: hostname, port });
+    this.#remote = conn.remoteAddr;
     this.entry = entry;
     metrics.accepted(sourceKey(entry));
     this.done = this.#run(conn, options, context, metrics).finally(() => {
       this.#ended = true;
+    });
+  }
+
+  get client(): string {
+    return formatHostPort({
+      host: this.#remote.hostname,
+      port: this.#remote.port,
     });
   }
 
