@@ -320,6 +320,9 @@ for (let rep = 0; rep < REPS; rep++) {
     sample.streams8Gbps = (await iperf(toIperf.port, ["-P", "8"])).gbps;
     await toIperf.stop();
     const toEcho = await front(relay, echoPort);
+    // Warm-up, not recorded: what is measured is a relay that has run for
+    // a while, not one whose code the JIT compiler has not optimized yet.
+    await peerResult(["setups", String(toEcho.port), "1", "50"]);
     const ping = await peerResult<{ meanUs: number; p99Us: number }>([
       "pingpong",
       String(toEcho.port),
