@@ -150,7 +150,7 @@ class RunningTunnel implements Tunnel {
         entry.destination,
         options,
         { ...context, onFailover: (message) => log.warn(`${id} ${message}`) },
-        this.#abort!.signal,
+        this.#abort,
       ));
     } catch (error) {
       closeQuietly(client);

@@ -350,6 +350,51 @@ async function startProgram(
   return { port, dir, [Symbol.asyncDispose]: stop };
 }
 
+// Listens with an accept queue of one and fills it itself, so that the
+// kernel drops every later SYN: a destination that never answers, on
+// loopback.
+const BLACK_HOLE_PY = `
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen(0)
+filler = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print("ready", flush=True)
+sys.stdin.read()
+`;
+
+/**
+ * Starts a loopback port where a TCP connect hangs (SYNs go unanswered),
+ * like a destination behind a firewall that drops packets. Needs python3.
+ */
+export async function startBlackHole(): Promise<TestProcess> {
+  const port = freePort();
+  const child = new Deno.Command("python3", {
+    args: ["-c", BLACK_HOLE_PY, String(port)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const stop = async () => {
+    await child.stdin.close().catch(() => {});
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await child.status;
+  };
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const first = await within(reader.read(), 10_000, "black hole ready");
+    if (!first.value?.includes("ready")) throw new Error("black hole failed");
+  } catch (error) {
+    await reader.cancel();
+    await stop();
+    throw error;
+  }
+  await reader.cancel();
+  return { port, dir: "", [Symbol.asyncDispose]: stop };
+}
+
 /**
  * Starts real squid on a free loopback port, allowing CONNECT from loopback
  * to any port.

@@ -5,6 +5,7 @@ import {
   captureLogs,
   connect,
   echoRoundTrip,
+  eventually,
   freePort,
   hashExactly,
   missing,
@@ -14,6 +15,7 @@ import {
   sendChunks,
   sha256Of,
   startBannerServer,
+  startBlackHole,
   startEchoServer,
   startServer,
   startSquid,
@@ -126,6 +128,54 @@ Deno.test("a proxy that never answers times out while the listener keeps serving
     /^c\d+ failed .*: CONNECT 127\.0\.0\.1:\d+ through proxy 127\.0\.0\.1:\d+ timed out after 1 s$/,
   );
   release();
+});
+
+const noPython = missing("python3");
+
+Deno.test({
+  name: "a destination that never answers the connect ends at connect-timeout",
+  ignore: noPython,
+  async fn() {
+    await using logs = await captureLogs();
+    await using hole = await startBlackHole();
+    await using echo = startEchoServer();
+    const [port, other] = [freePort(), freePort()];
+    await using _tool = await startTool(
+      `${port} 127.0.0.1 ${hole.port} connect-timeout=300ms\n` +
+        `${other} 127.0.0.1 ${echo.port}\n`,
+    );
+    using conn = await connect(port);
+    const ends = readAll(conn);
+    assert.equal(await echoRoundTrip(other, "meanwhile"), "meanwhile");
+    assert.equal((await within(ends, 5_000, "client closed")).length, 0);
+    await logs.waitFor(
+      /^c\d+ failed .* direct: TCP connect to 127\.0\.0\.1:\d+ timed out after 300 ms$/,
+    );
+  },
+});
+
+Deno.test({
+  name: "shutting down while a connect hangs gives it up at once",
+  ignore: noPython,
+  async fn() {
+    await using logs = await captureLogs();
+    await using hole = await startBlackHole();
+    const port = freePort();
+    const tool = await startTool(`${port} 127.0.0.1 ${hole.port}\n`, {
+      defaults: { ...TEST_OPTIONS, connectTimeoutMs: 60_000 },
+    });
+    using conn = await connect(port);
+    const ends = readAll(conn);
+    await eventually(
+      () => tool.supervisor.tunnels.length === 1,
+      2_000,
+      "the tunnel opening",
+    );
+    // Well before the minute the connect would otherwise wait.
+    await within(tool.supervisor.shutdown(), 2_000, "shutdown");
+    assert.equal((await within(ends, 2_000, "client closed")).length, 0);
+    await logs.waitFor(/^c\d+ closed by httptunneling while opening /);
+  },
 });
 
 const noSquid = missing("squid");
