@@ -47,18 +47,6 @@ export function isIPv6(host: string): boolean {
 }
 
 /**
- * Tells whether `ip` is a loopback address: 127.0.0.0/8, `::1`, or
- * 127.0.0.0/8 mapped into IPv6.
- *
- * @param ip An IP address as the socket API reports it.
- * @returns `true` for a loopback address.
- */
-export function isLoopbackAddress(ip: string): boolean {
-  return ip.startsWith("127.") || ip === "::1" ||
-    ip.toLowerCase().startsWith("::ffff:127.");
-}
-
-/**
  * Formats `host:port`, with brackets around an IPv6 address.
  *
  * @param hostPort The address to format.

@@ -7,11 +7,7 @@
  * @module
  */
 
-import {
-  formatHostPort,
-  type HostPort,
-  isLoopbackAddress,
-} from "../address.ts";
+import { formatHostPort, type HostPort } from "../address.ts";
 import type { TunnelOptions } from "../config/options.ts";
 import {
   closeQuietly,
@@ -60,19 +56,14 @@ export interface DialResult {
 }
 
 /**
- * Sets `TCP_NODELAY`, and keepalive as asked unless the peer is on
- * loopback: a loopback peer cannot vanish without the kernel closing the
- * connection, and no NAT or firewall sits between, so probes would find
- * nothing (and the call costs a few per cent of a connection setup).
+ * Sets `TCP_NODELAY`, and keepalive as asked, on either leg of a tunnel.
  *
  * @param conn A connected socket.
- * @param keepAlive Whether to send keepalive probes to a remote peer.
+ * @param keepAlive Whether to send keepalive probes.
  */
 export function setTcpOptions(conn: Deno.TcpConn, keepAlive: boolean): void {
   conn.setNoDelay(true);
-  if (keepAlive && !isLoopbackAddress(conn.remoteAddr.hostname)) {
-    conn.setKeepAlive(true);
-  }
+  conn.setKeepAlive(keepAlive);
 }
 
 /**
