@@ -121,11 +121,9 @@ function usage(pid: number) {
   return { cpu: ticks / 100, rssKiB: rss };
 }
 
-// Targets: an iperf3 server, an echo server, a sink, and squid.
+// Targets: an iperf3 server, a sink, and squid (the echo server follows).
 const iperfPort = freePort();
 spawn("iperf3", ["-s", "-p", String(iperfPort)]);
-const echoPort = freePort();
-peer(["echo", String(echoPort)]);
 const sinkPort = freePort();
 peer(["sink", String(sinkPort)]);
 const squidPort = freePort();
@@ -134,7 +132,7 @@ await Deno.writeTextFile(
   `http_port 127.0.0.1:${squidPort}\npid_filename ${DIR}/squid.pid\ncache_log ${DIR}/cache.log\naccess_log none\ncache deny all\nshutdown_lifetime 0 seconds\nacl lo src 127.0.0.0/8\nhttp_access allow lo\nhttp_access deny all\n`,
 );
 spawn("squid", ["-N", "-f", `${DIR}/squid.conf`]);
-await Promise.all([iperfPort, echoPort, sinkPort, squidPort].map(waitPort));
+await Promise.all([iperfPort, sinkPort, squidPort].map(waitPort));
 
 /** httptunneling on a config file in DIR, logging warnings only. */
 function spawnTool(config: string, extra: string[] = []) {
@@ -237,7 +235,6 @@ const RELAYS: Relay[] = [
   },
 ];
 
-/** Starts `relay` in front of `target`; returns the port to use and the process. */
 const chosen = values.relays?.split(",");
 if (chosen) {
   for (const relay of [...RELAYS]) {
@@ -245,6 +242,15 @@ if (chosen) {
   }
 }
 
+// An echo port per relay, all served by the one echo process. Every setup
+// leaves a socket in TIME_WAIT for a minute; towards a shared port, those a
+// fast relay left would make the next relay's connects search longer for a
+// free local port.
+const echoPorts = new Map(RELAYS.map((relay) => [relay.name, freePort()]));
+peer(["echo", ...[...echoPorts.values()].map(String)]);
+await Promise.all([...echoPorts.values()].map(waitPort));
+
+/** Starts `relay` in front of `target`; returns the port to use and the process. */
 async function front(relay: Relay, target: number) {
   if (!relay.start) {
     return { port: target, process: undefined, stop: async () => {} };
@@ -319,7 +325,7 @@ for (let rep = 0; rep < REPS; rep++) {
     sample.downGbps = (await iperf(toIperf.port, ["-R"])).gbps;
     sample.streams8Gbps = (await iperf(toIperf.port, ["-P", "8"])).gbps;
     await toIperf.stop();
-    const toEcho = await front(relay, echoPort);
+    const toEcho = await front(relay, echoPorts.get(relay.name)!);
     // Warm-up, not recorded: what is measured is a relay that has run for
     // a while, not one whose code the JIT compiler has not optimized yet.
     await peerResult(["setups", String(toEcho.port), "1", "50"]);

@@ -2,7 +2,7 @@
  * The load side of the benchmarks, run as its own process so that it does
  * not share a core's event loop with what is measured:
  *
- *   echo PORT                     echo server (prints "ready")
+ *   echo PORT...                  echo server on each PORT (prints "ready")
  *   pingpong PORT COUNT           64-byte round trips; prints {meanUs, p99Us}
  *   setups PORT SECONDS WORKERS   connect, 1-byte echo, close; prints {perSecond}
  *   idle PORT COUNT               opens COUNT echoed connections, prints "ready",
@@ -57,14 +57,16 @@ const connect = (port: number) => Deno.connect({ hostname: "127.0.0.1", port });
 
 switch (mode) {
   case "echo":
-    serve(Number(args[0]), async (conn) => {
-      const buffer = new Uint8Array(65536);
-      while (true) {
-        const n = await conn.read(buffer);
-        if (n === null) break;
-        await writeAll(conn, buffer.subarray(0, n));
-      }
-    });
+    for (const port of args) {
+      serve(Number(port), async (conn) => {
+        const buffer = new Uint8Array(65536);
+        while (true) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          await writeAll(conn, buffer.subarray(0, n));
+        }
+      });
+    }
     break;
   case "sink":
     serve(Number(args[0]), async (conn) => {
