@@ -213,26 +213,17 @@ const RELAYS: Relay[] = [
         mode,
       ]),
   })),
-  {
-    name: "httptunneling",
-    start: (listen, target) => {
-      Deno.writeTextFileSync(
-        `${DIR}/tunnels-${listen}.conf`,
-        `${listen} 127.0.0.1 ${target}\n`,
-      );
-      return spawnTool(`tunnels-${listen}.conf`);
-    },
-  },
-  {
-    name: "ht --workers 2",
-    start: (listen, target) => {
-      Deno.writeTextFileSync(
-        `${DIR}/tunnels-${listen}.conf`,
-        `${listen} 127.0.0.1 ${target}\n`,
-      );
-      return spawnTool(`tunnels-${listen}.conf`, ["--workers", "2"]);
-    },
-  },
+  ...([["httptunneling", []], ["ht --workers 2", ["--workers", "2"]]] as const)
+    .map(([name, extra]) => ({
+      name,
+      start: (listen: number, target: number) => {
+        Deno.writeTextFileSync(
+          `${DIR}/tunnels-${listen}.conf`,
+          `${listen} 127.0.0.1 ${target}\n`,
+        );
+        return spawnTool(`tunnels-${listen}.conf`, [...extra]);
+      },
+    })),
 ];
 
 const chosen = values.relays?.split(",");

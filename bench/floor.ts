@@ -9,6 +9,7 @@
  *   deno run --allow-net bench/floor.ts LISTEN_PORT TARGET_PORT loops|relay
  */
 
+import { closeQuietly } from "../lib/duplex.ts";
 import { relay } from "../lib/relay.ts";
 
 const [listenPort, targetPort] = Deno.args.map(Number);
@@ -25,12 +26,8 @@ async function pump(from: Deno.Conn, to: Deno.Conn) {
       }
     }
   } catch { /* either side gone */ }
-  try {
-    from.close();
-  } catch { /* closed */ }
-  try {
-    to.close();
-  } catch { /* closed */ }
+  closeQuietly(from);
+  closeQuietly(to);
 }
 
 for await (

@@ -73,8 +73,8 @@ export function setTcpOptions(conn: Deno.TcpConn, keepAlive: boolean): void {
  * Takes a controller rather than a signal: the time limit aborts it, so the
  * connect needs no controller and listener of its own (about 2% of the
  * setups per second, measured on loopback). Give it one that nothing else needs
- * once the connect has failed; see {@link linkedAbort} for one that follows
- * another signal.
+ * once the connect has failed; {@link connectTcpLinked} is for a caller whose
+ * signal must outlive the connect.
  *
  * @param target Where to connect.
  * @param options The connect limit and whether to keep alive.
@@ -119,24 +119,26 @@ export async function connectTcp(
 }
 
 /**
- * Runs `step` with a controller of its own that is aborted when `signal` is,
- * for a step that may abort its controller without ending the others (a
- * connect to one proxy of several).
+ * {@link connectTcp} with a controller of its own that follows `signal`, for
+ * a connect whose time limit must not end the caller's other steps (a
+ * connect to one proxy of several, with failover to the next).
  *
- * @param signal The caller's signal, if any.
- * @param step What to run.
- * @returns What `step` returns.
+ * @param target Where to connect.
+ * @param options The connect limit and whether to keep alive.
+ * @param signal Gives up on the connect when aborted.
+ * @returns The connection.
  */
-async function linkedAbort<T>(
-  signal: AbortSignal | undefined,
-  step: (abort: AbortController) => Promise<T>,
-): Promise<T> {
+async function connectTcpLinked(
+  target: HostPort,
+  options: Pick<DialOptions, "connectTimeoutMs" | "keepAlive">,
+  signal?: AbortSignal,
+): Promise<Deno.TcpConn> {
   const abort = new AbortController();
   const onAbort = () => abort.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) abort.abort();
   try {
-    return await step(abort);
+    return await connectTcp(target, options, abort);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -248,10 +250,7 @@ async function openChain(
     for (const [index, proxy] of proxies.entries()) {
       try {
         stream = index === 0
-          ? await linkedAbort(
-            signal,
-            (abort) => connectTcp(proxy, options, abort),
-          )
+          ? await connectTcpLinked(proxy, options, signal)
           : await askProxy(proxies[index - 1], stream!, proxy, options, signal);
       } catch (error) {
         // The previous proxy could not reach this one: blame this one for a
@@ -275,10 +274,7 @@ async function openChain(
     // After a 407 with "Connection: close" the first proxy can be dialed again.
     const reconnect = last === 0
       ? async () => {
-        const tcp = await linkedAbort(
-          signal,
-          (abort) => connectTcp(proxies[0], options, abort),
-        );
+        const tcp = await connectTcpLinked(proxies[0], options, signal);
         return proxies[0].scheme === "https"
           ? await startProxyTls(tcp, proxies[0], options)
           : tcp;
