@@ -11,7 +11,7 @@ import { runCommand } from "./lib/cli/run.ts";
 import { statusCommand } from "./lib/cli/status.ts";
 import { stdioCommand } from "./lib/cli/stdio.ts";
 import { USAGE } from "./lib/cli/usage.ts";
-import { UsageError } from "./lib/errors.ts";
+import { errorMessage, UsageError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
@@ -55,7 +55,7 @@ export async function main(args: string[]): Promise<number> {
       );
       return 2;
     }
-    console.error(`error: ${error instanceof Error ? error.message : error}`);
+    console.error(`error: ${errorMessage(error)}`);
     return 1;
   }
 }

@@ -9,7 +9,7 @@
  *   deno run --allow-net bench/floor.ts LISTEN_PORT TARGET_PORT loops|relay
  */
 
-import { closeQuietly } from "../lib/duplex.ts";
+import { closeQuietly } from "../lib/net/duplex.ts";
 import { relay } from "../lib/relay.ts";
 
 const [listenPort, targetPort] = Deno.args.map(Number);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { formatDuration } from "./duration.ts";
+import { formatDuration } from "./time/duration.ts";
 
 /** A problem in a config file, located at `file:line:column`. */
 export class ConfigError extends Error {
@@ -215,4 +215,14 @@ export class ProxyProtocolError extends Error {
     super(message);
     this.name = "ProxyProtocolError";
   }
+}
+
+/**
+ * The message of anything thrown, for a log line or an `error:` line.
+ *
+ * @param error What was caught.
+ * @returns The error's message, or the value as text.
+ */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

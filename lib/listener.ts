@@ -6,15 +6,16 @@
  * @module
  */
 
-import { formatHostPort } from "./address.ts";
+import { formatHostPort } from "./net/address.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { TunnelEntry } from "./config/parse.ts";
 import { ConnectionLimit } from "./limit.ts";
-import { logger } from "./log.ts";
+import { logger } from "./observe/log.ts";
 import { describeRoute } from "./route/types.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Metrics } from "./observe/metrics.ts";
 import type { DialContext } from "./route/dial.ts";
 import { startTunnel, type Tunnel } from "./tunnel.ts";
+import { errorMessage } from "./errors.ts";
 
 const log = logger("listener");
 
@@ -130,7 +131,7 @@ export class EntryListener {
         // EMFILE and friends: the listener stays; try again a little later.
         log.error(
           `accept on ${this.label} failed, retrying in ${backoff} ms: ${
-            (error as Error).message
+            errorMessage(error)
           }`,
         );
         await sleep(backoff, this.#stop.signal);

@@ -10,8 +10,13 @@
  * @module
  */
 
-import { closeQuietly, type Duplex, isPlainTcp, writeAll } from "./duplex.ts";
-import { type CoarseTimer, coarseTimers } from "./timers.ts";
+import {
+  closeQuietly,
+  type Duplex,
+  isPlainTcp,
+  writeAll,
+} from "./net/duplex.ts";
+import { type CoarseTimer, coarseTimers } from "./time/timers.ts";
 
 /** The side of a tunnel. */
 export type Side = "client" | "destination";

@@ -9,15 +9,17 @@
 import type { ConfigDiff } from "./config/diff.ts";
 import { diffEntries, sourceKey } from "./config/diff.ts";
 import type { TunnelEntry } from "./config/parse.ts";
-import { formatDuration } from "./duration.ts";
+import { formatDuration } from "./time/duration.ts";
 import { EntryListener, type SharedState } from "./listener.ts";
-import { logger } from "./log.ts";
+import { logger } from "./observe/log.ts";
 import { ConnectionLimit } from "./limit.ts";
-import { Metrics } from "./metrics.ts";
+import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth } from "./route/health.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
+import type { TunnelHost } from "./tunnel_host.ts";
+import { errorMessage } from "./errors.ts";
 
 const log = logger("supervisor");
 
@@ -59,7 +61,9 @@ export interface EntryState {
 }
 
 /** Owns every listener and tunnel of a running config. */
-export class Supervisor {
+export class Supervisor implements TunnelHost {
+  /** Never resolves: a supervisor on this thread fails by throwing. */
+  readonly failed: Promise<string> = new Promise(() => {});
   #options: SupervisorOptions;
   #entries: TunnelEntry[] = [];
   #listeners = new Map<string, EntryListener>();
@@ -85,6 +89,11 @@ export class Supervisor {
   /** The counters behind /status and /metrics. */
   get metrics(): Metrics {
     return this.#shared.metrics;
+  }
+
+  /** The supervisor itself: it holds what /status reads. */
+  status(): this {
+    return this;
   }
 
   /** The running entries and what each is doing. */
@@ -236,13 +245,11 @@ export class Supervisor {
       log.error(
         `cannot listen on ${key} (${
           entry.line > 0 ? `line ${entry.line}` : "-L"
-        }), retrying in ${formatDuration(delayMs)}: ${
-          (error as Error).message
-        }`,
+        }), retrying in ${formatDuration(delayMs)}: ${errorMessage(error)}`,
       );
       const pending: PendingBind = {
         entry,
-        error: (error as Error).message,
+        error: errorMessage(error),
         timer: setTimeout(
           () =>
             this.#bind(

@@ -4,13 +4,13 @@
  * @module
  */
 
-import { formatHostPort } from "./address.ts";
+import { formatHostPort } from "./net/address.ts";
 import { sourceKey } from "./config/diff.ts";
 import type { TunnelEntry } from "./config/parse.ts";
-import { closeQuietly, type Duplex } from "./duplex.ts";
-import { formatDuration } from "./duration.ts";
-import { formatBytes, logger } from "./log.ts";
-import { failureReason, type Metrics } from "./metrics.ts";
+import { closeQuietly, type Duplex } from "./net/duplex.ts";
+import { formatDuration } from "./time/duration.ts";
+import { formatBytes, logger } from "./observe/log.ts";
+import { failureReason, type Metrics } from "./observe/metrics.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import {
   newCounters,
@@ -20,6 +20,7 @@ import {
 } from "./relay.ts";
 import { type DialContext, dialRoute, setTcpOptions } from "./route/dial.ts";
 import { describeRoute } from "./route/types.ts";
+import { errorMessage } from "./errors.ts";
 
 const log = logger("tunnel");
 let lastId = 0;
@@ -159,7 +160,7 @@ class RunningTunnel implements Tunnel {
         log.info(`${id} closed by httptunneling while opening ${path}`);
       } else {
         metrics.failed(sourceKey(entry), failureReason(error));
-        log.warn(`${id} failed ${path}: ${messageOf(error)}`);
+        log.warn(`${id} failed ${path}: ${errorMessage(error)}`);
       }
       return;
     }
@@ -216,12 +217,8 @@ function describeEnd(result: RelayResult): string {
   if (result.aborted) return "closed by httptunneling";
   if (result.error) {
     return `${result.firstClosed} failed after ${idle} idle: ${
-      messageOf(result.error)
+      errorMessage(result.error)
     }`;
   }
   return `${result.firstClosed} closed first after ${idle} idle`;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

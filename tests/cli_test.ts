@@ -78,7 +78,7 @@ Deno.test("the compile task bakes network, env, and reads and writes below the w
     "--unstable-net",
   ]);
   // The workers' code is loaded at run time, so it is named to be included.
-  assert.match(manifest.tasks.compile, / --include lib\/worker\.ts /);
+  assert.match(manifest.tasks.compile, / --include lib\/workers\/worker\.ts /);
 });
 
 Deno.test("with the compiled-in permissions, a write outside the working directory and a read outside it are refused", async () => {

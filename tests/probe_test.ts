@@ -10,7 +10,7 @@ import {
   TimeoutError,
 } from "../lib/errors.ts";
 import { diagnose } from "../lib/probe/diagnose.ts";
-import { type ProbeReport, probeRoute } from "../lib/probe/probe.ts";
+import { type ProbeReport, probeRoute } from "../lib/probe/route_probe.ts";
 import {
   freePort,
   IN_CI,

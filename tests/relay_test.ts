@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Duplex } from "../lib/duplex.ts";
+import type { Duplex } from "../lib/net/duplex.ts";
 import { relay } from "../lib/relay.ts";
 import { bytes, readAll, text, within, writeAll } from "./test_util.ts";
 

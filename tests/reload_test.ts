@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../lib/config/load.ts";
-import { ConfigReloader } from "../lib/reload.ts";
+import { ConfigReloader } from "../lib/config/reload.ts";
 import { Supervisor } from "../lib/supervisor.ts";
-import { watchConfig } from "../lib/watch.ts";
+import { watchConfig } from "../lib/config/watch.ts";
 import {
   captureLogs,
   connect,

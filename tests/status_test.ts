@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { Metrics } from "../lib/metrics.ts";
-import { startStatusServer } from "../lib/status.ts";
+import { Metrics } from "../lib/observe/metrics.ts";
+import { startStatusServer } from "../lib/observe/status_server.ts";
 import {
   bytes,
   connect,

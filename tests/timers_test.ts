@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CoarseTimers } from "../lib/timers.ts";
+import { CoarseTimers } from "../lib/time/timers.ts";
 
 const RESOLUTION_MS = 20;
 

@@ -16,11 +16,11 @@ import {
   parseProxyUrlText,
   parseRouteArguments,
 } from "../config/parse.ts";
-import type { HostPort } from "../address.ts";
-import { parseDuration } from "../duration.ts";
+import type { HostPort } from "../net/address.ts";
+import { parseDuration } from "../time/duration.ts";
 import { type ProxyEnvironment, readProxyEnvironment } from "../route/env.ts";
 import { describeProxy, type Route } from "../route/types.ts";
-import { type ConfigLoadError, UsageError } from "../errors.ts";
+import { type ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -39,7 +39,7 @@ export function parseCommandLine<T extends Options>(
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(errorMessage(error));
   }
 }
 
@@ -125,7 +125,7 @@ export function listenAddress(value: string): HostPort {
   try {
     return parseListenAddress(value);
   } catch (error) {
-    throw new UsageError(`--status: ${(error as Error).message}`);
+    throw new UsageError(`--status: ${errorMessage(error)}`);
   }
 }
 
@@ -168,7 +168,7 @@ export async function tunnelOptionsFrom(
     try {
       caCerts = [await Deno.readTextFile(caFile)];
     } catch (error) {
-      throw new UsageError(`--ca-file ${caFile}: ${(error as Error).message}`);
+      throw new UsageError(`--ca-file ${caFile}: ${errorMessage(error)}`);
     }
   }
   return {
@@ -196,7 +196,7 @@ export function routeFrom(values: readonly string[] | undefined): Route {
   try {
     return parseRouteArguments(values ?? []);
   } catch (error) {
-    throw new UsageError(`--proxy: ${(error as Error).message}`);
+    throw new UsageError(`--proxy: ${errorMessage(error)}`);
   }
 }
 
@@ -230,7 +230,7 @@ export function proxyEnvironment(
   } catch (error) {
     report(
       "error",
-      `${(error as Error).message}; "env" routes connect directly`,
+      `${errorMessage(error)}; "env" routes connect directly`,
     );
     return { noProxy: [] };
   }

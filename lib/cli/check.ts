@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatHostPort } from "../address.ts";
+import { formatHostPort } from "../net/address.ts";
 import { loadConfig } from "../config/load.ts";
 import type { TunnelEntry } from "../config/parse.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";

@@ -5,11 +5,11 @@
  * @module
  */
 
-import { formatHostPort } from "../address.ts";
+import { formatHostPort } from "../net/address.ts";
 import { loadConfig } from "../config/load.ts";
 import { parseDestination } from "../config/parse.ts";
-import { ConfigLoadError, UsageError } from "../errors.ts";
-import { type ProbeReport, probeRoute } from "../probe/probe.ts";
+import { ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
+import { type ProbeReport, probeRoute } from "../probe/route_probe.ts";
 import type { Route } from "../route/types.ts";
 import {
   parseCommandLine,
@@ -63,7 +63,7 @@ export async function probeCommand(args: string[]): Promise<number> {
     try {
       destination = parseDestination(positionals[0], positionals[1]);
     } catch (error) {
-      throw new UsageError((error as Error).message);
+      throw new UsageError(errorMessage(error));
     }
     targets.push({ label: "", route: routeFrom(values.proxy), ...destination });
   } else {

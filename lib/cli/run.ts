@@ -10,18 +10,24 @@ import type { LogLevel } from "@logtape/logtape";
 import { sourceKey } from "../config/diff.ts";
 import { loadConfig } from "../config/load.ts";
 import { parseForward, type TunnelEntry } from "../config/parse.ts";
-import { ConfigLoadError, UsageError } from "../errors.ts";
-import { DEFAULT_LOG_FILE, LOG_LEVELS, logger, setupLogging } from "../log.ts";
-import { ConfigReloader } from "../reload.ts";
+import { ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
+import {
+  DEFAULT_LOG_FILE,
+  LOG_LEVELS,
+  logger,
+  setupLogging,
+} from "../observe/log.ts";
+import { ConfigReloader } from "../config/reload.ts";
 import {
   type RunState,
   startStatusServer,
   type StatusServer,
-} from "../status.ts";
+} from "../observe/status_server.ts";
 import { Supervisor } from "../supervisor.ts";
+import type { TunnelHost } from "../tunnel_host.ts";
 import { VERSION } from "../version.ts";
-import { watchConfig } from "../watch.ts";
-import { assertWorkersSupported, WorkerPool } from "../worker_pool.ts";
+import { watchConfig } from "../config/watch.ts";
+import { assertWorkersSupported, WorkerPool } from "../workers/pool.ts";
 import {
   countOption,
   durationOption,
@@ -119,7 +125,7 @@ export async function runCommand(args: string[]): Promise<number> {
       failoverBackoffMs,
     };
     // One supervisor on this thread, or one in each of the workers.
-    const supervisor = workers > 1
+    const supervisor: TunnelHost = workers > 1
       ? new WorkerPool(workers, supervisorOptions, level)
       : new Supervisor(supervisorOptions);
     const apply = (entries: TunnelEntry[]) =>
@@ -158,25 +164,18 @@ export async function runCommand(args: string[]): Promise<number> {
       try {
         status = startStatusServer(
           statusAddress,
-          supervisor instanceof WorkerPool
-            ? () => supervisor.status()
-            : () => supervisor,
+          () => supervisor.status(),
           state,
         );
       } catch (error) {
         log.error(
-          `cannot serve --status on ${values.status}: ${
-            (error as Error).message
-          }`,
+          `cannot serve --status on ${values.status}: ${errorMessage(error)}`,
         );
       }
     }
-    const workerFailure = supervisor instanceof WorkerPool
-      ? supervisor.failed
-      : new Promise<never>(() => {});
     const stop = await Promise.race([
       nextStopSignal(),
-      workerFailure.then((message) => new Error(message)),
+      supervisor.failed.then((message) => new Error(message)),
     ]);
     if (stop instanceof Error) {
       log.error(`${stop.message}; stopping`);
@@ -204,7 +203,7 @@ function forwardEntries(
     try {
       return { ...parseForward(spec), route, options: {}, line: 0 };
     } catch (error) {
-      throw new UsageError((error as Error).message);
+      throw new UsageError(errorMessage(error));
     }
   });
 }

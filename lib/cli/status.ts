@@ -5,11 +5,11 @@
  * @module
  */
 
-import { formatHostPort } from "../address.ts";
-import { formatDuration } from "../duration.ts";
-import { UsageError } from "../errors.ts";
-import { formatBytes } from "../log.ts";
-import type { statusDocument } from "../status.ts";
+import { formatHostPort } from "../net/address.ts";
+import { formatDuration } from "../time/duration.ts";
+import { errorMessage, UsageError } from "../errors.ts";
+import { formatBytes } from "../observe/log.ts";
+import type { statusDocument } from "../observe/status_server.ts";
 import { listenAddress, parseCommandLine } from "./args.ts";
 
 /** Where `status` looks when no address is given. */
@@ -41,7 +41,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     } catch (error) {
       console.error(
         `cannot read ${url}: ${
-          (error as Error).message
+          errorMessage(error)
         } (is the tool running with --status ${formatHostPort(address)}?)`,
       );
       return 1;

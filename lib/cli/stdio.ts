@@ -7,9 +7,9 @@
  */
 
 import { parseDestination } from "../config/parse.ts";
-import type { Duplex } from "../duplex.ts";
-import { UsageError } from "../errors.ts";
-import { logger, setupLogging } from "../log.ts";
+import type { Duplex } from "../net/duplex.ts";
+import { errorMessage, UsageError } from "../errors.ts";
+import { logger, setupLogging } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { dialRoute } from "../route/dial.ts";
 import { ProxyHealth } from "../route/health.ts";
@@ -54,7 +54,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
   try {
     destination = parseDestination(positionals[0], positionals[1]);
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(errorMessage(error));
   }
   const route = routeFrom(values.proxy);
   const options = await tunnelOptionsFrom(values);
@@ -80,7 +80,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
         onFailover: (message) => log.warn(message),
       }));
     } catch (error) {
-      log.error(`cannot open the tunnel: ${(error as Error).message}`);
+      log.error(`cannot open the tunnel: ${errorMessage(error)}`);
       return 1;
     }
     const result = await relay(STDIO, stream, {

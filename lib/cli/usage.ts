@@ -4,7 +4,7 @@
  * @module
  */
 
-import { DEFAULT_LOG_FILE } from "../log.ts";
+import { DEFAULT_LOG_FILE } from "../observe/log.ts";
 
 /** What `httptunneling --help` prints. */
 export const USAGE =

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { formatHostPort } from "../address.ts";
+import { formatHostPort } from "../net/address.ts";
 import type { TunnelEntry } from "./parse.ts";
 
 /** The difference between the running entries and a new config. */

@@ -6,7 +6,7 @@
  */
 
 import { dirname, isAbsolute, join } from "node:path";
-import { ConfigLoadError } from "../errors.ts";
+import { ConfigLoadError, errorMessage } from "../errors.ts";
 import { type ConfigContext, parseConfig, type TunnelEntry } from "./parse.ts";
 
 /** A config file's text and entries. */
@@ -35,7 +35,7 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
     text = await Deno.readTextFile(path);
   } catch (error) {
     throw new ConfigLoadError(
-      `Cannot read config file ${path}: ${(error as Error).message}`,
+      `Cannot read config file ${path}: ${errorMessage(error)}`,
       [],
       { cause: error },
     );

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { parseDuration } from "../duration.ts";
+import { parseDuration } from "../time/duration.ts";
 
 /** The settings that govern one entry's tunnels. */
 export interface TunnelOptions {

@@ -18,8 +18,8 @@ import {
   isHostName,
   isIPv6,
   parsePort,
-} from "../address.ts";
-import { ConfigError } from "../errors.ts";
+} from "../net/address.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import {
   type Proxy,
   PROXY_SCHEMES,
@@ -215,7 +215,7 @@ function parseEntry(
       try {
         settings = { ...settings, ...parseTunnelOption(key, value.text) };
       } catch (error) {
-        throw new EntryError(value.column, (error as Error).message);
+        throw new EntryError(value.column, errorMessage(error));
       }
     } else if (key === "ca-file") {
       settings = {
@@ -317,7 +317,7 @@ function readFileOption(
     const what = kind === "credentials" ? "credentials file" : "CA file";
     throw new EntryError(
       value.column,
-      `cannot read ${what} ${value.text}: ${(error as Error).message}`,
+      `cannot read ${what} ${value.text}: ${errorMessage(error)}`,
     );
   }
 }
@@ -409,7 +409,7 @@ function variable(
   } catch (error) {
     throw new EntryError(
       column,
-      `cannot read environment variable ${name}: ${(error as Error).message}`,
+      `cannot read environment variable ${name}: ${errorMessage(error)}`,
     );
   }
   if (value === undefined) {

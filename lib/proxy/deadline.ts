@@ -4,9 +4,9 @@
  * @module
  */
 
-import { closeQuietly, type Duplex } from "../duplex.ts";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
 import { TimeoutError } from "../errors.ts";
-import { coarseTimers } from "../timers.ts";
+import { coarseTimers } from "../time/timers.ts";
 
 /** Limits of one handshake. */
 export interface DeadlineOptions {

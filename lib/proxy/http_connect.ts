@@ -5,13 +5,13 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../address.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
 import {
   closeQuietly,
   type Duplex,
   PrefixedDuplex,
   writeAll,
-} from "../duplex.ts";
+} from "../net/duplex.ts";
 import {
   ProxyAuthError,
   ProxyProtocolError,

@@ -7,8 +7,8 @@
  */
 
 import { lookup } from "node:dns/promises";
-import { formatHostPort, type HostPort, isIPv6 } from "../address.ts";
-import { type Duplex, PrefixedDuplex, writeAll } from "../duplex.ts";
+import { formatHostPort, type HostPort, isIPv6 } from "../net/address.ts";
+import { type Duplex, PrefixedDuplex, writeAll } from "../net/duplex.ts";
 import { DialError, ProxyProtocolError, SocksError } from "../errors.ts";
 import { withDeadline } from "./deadline.ts";
 import type { Credentials } from "./auth/authenticator.ts";

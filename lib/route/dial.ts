@@ -7,14 +7,14 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../address.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
 import type { TunnelOptions } from "../config/options.ts";
 import {
   closeQuietly,
   type Duplex,
   isPlainTcp,
   PrefixedDuplex,
-} from "../duplex.ts";
+} from "../net/duplex.ts";
 import {
   DialError,
   ProxyAuthError,
@@ -26,7 +26,7 @@ import {
 } from "../errors.ts";
 import { type ConnectObserver, httpConnect } from "../proxy/http_connect.ts";
 import { socks5Connect } from "../proxy/socks5.ts";
-import { coarseTimers } from "../timers.ts";
+import { coarseTimers } from "../time/timers.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
 import type { ProxyHealth } from "./health.ts";
 import { describeProxy, type Hop, type Proxy, type Route } from "./types.ts";

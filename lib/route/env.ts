@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { HostPort } from "../address.ts";
-import { isIPv6 } from "../address.ts";
+import type { HostPort } from "../net/address.ts";
+import { isIPv6 } from "../net/address.ts";
 import type { Proxy, Route } from "./types.ts";
+import { errorMessage } from "../errors.ts";
 
 /** The proxy environment, as read at start. */
 export interface ProxyEnvironment {
@@ -42,7 +43,7 @@ export function readProxyEnvironment(
       return { proxy: parseUrl(url.replace(/\/$/, "")), source: name, noProxy };
     } catch (error) {
       throw new Error(
-        `${name} is not a proxy URL: ${(error as Error).message}`,
+        `${name} is not a proxy URL: ${errorMessage(error)}`,
       );
     }
   }

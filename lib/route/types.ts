@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../address.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
 
 /** The proxy protocols a hop may speak. */
 export type ProxyScheme = "http" | "https" | "socks5" | "socks5h";

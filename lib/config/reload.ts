@@ -5,10 +5,10 @@
  * @module
  */
 
-import { loadConfig } from "./config/load.ts";
-import type { TunnelEntry } from "./config/parse.ts";
-import { ConfigLoadError } from "./errors.ts";
-import { logger } from "./log.ts";
+import { loadConfig } from "./load.ts";
+import type { TunnelEntry } from "./parse.ts";
+import { ConfigLoadError } from "../errors.ts";
+import { logger } from "../observe/log.ts";
 
 const log = logger("config");
 

@@ -11,13 +11,14 @@
 
 import type { LogRecord } from "@logtape/logtape";
 import { fileURLToPath } from "node:url";
-import { sourceKey } from "./config/diff.ts";
-import type { TunnelEntry } from "./config/parse.ts";
-import { UsageError } from "./errors.ts";
-import { logger, writeForwarded } from "./log.ts";
-import { Metrics, type MetricsData } from "./metrics.ts";
-import type { StatusSource, TunnelView } from "./status.ts";
-import type { EntryState, SupervisorOptions } from "./supervisor.ts";
+import { sourceKey } from "../config/diff.ts";
+import type { TunnelEntry } from "../config/parse.ts";
+import { UsageError } from "../errors.ts";
+import { logger, writeForwarded } from "../observe/log.ts";
+import { Metrics, type MetricsData } from "../observe/metrics.ts";
+import type { StatusSource, TunnelView } from "../observe/status_server.ts";
+import type { EntryState, SupervisorOptions } from "../supervisor.ts";
+import type { TunnelHost } from "../tunnel_host.ts";
 
 const log = logger("workers");
 
@@ -60,7 +61,7 @@ export type FromWorker =
   };
 
 /** The tool's source directory, which `deno run` reads the workers' code from. */
-const SOURCE_DIR = fileURLToPath(new URL("..", import.meta.url));
+const SOURCE_DIR = fileURLToPath(new URL("../..", import.meta.url));
 
 /**
  * Checks that `--workers` can work here: on Linux (the only system whose
@@ -96,7 +97,7 @@ export function assertWorkersSupported(): void {
 }
 
 /** The workers of `run --workers N`, seen from the main thread. */
-export class WorkerPool {
+export class WorkerPool implements TunnelHost {
   /** Counters the main thread keeps itself: reloads. */
   readonly metrics: Metrics = new Metrics();
   /** Resolves with a message if a worker fails; the run should then end. */
@@ -156,7 +157,7 @@ export class WorkerPool {
    * Makes `entries` the running set in every worker, each entry's
    * connection limit shared out between them.
    */
-  async apply(entries: TunnelEntry[]): Promise<void> {
+  async apply(entries: readonly TunnelEntry[]): Promise<void> {
     const shared = entries.map((entry) =>
       entry.options.maxConnections === undefined ? entry : {
         ...entry,

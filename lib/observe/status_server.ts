@@ -6,14 +6,14 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "./address.ts";
-import { sourceKey } from "./config/diff.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import { sourceKey } from "../config/diff.ts";
 import { logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import { describeRoute } from "./route/types.ts";
-import type { EntryState } from "./supervisor.ts";
-import type { Tunnel } from "./tunnel.ts";
-import { VERSION } from "./version.ts";
+import { describeRoute } from "../route/types.ts";
+import type { EntryState } from "../supervisor.ts";
+import type { Tunnel } from "../tunnel.ts";
+import { VERSION } from "../version.ts";
 
 const log = logger("status");
 

@@ -14,7 +14,7 @@ import {
   ProxyTlsError,
   SocksError,
   TimeoutError,
-} from "./errors.ts";
+} from "../errors.ts";
 
 /** Why a tunnel could not be opened, as a metric label. */
 export type FailureReason =

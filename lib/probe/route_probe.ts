@@ -9,10 +9,10 @@
 
 import { lookup } from "node:dns/promises";
 import tls from "node:tls";
-import { formatHostPort, type HostPort } from "../address.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
 import type { TunnelOptions } from "../config/options.ts";
-import { closeQuietly, type Duplex } from "../duplex.ts";
-import { formatDuration } from "../duration.ts";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
+import { formatDuration } from "../time/duration.ts";
 import { parseChallenges } from "../proxy/auth/challenge.ts";
 import type { ResponseHead } from "../proxy/http_connect.ts";
 import { askProxy, connectTcp, startProxyTls } from "../route/dial.ts";

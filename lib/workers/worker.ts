@@ -1,15 +1,15 @@
 /**
  * The code of one `run --workers N` thread: a {@link Supervisor} whose
  * listeners bind with SO_REUSEPORT, doing what the main thread's worker
- * pool (worker_pool.ts) asks, and sending its log records there.
+ * pool (pool.ts) asks, and sending its log records there.
  *
  * @module
  */
 
-import { setupWorkerLogging } from "./log.ts";
-import { Supervisor } from "./supervisor.ts";
-import { numberTunnels } from "./tunnel.ts";
-import type { FromWorker, ToWorker } from "./worker_pool.ts";
+import { setupWorkerLogging } from "../observe/log.ts";
+import { Supervisor } from "../supervisor.ts";
+import { numberTunnels } from "../tunnel.ts";
+import type { FromWorker, ToWorker } from "./pool.ts";
 
 /** The worker's global scope, as much of it as is used here. */
 const scope = globalThis as unknown as {
