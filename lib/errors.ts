@@ -52,21 +52,6 @@ export class ConfigLoadError extends Error {
   }
 }
 
-/** A TCP connection to a destination or a proxy could not be opened. */
-export class DialError extends Error {
-  /**
-   * @param target `host:port` that was dialed.
-   * @param options The underlying cause.
-   */
-  constructor(target: string, options?: ErrorOptions) {
-    const cause = options?.cause instanceof Error
-      ? `: ${options.cause.message}`
-      : "";
-    super(`Cannot connect to ${target}${cause}`, options);
-    this.name = "DialError";
-  }
-}
-
 /** The command line is wrong; the CLI exits with status 2. */
 export class UsageError extends Error {
   /** @param message What is wrong and what to write instead. */
@@ -76,20 +61,131 @@ export class UsageError extends Error {
   }
 }
 
-/** A step did not finish within its time limit. */
-export class TimeoutError extends Error {
+/**
+ * Why opening a tunnel failed, as a metric label: `connect` (TCP),
+ * `timeout`, `refused` (by a proxy), `auth`, `protocol` (an answer this tool
+ * cannot understand), `tls`, or `other`.
+ */
+export type FailureReason =
+  | "connect"
+  | "timeout"
+  | "refused"
+  | "auth"
+  | "protocol"
+  | "tls"
+  | "other";
+
+/** Options of a {@link RouteError}. */
+export interface RouteErrorOptions extends ErrorOptions {
+  /**
+   * Whether another proxy may do better: the proxy failed (unreachable, too
+   * slow, broken, 5xx), not the request (403, 407, a SOCKS rule).
+   * @default false
+   */
+  readonly proxyFault?: boolean;
+  /**
+   * Whether the proxy answered but could not reach the address it was asked
+   * for; in a chain, the hop after it is then the one to blame.
+   * @default false
+   */
+  readonly unreachable?: boolean;
+}
+
+/**
+ * A failure while opening a route. Each subclass says what it is
+ * (`kind`, for diagnoses), how it counts (`reason`, for metrics) and who is
+ * to blame (`proxyFault`, `unreachable`, for failover), so callers read
+ * properties instead of testing classes.
+ */
+export abstract class RouteError extends Error {
+  /** Which failure this is; narrows a {@link RouteFailure}. */
+  abstract readonly kind: RouteFailure["kind"];
+  /** The metric label. */
+  abstract readonly reason: FailureReason;
+  /** Whether another proxy may do better. */
+  readonly proxyFault: boolean;
+  /** Whether the proxy could not reach the address asked for. */
+  readonly unreachable: boolean;
+
+  /**
+   * @param message What went wrong and what to do.
+   * @param options Blame, and the underlying cause.
+   */
+  constructor(message: string, options: RouteErrorOptions = {}) {
+    super(message, options);
+    this.proxyFault = options.proxyFault ?? false;
+    this.unreachable = options.unreachable ?? false;
+  }
+}
+
+/** Every concrete {@link RouteError}, told apart by `kind`. */
+export type RouteFailure =
+  | DialError
+  | TimeoutError
+  | ProxyRefusedError
+  | ProxyAuthError
+  | SocksError
+  | ProxyTlsError
+  | ProxyProtocolError;
+
+/**
+ * The route failure in `error`, if it is one.
+ *
+ * @param error What opening a route threw.
+ * @returns The error as a {@link RouteFailure}, or `undefined`.
+ */
+export function routeFailure(error: unknown): RouteFailure | undefined {
+  return error instanceof RouteError ? error as RouteFailure : undefined;
+}
+
+/** A TCP connection to a destination or a proxy could not be opened. */
+export class DialError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "dial";
+  /** See {@link RouteError.reason}. */
+  readonly reason = "connect";
+
+  /**
+   * @param target `host:port` that was dialed.
+   * @param options The underlying cause.
+   */
+  constructor(target: string, options?: ErrorOptions) {
+    const cause = options?.cause instanceof Error
+      ? `: ${options.cause.message}`
+      : "";
+    super(`Cannot connect to ${target}${cause}`, {
+      ...options,
+      proxyFault: true,
+    });
+    this.name = "DialError";
+  }
+}
+
+/** A step of opening a route did not finish within its time limit. */
+export class TimeoutError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "timeout";
+  /** See {@link RouteError.reason}. */
+  readonly reason = "timeout";
+
   /**
    * @param what The step that timed out, e.g. "CONNECT to proxy:3128".
    * @param ms The limit in milliseconds.
    */
   constructor(what: string, ms: number) {
-    super(`${what} timed out after ${formatDuration(ms)}`);
+    super(`${what} timed out after ${formatDuration(ms)}`, {
+      proxyFault: true,
+    });
     this.name = "TimeoutError";
   }
 }
 
-/** The proxy answered CONNECT with a status other than 2xx. */
-export class ProxyRefusedError extends Error {
+/** The proxy answered CONNECT with a status other than 2xx (and not 407). */
+export class ProxyRefusedError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "refused";
+  /** See {@link RouteError.reason}. */
+  readonly reason = "refused";
   /** The numeric status code, e.g. 403. */
   readonly status: number;
   /** The proxy's status line as received, e.g. `HTTP/1.1 403 Forbidden`. */
@@ -106,9 +202,12 @@ export class ProxyRefusedError extends Error {
     target: string,
     status: number,
     statusLine: string,
-    message = `Proxy ${proxy} refused CONNECT to ${target}: "${statusLine}"`,
   ) {
-    super(message);
+    // 5xx: the proxy could not reach the target; another proxy may.
+    super(`Proxy ${proxy} refused CONNECT to ${target}: "${statusLine}"`, {
+      proxyFault: status >= 500,
+      unreachable: status >= 500,
+    });
     this.name = "ProxyRefusedError";
     this.status = status;
     this.statusLine = statusLine;
@@ -127,7 +226,15 @@ export type ProxyAuthFailure =
  * credentials, wrong ones, only schemes this tool lacks, or an NTLM
  * handshake the proxy broke off. The message never holds a secret.
  */
-export class ProxyAuthError extends ProxyRefusedError {
+export class ProxyAuthError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "auth";
+  /** See {@link RouteError.reason}. */
+  readonly reason = "auth";
+  /** Always 407. */
+  readonly status = 407;
+  /** The proxy's last status line. */
+  readonly statusLine: string;
   /** What went wrong. */
   readonly failure: ProxyAuthFailure;
   /** The schemes offered or tried, e.g. `Basic, NTLM`. */
@@ -155,64 +262,86 @@ export class ProxyAuthError extends ProxyRefusedError {
         `offers only authentication schemes this tool does not support (${detail})`,
       "handshake-failed": `broke off the ${detail}`,
     }[failure];
-    super(
-      proxy,
-      target,
-      407,
-      statusLine,
-      `Proxy ${proxy} ${what} for CONNECT ${target}: "${statusLine}"`,
-    );
+    super(`Proxy ${proxy} ${what} for CONNECT ${target}: "${statusLine}"`);
     this.name = "ProxyAuthError";
+    this.statusLine = statusLine;
     this.failure = failure;
     this.detail = detail;
   }
 }
 
+/** Options of a {@link SocksError}. */
+export interface SocksErrorOptions {
+  /** The reply code (RFC 1928 §6); absent for an authentication failure. */
+  readonly reply?: number;
+}
+
 /** A SOCKS5 proxy refused the connection or the credentials. */
-export class SocksError extends Error {
+export class SocksError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "socks";
+  /** See {@link RouteError.reason}. */
+  readonly reason = "refused";
   /** The reply code (RFC 1928 §6), or undefined for an authentication failure. */
   readonly reply?: number;
-  /** Whether another proxy may do better (the proxy, not the request, failed). */
-  readonly proxyFault: boolean;
 
   /**
    * @param message What happened and what to do.
-   * @param reply The reply code, when the proxy sent one.
-   * @param proxyFault Whether another proxy may do better.
+   * @param options The reply code, when the proxy sent one.
    */
-  constructor(message: string, reply: number | undefined, proxyFault: boolean) {
-    super(message);
+  constructor(message: string, options: SocksErrorOptions = {}) {
+    // A refusal by rule (2), or a request the proxy cannot serve (7, 8),
+    // would be the same at another proxy; the other codes mean the proxy
+    // could not reach the destination.
+    const { reply } = options;
+    const unreachable = reply !== undefined && reply !== 0 && reply !== 2 &&
+      reply !== 7 && reply !== 8;
+    super(message, { proxyFault: unreachable, unreachable });
     this.name = "SocksError";
     this.reply = reply;
-    this.proxyFault = proxyFault;
   }
 }
 
 /** TLS with an https:// proxy failed, e.g. an untrusted certificate. */
-export class ProxyTlsError extends Error {
+export class ProxyTlsError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "tls";
+  /** See {@link RouteError.reason}. */
+  readonly reason = "tls";
+  /** Whether the proxy's certificate was refused (rather than TLS failing). */
+  readonly untrusted: boolean;
+
   /**
    * @param proxy `host:port` of the proxy.
    * @param options The underlying cause.
    */
   constructor(proxy: string, options: ErrorOptions) {
-    const cause = options.cause instanceof Error
-      ? options.cause.message
-      : String(options.cause);
-    const hint = /certificate|UnknownIssuer|issuer/i.test(cause)
+    const cause = errorMessage(options.cause);
+    const untrusted = /certificate|UnknownIssuer|issuer/i.test(cause);
+    const hint = untrusted
       ? ": if the proxy uses a private CA, name its certificate with ca-file=FILE (or --ca-file)"
       : "";
-    super(`TLS with proxy ${proxy} failed: ${cause}${hint}`, options);
+    super(`TLS with proxy ${proxy} failed: ${cause}${hint}`, {
+      ...options,
+      proxyFault: true,
+    });
     this.name = "ProxyTlsError";
+    this.untrusted = untrusted;
   }
 }
 
-/** The proxy's answer is not an HTTP response this tool can understand. */
-export class ProxyProtocolError extends Error {
+/** The proxy's answer is not one this tool can understand. */
+export class ProxyProtocolError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "protocol";
+  /** See {@link RouteError.reason}. */
+  readonly reason = "protocol";
+
   /**
    * @param message What was wrong with the response.
    */
   constructor(message: string) {
-    super(message);
+    super(message, { proxyFault: true });
     this.name = "ProxyProtocolError";
   }
 }

@@ -43,8 +43,8 @@ export interface RelayOptions {
   /**
    * Receives, as the relay starts, a function that stops it from outside
    * (at shutdown, or a drain timeout) by closing both streams. A function
-   * rather than an AbortSignal: a listener on a signal costs about 640
-   * bytes per tunnel, most of what an idle tunnel holds beyond its sockets.
+   * rather than an AbortSignal: a listener on a signal is most of what an
+   * idle tunnel would hold beyond its sockets (README, Performance).
    */
   readonly onStart?: (stop: () => void) => void;
   /** Closes the tunnel when no bytes move either way for this long. */

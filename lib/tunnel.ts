@@ -18,7 +18,8 @@ import {
   type RelayCounters,
   type RelayResult,
 } from "./relay.ts";
-import { type DialContext, dialRoute, setTcpOptions } from "./route/dial.ts";
+import { setTcpOptions } from "./net/tcp.ts";
+import { type DialContext, dialRoute } from "./route/dial.ts";
 import { describeRoute } from "./route/types.ts";
 import { errorMessage } from "./errors.ts";
 
@@ -93,8 +94,8 @@ class RunningTunnel implements Tunnel {
   #ended = false;
   #closed = false;
   // Cancels opening the route; dropped once the relay runs, which is
-  // stopped through #stopRelay instead (a signal with a listener costs
-  // hundreds of bytes per idle tunnel).
+  // stopped through #stopRelay instead (a signal with a listener would
+  // outweigh the rest of an idle tunnel).
   #abort: AbortController | undefined = new AbortController();
   #stopRelay: (() => void) | undefined;
 

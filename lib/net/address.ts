@@ -31,6 +31,17 @@ export function isHostName(host: string): boolean {
 }
 
 /**
+ * Tells whether `host` is an IPv4 address in dotted-quad form.
+ *
+ * @param host The text to check.
+ * @returns `true` for four decimal numbers 0–255 separated by dots.
+ */
+export function isIPv4(host: string): boolean {
+  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  return match !== null && match.slice(1).every((part) => Number(part) <= 255);
+}
+
+/**
  * Tells whether `host` is an IPv6 address (without brackets).
  *
  * @param host The text to check.
@@ -66,4 +77,35 @@ export function parsePort(text: string): number | undefined {
   if (!/^\d{1,5}$/.test(text)) return undefined;
   const port = Number(text);
   return port >= 1 && port <= 65535 ? port : undefined;
+}
+
+/**
+ * The bytes of an IP address in network order.
+ *
+ * @param address An IPv4 address, or an IPv6 address without brackets
+ *   (any of its written forms: `::`, embedded IPv4).
+ * @returns 4 or 16 bytes, or `undefined` when `address` is not an IP address.
+ *
+ * @example
+ * ```ts
+ * ipBytes("::ffff:10.0.0.1"); // 16 bytes ending 0xff 0xff 10 0 0 1
+ * ```
+ */
+export function ipBytes(address: string): Uint8Array | undefined {
+  if (isIPv4(address)) return Uint8Array.from(address.split(".").map(Number));
+  if (!isIPv6(address)) return undefined;
+  // URL normalises the address: embedded IPv4 becomes two hex groups.
+  const normal = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const [head, tail] = normal.split("::");
+  const headGroups = head ? head.split(":") : [];
+  const tailGroups = tail ? tail.split(":") : [];
+  const groups = tail === undefined ? headGroups : [
+    ...headGroups,
+    ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
+    ...tailGroups,
+  ];
+  return Uint8Array.from(groups.flatMap((group) => {
+    const value = parseInt(group, 16);
+    return [value >> 8, value & 0xff];
+  }));
 }

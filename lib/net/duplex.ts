@@ -19,53 +19,6 @@ export interface Duplex {
 }
 
 /**
- * A {@link Duplex} whose first reads return bytes already taken from the
- * underlying stream, e.g. what a proxy sent right after its `200`.
- */
-export class PrefixedDuplex implements Duplex {
-  #inner: Duplex;
-  #prefix: Uint8Array;
-
-  /**
-   * @param inner The underlying stream.
-   * @param prefix Bytes to return before reading from `inner`.
-   */
-  constructor(inner: Duplex, prefix: Uint8Array) {
-    this.#inner = inner;
-    this.#prefix = prefix;
-  }
-
-  /** Returns buffered bytes first, then reads from the underlying stream. */
-  read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#prefix.length === 0) return this.#inner.read(buffer);
-    const n = Math.min(buffer.length, this.#prefix.length);
-    buffer.set(this.#prefix.subarray(0, n));
-    this.#prefix = this.#prefix.subarray(n);
-    return Promise.resolve(n);
-  }
-
-  /** The underlying stream, once no buffered bytes are left. */
-  unwrap(): Duplex | undefined {
-    return this.#prefix.length === 0 ? this.#inner : undefined;
-  }
-
-  /** Writes to the underlying stream. */
-  write(data: Uint8Array): Promise<number> {
-    return this.#inner.write(data);
-  }
-
-  /** Shuts down the underlying stream's sending side. */
-  closeWrite(): Promise<void> {
-    return this.#inner.closeWrite();
-  }
-
-  /** Closes the underlying stream. */
-  close(): void {
-    this.#inner.close();
-  }
-}
-
-/**
  * Tells whether `stream` is a plain TCP socket: not TLS, not wrapped.
  *
  * @param stream The stream to check.

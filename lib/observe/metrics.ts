@@ -6,25 +6,7 @@
  * @module
  */
 
-import {
-  DialError,
-  ProxyAuthError,
-  ProxyProtocolError,
-  ProxyRefusedError,
-  ProxyTlsError,
-  SocksError,
-  TimeoutError,
-} from "../errors.ts";
-
-/** Why a tunnel could not be opened, as a metric label. */
-export type FailureReason =
-  | "connect"
-  | "timeout"
-  | "refused"
-  | "auth"
-  | "protocol"
-  | "tls"
-  | "other";
+import { type FailureReason, routeFailure } from "../errors.ts";
 
 /**
  * Classifies an error from opening a route.
@@ -33,15 +15,7 @@ export type FailureReason =
  * @returns The failure reason label.
  */
 export function failureReason(error: unknown): FailureReason {
-  if (error instanceof ProxyAuthError) return "auth";
-  if (error instanceof ProxyRefusedError || error instanceof SocksError) {
-    return "refused";
-  }
-  if (error instanceof TimeoutError) return "timeout";
-  if (error instanceof DialError) return "connect";
-  if (error instanceof ProxyTlsError) return "tls";
-  if (error instanceof ProxyProtocolError) return "protocol";
-  return "other";
+  return routeFailure(error)?.reason ?? "other";
 }
 
 /** Upper bounds of the handshake-duration histogram, in seconds. */

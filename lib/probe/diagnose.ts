@@ -5,15 +5,7 @@
  * @module
  */
 
-import {
-  DialError,
-  ProxyAuthError,
-  ProxyProtocolError,
-  ProxyRefusedError,
-  ProxyTlsError,
-  SocksError,
-  TimeoutError,
-} from "../errors.ts";
+import { errorMessage, routeFailure } from "../errors.ts";
 
 /** Where in a route the failure happened. */
 export interface FailurePlace {
@@ -41,51 +33,49 @@ export function diagnose(error: Error, place: FailurePlace): string {
   if (place.step === "resolve") {
     return `the name in ${target} does not resolve here: check its spelling and this machine's DNS, or write the IP address`;
   }
-  if (error instanceof ProxyAuthError) {
-    switch (error.failure) {
-      case "credentials-needed":
-        return `${who} requires authentication (${error.detail}): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
-      case "credentials-rejected":
-        return `${who} rejected the credentials (${error.detail}): check the user name and password; NTLM wants DOMAIN\\user, written DOMAIN%5Cuser in a URL`;
-      case "unsupported-scheme":
-        return `${who} offers only authentication this tool does not support (${error.detail}): ask for NTLM, Digest or Basic to be enabled for you`;
-      default:
-        return `${who} broke off the authentication handshake: ${error.message}`;
+  const failure = routeFailure(error);
+  switch (failure?.kind) {
+    case "auth":
+      switch (failure.failure) {
+        case "credentials-needed":
+          return `${who} requires authentication (${failure.detail}): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
+        case "credentials-rejected":
+          return `${who} rejected the credentials (${failure.detail}): check the user name and password; NTLM wants DOMAIN\\user, written DOMAIN%5Cuser in a URL`;
+        case "unsupported-scheme":
+          return `${who} offers only authentication this tool does not support (${failure.detail}): ask for NTLM, Digest or Basic to be enabled for you`;
+        default:
+          return `${who} broke off the authentication handshake: ${failure.message}`;
+      }
+    case "refused": {
+      const status = failure.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
+      if (failure.status === 403 || failure.status === 405) {
+        return port === "443"
+          ? `${who} refused CONNECT to ${target} (${status}): the proxy does not allow this destination; ask its administrators`
+          : `${who} refused CONNECT to port ${port} (${status}): the proxy only allows some ports, ask for ${port} or try port 443 on the destination`;
+      }
+      if (failure.status >= 500) {
+        return `${who} could not reach ${target} (${status}): the destination may be down or firewalled from the proxy, or its name may not resolve there`;
+      }
+      return `${who} refused CONNECT to ${target} (${status})`;
     }
-  }
-  if (error instanceof ProxyRefusedError) {
-    const status = error.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
-    if (error.status === 403 || error.status === 405) {
-      return port === "443"
-        ? `${who} refused CONNECT to ${target} (${status}): the proxy does not allow this destination; ask its administrators`
-        : `${who} refused CONNECT to port ${port} (${status}): the proxy only allows some ports, ask for ${port} or try port 443 on the destination`;
-    }
-    if (error.status >= 500) {
-      return `${who} could not reach ${target} (${status}): the destination may be down or firewalled from the proxy, or its name may not resolve there`;
-    }
-    return `${who} refused CONNECT to ${target} (${status})`;
-  }
-  if (error instanceof SocksError) return error.message;
-  if (error instanceof ProxyTlsError) {
-    return /certificate|issuer/i.test(error.message)
-      ? `the TLS certificate of ${who} is not trusted (${
-        error.cause instanceof Error ? error.cause.message : "unknown reason"
-      }): if the proxy uses a private CA, name its certificate with ca-file=FILE or --ca-file`
-      : `${error.message}: is ${proxy} really an https:// proxy? try http://`;
-  }
-  if (error instanceof ProxyProtocolError) {
-    return `${who} does not speak the expected protocol (${error.message}): check the scheme, e.g. socks5:// for a SOCKS server, https:// for a TLS-only proxy`;
-  }
-  if (error instanceof TimeoutError) {
-    return place.step === "connect"
-      ? `${reached} did not accept the connection in time (${error.message}): a firewall may drop the traffic, or the address or port is wrong`
-      : `${who} accepted the connection but did not answer in time (${error.message}): check that it is a proxy of the scheme you wrote`;
-  }
-  if (error instanceof DialError) {
-    const refused = /refused/i.test(error.message);
-    return refused
-      ? `nothing accepts connections at ${reached} (connection refused): check the host and port`
-      : `cannot connect to ${reached} (${error.message}): check the address and that this machine may reach it`;
+    case "socks":
+      return failure.message;
+    case "tls":
+      return failure.untrusted
+        ? `the TLS certificate of ${who} is not trusted (${
+          errorMessage(failure.cause)
+        }): if the proxy uses a private CA, name its certificate with ca-file=FILE or --ca-file`
+        : `${failure.message}: is ${proxy} really an https:// proxy? try http://`;
+    case "protocol":
+      return `${who} does not speak the expected protocol (${failure.message}): check the scheme, e.g. socks5:// for a SOCKS server, https:// for a TLS-only proxy`;
+    case "timeout":
+      return place.step === "connect"
+        ? `${reached} did not accept the connection in time (${failure.message}): a firewall may drop the traffic, or the address or port is wrong`
+        : `${who} accepted the connection but did not answer in time (${failure.message}): check that it is a proxy of the scheme you wrote`;
+    case "dial":
+      return /refused/i.test(failure.message)
+        ? `nothing accepts connections at ${reached} (connection refused): check the host and port`
+        : `cannot connect to ${reached} (${failure.message}): check the address and that this machine may reach it`;
   }
   return `${who}: ${error.message}`;
 }

@@ -9,15 +9,18 @@
 
 import { lookup } from "node:dns/promises";
 import tls from "node:tls";
-import { formatHostPort, type HostPort } from "../net/address.ts";
 import type { TunnelOptions } from "../config/options.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
 import { closeQuietly, type Duplex } from "../net/duplex.ts";
-import { formatDuration } from "../time/duration.ts";
-import { parseChallenges } from "../proxy/auth/challenge.ts";
-import type { ResponseHead } from "../proxy/http_connect.ts";
-import { askProxy, connectTcp, startProxyTls } from "../route/dial.ts";
+import {
+  printable,
+  proxyChallenges,
+  type ResponseHead,
+} from "../proxy/http_head.ts";
+import { type ChainHook, HopFailure, openChain } from "../route/chain.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "../route/env.ts";
 import { describeProxy, type Proxy, type Route } from "../route/types.ts";
+import { formatDuration } from "../time/duration.ts";
 import { diagnose, type FailurePlace } from "./diagnose.ts";
 
 /** One step of a probe. */
@@ -101,7 +104,6 @@ async function probePath(
     ? "direct"
     : `via ${proxies.map(describeProxy).join(" -> ")}`;
   const target = formatHostPort(destination);
-  let stream: Duplex | undefined;
   const timed = async <T>(
     step: string,
     place: FailurePlace,
@@ -129,51 +131,61 @@ async function probePath(
       throw new StepFailure(place, failure);
     }
   };
+  // The same walk the tunnels take, each step timed and explained.
+  const hook: ChainHook = {
+    async step(step, run) {
+      const label = formatHostPort(step.target);
+      const proxy = step.proxy && formatHostPort(step.proxy);
+      switch (step.kind) {
+        case "connect":
+          await timed(
+            `resolve ${step.target.host}`,
+            { proxy, target: label, step: "resolve" },
+            () => lookup(step.target.host, { all: true }),
+            (addresses) => addresses.map((a) => a.address).join(", "),
+          );
+          return await timed(
+            `connect ${label}`,
+            { proxy, target: label, step: "connect" },
+            () => run(),
+            () => "TCP connected",
+          );
+        case "handshake": {
+          // Only the first hop can be reached on a side connection.
+          let certificate = "";
+          return await timed(
+            `${step.name} with ${label}`,
+            { proxy, target: label, step: "tls" },
+            async () => {
+              if (step.proxy === proxies[0]) {
+                certificate = await inspectCertificate(step.proxy!, options);
+              }
+              return await run();
+            },
+            () => `${certificate || "handshake done"}, trusted`,
+          );
+        }
+        case "ask": {
+          const heads: ResponseHead[] = [];
+          let used: string | undefined;
+          return await timed(
+            `${step.name} ${label} via ${proxy}`,
+            { proxy, target: label, step: "ask" },
+            () =>
+              run({
+                response: (head) => heads.push(head),
+                authenticating: (scheme) => used = scheme,
+              }),
+            () => describeAnswer(heads, used),
+          );
+        }
+      }
+    },
+  };
+  let stream: Duplex | undefined;
   try {
-    const first = proxies[0] ?? destination;
-    const firstLabel = formatHostPort(first);
-    const proxyLabel = proxies[0] ? firstLabel : undefined;
-    await timed(
-      `resolve ${first.host}`,
-      { proxy: proxyLabel, target: firstLabel, step: "resolve" },
-      () => lookup(first.host, { all: true }),
-      (addresses) => addresses.map((a) => a.address).join(", "),
-    );
-    stream = await timed(
-      `connect ${firstLabel}`,
-      { proxy: proxyLabel, target: firstLabel, step: "connect" },
-      () => connectTcp(first, options),
-      () => "TCP connected",
-    );
-    for (const [index, proxy] of proxies.entries()) {
-      const label = formatHostPort(proxy);
-      if (index > 0) {
-        const previous = proxies[index - 1];
-        stream = await ask(previous, stream!, proxy, options, timed);
-      }
-      if (proxy.scheme === "https") {
-        const plain: Duplex = stream!;
-        stream = undefined;
-        stream = await timed(
-          `TLS with ${label}`,
-          { proxy: label, target: label, step: "tls" },
-          async () => {
-            const certificate = index === 0
-              ? await inspectCertificate(proxy, options)
-              : "";
-            return {
-              conn: await startProxyTls(plain, proxy, options),
-              certificate,
-            };
-          },
-          ({ certificate }) => `${certificate || "handshake done"}, trusted`,
-        ).then(({ conn }) => conn);
-      }
-    }
-    if (proxies.length > 0) {
-      stream = await ask(proxies.at(-1)!, stream!, destination, options, timed);
-    }
-    const banner = await firstBytes(stream!);
+    stream = await openChain(proxies, destination, options, { hook });
+    const banner = await firstBytes(stream);
     steps.push({
       step: `first bytes from ${target}`,
       ok: true,
@@ -186,65 +198,31 @@ async function probePath(
     });
     return { destination: target, path, ok: true, steps };
   } catch (error) {
-    if (!(error instanceof StepFailure)) throw error;
+    const step = error instanceof HopFailure ? error.failure : error;
+    if (!(step instanceof StepFailure)) throw error;
     return {
       destination: target,
       path,
       ok: false,
       steps,
-      diagnosis: diagnose(error.failure, error.place),
+      diagnosis: diagnose(step.failure, step.place),
     };
   } finally {
     if (stream) closeQuietly(stream);
   }
 }
 
-type Timed = <T>(
-  step: string,
-  place: FailurePlace,
-  run: () => Promise<T>,
-  detail: (value: T) => string,
-) => Promise<T>;
-
-/** Asks `proxy` for `target`, recording the status line and authentication. */
-function ask(
-  proxy: Proxy,
-  stream: Duplex,
-  target: HostPort,
-  options: TunnelOptions,
-  timed: Timed,
-): Promise<Duplex> {
-  const label = formatHostPort(proxy);
-  const targetLabel = formatHostPort(target);
-  const heads: ResponseHead[] = [];
-  let used: string | undefined;
-  const verb = proxy.scheme.startsWith("socks") ? "SOCKS5 CONNECT" : "CONNECT";
-  return timed(
-    `${verb} ${targetLabel} via ${label}`,
-    { proxy: label, target: targetLabel, step: "ask" },
-    () =>
-      askProxy(proxy, stream, target, options, undefined, undefined, {
-        response: (head) => heads.push(head),
-        authenticating: (scheme) => used = scheme,
-      }),
-    () => {
-      const last = heads.at(-1);
-      const offered = heads.flatMap((head) =>
-        parseChallenges(
-          head.headers.filter(([name]) =>
-            name.toLowerCase() === "proxy-authenticate"
-          )
-            .map(([, value]) => value),
-        ).map((challenge) => challenge.schemeName)
-      );
-      const auth = offered.length || used
-        ? `; authentication offered: ${
-          [...new Set(offered)].join(", ") || "none"
-        }, used: ${used ?? "none"}`
-        : "";
-      return `${last?.statusLine ?? "granted"}${auth}`;
-    },
+/** The proxy's last status line, and the authentication offered and used. */
+function describeAnswer(heads: ResponseHead[], used?: string): string {
+  const offered = heads.flatMap((head) =>
+    proxyChallenges(head).map((challenge) => challenge.schemeName)
   );
+  const auth = offered.length || used
+    ? `; authentication offered: ${
+      [...new Set(offered)].join(", ") || "none"
+    }, used: ${used ?? "none"}`
+    : "";
+  return `${heads.at(-1)?.statusLine ?? "granted"}${auth}`;
 }
 
 /**
@@ -294,8 +272,9 @@ async function firstBytes(
   ]);
   clearTimeout(timer);
   if (!n) return { ms: elapsed(started) };
-  const text = new TextDecoder().decode(buffer.subarray(0, n)).split(/\r?\n/)[0]
-    .replace(/[^\x20-\x7e]/g, "?").slice(0, 80);
+  const text = printable(
+    new TextDecoder().decode(buffer.subarray(0, n)).split(/\r?\n/)[0],
+  ).slice(0, 80);
   return { text, ms: elapsed(started) };
 }
 

@@ -1,45 +1,38 @@
 /**
- * The HTTP `CONNECT` handshake (RFC 9110 §9.3.6): the request, a streaming
- * reader for the proxy's response head, and the exchange over a stream.
+ * The HTTP `CONNECT` handshake (RFC 9110 §9.3.6): the request, and the
+ * exchange over a stream with its authentication rounds; the connector for
+ * http:// and https:// proxies.
  *
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../net/address.ts";
-import {
-  closeQuietly,
-  type Duplex,
-  PrefixedDuplex,
-  writeAll,
-} from "../net/duplex.ts";
 import {
   ProxyAuthError,
   ProxyProtocolError,
   ProxyRefusedError,
 } from "../errors.ts";
-import { withDeadline } from "./deadline.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import { BufferedDuplex } from "../net/buffered.ts";
+import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { USER_AGENT } from "../version.ts";
 import {
   AuthFailure,
   type Credentials,
   ProxyAuthenticator,
 } from "./auth/authenticator.ts";
-import { parseChallenges } from "./auth/challenge.ts";
-import { USER_AGENT } from "../version.ts";
-
-/** The largest response head accepted from a proxy. */
-export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
-
-/** A proxy's status line and header fields. */
-export interface ResponseHead {
-  /** e.g. `HTTP/1.1` or `HTTP/1.0`. */
-  readonly version: string;
-  /** The status code, e.g. 200. */
-  readonly status: number;
-  /** The status line as received, printable characters only. */
-  readonly statusLine: string;
-  /** Header fields in order, names as received. */
-  readonly headers: ReadonlyArray<readonly [name: string, value: string]>;
-}
+import {
+  type ConnectObserver,
+  type Connector,
+  proxyCredentials,
+} from "./connector.ts";
+import { withDeadline } from "./deadline.ts";
+import {
+  headerValue,
+  keepsAlive,
+  proxyChallenges,
+  type ResponseHead,
+  ResponseHeadReader,
+} from "./http_head.ts";
 
 /**
  * Builds a `CONNECT` request for `target`.
@@ -68,156 +61,6 @@ export function buildConnectRequest(
   return lines.join("\r\n") + "\r\n\r\n";
 }
 
-/**
- * Collects a response head from chunks as they arrive and stops exactly at
- * the blank line that ends it. Accepts CRLF or bare LF line ends.
- */
-export class ResponseHeadReader {
-  #buffer = new Uint8Array(0);
-  #scanFrom = 0;
-  #rest: Uint8Array | undefined;
-
-  /** Bytes that followed the head; set once {@link push} returned a head. */
-  get rest(): Uint8Array {
-    if (this.#rest === undefined) throw new Error("response head incomplete");
-    return this.#rest;
-  }
-
-  /**
-   * Adds received bytes.
-   *
-   * @param chunk The bytes just read.
-   * @returns The head once complete, otherwise `undefined`.
-   * @throws {ProxyProtocolError} when the head exceeds
-   *   {@link MAX_RESPONSE_HEAD_BYTES} or is not an HTTP response.
-   */
-  push(chunk: Uint8Array): ResponseHead | undefined {
-    const buffer = new Uint8Array(this.#buffer.length + chunk.length);
-    buffer.set(this.#buffer);
-    buffer.set(chunk, this.#buffer.length);
-    this.#buffer = buffer;
-    const end = this.#findEnd();
-    if (end === undefined) {
-      if (buffer.length > MAX_RESPONSE_HEAD_BYTES) {
-        throw new ProxyProtocolError(
-          `proxy response header exceeds ${MAX_RESPONSE_HEAD_BYTES / 1024} KiB`,
-        );
-      }
-      if (buffer.length >= 5 && !startsWithHttp(buffer)) {
-        throw notHttp(buffer);
-      }
-      return undefined;
-    }
-    if (end.headEnd > MAX_RESPONSE_HEAD_BYTES) {
-      throw new ProxyProtocolError(
-        `proxy response header exceeds ${MAX_RESPONSE_HEAD_BYTES / 1024} KiB`,
-      );
-    }
-    this.#rest = buffer.slice(end.restStart);
-    return parseHead(new TextDecoder().decode(buffer.subarray(0, end.headEnd)));
-  }
-
-  // Finds "\n\n" or "\n\r\n"; scanning resumes where the last call stopped.
-  #findEnd(): { headEnd: number; restStart: number } | undefined {
-    const b = this.#buffer;
-    for (let i = this.#scanFrom; i < b.length; i++) {
-      if (b[i] !== 0x0a) continue;
-      if (b[i + 1] === 0x0a) return { headEnd: i, restStart: i + 2 };
-      if (b[i + 1] === 0x0d && b[i + 2] === 0x0a) {
-        return { headEnd: i, restStart: i + 3 };
-      }
-      if (i + 2 >= b.length) {
-        this.#scanFrom = i;
-        return undefined;
-      }
-    }
-    this.#scanFrom = b.length;
-    return undefined;
-  }
-}
-
-function startsWithHttp(buffer: Uint8Array): boolean {
-  return String.fromCharCode(...buffer.subarray(0, 5)) === "HTTP/";
-}
-
-function notHttp(buffer: Uint8Array): ProxyProtocolError {
-  const start = printable(
-    new TextDecoder().decode(buffer.subarray(0, 60)).split(/\r?\n/)[0],
-  );
-  return new ProxyProtocolError(
-    `proxy did not answer with HTTP: got "${start}"`,
-  );
-}
-
-function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, "?").trim();
-}
-
-function parseHead(text: string): ResponseHead {
-  const lines = text.split("\n").map((line) => line.replace(/\r$/, ""));
-  const statusLine = printable(lines[0]);
-  const match = /^(HTTP\/\d\.\d) +(\d{3})(?: .*)?$/.exec(statusLine);
-  if (!statusLine.startsWith("HTTP/")) {
-    throw new ProxyProtocolError(
-      `proxy did not answer with HTTP: got "${statusLine.slice(0, 60)}"`,
-    );
-  }
-  if (!match) {
-    throw new ProxyProtocolError(
-      `proxy sent a malformed status line: "${statusLine.slice(0, 80)}"`,
-    );
-  }
-  const headers: [string, string][] = [];
-  for (const line of lines.slice(1)) {
-    const last = headers.at(-1);
-    if (/^[ \t]/.test(line) && last) {
-      last[1] = `${last[1]} ${line.trim()}`;
-      continue;
-    }
-    const colon = line.indexOf(":");
-    if (colon > 0) {
-      headers.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
-    }
-  }
-  return {
-    version: match[1],
-    status: Number(match[2]),
-    statusLine,
-    headers,
-  };
-}
-
-/**
- * The value of the first header field named `name` (case-insensitive).
- *
- * @param head A response head.
- * @param name The field name.
- * @returns The value, or `undefined`.
- */
-function headerValue(
-  head: ResponseHead,
-  name: string,
-): string | undefined {
-  const lower = name.toLowerCase();
-  return head.headers.find(([field]) => field.toLowerCase() === lower)?.[1];
-}
-
-/**
- * Tells whether the proxy keeps the connection open after `head`
- * (HTTP/1.1 unless it says close; HTTP/1.0 only if it says keep-alive).
- *
- * @param head A response head.
- * @returns `true` when another request may follow on the connection.
- */
-function keepsAlive(head: ResponseHead): boolean {
-  const connection = [
-    headerValue(head, "proxy-connection"),
-    headerValue(head, "connection"),
-  ].join(",").toLowerCase();
-  if (connection.includes("close")) return false;
-  return head.version !== "HTTP/1.0" || connection.includes("keep-alive");
-}
-
 /** Options for {@link httpConnect}. */
 export interface HttpConnectOptions {
   /** `host:port` of the proxy, for messages. */
@@ -236,16 +79,9 @@ export interface HttpConnectOptions {
   readonly observer?: ConnectObserver;
 }
 
-/** Watches a CONNECT exchange. */
-export interface ConnectObserver {
-  /** A response head arrived (a 407 challenge, or the final answer). */
-  response(head: ResponseHead): void;
-  /** Credentials of `scheme` are being sent. */
-  authenticating(scheme: string): void;
-}
-
 const MAX_AUTH_ROUNDS = 4;
 const MAX_SKIPPED_BODY_BYTES = 1024 * 1024;
+const MAX_LINE_BYTES = 8192;
 
 /**
  * Asks the proxy at the other end of `stream` to open a tunnel to `target`,
@@ -299,7 +135,7 @@ export async function httpConnect(
       );
       options.observer?.response(head);
       if (head.status >= 200 && head.status <= 299) {
-        return { tunnel: new PrefixedDuplex(current, rest), head };
+        return { tunnel: new BufferedDuplex(current, { initial: rest }), head };
       }
       if (head.status !== 407 || round >= MAX_AUTH_ROUNDS) {
         throw new ProxyRefusedError(
@@ -309,14 +145,8 @@ export async function httpConnect(
           head.statusLine,
         );
       }
-      const challenges = parseChallenges(
-        head.headers.filter(([name]) =>
-          name.toLowerCase() === "proxy-authenticate"
-        )
-          .map(([, value]) => value),
-      );
       try {
-        answer = auth.answer(challenges);
+        answer = auth.answer(proxyChallenges(head));
       } catch (error) {
         if (!(error instanceof AuthFailure)) throw error;
         throw new ProxyAuthError(
@@ -381,76 +211,48 @@ async function skipBody(
   head: ResponseHead,
   rest: Uint8Array,
 ): Promise<Uint8Array | undefined> {
-  const input = new ByteReader(stream, rest);
+  const input = new BufferedDuplex(stream, {
+    initial: rest,
+    onEnd: () =>
+      new ProxyProtocolError("proxy closed the connection mid-response"),
+  });
+  const line = () =>
+    input.line(
+      MAX_LINE_BYTES,
+      () => new ProxyProtocolError("proxy sent an overlong line"),
+    );
   if (/chunked/i.test(headerValue(head, "transfer-encoding") ?? "")) {
     while (true) {
-      const size = parseInt(await input.line(), 16);
+      const size = parseInt(await line(), 16);
       if (Number.isNaN(size) || input.consumed > MAX_SKIPPED_BODY_BYTES) {
         return undefined;
       }
       if (size === 0) break;
       await input.skip(size);
-      await input.line();
+      await line();
     }
-    while ((await input.line()) !== "") { /* trailer fields */ }
-    return input.remaining;
+    while ((await line()) !== "") { /* trailer fields */ }
+    return input.buffered;
   }
   const length = headerValue(head, "content-length");
   if (length === undefined || !/^\d+$/.test(length)) return undefined;
   if (Number(length) > MAX_SKIPPED_BODY_BYTES) return undefined;
   await input.skip(Number(length));
-  return input.remaining;
+  return input.buffered;
 }
 
-/** Line and byte reads over a stream, starting with bytes already read. */
-class ByteReader {
-  #stream: Duplex;
-  #buffer: Uint8Array;
-  consumed = 0;
-
-  constructor(stream: Duplex, initial: Uint8Array) {
-    this.#stream = stream;
-    this.#buffer = initial;
-  }
-
-  get remaining(): Uint8Array {
-    return this.#buffer;
-  }
-
-  async #fill(): Promise<void> {
-    const chunk = new Uint8Array(16 * 1024);
-    const n = await this.#stream.read(chunk);
-    if (n === null) {
-      throw new ProxyProtocolError("proxy closed the connection mid-response");
-    }
-    const joined = new Uint8Array(this.#buffer.length + n);
-    joined.set(this.#buffer);
-    joined.set(chunk.subarray(0, n), this.#buffer.length);
-    this.#buffer = joined;
-  }
-
-  async line(): Promise<string> {
-    let end: number;
-    while ((end = this.#buffer.indexOf(0x0a)) < 0) {
-      if (this.#buffer.length > 8192) {
-        throw new ProxyProtocolError("proxy sent an overlong line");
-      }
-      await this.#fill();
-    }
-    const line = new TextDecoder().decode(this.#buffer.subarray(0, end));
-    this.#buffer = this.#buffer.subarray(end + 1);
-    this.consumed += end + 1;
-    return line.replace(/\r$/, "");
-  }
-
-  async skip(n: number): Promise<void> {
-    let left = n;
-    while (left > 0) {
-      if (this.#buffer.length === 0) await this.#fill();
-      const take = Math.min(left, this.#buffer.length);
-      this.#buffer = this.#buffer.subarray(take);
-      left -= take;
-      this.consumed += take;
-    }
-  }
-}
+/** CONNECT, for http:// and https:// proxies. */
+export const httpConnector: Connector = {
+  async connect(stream, target, request) {
+    const { tunnel } = await httpConnect(stream, target, {
+      proxyLabel: formatHostPort(request.proxy),
+      timeoutMs: request.timeoutMs,
+      signal: request.signal,
+      credentials: proxyCredentials(request.proxy),
+      preemptiveBasic: request.proxy.preemptiveBasic,
+      reconnect: request.reconnect,
+      observer: request.observer,
+    });
+    return tunnel;
+  },
+};

@@ -7,11 +7,20 @@
  */
 
 import { lookup } from "node:dns/promises";
-import { formatHostPort, type HostPort, isIPv6 } from "../net/address.ts";
-import { type Duplex, PrefixedDuplex, writeAll } from "../net/duplex.ts";
 import { DialError, ProxyProtocolError, SocksError } from "../errors.ts";
-import { withDeadline } from "./deadline.ts";
+import {
+  formatHostPort,
+  type HostPort,
+  ipBytes,
+  isIPv4,
+  isIPv6,
+} from "../net/address.ts";
+import { BufferedDuplex } from "../net/buffered.ts";
+import { concat } from "../net/bytes.ts";
+import { type Duplex, writeAll } from "../net/duplex.ts";
 import type { Credentials } from "./auth/authenticator.ts";
+import { type Connector, proxyCredentials } from "./connector.ts";
+import { withDeadline } from "./deadline.ts";
 
 const VERSION = 5;
 const NO_AUTH = 0x00;
@@ -77,30 +86,14 @@ export function socksConnectRequest(
 ): Uint8Array {
   let body: number[];
   if (address.type === "ipv4") {
-    body = [1, ...address.address.split(".").map(Number)];
+    body = [1, ...ipBytes(address.address)!];
   } else if (address.type === "ipv6") {
-    body = [4, ...ipv6Bytes(address.address)];
+    body = [4, ...ipBytes(address.address)!];
   } else {
     const name = new TextEncoder().encode(address.name);
     body = [3, name.length, ...name];
   }
   return Uint8Array.from([VERSION, 1, 0, ...body, port >> 8, port & 0xff]);
-}
-
-function ipv6Bytes(address: string): number[] {
-  const normal = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  const [head, tail] = normal.split("::");
-  const headGroups = head ? head.split(":") : [];
-  const tailGroups = tail ? tail.split(":") : [];
-  const groups = tail === undefined ? headGroups : [
-    ...headGroups,
-    ...Array(8 - headGroups.length - tailGroups.length).fill("0"),
-    ...tailGroups,
-  ];
-  return groups.flatMap((group) => {
-    const value = parseInt(group, 16);
-    return [value >> 8, value & 0xff];
-  });
 }
 
 /**
@@ -162,7 +155,14 @@ export async function socks5Connect(
   options: Socks5Options,
 ): Promise<Duplex> {
   const label = formatHostPort(target);
-  const input = new Reader(stream, options.proxyLabel);
+  const input = new BufferedDuplex(stream, {
+    // Replies are short: small reads keep a setup's garbage small.
+    chunkBytes: 512,
+    onEnd: () =>
+      new ProxyProtocolError(
+        `SOCKS5 proxy ${options.proxyLabel} closed the connection during the handshake`,
+      ),
+  });
   const what = `SOCKS5 CONNECT ${label} through proxy ${options.proxyLabel}`;
   return await withDeadline(() => stream, what, options, async () => {
     const address = await socksAddress(target, options.resolveLocally);
@@ -179,8 +179,6 @@ export async function socks5Connect(
       if (status !== 0) {
         throw new SocksError(
           `SOCKS5 proxy ${options.proxyLabel} rejected the user name or password`,
-          undefined,
-          false,
         );
       }
     } else if (method !== NO_AUTH) {
@@ -188,8 +186,6 @@ export async function socks5Connect(
         method === NO_ACCEPTABLE || method === USER_PASS
           ? `SOCKS5 proxy ${options.proxyLabel} requires a user name and password: add user:password to the proxy URL`
           : `SOCKS5 proxy ${options.proxyLabel} asked for an authentication method this tool does not support (${method})`,
-        undefined,
-        false,
       );
     }
     await writeAll(stream, socksConnectRequest(address, target.port));
@@ -206,11 +202,10 @@ export async function socks5Connect(
         `SOCKS5 proxy ${options.proxyLabel} refused CONNECT to ${label}: ${meaning} (reply ${
           reply[1]
         })`,
-        reply[1],
-        reply[1] !== 2 && reply[1] !== 7 && reply[1] !== 8,
+        { reply: reply[1] },
       );
     }
-    return new PrefixedDuplex(stream, input.rest);
+    return input;
   });
 }
 
@@ -218,7 +213,7 @@ async function socksAddress(
   target: HostPort,
   resolveLocally: boolean,
 ): Promise<SocksAddress> {
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(target.host)) {
+  if (isIPv4(target.host)) {
     return { type: "ipv4", address: target.host };
   }
   if (isIPv6(target.host)) return { type: "ipv6", address: target.host };
@@ -236,31 +231,15 @@ async function socksAddress(
   }
 }
 
-/** Exact-length reads, keeping what arrives beyond them. */
-class Reader {
-  rest: Uint8Array = new Uint8Array(0);
-  constructor(private stream: Duplex, private proxyLabel: string) {}
-
-  async take(n: number): Promise<Uint8Array> {
-    const buffer = new Uint8Array(512);
-    while (this.rest.length < n) {
-      const got = await this.stream.read(buffer);
-      if (got === null) {
-        throw new ProxyProtocolError(
-          `SOCKS5 proxy ${this.proxyLabel} closed the connection during the handshake`,
-        );
-      }
-      this.rest = concat(this.rest, buffer.subarray(0, got));
-    }
-    const out = this.rest.slice(0, n);
-    this.rest = this.rest.slice(n);
-    return out;
-  }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
+/** SOCKS5, for socks5:// (resolving here) and socks5h:// proxies. */
+export const socks5Connector: Connector = {
+  connect(stream, target, request) {
+    return socks5Connect(stream, target, {
+      proxyLabel: formatHostPort(request.proxy),
+      resolveLocally: request.proxy.scheme === "socks5",
+      credentials: proxyCredentials(request.proxy),
+      timeoutMs: request.timeoutMs,
+      signal: request.signal,
+    });
+  },
+};

@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { HostPort } from "../net/address.ts";
-import { isIPv6 } from "../net/address.ts";
+import { type HostPort, ipBytes } from "../net/address.ts";
 import type { Proxy, Route } from "./types.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -96,13 +95,9 @@ export function bypassesProxy(
       "",
     );
     if (entry.includes("/")) return inCidr(host, entry);
-    if (isIpAddress(entry)) return ipEquals(host, entry);
+    if (ipBytes(entry)) return ipEquals(host, entry);
     return host === entry || host.endsWith(`.${entry}`);
   });
-}
-
-function isIpAddress(text: string): boolean {
-  return /^\d+\.\d+\.\d+\.\d+$/.test(text) || isIPv6(text);
 }
 
 function ipEquals(a: string, b: string): boolean {
@@ -126,29 +121,10 @@ function inCidr(host: string, cidr: string): boolean {
 }
 
 function ipToBigInt(text: string): { value: bigint; bits: number } | undefined {
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(text)) {
-    const parts = text.split(".").map(Number);
-    if (parts.some((part) => part > 255)) return undefined;
-    return {
-      value: parts.reduce((sum, part) => (sum << 8n) + BigInt(part), 0n),
-      bits: 32,
-    };
-  }
-  if (!isIPv6(text)) return undefined;
-  // Let URL normalise the address (it expands embedded IPv4 and :: forms).
-  const normal = new URL(`http://[${text}]/`).hostname.slice(1, -1);
-  const [head, tail] = normal.split("::");
-  const headGroups = head ? head.split(":") : [];
-  const tailGroups = tail !== undefined && tail !== "" ? tail.split(":") : [];
-  const missing = 8 - headGroups.length - tailGroups.length;
-  const groups = tail === undefined
-    ? headGroups
-    : [...headGroups, ...Array(missing).fill("0"), ...tailGroups];
+  const bytes = ipBytes(text);
+  if (bytes === undefined) return undefined;
   return {
-    value: groups.reduce(
-      (sum, group) => (sum << 16n) + BigInt(parseInt(group, 16)),
-      0n,
-    ),
-    bits: 128,
+    value: bytes.reduce((sum, byte) => (sum << 8n) + BigInt(byte), 0n),
+    bits: bytes.length * 8,
   };
 }

@@ -1,11 +1,10 @@
 /**
  * Coarse timers for the per-connection time limits (connect, handshake,
  * idle, linger). Every tunnel needs some, and a runtime timer per tunnel
- * is the dearest part of opening one: measured on loopback, one
- * `setTimeout`/`clearTimeout` pair per tunnel cost about 15 µs of the
- * 170 µs a tunnel takes. Here a timer is an entry in a slot of
- * {@link COARSE_RESOLUTION_MS}; one runtime interval fires the slots that
- * are due, and stops at the first tick that finds no timer pending.
+ * was the dearest part of opening one (README, Performance). Here a timer
+ * is an entry in a slot of {@link COARSE_RESOLUTION_MS}; one runtime
+ * interval fires the slots that are due, and stops at the first tick that
+ * finds no timer pending.
  *
  * @module
  */

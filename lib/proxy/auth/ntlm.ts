@@ -8,6 +8,7 @@
  */
 
 import { createHash, createHmac } from "node:crypto";
+import { concat } from "../../net/bytes.ts";
 
 const SIGNATURE = [0x4e, 0x54, 0x4c, 0x4d, 0x53, 0x53, 0x50, 0x00]; // NTLMSSP\0
 
@@ -205,9 +206,7 @@ export function ntlmV2Responses(input: NtlmV2Input): NtlmV2Responses {
   temp.set(clientChallenge, 16);
   temp.set(challenge.targetInfo, 28);
   const proof = hmacMd5(key, challenge.serverChallenge, temp);
-  const nt = new Uint8Array(proof.length + temp.length);
-  nt.set(proof);
-  nt.set(temp, proof.length);
+  const nt = concat(proof, temp);
   const lm = challenge.timestamp === undefined
     ? concat(
       hmacMd5(key, challenge.serverChallenge, clientChallenge),
@@ -270,11 +269,4 @@ export function ntlmAuthenticateMessage(
  */
 export function fileTime(ms: number): bigint {
   return (BigInt(Math.floor(ms)) + 11_644_473_600_000n) * 10_000n;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

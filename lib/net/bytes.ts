@@ -1,0 +1,26 @@
+/**
+ * Byte-array helpers shared by the protocol code.
+ *
+ * @module
+ */
+
+/**
+ * Joins byte arrays into one new array.
+ *
+ * @param parts The arrays, in order.
+ * @returns A new array holding all their bytes.
+ *
+ * @example
+ * ```ts
+ * concat(Uint8Array.of(1), Uint8Array.of(2, 3)); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concat(...parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

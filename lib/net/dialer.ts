@@ -1,0 +1,59 @@
+/**
+ * The dialer seam: how a byte stream to an address is opened (TCP), and how
+ * a stream that already reaches a hop is made ready for it (TLS for an
+ * https:// proxy). A new transport is a new {@link Dialer} in its own file,
+ * registered for its scheme in `route/transport.ts`.
+ *
+ * @module
+ */
+
+import type { HostPort } from "./address.ts";
+import type { Duplex } from "./duplex.ts";
+
+/** The limits and trust a dial works with. */
+export interface DialOptions {
+  /** Limit for a TCP connect, in milliseconds. */
+  readonly connectTimeoutMs: number;
+  /** Limit for a handshake (TLS, a proxy's answer), in milliseconds. */
+  readonly handshakeTimeoutMs: number;
+  /** Whether to send TCP keepalive probes. */
+  readonly keepAlive: boolean;
+  /** Extra trusted CA certificates, PEM, for TLS. @default the system's */
+  readonly caCerts?: readonly string[];
+}
+
+/** Opens byte streams to one kind of hop. */
+export interface Dialer {
+  /**
+   * Names the handshake for logs and `probe` (e.g. `TLS`); `undefined` when
+   * {@link handshake} passes the stream through.
+   */
+  readonly handshakeName?: string;
+  /**
+   * Opens a stream to `target` from this machine, handshake included.
+   *
+   * @param target Where to connect.
+   * @param options Limits and trust.
+   * @param signal Gives up when aborted.
+   * @returns The ready stream.
+   */
+  dial(
+    target: HostPort,
+    options: DialOptions,
+    signal?: AbortSignal,
+  ): Promise<Duplex>;
+  /**
+   * Makes a stream that already reaches `target` (over TCP, or through the
+   * hops before it) ready for this transport. Takes ownership of `stream`.
+   *
+   * @param stream A stream to `target`.
+   * @param target The hop, e.g. whose certificate TLS checks.
+   * @param options Limits and trust.
+   * @returns The ready stream.
+   */
+  handshake(
+    stream: Duplex,
+    target: HostPort,
+    options: DialOptions,
+  ): Promise<Duplex>;
+}
