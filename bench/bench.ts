@@ -14,6 +14,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { freePort, pause, waitPort } from "../tests/_util/net.ts";
+import { startSquid } from "../tests/_util/proxies.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,11 +33,6 @@ const DIR = await Deno.makeTempDir({ prefix: "httptunneling-bench-" });
 await Deno.chmod(DIR, 0o777);
 
 const children: Deno.ChildProcess[] = [];
-const freePort = () => {
-  using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return l.addr.port;
-};
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function spawn(
   command: string,
@@ -52,18 +49,6 @@ function spawn(
   }).spawn();
   children.push(child);
   return child;
-}
-
-async function waitPort(port: number) {
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await pause(25);
-    }
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 const peer = (args: string[], stdin: "null" | "piped" = "null") =>
@@ -126,13 +111,9 @@ const iperfPort = freePort();
 spawn("iperf3", ["-s", "-p", String(iperfPort)]);
 const sinkPort = freePort();
 peer(["sink", String(sinkPort)]);
-const squidPort = freePort();
-await Deno.writeTextFile(
-  `${DIR}/squid.conf`,
-  `http_port 127.0.0.1:${squidPort}\npid_filename ${DIR}/squid.pid\ncache_log ${DIR}/cache.log\naccess_log none\ncache deny all\nshutdown_lifetime 0 seconds\nacl lo src 127.0.0.0/8\nhttp_access allow lo\nhttp_access deny all\n`,
-);
-spawn("squid", ["-N", "-f", `${DIR}/squid.conf`]);
-await Promise.all([iperfPort, sinkPort, squidPort].map(waitPort));
+await using squid = await startSquid();
+const squidPort = squid.port;
+await Promise.all([iperfPort, sinkPort].map((port) => waitPort(port)));
 
 /** httptunneling on a config file in DIR, logging warnings only. */
 function spawnTool(config: string, extra: string[] = []) {
@@ -239,7 +220,7 @@ if (chosen) {
 // free local port.
 const echoPorts = new Map(RELAYS.map((relay) => [relay.name, freePort()]));
 peer(["echo", ...[...echoPorts.values()].map(String)]);
-await Promise.all([...echoPorts.values()].map(waitPort));
+await Promise.all([...echoPorts.values()].map((port) => waitPort(port)));
 
 /** Starts `relay` in front of `target`; returns the port to use and the process. */
 async function front(relay: Relay, target: number) {

@@ -12,23 +12,11 @@
  *   sink PORT                     reads and drops everything (prints "ready")
  */
 
+import { connect, readFull, writeAll } from "../tests/_util/net.ts";
+
 const [mode, ...args] = Deno.args;
 const enc = new TextEncoder();
 const out = (value: unknown) => console.log(JSON.stringify(value));
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array) {
-  for (let off = 0; off < data.length;) {
-    off += await conn.write(data.subarray(off));
-  }
-}
-
-async function readExactly(conn: Deno.Conn, buffer: Uint8Array) {
-  for (let off = 0; off < buffer.length;) {
-    const n = await conn.read(buffer.subarray(off));
-    if (n === null) throw new Error("closed");
-    off += n;
-  }
-}
 
 function serve(port: number, handle: (conn: Deno.Conn) => Promise<void>) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port });
@@ -52,8 +40,6 @@ function serve(port: number, handle: (conn: Deno.Conn) => Promise<void>) {
     }
   })();
 }
-
-const connect = (port: number) => Deno.connect({ hostname: "127.0.0.1", port });
 
 switch (mode) {
   case "echo":
@@ -83,7 +69,7 @@ switch (mode) {
     for (let i = 0; i < Number(args[1]) + 100; i++) {
       const start = performance.now();
       await writeAll(conn, message);
-      await readExactly(conn, reply);
+      await readFull(conn, reply);
       if (i >= 100) times.push((performance.now() - start) * 1000);
     }
     conn.close();
@@ -103,7 +89,7 @@ switch (mode) {
       while (performance.now() < deadline) {
         const conn = await connect(Number(args[0]));
         await writeAll(conn, one);
-        await readExactly(conn, reply);
+        await readFull(conn, reply);
         conn.close();
         count++;
       }
@@ -120,7 +106,7 @@ switch (mode) {
     for (let i = 0; i < Number(args[1]); i++) {
       const conn = await connect(Number(args[0]));
       await writeAll(conn, one);
-      await readExactly(conn, reply);
+      await readFull(conn, reply);
       conns.push(conn);
     }
     console.log("ready");
@@ -138,7 +124,7 @@ switch (mode) {
       let head = "";
       const byte = new Uint8Array(1);
       while (!head.endsWith("\r\n\r\n")) {
-        await readExactly(conn, byte);
+        await readFull(conn, byte);
         head += String.fromCharCode(byte[0]);
       }
       if (!/^HTTP\/1\.\d 2/.test(head)) throw new Error(head);

@@ -15,6 +15,14 @@
 
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
+import { pseudoRandomChunks } from "../tests/_util/data.ts";
+import {
+  freePort,
+  pause,
+  startEchoServer,
+  writeAll,
+} from "../tests/_util/net.ts";
+import { startSquid, type TestProcess } from "../tests/_util/proxies.ts";
 
 const { values } = parseArgs({
   options: {
@@ -27,60 +35,23 @@ const DURATION_MS = Number(values.minutes) * 60_000;
 const CONCURRENCY = Number(values.concurrency);
 const ROOT = new URL("..", import.meta.url).pathname;
 
-const freePort = () => {
-  using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return l.addr.port;
-};
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 // Echo destination: writes back what it reads, passes EOF on.
-const echo = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-async function serveEcho(conn: Deno.Conn) {
-  const buffer = new Uint8Array(65536);
-  try {
-    while (true) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      for (let off = 0; off < n;) {
-        off += await conn.write(buffer.subarray(off, n));
-      }
-    }
-    await conn.closeWrite();
-  } catch { /* the client went away */ }
-  conn.close();
-}
-(async () => {
-  for await (const conn of echo) serveEcho(conn);
-})().catch(() => {});
+const echo = startEchoServer();
 
 const dir = await Deno.makeTempDir({ prefix: "httptunneling-soak-" });
-await Deno.chmod(dir, 0o777);
 const statusPort = freePort();
-const [direct, viaSquid, dead, squidPort] = [
-  freePort(),
-  freePort(),
-  freePort(),
-  freePort(),
-];
-let squid: Deno.ChildProcess | undefined;
+const [direct, viaSquid, dead] = [freePort(), freePort(), freePort()];
+let squid: TestProcess | undefined;
 try {
-  await Deno.writeTextFile(
-    `${dir}/squid.conf`,
-    `http_port 127.0.0.1:${squidPort}\npid_filename ${dir}/squid.pid\ncache_log ${dir}/cache.log\naccess_log none\ncache deny all\nshutdown_lifetime 0 seconds\nacl lo src 127.0.0.0/8\nhttp_access allow lo\nhttp_access deny all\n`,
-  );
-  squid = new Deno.Command("squid", {
-    args: ["-N", "-f", `${dir}/squid.conf`],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  squid = await startSquid();
 } catch {
   console.log("squid not installed: soaking direct tunnels only");
 }
 await Deno.writeTextFile(
   `${dir}/tunnels.conf`,
-  `${direct} 127.0.0.1 ${echo.addr.port}\n${dead} 127.0.0.1 ${freePort()}\n` +
+  `${direct} 127.0.0.1 ${echo.port}\n${dead} 127.0.0.1 ${freePort()}\n` +
     (squid
-      ? `${viaSquid} 127.0.0.1 ${echo.addr.port} 127.0.0.1 ${squidPort}\n`
+      ? `${viaSquid} 127.0.0.1 ${echo.port} 127.0.0.1 ${squid.port}\n`
       : ""),
 );
 const tool = new Deno.Command(Deno.execPath(), {
@@ -111,20 +82,6 @@ const procStat = () => {
   );
   return { fds, rssKiB: rss };
 };
-
-function* chunks(seed: number, total: number) {
-  let state = seed >>> 0 || 1;
-  for (let done = 0; done < total; done += 16384) {
-    const chunk = new Uint8Array(Math.min(16384, total - done));
-    for (let i = 0; i < chunk.length; i++) {
-      state ^= state << 13;
-      state ^= state >>> 17;
-      state ^= state << 5;
-      chunk[i] = state & 0xff;
-    }
-    yield chunk;
-  }
-}
 
 const stats = {
   tunnels: 0,
@@ -157,11 +114,9 @@ async function transfer(
     return total;
   })();
   let written = 0;
-  for (const chunk of chunks(seed, size)) {
+  for (const chunk of pseudoRandomChunks(seed, size, 16384)) {
     if (abort && written > size / 2) break;
-    for (let off = 0; off < chunk.length;) {
-      off += await conn.write(chunk.subarray(off));
-    }
+    await writeAll(conn, chunk);
     sent.update(chunk);
     written += chunk.length;
     if (slow) await pause(5);
@@ -258,11 +213,8 @@ console.log(
 );
 tool.kill("SIGTERM");
 await tool.status;
-if (squid) {
-  squid.kill("SIGKILL");
-  await squid.status;
-}
-echo.close();
+await squid?.[Symbol.asyncDispose]();
+await echo[Symbol.asyncDispose]();
 await Deno.remove(dir, { recursive: true });
 // RSS must come back to within 16 MiB of where it started.
 const RSS_SLACK_KIB = 16 * 1024;

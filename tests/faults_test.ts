@@ -8,22 +8,19 @@ import assert from "node:assert/strict";
 import { relay } from "../lib/relay.ts";
 import {
   bytes,
-  captureLogs,
   connect,
   echoRoundTrip,
   freePort,
+  pause,
   readAll,
   readExactly,
   startEchoServer,
   startServer,
-  startTool,
-  TEST_OPTIONS,
   text,
   within,
   writeAll,
-} from "./test_util.ts";
-
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+} from "./_util/net.ts";
+import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 
 /** Reads a request head and returns it. */
 async function readRequest(conn: Deno.Conn): Promise<string> {

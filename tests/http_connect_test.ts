@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
+import { buildConnectRequest, httpConnect } from "../lib/proxy/http_connect.ts";
 import {
-  buildConnectRequest,
-  httpConnect,
   MAX_RESPONSE_HEAD_BYTES,
   type ResponseHead,
   ResponseHeadReader,
-} from "../lib/proxy/http_connect.ts";
+} from "../lib/proxy/http_head.ts";
 import {
   ProxyAuthError,
   ProxyProtocolError,
@@ -14,12 +13,13 @@ import {
 } from "../lib/errors.ts";
 import {
   bytes,
+  connect,
   readExactly,
   startServer,
   text,
   within,
   writeAll,
-} from "./test_util.ts";
+} from "./_util/net.ts";
 
 Deno.test("CONNECT request: authority, Host and User-Agent, IPv6 in brackets", () => {
   assert.match(
@@ -134,10 +134,6 @@ Deno.test("something other than HTTP is refused early, with what was received", 
   );
 });
 
-async function connectTo(port: number) {
-  return await Deno.connect({ hostname: "127.0.0.1", port });
-}
-
 const OPTIONS = { proxyLabel: "proxy:3128", timeoutMs: 2_000 };
 
 Deno.test("httpConnect: sends one request, returns bytes after the head first", async () => {
@@ -153,7 +149,7 @@ Deno.test("httpConnect: sends one request, returns bytes after the head first", 
     const echo = await readExactly(conn, 4);
     await writeAll(conn, echo);
   });
-  using conn = await connectTo(proxy.port);
+  using conn = await connect(proxy.port);
   const { tunnel, head } = await within(
     httpConnect(conn, { host: "example.com", port: 22 }, OPTIONS),
     5_000,
@@ -176,7 +172,7 @@ Deno.test("httpConnect: a non-2xx answer carries the proxy's status line", async
       bytes("HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\nnope"),
     );
   });
-  using conn = await connectTo(proxy.port);
+  using conn = await connect(proxy.port);
   await assert.rejects(
     httpConnect(conn, { host: "example.com", port: 25 }, OPTIONS),
     (error) =>
@@ -190,7 +186,7 @@ Deno.test("httpConnect: a proxy that closes before answering", async () => {
   await using proxy = startServer(async (conn) => {
     await conn.read(new Uint8Array(4096));
   });
-  using conn = await connectTo(proxy.port);
+  using conn = await connect(proxy.port);
   await assert.rejects(
     httpConnect(conn, { host: "example.com", port: 22 }, OPTIONS),
     {
@@ -207,7 +203,7 @@ Deno.test("httpConnect: a proxy that never answers times out", async () => {
     await conn.read(new Uint8Array(4096));
     await released;
   });
-  const conn = await connectTo(proxy.port);
+  const conn = await connect(proxy.port);
   const started = performance.now();
   await assert.rejects(
     httpConnect(conn, { host: "example.com", port: 22 }, {
@@ -261,7 +257,7 @@ async function connectThrough(
   port: number,
   credentials?: { username: string; password: string },
 ) {
-  const open = () => connectTo(port);
+  const open = () => connect(port);
   const { tunnel } = await within(
     httpConnect(await open(), { host: "example.com", port: 22 }, {
       ...OPTIONS,

@@ -11,16 +11,15 @@ import {
 } from "../lib/errors.ts";
 import { diagnose } from "../lib/probe/diagnose.ts";
 import { type ProbeReport, probeRoute } from "../lib/probe/route_probe.ts";
+import { freePort, startBannerServer } from "./_util/net.ts";
 import {
-  freePort,
   IN_CI,
   missing,
-  startBannerServer,
   startSquid,
   startSquidWithBasic,
   startTlsFront,
-  TEST_OPTIONS,
-} from "./test_util.ts";
+} from "./_util/proxies.ts";
+import { TEST_OPTIONS } from "./_util/tool.ts";
 
 const P = "10.1.2.3:3128";
 

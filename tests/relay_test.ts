@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Duplex } from "../lib/net/duplex.ts";
 import { relay } from "../lib/relay.ts";
-import { bytes, readAll, text, within, writeAll } from "./test_util.ts";
+import { bytes, readAll, text, within, writeAll } from "./_util/net.ts";
 
 /** Two connected TCP sockets on loopback. */
 async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {

@@ -3,37 +3,27 @@ import { loadConfig } from "../lib/config/load.ts";
 import { ConfigReloader } from "../lib/config/reload.ts";
 import { Supervisor } from "../lib/supervisor.ts";
 import { watchConfig } from "../lib/config/watch.ts";
+import { hashExactly, pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 import {
-  captureLogs,
   connect,
   echoRoundTrip,
   eventually,
   freePort,
-  hashExactly,
-  pseudoRandomChunks,
-  sha256Of,
+  pause,
   startEchoServer,
-  TEST_OPTIONS,
   within,
   writeAll,
-} from "./test_util.ts";
+} from "./_util/net.ts";
+import { captureLogs, tempConfig, TEST_OPTIONS } from "./_util/tool.ts";
 
 const DEBOUNCE_MS = 50;
 
-/** A config file with `initial` in a new temporary directory. */
-async function tempConfig(initial: string): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "httptunneling-reload-" });
-  await Deno.writeTextFile(`${dir}/tunnels.conf`, initial);
-  return `${dir}/tunnels.conf`;
-}
-
 /**
  * The tool as `run` wires it: a supervisor, a reloader and a directory
- * watch on the config file at `path`. Disposing it removes the file's
- * directory.
+ * watch on `dir/tunnels.conf`. Disposing it removes `dir`.
  */
-async function startWatchedTool(path: string) {
-  const dir = path.slice(0, path.lastIndexOf("/"));
+async function startWatchedTool(dir: string) {
+  const path = `${dir}/tunnels.conf`;
   const supervisor = new Supervisor({ defaults: TEST_OPTIONS });
   const config = await loadConfig(path);
   await supervisor.apply(config.entries);
@@ -88,7 +78,7 @@ const SAVE_STYLES: Record<string, Save> = {
   },
   "delete and recreate": async (path, text) => {
     await Deno.remove(path);
-    await new Promise((resolve) => setTimeout(resolve, 2 * DEBOUNCE_MS));
+    await pause(2 * DEBOUNCE_MS);
     await Deno.writeTextFile(path, text);
   },
 };
@@ -124,7 +114,7 @@ Deno.test("reload on a Kubernetes ConfigMap-style ..data symlink swap, every tim
   await publish(0, `${freePort()} 127.0.0.1 ${echo.port}\n`);
   await Deno.symlink("..data/tunnels.conf", `${dir}/tunnels.conf`);
   // The tool reads the config through the symlink, whose name never changes.
-  await using tool = await startWatchedTool(`${dir}/tunnels.conf`);
+  await using tool = await startWatchedTool(dir);
   for (let version = 1; version <= 10; version++) {
     const port = freePort();
     await publish(version, `${port} 127.0.0.1 ${echo.port}\n`);
@@ -211,7 +201,7 @@ Deno.test("stress: 200 tunnels stream checksummed data while the config is rewri
       while (true) {
         if (hashes.length === sent.length && !rewriting) break;
         if (hashes.length === sent.length) {
-          await new Promise((resolve) => setTimeout(resolve, 5));
+          await pause(5);
           continue;
         }
         hashes.push(await hashExactly(conn, sent[hashes.length].length));
@@ -223,7 +213,7 @@ Deno.test("stress: 200 tunnels stream checksummed data while the config is rewri
       await writeAll(conn, chunk);
       sent.push(chunk);
       length += chunk.length;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await pause(20);
     }
     const hashes = await echoed;
     assert.deepEqual(

@@ -1,21 +1,20 @@
 import assert from "node:assert/strict";
 import {
   bytes,
-  captureLogs,
   connect,
   echoRoundTrip,
   eventually,
   freePort,
+  pause,
   readAll,
   readExactly,
   startEchoServer,
   startServer,
-  startTool,
-  TEST_OPTIONS,
   text,
   within,
   writeAll,
-} from "./test_util.ts";
+} from "./_util/net.ts";
+import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 
 Deno.test("idle-timeout closes an idle tunnel and not a busy one", async () => {
   await using logs = await captureLogs();
@@ -33,7 +32,7 @@ Deno.test("idle-timeout closes an idle tunnel and not a busy one", async () => {
       text(await within(readExactly(busy, 1), 2_000, "busy echo")),
       ".",
     );
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await pause(100);
   }
   assert.equal((await within(idleEnds, 2_000, "idle tunnel closed")).length, 0);
   await logs.waitFor(
@@ -75,7 +74,7 @@ Deno.test("linger-timeout closes a half-closed tunnel where nothing moves", asyn
 Deno.test("a destination that closes after idling is logged with the idle time", async () => {
   await using logs = await captureLogs();
   await using sleepy = startServer(async (conn) => {
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await pause(300);
     conn.close();
   });
   const port = freePort();
@@ -180,7 +179,7 @@ Deno.test("--max-connections limits all entries together", async () => {
   );
   using waiting = await connect(b);
   await writeAll(waiting, bytes("wait"));
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await pause(200);
   assert.equal(tool.supervisor.tunnels.length, 1);
   holder.close();
   assert.equal(
@@ -205,7 +204,7 @@ Deno.test("a client flooding a destination that never reads is held back, not bu
   let last = -1;
   await eventually(
     async () => {
-      await new Promise((r) => setTimeout(r, 200));
+      await pause(200);
       const stalled = accepted === last;
       last = accepted;
       return stalled;

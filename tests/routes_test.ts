@@ -2,23 +2,24 @@ import assert from "node:assert/strict";
 import { parseProxyUrlText } from "../lib/config/parse.ts";
 import { readProxyEnvironment } from "../lib/route/env.ts";
 import {
-  captureLogs,
   connect,
   echoExchange,
   freePort,
+  pause,
+  readAll,
+  startEchoServer,
+  within,
+} from "./_util/net.ts";
+import {
   IN_CI,
   missing,
-  readAll,
   SOCKS_TEST_USER,
   startDante,
-  startEchoServer,
   startSquid,
   startTinyproxy,
   startTlsFront,
-  startTool,
-  TEST_OPTIONS,
-  within,
-} from "./test_util.ts";
+} from "./_util/proxies.ts";
+import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 
 const noSquid = missing("squid");
 const noTinyproxy = missing("tinyproxy");
@@ -98,7 +99,7 @@ Deno.test({
     );
     // The first proxy comes up; after the backoff it is preferred again.
     await using _first = await startTinyproxy(down);
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await pause(400);
     assert.equal(await echoExchange(port, "via the first"), "via the first");
     await logs.waitFor(
       new RegExp(`open .* via http://127\\.0\\.0\\.1:${down} after`),

@@ -1,21 +1,22 @@
 import assert from "node:assert/strict";
 import {
-  captureLogs,
   connect,
   echoExchange,
   eventually,
   freePort,
-  IN_CI,
-  missing,
   readAll,
   startEchoServer,
+  within,
+} from "./_util/net.ts";
+import {
+  IN_CI,
+  missing,
   startSquidWithBasic,
   startSquidWithDigest,
   startSquidWithNtlm,
-  startTool,
   type TestProcess,
-  within,
-} from "./test_util.ts";
+} from "./_util/proxies.ts";
+import { captureLogs, startTool } from "./_util/tool.ts";
 
 const PASSWORD = "pa55-Wörd@with%specials/ok";
 const noSquid = missing("squid");

@@ -4,17 +4,16 @@ import { startStatusServer } from "../lib/observe/status_server.ts";
 import {
   bytes,
   connect,
-  entriesOf,
   eventually,
   freePort,
   readAll,
   readExactly,
   startEchoServer,
-  startTool,
   text,
   within,
   writeAll,
-} from "./test_util.ts";
+} from "./_util/net.ts";
+import { entriesOf, startTool } from "./_util/tool.ts";
 
 const SECRET = "top-S3cret";
 

@@ -1,21 +1,23 @@
 import assert from "node:assert/strict";
 import {
   bytes,
-  captureLogs,
   connect,
   echoRoundTrip,
-  entriesOf,
   eventually,
   freePort,
   readAll,
   readExactly,
   startServer,
-  startTool,
-  TEST_OPTIONS,
   text,
   within,
   writeAll,
-} from "./test_util.ts";
+} from "./_util/net.ts";
+import {
+  captureLogs,
+  entriesOf,
+  startTool,
+  TEST_OPTIONS,
+} from "./_util/tool.ts";
 
 /** A server that answers every line with `<name>: <line>`. */
 function startNamedEcho(name: string) {

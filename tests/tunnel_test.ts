@@ -1,31 +1,33 @@
 import assert from "node:assert/strict";
 import { relay } from "../lib/relay.ts";
 import {
+  hashExactly,
+  pseudoRandomChunks,
+  sendChunks,
+  sha256Of,
+} from "./_util/data.ts";
+import {
   bytes,
-  captureLogs,
   connect,
   echoRoundTrip,
   eventually,
   freePort,
-  hashExactly,
-  missing,
-  pseudoRandomChunks,
   readAll,
   readExactly,
-  sendChunks,
-  sha256Of,
   startBannerServer,
-  startBlackHole,
   startEchoServer,
   startServer,
-  startSquid,
-  startTinyproxy,
-  startTool,
-  TEST_OPTIONS,
   text,
   within,
   writeAll,
-} from "./test_util.ts";
+} from "./_util/net.ts";
+import {
+  missing,
+  startBlackHole,
+  startSquid,
+  startTinyproxy,
+} from "./_util/proxies.ts";
+import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 
 Deno.test("a direct tunnel carries data both ways and keeps half-close", async () => {
   await using logs = await captureLogs();

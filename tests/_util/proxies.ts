@@ -1,0 +1,317 @@
+/**
+ * Real peers started as their own processes, each with a config file in a
+ * new temporary directory: squid (open, or requiring Basic, Digest or NTLM
+ * proxy authentication), tinyproxy, dante, stunnel as a TLS front, and a
+ * black-hole port whose connects hang. Also how tests that need one of
+ * these programs decide to skip.
+ *
+ * @module
+ */
+
+import { makeCertificates } from "./certs.ts";
+import { freePort, waitPort, within } from "./net.ts";
+
+/** Whether real-proxy tests must run (set by CI): a missing program fails them. */
+export const IN_CI = Deno.env.get("CI") === "true";
+
+/**
+ * Tells whether a test needing `program` should be skipped, printing why.
+ * Never skips under CI.
+ *
+ * @param program An executable that the test starts.
+ * @returns `true` when the test should be ignored.
+ */
+export function missing(program: string): boolean {
+  if (IN_CI) return false;
+  try {
+    new Deno.Command(program, {
+      args: ["-v"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return false;
+  } catch {
+    console.log(`skipping tests that need ${program}: it is not installed`);
+    return true;
+  }
+}
+
+/** A program started by a test, stopped by disposing it. */
+export interface TestProcess extends AsyncDisposable {
+  /** The port it serves on. */
+  readonly port: number;
+  /** Its working directory, with its config and logs. */
+  readonly dir: string;
+}
+
+/**
+ * Starts `command` in a new temporary directory holding its config file,
+ * and waits until it listens on `port`.
+ */
+async function startProgram(
+  what: string,
+  command: string,
+  args: (dir: string) => string[],
+  config: (dir: string, port: number) => string,
+  configName: string,
+  prepare?: (dir: string) => Promise<void>,
+  port = freePort(),
+): Promise<TestProcess> {
+  const dir = await Deno.makeTempDir({ prefix: `httptunneling-${what}-` });
+  let child: Deno.ChildProcess | undefined;
+  const stop = async () => {
+    try {
+      child?.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await child?.status;
+    await Deno.remove(dir, { recursive: true });
+  };
+  try {
+    // The proxies drop root for an unprivileged user who must write here.
+    await Deno.chmod(dir, 0o777);
+    await prepare?.(dir);
+    await Deno.writeTextFile(`${dir}/${configName}`, config(dir, port));
+    child = new Deno.Command(command, {
+      args: args(dir),
+      cwd: dir,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await waitPort(port, 10_000, what);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { port, dir, [Symbol.asyncDispose]: stop };
+}
+
+// Listens with an accept queue of one and fills it itself, so that the
+// kernel drops every later SYN: a destination that never answers, on
+// loopback.
+const BLACK_HOLE_PY = `
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen(0)
+filler = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print("ready", flush=True)
+sys.stdin.read()
+`;
+
+/**
+ * Starts a loopback port where a TCP connect hangs (SYNs go unanswered),
+ * like a destination behind a firewall that drops packets. Needs python3.
+ */
+export async function startBlackHole(): Promise<TestProcess> {
+  const port = freePort();
+  const child = new Deno.Command("python3", {
+    args: ["-c", BLACK_HOLE_PY, String(port)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const stop = async () => {
+    await child.stdin.close().catch(() => {});
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await child.status;
+  };
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const first = await within(reader.read(), 10_000, "black hole ready");
+    if (!first.value?.includes("ready")) throw new Error("black hole failed");
+  } catch (error) {
+    await reader.cancel();
+    await stop();
+    throw error;
+  }
+  await reader.cancel();
+  return { port, dir: "", [Symbol.asyncDispose]: stop };
+}
+
+/**
+ * Starts real squid on a free loopback port, allowing CONNECT from loopback
+ * to any port.
+ *
+ * @param extra More squid.conf lines, placed before the access rules.
+ */
+export function startSquid(extra = ""): Promise<TestProcess> {
+  return startProgram(
+    "squid",
+    "squid",
+    (dir) => ["-N", "-f", `${dir}/squid.conf`],
+    (dir, port) =>
+      `http_port 127.0.0.1:${port}
+pid_filename ${dir}/squid.pid
+cache_log ${dir}/cache.log
+access_log stdio:${dir}/access.log
+coredump_dir ${dir}
+cache deny all
+cache_mem 8 MB
+shutdown_lifetime 0 seconds
+${extra}
+acl loopback src 127.0.0.0/8 ::1
+http_access allow loopback
+http_access deny all
+`,
+    "squid.conf",
+  );
+}
+
+/**
+ * Starts real tinyproxy on loopback, CONNECT to any port.
+ *
+ * @param port The port to listen on; a free one by default.
+ */
+export function startTinyproxy(port?: number): Promise<TestProcess> {
+  return startProgram(
+    "tinyproxy",
+    "tinyproxy",
+    (dir) => ["-d", "-c", `${dir}/tinyproxy.conf`],
+    (_dir, port) =>
+      `User nobody
+Group nogroup
+Port ${port}
+Listen 127.0.0.1
+Timeout 600
+MaxClients 100
+Allow 127.0.0.1
+`,
+    "tinyproxy.conf",
+    undefined,
+    port,
+  );
+}
+
+const SQUID_HELPERS = "/usr/lib/squid";
+
+/**
+ * Starts squid requiring proxy authentication through `helper`.
+ *
+ * @param scheme `basic`, `digest` or `ntlm`.
+ * @param helper The helper's command line, under /usr/lib/squid.
+ * @param files Password files to write first, by name; the helper's command
+ *   line refers to them as `{dir}/name`.
+ */
+async function startSquidWithAuth(
+  scheme: string,
+  helper: string,
+  files: Record<string, (path: string) => Promise<void>> = {},
+): Promise<TestProcess> {
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-auth-" });
+  await Deno.chmod(dir, 0o755);
+  for (const [name, write] of Object.entries(files)) {
+    await write(`${dir}/${name}`);
+    await Deno.chmod(`${dir}/${name}`, 0o644);
+  }
+  const squid = await startSquid(`
+auth_param ${scheme} program ${SQUID_HELPERS}/${helper.replaceAll("{dir}", dir)}
+auth_param ${scheme} children 2
+${scheme === "ntlm" ? "" : `auth_param ${scheme} realm httptunneling-test`}
+acl authed proxy_auth REQUIRED
+http_access deny !authed
+`);
+  return {
+    port: squid.port,
+    dir: squid.dir,
+    async [Symbol.asyncDispose]() {
+      await squid[Symbol.asyncDispose]();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** squid that requires Basic, checked by basic_ncsa_auth against htpasswd. */
+export function startSquidWithBasic(
+  user: string,
+  password: string,
+): Promise<TestProcess> {
+  return startSquidWithAuth("basic", "basic_ncsa_auth {dir}/passwd", {
+    async passwd(path) {
+      const { code } = await new Deno.Command("htpasswd", {
+        args: ["-b", "-c", path, user, password],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (code !== 0) throw new Error("htpasswd failed");
+    },
+  });
+}
+
+/** squid that requires Digest, checked by digest_file_auth. */
+export function startSquidWithDigest(
+  user: string,
+  password: string,
+): Promise<TestProcess> {
+  return startSquidWithAuth("digest", "digest_file_auth {dir}/passwd", {
+    passwd: (path) => Deno.writeTextFile(path, `${user}:${password}\n`),
+  });
+}
+
+/** squid with ntlm_fake_auth: any credentials, the real 3-message handshake. */
+export function startSquidWithNtlm(): Promise<TestProcess> {
+  return startSquidWithAuth("ntlm", "ntlm_fake_auth");
+}
+
+/**
+ * Starts stunnel4 as a TLS front for `targetPort`, with a certificate
+ * signed by a new test CA: together with squid, an https:// proxy.
+ */
+export async function startTlsFront(
+  targetPort: number,
+): Promise<TestProcess & { caPem: string }> {
+  let caPem = "";
+  const front = await startProgram(
+    "stunnel",
+    "stunnel4",
+    (dir) => [`${dir}/stunnel.conf`],
+    (dir, port) =>
+      `foreground = yes
+pid =
+[proxy]
+accept = 127.0.0.1:${port}
+connect = 127.0.0.1:${targetPort}
+cert = ${dir}/server.pem
+key = ${dir}/server.key
+`,
+    "stunnel.conf",
+    async (dir) => {
+      caPem = (await makeCertificates(dir)).caPem;
+    },
+  );
+  return { ...front, caPem };
+}
+
+/**
+ * Starts a real dante SOCKS5 server on loopback.
+ *
+ * @param withUsers Require username/password (checked against system users).
+ */
+export function startDante(withUsers = false): Promise<TestProcess> {
+  const method = withUsers ? "username" : "none";
+  return startProgram(
+    "danted",
+    "danted",
+    (dir) => ["-f", `${dir}/danted.conf`, "-p", `${dir}/danted.pid`],
+    (dir, port) =>
+      `logoutput: ${dir}/danted.log
+internal: 127.0.0.1 port = ${port}
+external: 127.0.0.1
+socksmethod: ${method}
+clientmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }
+`,
+    "danted.conf",
+  );
+}
+
+/** The system user that .ci/run creates for dante's username method. */
+export const SOCKS_TEST_USER = {
+  username: "httptunneling-socks",
+  password: "socks-Pa55",
+};

@@ -1,0 +1,78 @@
+/**
+ * The `check` command: the entries it prints, errors as file:line:col, and
+ * warnings about credentials files.
+ */
+import assert from "node:assert/strict";
+import { runTool, tempConfig } from "./_util/tool.ts";
+
+Deno.test("check prints the entries with credentials masked", async () => {
+  const dir = await tempConfig(
+    "2222 ssh.example.com 22 proxy.corp 3128\n0.0.0.0:8080 web 80 http://jane:s3cret@proxy:3128\n",
+  );
+  try {
+    const { code, stdout } = await runTool(["check", "tunnels.conf"], dir);
+    assert.equal(code, 0);
+    assert.equal(
+      stdout,
+      [
+        "LINE  SOURCE          DESTINATION         ROUTE",
+        "1     127.0.0.1:2222  ssh.example.com:22  via http://proxy.corp:3128",
+        "2     0.0.0.0:8080    web:80              via http://jane:***@proxy:3128",
+        "tunnels.conf: 2 entries, no errors",
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check reports every error as file:line:col and exits 1", async () => {
+  const dir = await tempConfig("2222 host 22x\n# ok\n3333 host 22 proxy\n");
+  try {
+    const { code, stdout, stderr } = await runTool(
+      ["check", "tunnels.conf"],
+      dir,
+    );
+    assert.equal(code, 1);
+    assert.equal(stdout, "");
+    assert.equal(
+      stderr,
+      'tunnels.conf:1:11: invalid destination port "22x": use a number from 1 to 65535\n' +
+        "tunnels.conf:3:14: expected a proxy URL (http://host:port) or the proxy host followed by its port\n",
+    );
+    const missing = await runTool(["check", "nope.conf"], dir);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^Cannot read config file nope\.conf: /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the shipped tunnels.conf.example is valid", async () => {
+  const { code, stderr } = await runTool(["check", "tunnels.conf.example"]);
+  assert.equal(stderr, "");
+  assert.equal(code, 0);
+});
+
+Deno.test("check warns when a credentials file is readable by others and masks it", async () => {
+  const dir = await tempConfig(
+    "2222 ssh 22 http://proxy:3128 credentials=proxy.cred\n",
+  );
+  try {
+    await Deno.writeTextFile(`${dir}/proxy.cred`, "CORP\\jane:s3cret\n");
+    await Deno.chmod(`${dir}/proxy.cred`, 0o644);
+    const open = await runTool(["check", "tunnels.conf"], dir);
+    assert.equal(open.code, 0);
+    assert.match(
+      open.stderr,
+      /^warning: credentials file .*proxy\.cred can be read by other users: chmod 600 /,
+    );
+    assert.match(open.stdout, /via http:\/\/CORP%5Cjane:\*\*\*@proxy:3128/);
+    assert.doesNotMatch(open.stdout + open.stderr, /s3cret/);
+    await Deno.chmod(`${dir}/proxy.cred`, 0o600);
+    assert.equal((await runTool(["check", "tunnels.conf"], dir)).stderr, "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,56 @@
+/**
+ * The `probe` command's output (the probe itself: probe_test.ts).
+ */
+import assert from "node:assert/strict";
+import { freePort, startBannerServer } from "./_util/net.ts";
+import { missing, startSquid } from "./_util/proxies.ts";
+import { runTool, tempConfig } from "./_util/tool.ts";
+
+Deno.test({
+  name:
+    "probe --json: one report per entry, parsed, and exit 1 when a route fails",
+  ignore: missing("squid"),
+  async fn() {
+    await using squid = await startSquid();
+    await using ssh = startBannerServer("SSH-2.0-json\r\n");
+    const dir = await tempConfig(
+      `2222 127.0.0.1 ${ssh.port} 127.0.0.1 ${squid.port}\n2223 127.0.0.1 ${ssh.port} http://127.0.0.1:${freePort()}\n`,
+    );
+    try {
+      const { code, stdout } = await runTool([
+        "probe",
+        "tunnels.conf",
+        "--json",
+      ], dir);
+      assert.equal(code, 1);
+      const reports = JSON.parse(stdout);
+      assert.equal(reports.length, 2);
+      assert.equal(reports[0].entry, "line 1: 127.0.0.1:2222");
+      assert.equal(reports[0].ok, true);
+      assert.equal(
+        reports[0].steps.at(-1).detail,
+        'spoke first: "SSH-2.0-json"',
+      );
+      assert.equal(reports[1].ok, false);
+      assert.match(
+        reports[1].diagnosis,
+        /^nothing accepts connections at proxy 127\.0\.0\.1:\d+/,
+      );
+      const text = await runTool([
+        "probe",
+        "127.0.0.1",
+        String(ssh.port),
+        "--proxy",
+        `http://127.0.0.1:${squid.port}`,
+      ]);
+      assert.equal(text.code, 0);
+      assert.match(
+        text.stdout,
+        /ok {4}CONNECT 127\.0\.0\.1:\d+ via 127\.0\.0\.1:\d+ .*HTTP\/1\.1 200/,
+      );
+      assert.match(text.stdout, /=> works/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

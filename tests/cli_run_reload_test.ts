@@ -1,0 +1,51 @@
+/**
+ * The `run` command applying a changed config without a restart: a saved
+ * file, and SIGHUP.
+ */
+import assert from "node:assert/strict";
+import { echoRoundTrip, freePort, startEchoServer } from "./_util/net.ts";
+import { startRun, tempConfig, waitForLog } from "./_util/tool.ts";
+
+Deno.test("run: a saved config is applied without a restart", async () => {
+  await using echo = startEchoServer();
+  const [first, added] = [freePort(), freePort()];
+  const dir = await tempConfig(`${first} 127.0.0.1 ${echo.port}\n`);
+  await using run = startRun(dir);
+  await waitForLog(
+    run.log,
+    /watching tunnels\.conf for changes; SIGHUP reloads too/,
+  );
+  await Deno.writeTextFile(
+    `${dir}/tunnels.conf`,
+    `${first} 127.0.0.1 ${echo.port}\n${added} 127.0.0.1 ${echo.port}\n`,
+  );
+  await waitForLog(
+    run.log,
+    /config applied: 1 added, 0 removed, 0 changed, 1 unchanged/,
+  );
+  assert.equal(await echoRoundTrip(added, "added live"), "added live");
+});
+
+Deno.test("run: SIGHUP reloads a config the directory watch cannot see", async () => {
+  await using echo = startEchoServer();
+  const [first, added] = [freePort(), freePort()];
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-cli-" });
+  // tunnels.conf links to a file elsewhere: edits there touch no entry of dir.
+  await Deno.mkdir(`${dir}/elsewhere`);
+  const target = `${dir}/elsewhere/real.conf`;
+  await Deno.writeTextFile(target, `${first} 127.0.0.1 ${echo.port}\n`);
+  await Deno.symlink("elsewhere/real.conf", `${dir}/tunnels.conf`);
+  await using run = startRun(dir);
+  await waitForLog(run.log, /SIGHUP reloads too/);
+  await Deno.writeTextFile(target, `${added} 127.0.0.1 ${echo.port}\n`);
+  const pid = await waitForLog(run.log, /starting \(pid \d+\)/).then((log) =>
+    Number(/starting \(pid (\d+)\)/.exec(log)![1])
+  );
+  Deno.kill(pid, "SIGHUP");
+  await waitForLog(run.log, /reload \(SIGHUP\): applying tunnels\.conf/);
+  await waitForLog(
+    run.log,
+    /config applied: 1 added, 1 removed, 0 changed, 0 unchanged/,
+  );
+  assert.equal(await echoRoundTrip(added, "after SIGHUP"), "after SIGHUP");
+});

@@ -1,0 +1,85 @@
+/**
+ * The compile task: the permissions it bakes into the binary, that they hold
+ * when the tool runs with them, and that `deno task compile` builds or says
+ * what it needs.
+ */
+import assert from "node:assert/strict";
+import manifest from "../deno.json" with { type: "json" };
+import { freePort, text } from "./_util/net.ts";
+import { COMPILE_FLAGS, ROOT, runTool, tempConfig } from "./_util/tool.ts";
+
+Deno.test("the compile task bakes network, env, and reads and writes below the working directory only", () => {
+  assert.deepEqual(COMPILE_FLAGS.toSorted(), [
+    "--allow-env",
+    "--allow-net",
+    "--allow-read=.",
+    "--allow-write=.",
+    "--unstable-net",
+  ]);
+  // The workers' code is loaded at run time, so it is named to be included.
+  assert.match(manifest.tasks.compile, / --include lib\/workers\/worker\.ts /);
+});
+
+Deno.test("with the compiled-in permissions, a write outside the working directory and a read outside it are refused", async () => {
+  const outside = await Deno.makeTempDir({ prefix: "httptunneling-outside-" });
+  await Deno.writeTextFile(`${outside}/secret.cred`, "jane:s3cret\n");
+  const dir = await tempConfig(`${freePort()} 127.0.0.1 9\n`);
+  try {
+    const write = await runTool([
+      "run",
+      "--log",
+      `${outside}/HTTPTunneling.log`,
+    ], dir);
+    assert.equal(write.code, 1);
+    assert.match(
+      write.stderr,
+      /^error: .*Requires write access to ".*HTTPTunneling\.log"/,
+    );
+    await assert.rejects(
+      Deno.stat(`${outside}/HTTPTunneling.log`),
+      Deno.errors.NotFound,
+    );
+    await Deno.writeTextFile(
+      `${dir}/tunnels.conf`,
+      `${freePort()} 127.0.0.1 9 http://proxy:3128 credentials=${outside}/secret.cred\n`,
+    );
+    const read = await runTool(["check", "tunnels.conf"], dir);
+    assert.equal(read.code, 1);
+    assert.match(
+      read.stderr,
+      /tunnels\.conf:1:\d+: cannot read credentials file .*secret\.cred: Requires read access/,
+    );
+    assert.doesNotMatch(read.stderr, /s3cret/);
+  } finally {
+    await Deno.remove(outside, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task compile builds the binary, or fails with a message naming DENORT_BIN and DENO_DIR", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--quiet", "compile"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  try {
+    if (code === 0) {
+      const version = await new Deno.Command(`${ROOT}httptunneling`, {
+        args: ["--version"],
+      }).output();
+      assert.match(
+        text(version.stdout),
+        /^httptunneling \d+\.\d+\.\d+ \(deno /,
+      );
+    } else {
+      const said = text(stdout) + text(stderr);
+      assert.match(said, /DENORT_BIN/);
+      assert.match(said, /DENO_DIR/);
+      assert.doesNotMatch(said, /Stack backtrace/);
+    }
+  } finally {
+    await Deno.remove(`${ROOT}httptunneling`).catch(() => {});
+    await Deno.remove(`${ROOT}compile-error.log`).catch(() => {});
+  }
+});
