@@ -8,6 +8,12 @@
  * bench/results/bench.json and bench.md.
  *
  *   deno task bench [--reps 3] [--seconds 2] [--idle 2000,8000] [--relays direct,haproxy,...]
+ *                   [--baseline DIR]
+ *
+ * `--baseline DIR` adds "ht baseline": the tool run from another checkout
+ * (e.g. `git worktree add /tmp/base HEAD~3`), measured in the same
+ * interleaved repetitions, so that a change's cost or gain is not lost in
+ * the noise between runs.
  *
  * Needs haproxy, socat, rinetd, iperf3 and squid (apt-get install). Stops
  * everything it started.
@@ -23,6 +29,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "2" },
     idle: { type: "string", default: "2000,8000" },
     relays: { type: "string" },
+    baseline: { type: "string" },
   },
 });
 const REPS = Number(values.reps);
@@ -115,16 +122,16 @@ await using squid = await startSquid();
 const squidPort = squid.port;
 await Promise.all([iperfPort, sinkPort].map((port) => waitPort(port)));
 
-/** httptunneling on a config file in DIR, logging warnings only. */
-function spawnTool(config: string, extra: string[] = []) {
+/** httptunneling from `root` on a config file in DIR, logging warnings only. */
+function spawnTool(root: string, config: string, extra: string[] = []) {
   return spawn(Deno.execPath(), [
     "run",
     "--allow-net",
     "--allow-read",
     "--allow-write",
     "--allow-env",
-    `--config=${ROOT}deno.json`,
-    `${ROOT}main.ts`,
+    `--config=${root}deno.json`,
+    `${root}main.ts`,
     "run",
     config,
     "--log",
@@ -194,15 +201,23 @@ const RELAYS: Relay[] = [
         mode,
       ]),
   })),
-  ...([["httptunneling", []], ["ht --workers 2", ["--workers", "2"]]] as const)
-    .map(([name, extra]) => ({
+  ...[
+    { name: "httptunneling", root: ROOT, extra: [] },
+    { name: "ht --workers 2", root: ROOT, extra: ["--workers", "2"] },
+    ...(values.baseline === undefined ? [] : [{
+      name: "ht baseline",
+      root: values.baseline.replace(/\/?$/, "/"),
+      extra: [],
+    }]),
+  ]
+    .map(({ name, root, extra }) => ({
       name,
       start: (listen: number, target: number) => {
         Deno.writeTextFileSync(
           `${DIR}/tunnels-${listen}.conf`,
           `${listen} 127.0.0.1 ${target}\n`,
         );
-        return spawnTool(`tunnels-${listen}.conf`, [...extra]);
+        return spawnTool(root, `tunnels-${listen}.conf`, [...extra]);
       },
     })),
 ];
@@ -378,7 +393,7 @@ for (let rep = 0; rep < REPS; rep++) {
     `${DIR}/tunnels-squid.conf`,
     `${listen} 127.0.0.1 ${sinkPort} 127.0.0.1 ${squidPort}\n`,
   );
-  const tool = spawnTool("tunnels-squid.conf");
+  const tool = spawnTool(ROOT, "tunnels-squid.conf");
   await waitPort(listen);
   const via = await peerResult<{ gbps: number }>([
     "stream",
