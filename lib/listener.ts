@@ -8,7 +8,7 @@
 
 import { formatHostPort } from "./net/address.ts";
 import type { TunnelOptions } from "./config/options.ts";
-import type { TunnelEntry } from "./config/parse.ts";
+import type { TunnelEntry } from "./config/entry.ts";
 import { ConnectionLimit } from "./limit.ts";
 import { logger } from "./observe/log.ts";
 import { describeRoute } from "./route/types.ts";

@@ -7,8 +7,8 @@
  */
 
 import type { ConfigDiff } from "./config/diff.ts";
-import { diffEntries, sourceKey } from "./config/diff.ts";
-import type { TunnelEntry } from "./config/parse.ts";
+import { diffEntries } from "./config/diff.ts";
+import { sourceKey, type TunnelEntry } from "./config/entry.ts";
 import { formatDuration } from "./time/duration.ts";
 import { EntryListener, type SharedState } from "./listener.ts";
 import { logger } from "./observe/log.ts";

@@ -5,8 +5,7 @@
  */
 
 import { formatHostPort } from "./net/address.ts";
-import { sourceKey } from "./config/diff.ts";
-import type { TunnelEntry } from "./config/parse.ts";
+import { sourceKey, type TunnelEntry } from "./config/entry.ts";
 import { closeQuietly, type Duplex } from "./net/duplex.ts";
 import { formatDuration } from "./time/duration.ts";
 import { formatBytes, logger } from "./observe/log.ts";

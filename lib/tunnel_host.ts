@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { TunnelEntry } from "./config/parse.ts";
+import type { TunnelEntry } from "./config/entry.ts";
 import type { Metrics } from "./observe/metrics.ts";
 import type { StatusSource } from "./observe/status_server.ts";
 

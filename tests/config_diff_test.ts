@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { diffEntries } from "../lib/config/diff.ts";
-import { parseConfig } from "../lib/config/parse.ts";
+import { parseConfig } from "../lib/config/grammar.ts";
 
 function entries(text: string) {
   return parseConfig(text, "t.conf").entries;

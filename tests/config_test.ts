@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ConfigContext, parseConfig } from "../lib/config/parse.ts";
+import { type ConfigContext, parseConfig } from "../lib/config/grammar.ts";
 import type { Proxy, Route } from "../lib/route/types.ts";
 
 /** The route of an entry with one plain HTTP proxy. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DEFAULT_TUNNEL_OPTIONS } from "../lib/config/options.ts";
-import { parseRouteArguments } from "../lib/config/parse.ts";
+import { parseRouteArguments } from "../lib/cli/entry_args.ts";
 import {
   DialError,
   ProxyAuthError,

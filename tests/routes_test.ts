@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseProxyUrlText } from "../lib/config/parse.ts";
+import { parseProxyUrlText } from "../lib/config/proxy_url.ts";
 import { readProxyEnvironment } from "../lib/route/env.ts";
 import {
   connect,

@@ -6,10 +6,11 @@
 
 import { formatHostPort } from "../net/address.ts";
 import { loadConfig } from "../config/load.ts";
-import type { TunnelEntry } from "../config/parse.ts";
+import type { TunnelEntry } from "../config/entry.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { describeRoute } from "../route/types.ts";
 import { parseCommandLine, reportConfigError } from "./args.ts";
+import { formatTable } from "./table.ts";
 
 /**
  * Runs `check`: prints a table of the entries on stdout, or one
@@ -35,7 +36,7 @@ export async function checkCommand(args: string[]): Promise<number> {
     reportConfigError(error);
     return 1;
   }
-  const rows = [
+  console.log(formatTable([
     ["LINE", "SOURCE", "DESTINATION", "ROUTE"],
     ...entries.map((entry) => [
       String(entry.line),
@@ -43,15 +44,7 @@ export async function checkCommand(args: string[]): Promise<number> {
       formatHostPort(entry.destination),
       describeRoute(entry.route),
     ]),
-  ];
-  const widths = rows[0].map((_, i) =>
-    Math.max(...rows.map((row) => row[i].length))
-  );
-  for (const row of rows) {
-    console.log(
-      row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd(),
-    );
-  }
+  ]));
   console.log(
     `${path}: ${entries.length} entr${
       entries.length === 1 ? "y" : "ies"

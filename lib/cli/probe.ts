@@ -7,18 +7,16 @@
 
 import { formatHostPort } from "../net/address.ts";
 import { loadConfig } from "../config/load.ts";
-import { parseDestination } from "../config/parse.ts";
-import { ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
+import { ConfigLoadError, UsageError } from "../errors.ts";
 import { type ProbeReport, probeRoute } from "../probe/route_probe.ts";
 import type { Route } from "../route/types.ts";
 import {
   parseCommandLine,
   proxyEnvironment,
   reportConfigError,
-  routeFrom,
-  TUNNEL_FLAGS,
-  tunnelOptionsFrom,
 } from "./args.ts";
+import { parseDestination, parseRouteArguments } from "./entry_args.ts";
+import { TUNNEL_FLAGS, tunnelOptionsFrom } from "./flags.ts";
 
 /**
  * Runs `probe`.
@@ -59,13 +57,12 @@ export async function probeCommand(args: string[]): Promise<number> {
       return 1;
     }
   } else if (positionals.length === 2) {
-    let destination;
-    try {
-      destination = parseDestination(positionals[0], positionals[1]);
-    } catch (error) {
-      throw new UsageError(errorMessage(error));
-    }
-    targets.push({ label: "", route: routeFrom(values.proxy), ...destination });
+    const destination = parseDestination(positionals[0], positionals[1]);
+    targets.push({
+      label: "",
+      route: parseRouteArguments(values.proxy),
+      ...destination,
+    });
   } else {
     throw new UsageError("probe takes a config file, or a host and a port");
   }

@@ -6,17 +6,10 @@
  * @module
  */
 
-import type { LogLevel } from "@logtape/logtape";
-import { sourceKey } from "../config/diff.ts";
+import { sourceKey, type TunnelEntry } from "../config/entry.ts";
 import { loadConfig } from "../config/load.ts";
-import { parseForward, type TunnelEntry } from "../config/parse.ts";
 import { ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
-import {
-  DEFAULT_LOG_FILE,
-  LOG_LEVELS,
-  logger,
-  setupLogging,
-} from "../observe/log.ts";
+import { logger, setupLogging } from "../observe/log.ts";
 import { ConfigReloader } from "../config/reload.ts";
 import {
   type RunState,
@@ -29,22 +22,32 @@ import { VERSION } from "../version.ts";
 import { watchConfig } from "../config/watch.ts";
 import { assertWorkersSupported, WorkerPool } from "../workers/pool.ts";
 import {
-  countOption,
-  durationOption,
-  listenAddress,
   parseCommandLine,
   proxyEnvironment,
   reportConfigError,
-  routeFrom,
-  sizeOption,
-  TUNNEL_FLAGS,
-  tunnelOptionsFrom,
 } from "./args.ts";
+import {
+  parseForward,
+  parseRouteArguments,
+  parseStatusAddress,
+} from "./entry_args.ts";
+import {
+  FAILOVER_BACKOFF,
+  flagValue,
+  LOG,
+  LOG_FILES,
+  LOG_FORMAT,
+  LOG_LEVEL,
+  LOG_MAX_SIZE,
+  MAX_CONNECTIONS,
+  RUN_FLAGS,
+  SHUTDOWN_TIMEOUT,
+  STATUS,
+  tunnelOptionsFrom,
+  WORKERS,
+} from "./flags.ts";
 
 const log = logger("run");
-
-/** How long live tunnels may finish after SIGINT/SIGTERM, by default. */
-export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /** The config `run` reads when none is named. */
 const DEFAULT_CONFIG = "tunnels.conf";
@@ -58,60 +61,31 @@ const EXAMPLE_CONFIG = "tunnels.conf.example";
  * @throws {UsageError} for a wrong option.
  */
 export async function runCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, {
-    ...TUNNEL_FLAGS,
-    log: { type: "string", default: DEFAULT_LOG_FILE },
-    "log-level": { type: "string", default: "info" },
-    "drain-timeout": { type: "string" },
-    "shutdown-timeout": { type: "string" },
-    "max-connections": { type: "string" },
-    "failover-backoff": { type: "string" },
-    forward: { type: "string", short: "L", multiple: true },
-    status: { type: "string" },
-    "log-format": { type: "string", default: "text" },
-    "log-max-size": { type: "string" },
-    "log-files": { type: "string" },
-    workers: { type: "string" },
-  });
+  const { values, positionals } = parseCommandLine(args, RUN_FLAGS);
   if (positionals.length > 1) {
     throw new UsageError("run takes at most one config file");
   }
-  const level = values["log-level"] as LogLevel;
-  if (!LOG_LEVELS.includes(level)) {
-    throw new UsageError(
-      `--log-level must be one of ${LOG_LEVELS.join(", ")}; got "${level}"`,
-    );
-  }
+  const level = flagValue(values, LOG_LEVEL);
   const defaults = await tunnelOptionsFrom(values);
-  const failoverBackoffMs = durationOption(
-    "failover-backoff",
-    values["failover-backoff"],
-  );
-  const shutdownTimeoutMs =
-    durationOption("shutdown-timeout", values["shutdown-timeout"]) ??
-      DEFAULT_SHUTDOWN_TIMEOUT_MS;
-  const maxConnections = countOption(
-    "max-connections",
-    values["max-connections"],
-  );
+  const failoverBackoffMs = flagValue(values, FAILOVER_BACKOFF);
+  const shutdownTimeoutMs = flagValue(values, SHUTDOWN_TIMEOUT);
+  const maxConnections = flagValue(values, MAX_CONNECTIONS);
   const forwards = forwardEntries(values.forward ?? [], values.proxy);
-  const format = values["log-format"];
-  if (format !== "text" && format !== "json") {
-    throw new UsageError(`--log-format must be text or json; got "${format}"`);
-  }
-  const workers = countOption("workers", values.workers) ?? 1;
+  const format = flagValue(values, LOG_FORMAT);
+  const workers = flagValue(values, WORKERS);
   if (workers > 1) assertWorkersSupported();
-  const statusAddress = values.status === undefined
+  const status = flagValue(values, STATUS);
+  const statusAddress = status === undefined
     ? undefined
-    : listenAddress(values.status);
+    : parseStatusAddress(status);
 
   const closeLog = await setupLogging({
-    file: values.log,
+    file: flagValue(values, LOG),
     level,
     stderr: Deno.stderr.isTerminal(),
     format,
-    maxSize: sizeOption("log-max-size", values["log-max-size"]),
-    maxFiles: countOption("log-files", values["log-files"]),
+    maxSize: flagValue(values, LOG_MAX_SIZE),
+    maxFiles: flagValue(values, LOG_FILES),
   });
   try {
     log.info(`httptunneling ${VERSION} starting (pid ${Deno.pid})`);
@@ -159,17 +133,17 @@ export async function runCommand(args: string[]): Promise<number> {
         new ConfigReloader(path, apply, config.text, reloaded),
       );
     }
-    let status: StatusServer | undefined;
+    let statusServer: StatusServer | undefined;
     if (statusAddress) {
       try {
-        status = startStatusServer(
+        statusServer = startStatusServer(
           statusAddress,
           () => supervisor.status(),
           state,
         );
       } catch (error) {
         log.error(
-          `cannot serve --status on ${values.status}: ${errorMessage(error)}`,
+          `cannot serve --status on ${status}: ${errorMessage(error)}`,
         );
       }
     }
@@ -185,7 +159,7 @@ export async function runCommand(args: string[]): Promise<number> {
       );
     }
     await stopWatching();
-    await status?.close();
+    await statusServer?.close();
     await supervisor.shutdown(shutdownTimeoutMs);
     log.info("stopped");
     return stop instanceof Error ? 1 : 0;
@@ -198,14 +172,13 @@ function forwardEntries(
   specs: string[],
   proxies: string[] | undefined,
 ): TunnelEntry[] {
-  const route = routeFrom(proxies);
-  return specs.map((spec) => {
-    try {
-      return { ...parseForward(spec), route, options: {}, line: 0 };
-    } catch (error) {
-      throw new UsageError(errorMessage(error));
-    }
-  });
+  const route = parseRouteArguments(proxies);
+  return specs.map((spec) => ({
+    ...parseForward(spec),
+    route,
+    options: {},
+    line: 0,
+  }));
 }
 
 // Command-line forwards win over config entries on the same source.

@@ -10,7 +10,9 @@ import { formatDuration } from "../time/duration.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { formatBytes } from "../observe/log.ts";
 import type { statusDocument } from "../observe/status_server.ts";
-import { listenAddress, parseCommandLine } from "./args.ts";
+import { parseCommandLine } from "./args.ts";
+import { parseStatusAddress } from "./entry_args.ts";
+import { formatTable } from "./table.ts";
 
 /** Where `status` looks when no address is given. */
 export const DEFAULT_STATUS_ADDRESS = "127.0.0.1:9191";
@@ -31,7 +33,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   if (positionals.length > 1) {
     throw new UsageError("status takes at most one address");
   }
-  const address = listenAddress(positionals[0] ?? DEFAULT_STATUS_ADDRESS);
+  const address = parseStatusAddress(positionals[0] ?? DEFAULT_STATUS_ADDRESS);
   const url = `http://${formatHostPort(address)}/status`;
   while (true) {
     let status: Status;
@@ -66,7 +68,7 @@ export async function statusCommand(args: string[]): Promise<number> {
  * @returns The text.
  */
 export function renderStatus(status: Status): string {
-  const entries = table([
+  const entries = formatTable([
     [
       "SOURCE",
       "DESTINATION",
@@ -90,7 +92,7 @@ export function renderStatus(status: Status): string {
       formatBytes(entry.bytesDown),
     ]),
   ]);
-  const tunnels = table([
+  const tunnels = formatTable([
     ["ID", "CLIENT", "ENTRY", "DESTINATION", "UP", "DOWN", "AGE", "IDLE"],
     ...status.tunnels.map((tunnel) => [
       tunnel.id,
@@ -109,14 +111,4 @@ export function renderStatus(status: Status): string {
   return `httptunneling ${status.version} (pid ${status.pid})${
     status.config.path ? `, config ${status.config.path}` : ""
   }${reload}\n\n${entries}\n\n${status.tunnels.length} live tunnel(s)\n${tunnels}`;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) =>
-    Math.max(...rows.map((row) => row[i].length))
-  );
-  return rows.map((row) =>
-    row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()
-  )
-    .join("\n");
 }

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { parseDestination } from "../config/parse.ts";
 import type { Duplex } from "../net/duplex.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { logger, setupLogging } from "../observe/log.ts";
@@ -14,13 +13,9 @@ import { relay } from "../relay.ts";
 import { dialRoute } from "../route/dial.ts";
 import { ProxyHealth } from "../route/health.ts";
 import { describeRoute } from "../route/types.ts";
-import {
-  parseCommandLine,
-  proxyEnvironment,
-  routeFrom,
-  TUNNEL_FLAGS,
-  tunnelOptionsFrom,
-} from "./args.ts";
+import { parseCommandLine, proxyEnvironment } from "./args.ts";
+import { parseDestination, parseRouteArguments } from "./entry_args.ts";
+import { TUNNEL_FLAGS, tunnelOptionsFrom } from "./flags.ts";
 
 const log = logger("stdio");
 
@@ -50,13 +45,8 @@ export async function stdioCommand(args: string[]): Promise<number> {
       "stdio takes a host and a port: stdio ssh.example.com 22",
     );
   }
-  let destination;
-  try {
-    destination = parseDestination(positionals[0], positionals[1]);
-  } catch (error) {
-    throw new UsageError(errorMessage(error));
-  }
-  const route = routeFrom(values.proxy);
+  const destination = parseDestination(positionals[0], positionals[1]);
+  const route = parseRouteArguments(values.proxy);
   const options = await tunnelOptionsFrom(values);
   const closeLog = await setupLogging({
     file: "-",

@@ -1,10 +1,42 @@
 /**
- * The text of `--help`.
+ * The text of `--help`; its options part is generated from the option
+ * table.
  *
  * @module
  */
 
-import { DEFAULT_LOG_FILE } from "../observe/log.ts";
+import { TUNNEL_OPTION_ROWS } from "../config/options.ts";
+import { RUN_OPTIONS, usageLine } from "./flags.ts";
+
+/** Where an option's help starts: after the longest flag and its placeholder. */
+const FLAG_WIDTH = 25;
+
+/** Lines of prose end by this column. */
+const TEXT_WIDTH = 88;
+
+/** One line per option of `run`, its help aligned. */
+const OPTION_LINES = RUN_OPTIONS.flatMap((option) => usageLine(option) ?? [])
+  .map(({ name, help }) => `  ${name.padEnd(FLAG_WIDTH)}${help}`).join("\n");
+
+/** The tunnel settings an entry may write as `key=value` (files aside). */
+const ENTRY_SETTINGS = TUNNEL_OPTION_ROWS.filter((option) => !option.type.file)
+  .map(({ key, type }) =>
+    type.choices ? `${key}=${type.choices.join("|")}` : key
+  ).join(", ");
+
+/** Breaks prose into indented lines that end by {@link TEXT_WIDTH}. */
+function wrap(text: string, indent = "  "): string {
+  const lines: string[] = [];
+  let line = indent;
+  for (const word of text.split(" ")) {
+    if (line !== indent && line.length + 1 + word.length > TEXT_WIDTH) {
+      lines.push(line);
+      line = indent;
+    }
+    line += line === indent ? word : ` ${word}`;
+  }
+  return [...lines, line].join("\n");
+}
 
 /** What `httptunneling --help` prints. */
 export const USAGE =
@@ -26,24 +58,9 @@ Config lines:
   A bare source port listens on 127.0.0.1 only; write 0.0.0.0:PORT or [::]:PORT to open it to the network.
 
 run options:
-  --log FILE               log file (default: ${DEFAULT_LOG_FILE}); "-" logs to stderr only
-  --log-level LEVEL        debug, info, warning or error (default: info)
-  --connect-timeout D      TCP connect limit (default: 10s)
-  --handshake-timeout D    proxy CONNECT exchange limit (default: 10s)
-  --idle-timeout D         close tunnels where nothing moves for D (default: off)
-  --linger-timeout D       close half-closed tunnels where nothing moves for D (default: 2m)
-  --drain-timeout D        how long tunnels of a removed entry may go on (default: no limit)
-  --max-connections N      most tunnels open at once over all entries (default: no limit)
-  --shutdown-timeout D     how long live tunnels may finish after SIGINT/SIGTERM (default: 10s)
-  --ca-file FILE           PEM certificates to trust for https:// proxies, besides the system's
-  --failover-backoff D     how long a failed proxy is skipped at first; doubles up to 5m (default: 5s)
-  --status ADDR            serve GET /status (JSON) and /metrics (Prometheus) on ADDR, e.g. 127.0.0.1:9191
-  --log-format F           text (default) or json (one JSON object per line)
-  --log-max-size SIZE      rotate the log file at SIZE (e.g. 10M); keeps --log-files N files (default 5)
-  --workers N              N threads share the ports (SO_REUSEPORT, Linux); limits are split between them (default: 1)
+${OPTION_LINES}
   Durations: 10 (seconds), 500ms, 10s, 2m, 1h.
-  Entries override these with key=value options: connect-timeout, handshake-timeout,
-  idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive=on|off.
+${wrap(`Entries override these with key=value options: ${ENTRY_SETTINGS}.`)}
 
 Exit status: 0 success, 1 config errors or a fatal error, 2 wrong command line.
 `;

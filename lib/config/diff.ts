@@ -5,8 +5,7 @@
  * @module
  */
 
-import { formatHostPort } from "../net/address.ts";
-import type { TunnelEntry } from "./parse.ts";
+import { sourceKey, type TunnelEntry } from "./entry.ts";
 
 /** The difference between the running entries and a new config. */
 export interface ConfigDiff {
@@ -18,16 +17,6 @@ export interface ConfigDiff {
   readonly changed: TunnelEntry[];
   /** Entries that stay as they are (new versions, for their line numbers). */
   readonly unchanged: TunnelEntry[];
-}
-
-/**
- * The key an entry is known by across reloads: its source address.
- *
- * @param entry A config entry.
- * @returns e.g. `127.0.0.1:2222`.
- */
-export function sourceKey(entry: TunnelEntry): string {
-  return formatHostPort(entry.source);
 }
 
 /**

@@ -7,7 +7,8 @@
 
 import { dirname, isAbsolute, join } from "node:path";
 import { ConfigLoadError, errorMessage } from "../errors.ts";
-import { type ConfigContext, parseConfig, type TunnelEntry } from "./parse.ts";
+import type { TunnelEntry } from "./entry.ts";
+import { type ConfigContext, parseConfig } from "./grammar.ts";
 
 /** A config file's text and entries. */
 export interface LoadedConfig {

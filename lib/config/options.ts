@@ -1,12 +1,14 @@
 /**
- * Per-tunnel settings: time limits, keepalive and connection limits, with
- * their defaults and the `key=value` forms a config entry may use to
- * override them. Pure.
+ * The one option table: every setting a tunnel takes, with its `key=value`
+ * name in a config entry, its command-line flag, the {@link TunnelOptions}
+ * field it sets, the type of its value, its help line and its default.
+ * The config's options, the command line's tunnel flags and the usage text
+ * are generated from it. Pure.
  *
  * @module
  */
 
-import { parseDuration } from "../time/duration.ts";
+import { formatDurationSetting, parseDuration } from "../time/duration.ts";
 
 /** The settings that govern one entry's tunnels. */
 export interface TunnelOptions {
@@ -36,72 +38,195 @@ export const DEFAULT_TUNNEL_OPTIONS: TunnelOptions = {
   keepAlive: true,
 };
 
-type Setter = (value: string) => Partial<TunnelOptions> | undefined;
+/** What a file an option names holds: it decides how the file is read. */
+export type FileKind = "credentials" | "certificates";
 
-const duration = (key: keyof TunnelOptions): Setter => (value) => {
-  const ms = parseDuration(value);
-  return ms === undefined || ms === 0 ? undefined : { [key]: ms };
+/** How an option's value is written, read and shown. */
+export interface ValueType<T> {
+  /** Stands for the value in the usage text, e.g. `D`. */
+  readonly placeholder: string;
+  /** What a value is, for a config entry's message: `use a duration`. */
+  readonly kind: string;
+  /** What a flag's value must be: `--idle-timeout must be a positive duration …`. */
+  readonly expected: string;
+  /** The only values there are, when they are few: `keepalive=on|off`. */
+  readonly choices?: readonly string[];
+  /** Set when the value names a file; {@link ValueType.parse} then reads its contents. */
+  readonly file?: FileKind;
+  /** Reads a value as written; `undefined` when it is not one. */
+  parse(text: string): T | undefined;
+  /** Writes a value as {@link ValueType.parse} reads it; `String` when absent. */
+  format?(value: T): string;
+}
+
+/** A positive duration: `10` (seconds), `500ms`, `10s`, `2m`, `1h`. */
+export const DURATION: ValueType<number> = {
+  placeholder: "D",
+  kind: "a duration",
+  expected: "a positive duration such as 10, 500ms, 2m or 1h",
+  parse: parseDuration,
+  format: formatDurationSetting,
 };
 
-/** Entry options by name, each turning its value into settings. */
-const SETTERS: Record<string, { setter: Setter; expected: string }> = {
-  "connect-timeout": {
-    setter: duration("connectTimeoutMs"),
-    expected: "a duration such as 10s",
-  },
-  "handshake-timeout": {
-    setter: duration("handshakeTimeoutMs"),
-    expected: "a duration such as 10s",
-  },
-  "idle-timeout": {
-    setter: duration("idleTimeoutMs"),
-    expected: "a duration such as 15m",
-  },
-  "linger-timeout": {
-    setter: duration("lingerTimeoutMs"),
-    expected: "a duration such as 2m",
-  },
-  "drain-timeout": {
-    setter: duration("drainTimeoutMs"),
-    expected: "a duration such as 1h",
-  },
-  "max-connections": {
-    setter: (value) =>
-      /^[1-9]\d{0,6}$/.test(value)
-        ? { maxConnections: Number(value) }
-        : undefined,
-    expected: "a whole number from 1",
-  },
-  "keepalive": {
-    setter: (value) =>
-      value === "on"
-        ? { keepAlive: true }
-        : value === "off"
-        ? { keepAlive: false }
-        : undefined,
-    expected: "on or off",
-  },
+/** A whole number from 1. */
+export const COUNT: ValueType<number> = {
+  placeholder: "N",
+  kind: "a whole number from 1",
+  expected: "a whole number from 1",
+  parse: (text) => /^[1-9]\d{0,6}$/.test(text) ? Number(text) : undefined,
 };
 
-/** The names of the tunnel options an entry may set. */
-export const TUNNEL_OPTION_NAMES: readonly string[] = Object.keys(SETTERS);
+/** `on` or `off`. */
+const ON_OFF: ValueType<boolean> = {
+  placeholder: "on|off",
+  kind: "on or off",
+  expected: "on or off",
+  choices: ["on", "off"],
+  parse: (text) => text === "on" ? true : text === "off" ? false : undefined,
+  format: (value) => value ? "on" : "off",
+};
+
+/** A file of PEM certificates; the value is its contents. */
+const CERTIFICATES: ValueType<readonly string[]> = {
+  placeholder: "FILE",
+  kind: "a file of PEM certificates",
+  expected: "a file of PEM certificates",
+  file: "certificates",
+  parse: (contents) => [contents],
+};
+
+/** One row of the table: the setting of one {@link TunnelOptions} field. */
+export interface TunnelOption<F extends keyof TunnelOptions> {
+  /** The field it sets. */
+  readonly field: F;
+  /** Its `key=value` name in a config entry. */
+  readonly key: string;
+  /** Its command-line flag, without `--`; absent when only entries set it. */
+  readonly flag?: string;
+  /** Whether only `run` takes the flag (it matters only while a config runs). */
+  readonly runOnly?: boolean;
+  /** How its value is written; it reads the field's type. */
+  readonly type: ValueType<NonNullable<TunnelOptions[F]>>;
+  /** A sensible value, suggested in a config entry's message. */
+  readonly example?: string;
+  /** The flag's line in the usage text, without the default. */
+  readonly help?: string;
+  /** The usage text's default when {@link DEFAULT_TUNNEL_OPTIONS} has none. */
+  readonly unset?: string;
+}
+
+/** Any row of the table. */
+export type AnyTunnelOption = {
+  [F in keyof TunnelOptions]-?: TunnelOption<F>;
+}[keyof TunnelOptions];
 
 /**
- * Turns an entry's `key=value` into settings.
- *
- * @param key A name from {@link TUNNEL_OPTION_NAMES}.
- * @param value The text after `=`.
- * @returns The settings.
- * @throws {Error} saying what value was expected.
+ * The table, one row per field. Its order is the order config messages
+ * list the keys in.
  */
-export function parseTunnelOption(
-  key: string,
-  value: string,
-): Partial<TunnelOptions> {
-  const { setter, expected } = SETTERS[key];
-  const options = setter(value);
-  if (options === undefined) {
-    throw new Error(`${key}=${value} is not valid: use ${expected}`);
-  }
-  return options;
+export const TUNNEL_OPTIONS: {
+  readonly [F in keyof TunnelOptions]-?: TunnelOption<F>;
+} = {
+  connectTimeoutMs: {
+    field: "connectTimeoutMs",
+    key: "connect-timeout",
+    flag: "connect-timeout",
+    type: DURATION,
+    example: "10s",
+    help: "TCP connect limit",
+  },
+  handshakeTimeoutMs: {
+    field: "handshakeTimeoutMs",
+    key: "handshake-timeout",
+    flag: "handshake-timeout",
+    type: DURATION,
+    example: "10s",
+    help: "proxy CONNECT exchange limit",
+  },
+  idleTimeoutMs: {
+    field: "idleTimeoutMs",
+    key: "idle-timeout",
+    flag: "idle-timeout",
+    type: DURATION,
+    example: "15m",
+    help: "close tunnels where nothing moves for D",
+    unset: "off",
+  },
+  lingerTimeoutMs: {
+    field: "lingerTimeoutMs",
+    key: "linger-timeout",
+    flag: "linger-timeout",
+    type: DURATION,
+    example: "2m",
+    help: "close half-closed tunnels where nothing moves for D",
+  },
+  drainTimeoutMs: {
+    field: "drainTimeoutMs",
+    key: "drain-timeout",
+    flag: "drain-timeout",
+    runOnly: true,
+    type: DURATION,
+    example: "1h",
+    help: "how long tunnels of a removed entry may go on",
+    unset: "no limit",
+  },
+  // The flag of the same name limits all entries together: run's own.
+  maxConnections: {
+    field: "maxConnections",
+    key: "max-connections",
+    type: COUNT,
+  },
+  keepAlive: { field: "keepAlive", key: "keepalive", type: ON_OFF },
+  caCerts: {
+    field: "caCerts",
+    key: "ca-file",
+    flag: "ca-file",
+    type: CERTIFICATES,
+    help:
+      "PEM certificates to trust for https:// proxies, besides the system's",
+  },
+};
+
+/** The rows in table order. */
+export const TUNNEL_OPTION_ROWS: readonly AnyTunnelOption[] = Object.values(
+  TUNNEL_OPTIONS,
+);
+
+type Settings = { -readonly [F in keyof TunnelOptions]?: TunnelOptions[F] };
+
+/**
+ * Reads one option's value into settings.
+ *
+ * @param option The row.
+ * @param text The value as written; a file's contents when the type names a file.
+ * @returns The setting, or `undefined` when `text` is not a value of the type.
+ *
+ * @example
+ * ```ts
+ * readTunnelOption(TUNNEL_OPTIONS.idleTimeoutMs, "5m"); // { idleTimeoutMs: 300000 }
+ * ```
+ */
+export function readTunnelOption<F extends keyof TunnelOptions>(
+  option: TunnelOption<F>,
+  text: string,
+): Partial<TunnelOptions> | undefined {
+  const value = option.type.parse(text);
+  if (value === undefined) return undefined;
+  const settings: Settings = {};
+  settings[option.field] = value;
+  return settings;
+}
+
+/**
+ * The default of an option as the usage text shows it.
+ *
+ * @param option The row.
+ * @returns e.g. `10s`, the row's `unset` text, or `undefined` for none.
+ */
+export function shownDefault<F extends keyof TunnelOptions>(
+  option: TunnelOption<F>,
+): string | undefined {
+  const value = DEFAULT_TUNNEL_OPTIONS[option.field];
+  if (value === undefined) return option.unset;
+  return option.type.format?.(value) ?? String(value);
 }

@@ -6,7 +6,7 @@
  */
 
 import { loadConfig } from "./load.ts";
-import type { TunnelEntry } from "./parse.ts";
+import type { TunnelEntry } from "./entry.ts";
 import { ConfigLoadError } from "../errors.ts";
 import { logger } from "../observe/log.ts";
 

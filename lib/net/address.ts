@@ -109,3 +109,54 @@ export function ipBytes(address: string): Uint8Array | undefined {
     return [value >> 8, value & 0xff];
   }));
 }
+
+/**
+ * The text of an IP address given in network order: the inverse of
+ * {@link ipBytes}.
+ *
+ * @param bytes 4 bytes (IPv4) or 16 bytes (IPv6).
+ * @returns A dotted quad, or an IPv6 address in its shortest form (RFC 5952).
+ * @throws {RangeError} for any other length.
+ *
+ * @example
+ * ```ts
+ * ipText(Uint8Array.of(192, 0, 2, 33)); // "192.0.2.33"
+ * ipText(ipBytes("2001:0DB8:0:0:0:0:0:1")!); // "2001:db8::1"
+ * ```
+ */
+export function ipText(bytes: Uint8Array): string {
+  if (bytes.length === 4) return bytes.join(".");
+  if (bytes.length !== 16) {
+    throw new RangeError(
+      `an IP address has 4 or 16 bytes, not ${bytes.length}`,
+    );
+  }
+  const groups = Array.from(
+    { length: 8 },
+    (_, i) => ((bytes[2 * i] << 8) | bytes[2 * i + 1]).toString(16),
+  );
+  // URL serialises IPv6 in the RFC 5952 form: lower case, longest zero run as ::.
+  return new URL(`http://[${groups.join(":")}]/`).hostname.slice(1, -1);
+}
+
+/**
+ * Splits `host:port` or `[v6]:port` at the colon before the port, checking
+ * neither part.
+ *
+ * @param text The address as written.
+ * @returns The host as written (brackets kept, so callers can tell an IPv6
+ *   literal and count columns) and the port's text, or `undefined` unless
+ *   there is exactly one colon outside brackets.
+ *
+ * @example
+ * ```ts
+ * splitHostPort("[::1]:2222"); // { host: "[::1]", port: "2222" }
+ * splitHostPort("2222"); // undefined
+ * ```
+ */
+export function splitHostPort(
+  text: string,
+): { host: string; port: string } | undefined {
+  const match = /^(\[[^\]]*\]|[^:]*):([^:]*)$/.exec(text);
+  return match ? { host: match[1], port: match[2] } : undefined;
+}

@@ -7,7 +7,7 @@
  */
 
 import { formatHostPort, type HostPort } from "../net/address.ts";
-import { sourceKey } from "../config/diff.ts";
+import { sourceKey } from "../config/entry.ts";
 import { logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { describeRoute } from "../route/types.ts";

@@ -12,21 +12,39 @@ const UNITS: Record<string, number> = {
 };
 
 /**
- * Parses a duration such as `10`, `10s`, `500ms`, `2m` or `1h`; a bare number
- * means seconds.
+ * Parses a positive duration such as `10`, `10s`, `500ms`, `2m` or `1h`; a
+ * bare number means seconds. Every time limit is written this way, in the
+ * config and on the command line.
  *
  * @param text The duration as written.
- * @returns Milliseconds, or `undefined` when `text` is not a duration.
+ * @returns Milliseconds, or `undefined` when `text` is not a duration or
+ *   rounds to zero.
  *
  * @example
  * ```ts
  * parseDuration("1.5s"); // 1500
+ * parseDuration("0"); // undefined
  * ```
  */
 export function parseDuration(text: string): number | undefined {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (!match) return undefined;
-  return Math.round(Number(match[1]) * UNITS[match[2] ?? "s"]);
+  const ms = Math.round(Number(match[1]) * UNITS[match[2] ?? "s"]);
+  return ms > 0 ? ms : undefined;
+}
+
+/**
+ * Writes a duration the way {@link parseDuration} reads it, in the largest
+ * unit that divides it, for defaults in the usage text.
+ *
+ * @param ms A duration in milliseconds.
+ * @returns e.g. `2m`, `10s` or `500ms`.
+ */
+export function formatDurationSetting(ms: number): string {
+  const [unit, size] =
+    Object.entries(UNITS).reverse().find(([, size]) => ms % size === 0) ??
+      ["ms", 1];
+  return `${ms / size}${unit}`;
 }
 
 /**

@@ -11,8 +11,7 @@
 
 import type { LogRecord } from "@logtape/logtape";
 import { fileURLToPath } from "node:url";
-import { sourceKey } from "../config/diff.ts";
-import type { TunnelEntry } from "../config/parse.ts";
+import { sourceKey, type TunnelEntry } from "../config/entry.ts";
 import { UsageError } from "../errors.ts";
 import { logger, writeForwarded } from "../observe/log.ts";
 import { Metrics, type MetricsData } from "../observe/metrics.ts";

@@ -15,11 +15,8 @@ import {
   DEFAULT_TUNNEL_OPTIONS,
   type TunnelOptions,
 } from "../../lib/config/options.ts";
-import {
-  type ConfigContext,
-  parseConfig,
-  type TunnelEntry,
-} from "../../lib/config/parse.ts";
+import type { TunnelEntry } from "../../lib/config/entry.ts";
+import { type ConfigContext, parseConfig } from "../../lib/config/grammar.ts";
 import { Supervisor, type SupervisorOptions } from "../../lib/supervisor.ts";
 import { bytes, pause, readExactly, text, within, writeAll } from "./net.ts";
 

@@ -1,0 +1,97 @@
+/**
+ * A tunnel entry and its identity: the source address it listens on, how
+ * that address is written, the key an entry is known by across reloads, and
+ * which sources cannot be taken twice. Pure.
+ *
+ * @module
+ */
+
+import {
+  formatHostPort,
+  type HostPort,
+  splitHostPort,
+} from "../net/address.ts";
+import type { Route } from "../route/types.ts";
+import {
+  EntryError,
+  parseHostField,
+  parsePortField,
+  type Token,
+} from "./field.ts";
+import type { TunnelOptions } from "./options.ts";
+
+/** One tunnel: where to listen and where to send what arrives there. */
+export interface TunnelEntry {
+  /** Address and port to listen on. */
+  readonly source: HostPort;
+  /** Host and port to reach. */
+  readonly destination: HostPort;
+  /** Direct, or through proxies. */
+  readonly route: Route;
+  /** Settings this entry overrides; the rest come from the command line. */
+  readonly options: Partial<TunnelOptions>;
+  /** 1-based line of the entry in its file; 0 for a command-line forward. */
+  readonly line: number;
+}
+
+/** The address a bare source port binds: loopback only, never the network. */
+const DEFAULT_BIND_HOST = "127.0.0.1";
+
+/**
+ * Reads a source field: `2222` (binds {@link DEFAULT_BIND_HOST}),
+ * `host:port` or `[v6]:port`.
+ *
+ * @param token The field.
+ * @returns The address to listen on.
+ * @throws {EntryError} saying which of the three forms to write.
+ */
+export function parseSource(token: Token): HostPort {
+  const { text, column } = token;
+  if (!/[:.]/.test(text)) {
+    return {
+      host: DEFAULT_BIND_HOST,
+      port: parsePortField(token, "source port"),
+    };
+  }
+  const parts = splitHostPort(text);
+  if (!parts) {
+    throw new EntryError(
+      column,
+      `cannot parse source "${text}": write a port (2222), host:port (0.0.0.0:2222) or [v6]:port ([::1]:2222)`,
+    );
+  }
+  return {
+    host: parseHostField({ text: parts.host, column }, "source address"),
+    port: parsePortField(
+      { text: parts.port, column: column + parts.host.length + 1 },
+      "source port",
+    ),
+  };
+}
+
+/**
+ * The key an entry is known by across reloads: its source address.
+ *
+ * @param entry A config entry.
+ * @returns e.g. `127.0.0.1:2222`.
+ */
+export function sourceKey(entry: TunnelEntry): string {
+  return formatHostPort(entry.source);
+}
+
+const WILDCARDS = new Set(["0.0.0.0", "::"]);
+
+/**
+ * Tells whether two entries want the same port on overlapping addresses:
+ * the same address, or either on the wildcard address, which takes the port
+ * on every address.
+ *
+ * @param a An entry.
+ * @param b Another entry.
+ * @returns `true` when both cannot listen at once.
+ */
+export function sourcesClash(a: TunnelEntry, b: TunnelEntry): boolean {
+  if (a.source.port !== b.source.port) return false;
+  return a.source.host === b.source.host || WILDCARDS.has(a.source.host) ||
+    WILDCARDS.has(b.source.host);
+}

@@ -1,0 +1,341 @@
+/**
+ * The config file format: text in, tunnel entries or `file:line:column`
+ * errors out. Pure: variables and files come from a {@link ConfigContext}.
+ *
+ * ```
+ * # <source> <destination host> <destination port> [<proxy host> <proxy port>]
+ * 2222 ssh.example.com 22 proxy.corp.example 3128
+ * 5432 db.internal 5432
+ * 0.0.0.0:8080 web.internal 80 http://user:secret@proxy.corp.example:3128
+ * ```
+ *
+ * @module
+ */
+
+import { formatHostPort } from "../net/address.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
+import type { Proxy, Route } from "../route/types.ts";
+import { parseSource, sourcesClash, type TunnelEntry } from "./entry.ts";
+import { type Environment, expandVariables, NO_ENVIRONMENT } from "./expand.ts";
+import {
+  EntryError,
+  parseHostField,
+  parsePortField,
+  type Token,
+} from "./field.ts";
+import {
+  type FileKind,
+  readTunnelOption,
+  TUNNEL_OPTION_ROWS,
+  type TunnelOptions,
+} from "./options.ts";
+import { EXPECTED_PROXY, parseHop, parseProxyPair } from "./proxy_url.ts";
+
+/** What {@link parseConfig} found. */
+export interface ParsedConfig {
+  /** Valid entries, in file order. */
+  readonly entries: TunnelEntry[];
+  /** Every error, in file order; the config is usable only when empty. */
+  readonly errors: ConfigError[];
+}
+
+/**
+ * What a config may draw on besides its text: environment variables for
+ * `${NAME}`, and files for `credentials=FILE` and `ca-file=FILE`. Injected
+ * so that parsing stays free of I/O in tests.
+ */
+export interface ConfigContext extends Environment {
+  /**
+   * The contents of a file the config names.
+   * @param kind What the file holds: a secret, or public certificates.
+   * @throws {Error} with a message saying why it cannot be read.
+   */
+  readFile(path: string, kind: FileKind): string;
+}
+
+/** A context with no environment and no files, for plain config text. */
+const EMPTY_CONTEXT: ConfigContext = {
+  ...NO_ENVIRONMENT,
+  readFile: () => {
+    throw new Error("files are not available here");
+  },
+};
+
+const PROXY_OPTION_NAMES = ["auth", "credentials"];
+
+const OPTION_NAMES = [
+  ...TUNNEL_OPTION_ROWS.map((option) => option.key),
+  ...PROXY_OPTION_NAMES,
+];
+
+const FIELDS =
+  "<source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...]";
+
+/**
+ * Parses a config file's text.
+ *
+ * Each non-blank line that does not start with `#` is one entry:
+ * `<source> <destination host> <destination port> [<route>]`, where the
+ * source is `port` (binds 127.0.0.1), `host:port` or `[v6]:port`, and the
+ * route is `host port`, proxy URLs, `direct` or `env`. A token starting
+ * with `#` starts a comment.
+ *
+ * Options follow as `key=value`: the tunnel options of
+ * {@link TUNNEL_OPTION_ROWS}, `auth=basic` (send Basic credentials before
+ * the proxy asks) and `credentials=FILE` (`user:password` from a file).
+ * `${NAME}` anywhere is replaced by the environment variable NAME.
+ *
+ * @param text The file's contents.
+ * @param file The file's path, used in error locations.
+ * @param context Environment variables and files.
+ * @returns The entries and the errors, each error at `file:line:column`.
+ *
+ * @example
+ * ```ts
+ * const { entries } = parseConfig("2222 ssh.example.com 22 proxy 3128\n", "t.conf");
+ * entries[0].source; // { host: "127.0.0.1", port: 2222 }
+ * ```
+ */
+export function parseConfig(
+  text: string,
+  file: string,
+  context: ConfigContext = EMPTY_CONTEXT,
+): ParsedConfig {
+  const entries: TunnelEntry[] = [];
+  const errors: ConfigError[] = [];
+  const lines = text.replace(/^\uFEFF/, "").split("\n");
+  for (const [index, raw] of lines.entries()) {
+    const lineNumber = index + 1;
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+    try {
+      const tokens = tokenize(line);
+      if (tokens.length === 0) continue;
+      const entry = parseEntry(tokens, lineNumber, context);
+      const clash = entries.find((other) => sourcesClash(other, entry));
+      if (clash) {
+        throw new EntryError(
+          tokens[0].column,
+          `source ${
+            formatHostPort(entry.source)
+          } is already used by line ${clash.line}` +
+            `: give each entry its own port`,
+        );
+      }
+      entries.push(entry);
+    } catch (error) {
+      if (!(error instanceof EntryError)) throw error;
+      errors.push(
+        new ConfigError(file, lineNumber, error.column, error.message),
+      );
+    }
+  }
+  return { entries, errors };
+}
+
+/**
+ * Parses the route fields of an entry: nothing (direct), `direct`, `env`,
+ * proxy URLs (one hop each, commas between alternatives), or the proxy
+ * host and port.
+ *
+ * @param tokens The fields after the destination port, options excluded.
+ * @param environment The variables `${NAME}` may name.
+ * @returns The route.
+ * @throws {EntryError} at the field that is wrong.
+ */
+export function parseRoute(
+  tokens: readonly Token[],
+  environment: Environment,
+): Route {
+  if (tokens.length === 0) return { kind: "direct" };
+  const [first] = tokens;
+  if (first.text === "direct" || first.text === "env") {
+    if (tokens.length > 1) {
+      throw new EntryError(
+        tokens[1].column,
+        `"${first.text}" is the whole route: remove what follows it, or write options as key=value`,
+      );
+    }
+    return { kind: first.text };
+  }
+  if (first.text.includes("://")) {
+    const hops = tokens.map((token) => {
+      if (!token.text.includes("://")) {
+        throw new EntryError(
+          token.column,
+          /^\d+$/.test(token.text)
+            ? "a proxy URL already has its port: remove the field after it"
+            : "a chain lists proxy URLs only: write every hop as scheme://host:port",
+        );
+      }
+      return parseHop(token, environment);
+    });
+    return { kind: "chain", hops };
+  }
+  // The original form: proxy host and proxy port as two fields.
+  if (tokens.length === 1) throw new EntryError(first.column, EXPECTED_PROXY);
+  if (tokens.length > 2) {
+    throw new EntryError(
+      tokens[2].column,
+      `expected ${FIELDS}, found ${tokens.length + 3} fields`,
+    );
+  }
+  if (tokens[1].text.includes("://")) {
+    throw new EntryError(
+      tokens[1].column,
+      "write the proxy either as host and port or as a URL, not both",
+    );
+  }
+  return {
+    kind: "chain",
+    hops: [[parseProxyPair(tokens[0], tokens[1], environment)]],
+  };
+}
+
+function tokenize(line: string): Token[] {
+  const tokens: Token[] = [];
+  for (const match of line.matchAll(/[^ \t]+/g)) {
+    if (match[0].startsWith("#")) break;
+    // deno-lint-ignore no-control-regex -- control characters are what we reject
+    const bad = match[0].search(/[\x00-\x1f\x7f]/);
+    if (bad >= 0) {
+      throw new EntryError(
+        match.index + bad + 1,
+        "control character in the entry: use spaces or tabs between fields",
+      );
+    }
+    tokens.push({ text: match[0], column: match.index + 1 });
+  }
+  return tokens;
+}
+
+function parseEntry(
+  allTokens: Token[],
+  line: number,
+  context: ConfigContext,
+): TunnelEntry {
+  const firstOption = allTokens.findIndex((token, index) =>
+    index >= 3 && /^[A-Za-z][A-Za-z0-9-]*=/.test(token.text)
+  );
+  const tokens = firstOption < 0 ? allTokens : allTokens.slice(0, firstOption);
+  const options = firstOption < 0 ? [] : allTokens.slice(firstOption);
+  if (tokens.length < 3) {
+    throw new EntryError(
+      tokens[0].column,
+      `expected ${FIELDS}, found ${tokens.length} field${
+        tokens.length === 1 ? "" : "s"
+      }`,
+    );
+  }
+  const [source, host, port] = tokens.slice(0, 3).map((token) =>
+    expandVariables(token, context)
+  );
+  let route = parseRoute(tokens.slice(3), context);
+  let settings: Partial<TunnelOptions> = {};
+  for (const option of options) {
+    const equals = option.text.indexOf("=");
+    const key = option.text.slice(0, equals);
+    const value = expandVariables({
+      text: option.text.slice(equals + 1),
+      column: option.column + equals + 1,
+    }, context);
+    const tunnelOption = TUNNEL_OPTION_ROWS.find((row) => row.key === key);
+    if (tunnelOption) {
+      const { type, example } = tunnelOption;
+      const text = type.file
+        ? readFileOption(value, context, type.file)
+        : value.text;
+      const setting = readTunnelOption(tunnelOption, text);
+      if (setting === undefined) {
+        throw new EntryError(
+          value.column,
+          `${key}=${value.text} is not valid: use ${type.kind}${
+            example ? ` such as ${example}` : ""
+          }`,
+        );
+      }
+      settings = { ...settings, ...setting };
+    } else if (PROXY_OPTION_NAMES.includes(key)) {
+      route = applyProxyOption(option, key, value, route, context);
+    } else {
+      throw new EntryError(
+        option.column,
+        `unknown option "${key}": the options are ${OPTION_NAMES.join(", ")}`,
+      );
+    }
+  }
+  return {
+    source: parseSource(source),
+    destination: {
+      host: parseHostField(host, "destination host"),
+      port: parsePortField(port, "destination port"),
+    },
+    route,
+    options: settings,
+    line,
+  };
+}
+
+function readFileOption(
+  value: Token,
+  context: ConfigContext,
+  kind: FileKind,
+): string {
+  try {
+    return context.readFile(value.text, kind);
+  } catch (error) {
+    const what = kind === "credentials" ? "credentials file" : "CA file";
+    throw new EntryError(
+      value.column,
+      `cannot read ${what} ${value.text}: ${errorMessage(error)}`,
+    );
+  }
+}
+
+// Credentials and auth=basic apply to every proxy of the route that does
+// not say otherwise in its URL.
+function applyProxyOption(
+  option: Token,
+  key: string,
+  valueToken: Token,
+  route: Route,
+  context: ConfigContext,
+): Route {
+  if (route.kind !== "chain") {
+    throw new EntryError(
+      option.column,
+      `option ${key} applies to a proxy, and this entry has none`,
+    );
+  }
+  const value = valueToken.text;
+  let change: (proxy: Proxy) => Proxy;
+  if (key === "auth") {
+    if (value !== "basic") {
+      throw new EntryError(
+        valueToken.column,
+        `auth=${value} is not an option: write auth=basic to send Basic credentials before the proxy asks`,
+      );
+    }
+    change = (proxy) =>
+      proxy.scheme.startsWith("http")
+        ? { ...proxy, preemptiveBasic: true }
+        : proxy;
+  } else {
+    const contents = readFileOption(valueToken, context, "credentials");
+    const first = contents.split(/\r?\n/).find((line) => line.trim() !== "") ??
+      "";
+    const colon = first.indexOf(":");
+    if (colon < 0) {
+      throw new EntryError(
+        valueToken.column,
+        `credentials file ${value} must hold one line user:password`,
+      );
+    }
+    change = (proxy) =>
+      proxy.username !== undefined ? proxy : {
+        ...proxy,
+        username: first.slice(0, colon),
+        password: first.slice(colon + 1),
+      };
+  }
+  return { kind: "chain", hops: route.hops.map((hop) => hop.map(change)) };
+}

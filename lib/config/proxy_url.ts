@@ -1,0 +1,148 @@
+/**
+ * Proxy syntax: `scheme://[user[:password]@]host:port` with percent-decoded
+ * credentials, a hop of comma-separated alternatives, and the original
+ * `host port` pair. Pure. A password is never quoted in a message.
+ *
+ * @module
+ */
+
+import { splitHostPort } from "../net/address.ts";
+import { type Hop, type Proxy, PROXY_SCHEMES } from "../route/types.ts";
+import { type Environment, expandVariables, NO_ENVIRONMENT } from "./expand.ts";
+import {
+  EntryError,
+  parseHostField,
+  parsePortField,
+  type Token,
+} from "./field.ts";
+
+/** The message for a field that is neither a proxy URL nor a proxy host. */
+export const EXPECTED_PROXY =
+  "expected a proxy URL (http://host:port) or the proxy host followed by its port";
+
+/**
+ * Reads one hop: proxy URLs separated by commas, tried in order.
+ *
+ * @param token The field, e.g. `http://a:3128,http://b:3128`.
+ * @param environment The variables `${NAME}` may name.
+ * @returns The alternatives.
+ * @throws {EntryError} at the first URL that is wrong.
+ */
+export function parseHop(token: Token, environment: Environment): Hop {
+  let column = token.column;
+  return token.text.split(",").map((text) => {
+    const proxy = parseProxyUrl({ text, column }, environment);
+    column += text.length + 1;
+    return proxy;
+  });
+}
+
+/**
+ * Reads the original form, proxy host and proxy port as two fields: an
+ * HTTP proxy.
+ *
+ * @param host The proxy host field.
+ * @param port The proxy port field.
+ * @param environment The variables `${NAME}` may name.
+ * @returns The proxy.
+ * @throws {EntryError} at the field that is wrong.
+ */
+export function parseProxyPair(
+  host: Token,
+  port: Token,
+  environment: Environment,
+): Proxy {
+  const [hostText, portText] = [host, port].map((token) =>
+    expandVariables(token, environment)
+  );
+  return {
+    scheme: "http",
+    host: parseHostField(hostText, "proxy host"),
+    port: parsePortField(portText, "proxy port"),
+  };
+}
+
+/**
+ * Reads a proxy URL outside a config file, e.g. from `HTTPS_PROXY`; no
+ * `${NAME}` is expanded.
+ *
+ * @param text `scheme://[user:pass@]host:port`.
+ * @returns The proxy.
+ * @throws {EntryError} saying what is wrong (never quoting the password);
+ *   its column counts from the URL's first character.
+ */
+export function parseProxyUrlText(text: string): Proxy {
+  return parseProxyUrl({ text, column: 1 }, NO_ENVIRONMENT);
+}
+
+function parseProxyUrl(token: Token, environment: Environment): Proxy {
+  const { text, column } = token;
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(text);
+  if (!scheme) throw new EntryError(column, EXPECTED_PROXY);
+  const schemeName = PROXY_SCHEMES.find((name) =>
+    name === scheme[1].toLowerCase()
+  );
+  if (schemeName === undefined) {
+    throw new EntryError(
+      column,
+      `unsupported proxy scheme "${scheme[1]}": use ${
+        PROXY_SCHEMES.map((s) => `${s}://`).join(", ")
+      }`,
+    );
+  }
+  const rest = text.slice(scheme[0].length).replace(/\/$/, "");
+  const at = rest.lastIndexOf("@");
+  const userinfo = at >= 0 ? rest.slice(0, at) : undefined;
+  const hostPort = rest.slice(at + 1);
+  const hostColumn = column + scheme[0].length + at + 1;
+  const parts = hostPort.includes("/") ? undefined : splitHostPort(hostPort);
+  if (!parts) {
+    throw new EntryError(
+      hostColumn,
+      "the proxy URL needs a host and a port and nothing after them: http://host:port",
+    );
+  }
+  const host = parseHostField(
+    expandVariables({ text: parts.host, column: hostColumn }, environment),
+    "proxy host",
+  );
+  const port = parsePortField(
+    expandVariables(
+      { text: parts.port, column: hostColumn + parts.host.length + 1 },
+      environment,
+    ),
+    "proxy port",
+  );
+  if (userinfo === undefined) return { scheme: schemeName, host, port };
+  return {
+    scheme: schemeName,
+    host,
+    port,
+    ...parseUserinfo(userinfo, column + scheme[0].length, environment),
+  };
+}
+
+function parseUserinfo(
+  userinfo: string,
+  column: number,
+  environment: Environment,
+): { username: string; password: string | undefined } {
+  const part = (text: string, at: number) => {
+    try {
+      return expandVariables({ text, column: at }, environment, true).text;
+    } catch (error) {
+      if (error instanceof EntryError) throw error;
+      throw new EntryError(
+        column,
+        "cannot decode the user name or password in the proxy URL: write special characters percent-encoded (%40 for @, %3A for :, %25 for %)",
+      );
+    }
+  };
+  const colon = userinfo.indexOf(":");
+  return {
+    username: part(colon >= 0 ? userinfo.slice(0, colon) : userinfo, column),
+    password: colon >= 0
+      ? part(userinfo.slice(colon + 1), column + colon + 1)
+      : undefined,
+  };
+}
