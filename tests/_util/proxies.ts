@@ -315,3 +315,98 @@ export const SOCKS_TEST_USER = {
   username: "httptunneling-socks",
   password: "socks-Pa55",
 };
+
+/**
+ * Like {@linkcode missing}, but looks for `program` on `PATH` instead of
+ * running it: for programs that `-v` would start (cntlm) or that are slow
+ * to answer (chromium). Never skips under CI.
+ *
+ * @param program An executable that the test starts.
+ * @returns `true` when the test should be ignored.
+ */
+export function missingOnPath(program: string): boolean {
+  if (IN_CI) return false;
+  const path = Deno.env.get("PATH") ?? "/usr/bin:/bin";
+  for (const dir of path.split(":").filter(Boolean)) {
+    try {
+      const info = Deno.statSync(`${dir}/${program}`);
+      if (info.isFile && (info.mode ?? 0o111) & 0o111) return false;
+    } catch { /* not in this directory */ }
+  }
+  console.log(`skipping tests that need ${program}: it is not installed`);
+  return true;
+}
+
+/** Settings of {@linkcode startCntlm}. */
+export interface CntlmOptions {
+  /** The port of the parent proxy (squid) on 127.0.0.1. */
+  upstreamPort: number;
+  /**
+   * The NTLM user name.
+   *
+   * @default {"jane"}
+   */
+  username?: string;
+  /**
+   * The NTLM domain.
+   *
+   * @default {"CORP"}
+   */
+  domain?: string;
+  /**
+   * The password (squid's ntlm_fake_auth accepts any).
+   *
+   * @default {"Secret-123"}
+   */
+  password?: string;
+  /**
+   * Which responses cntlm computes (`Auth`). Not `NTLMv2` with squid's
+   * ntlm_fake_auth: its challenge has no target info block, and cntlm
+   * then gives up ("Cannot do NTLMv2!").
+   *
+   * @default {"NTLM"}
+   */
+  auth?: "NTLM" | "NT" | "LM" | "NTLM2SR" | "NTLMv2";
+  /**
+   * More cntlm.conf lines (`SOCKS5Proxy 1080`, `Header …`).
+   *
+   * @default {""}
+   */
+  extra?: string;
+}
+
+/**
+ * Starts cntlm, in the foreground, as a local proxy on a free loopback
+ * port in front of the proxy on 127.0.0.1:`upstreamPort`, answering its
+ * NTLM challenges with the given account. Its config file names no
+ * `NoProxy`: Debian's /etc/cntlm.conf lists `127.0.0.*` there, which would
+ * send loopback destinations around the parent proxy.
+ */
+export function startCntlm(options: CntlmOptions): Promise<TestProcess> {
+  return startProgram(
+    "cntlm",
+    "cntlm",
+    (dir) => ["-f", "-c", `${dir}/cntlm.conf`],
+    (_dir, port) =>
+      `Username ${options.username ?? "jane"}
+Domain ${options.domain ?? "CORP"}
+Password ${options.password ?? "Secret-123"}
+Auth ${options.auth ?? "NTLM"}
+Proxy 127.0.0.1:${options.upstreamPort}
+Listen 127.0.0.1:${port}
+${options.extra ?? ""}
+`,
+    "cntlm.conf",
+  );
+}
+
+/**
+ * squid.conf lines (for `startSquid`'s `extra`) that refuse every
+ * destination but loopback, matching the request's host as written (`-n`:
+ * no DNS lookup), so a client's stray request to a public name fails in
+ * squid instead of sending a DNS query off the machine.
+ */
+export const SQUID_LOOPBACK_ONLY = String.raw`
+acl to_loopback dstdom_regex -n ^127\. ^localhost$ ^\[?::1\]?$
+http_access deny !to_loopback
+`;
