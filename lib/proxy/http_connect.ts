@@ -30,8 +30,8 @@ import {
   headerValue,
   keepsAlive,
   proxyChallenges,
+  readResponseHead,
   type ResponseHead,
-  ResponseHeadReader,
 } from "./http_head.ts";
 
 /**
@@ -127,12 +127,15 @@ export async function httpConnect(
         current,
         new TextEncoder().encode(buildConnectRequest(target, headers)),
       );
-      const { head, rest } = await readResponseHead(
-        current,
-        pending,
-        options,
-        authority,
+      const input = new BufferedDuplex(current, { initial: pending });
+      const head = await readResponseHead(
+        input,
+        () =>
+          new ProxyProtocolError(
+            `proxy ${options.proxyLabel} closed the connection before answering CONNECT ${authority}`,
+          ),
       );
+      const rest = input.buffered;
       options.observer?.response(head);
       if (head.status >= 200 && head.status <= 299) {
         return { tunnel: new BufferedDuplex(current, { initial: rest }), head };
@@ -178,27 +181,6 @@ export async function httpConnect(
       pending = new Uint8Array(0);
     }
   });
-}
-
-async function readResponseHead(
-  stream: Duplex,
-  pending: Uint8Array,
-  options: HttpConnectOptions,
-  authority: string,
-): Promise<{ head: ResponseHead; rest: Uint8Array }> {
-  const reader = new ResponseHeadReader();
-  let head = pending.length > 0 ? reader.push(pending) : undefined;
-  const buffer = new Uint8Array(16 * 1024);
-  while (head === undefined) {
-    const n = await stream.read(buffer);
-    if (n === null) {
-      throw new ProxyProtocolError(
-        `proxy ${options.proxyLabel} closed the connection before answering CONNECT ${authority}`,
-      );
-    }
-    head = reader.push(buffer.subarray(0, n));
-  }
-  return { head, rest: reader.rest };
 }
 
 /**

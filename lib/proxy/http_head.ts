@@ -1,12 +1,14 @@
 /**
  * HTTP response heads as proxies send them: a streaming reader that stops
- * exactly at the blank line, and the header questions the handshake asks
- * (challenges, keep-alive). Pure: bytes in, values out.
+ * exactly at the blank line, its use on a stream, and the header questions
+ * the handshake asks (challenges, keep-alive). Pure but for
+ * {@link readResponseHead}: bytes in, values out.
  *
  * @module
  */
 
 import { ProxyProtocolError } from "../errors.ts";
+import type { BufferedDuplex } from "../net/buffered.ts";
 import { type Challenge, parseChallenges } from "./auth/challenge.ts";
 
 /** The largest response head accepted from a proxy. */
@@ -89,6 +91,31 @@ export class ResponseHeadReader {
     }
     this.#scanFrom = b.length;
     return undefined;
+  }
+}
+
+/**
+ * Reads one response head from `input`, 1xx heads included, and leaves the
+ * bytes after it (the body, or what a tunnel's destination sent) buffered
+ * in `input`.
+ *
+ * @param input The stream, with any bytes already read ahead.
+ * @param closed Makes the error for a stream that ends before the head does.
+ * @returns The head.
+ * @throws `closed()` at an early end; {@link ProxyProtocolError} as
+ *   {@link ResponseHeadReader.push} does.
+ */
+export async function readResponseHead(
+  input: BufferedDuplex,
+  closed: () => Error,
+): Promise<ResponseHead> {
+  const reader = new ResponseHeadReader();
+  while (true) {
+    if (input.buffered.length === 0 && !(await input.fill())) throw closed();
+    const chunk = input.buffered;
+    const head = reader.push(chunk);
+    await input.skip(chunk.length - (head ? reader.rest.length : 0));
+    if (head) return head;
   }
 }
 

@@ -8,36 +8,27 @@
 
 import { lookup } from "node:dns/promises";
 import { DialError, ProxyProtocolError, SocksError } from "../errors.ts";
-import {
-  formatHostPort,
-  type HostPort,
-  ipBytes,
-  isIPv4,
-  isIPv6,
-} from "../net/address.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { concat } from "../net/bytes.ts";
 import { type Duplex, writeAll } from "../net/duplex.ts";
 import type { Credentials } from "./auth/authenticator.ts";
 import { type Connector, proxyCredentials } from "./connector.ts";
 import { withDeadline } from "./deadline.ts";
+import {
+  SOCKS5_VERSION,
+  SOCKS_ADDRESS_TYPE,
+  SOCKS_COMMAND,
+  SOCKS_METHOD,
+  SOCKS_REPLIES,
+  type SocksAddress,
+  socksAddressBytes,
+  socksAddressOf,
+  USER_PASS_VERSION,
+} from "./socks_wire.ts";
 
-const VERSION = 5;
-const NO_AUTH = 0x00;
-const USER_PASS = 0x02;
-const NO_ACCEPTABLE = 0xff;
-
-/** What each reply code means, for the log (RFC 1928 §6). */
-export const SOCKS_REPLIES: Record<number, string> = {
-  1: "general SOCKS server failure",
-  2: "connection not allowed by the proxy's rules",
-  3: "network unreachable",
-  4: "host unreachable",
-  5: "connection refused by the destination",
-  6: "TTL expired",
-  7: "command not supported",
-  8: "address type not supported",
-};
+// Where the client's callers have always found the meanings.
+export { SOCKS_REPLIES };
 
 /**
  * The client greeting: the methods offered.
@@ -47,8 +38,13 @@ export const SOCKS_REPLIES: Record<number, string> = {
  */
 export function socksGreeting(withCredentials: boolean): Uint8Array {
   return withCredentials
-    ? Uint8Array.of(VERSION, 2, NO_AUTH, USER_PASS)
-    : Uint8Array.of(VERSION, 1, NO_AUTH);
+    ? Uint8Array.of(
+      SOCKS5_VERSION,
+      2,
+      SOCKS_METHOD.noAuth,
+      SOCKS_METHOD.userPass,
+    )
+    : Uint8Array.of(SOCKS5_VERSION, 1, SOCKS_METHOD.noAuth);
 }
 
 /**
@@ -64,14 +60,14 @@ export function socksUserPass(credentials: Credentials): Uint8Array {
   if (user.length > 255 || pass.length > 255) {
     throw new Error("SOCKS5 user names and passwords are limited to 255 bytes");
   }
-  return Uint8Array.from([1, user.length, ...user, pass.length, ...pass]);
+  return Uint8Array.from([
+    USER_PASS_VERSION,
+    user.length,
+    ...user,
+    pass.length,
+    ...pass,
+  ]);
 }
-
-/** An address as SOCKS5 sends it. */
-export type SocksAddress =
-  | { readonly type: "ipv4"; readonly address: string }
-  | { readonly type: "ipv6"; readonly address: string }
-  | { readonly type: "domain"; readonly name: string };
 
 /**
  * The CONNECT request.
@@ -84,16 +80,10 @@ export function socksConnectRequest(
   address: SocksAddress,
   port: number,
 ): Uint8Array {
-  let body: number[];
-  if (address.type === "ipv4") {
-    body = [1, ...ipBytes(address.address)!];
-  } else if (address.type === "ipv6") {
-    body = [4, ...ipBytes(address.address)!];
-  } else {
-    const name = new TextEncoder().encode(address.name);
-    body = [3, name.length, ...name];
-  }
-  return Uint8Array.from([VERSION, 1, 0, ...body, port >> 8, port & 0xff]);
+  return concat(
+    Uint8Array.of(SOCKS5_VERSION, SOCKS_COMMAND.connect, 0),
+    socksAddressBytes(address, port),
+  );
 }
 
 /**
@@ -104,18 +94,18 @@ export function socksConnectRequest(
  * @throws {ProxyProtocolError} for a reply that is not SOCKS5.
  */
 export function socksReplyLength(head: Uint8Array): number | undefined {
-  if (head.length >= 1 && head[0] !== VERSION) {
+  if (head.length >= 1 && head[0] !== SOCKS5_VERSION) {
     throw new ProxyProtocolError(
       `proxy did not answer with SOCKS5 (version byte ${head[0]})`,
     );
   }
   if (head.length < 4) return undefined;
   switch (head[3]) {
-    case 1:
+    case SOCKS_ADDRESS_TYPE.ipv4:
       return 4 + 4 + 2;
-    case 4:
+    case SOCKS_ADDRESS_TYPE.ipv6:
       return 4 + 16 + 2;
-    case 3:
+    case SOCKS_ADDRESS_TYPE.domain:
       return head.length < 5 ? undefined : 4 + 1 + head[4] + 2;
     default:
       throw new ProxyProtocolError(
@@ -168,12 +158,12 @@ export async function socks5Connect(
     const address = await socksAddress(target, options.resolveLocally);
     await writeAll(stream, socksGreeting(options.credentials !== undefined));
     const [version, method] = await input.take(2);
-    if (version !== VERSION) {
+    if (version !== SOCKS5_VERSION) {
       throw new ProxyProtocolError(
         `proxy did not answer with SOCKS5 (version byte ${version})`,
       );
     }
-    if (method === USER_PASS && options.credentials) {
+    if (method === SOCKS_METHOD.userPass && options.credentials) {
       await writeAll(stream, socksUserPass(options.credentials));
       const [, status] = await input.take(2);
       if (status !== 0) {
@@ -181,9 +171,10 @@ export async function socks5Connect(
           `SOCKS5 proxy ${options.proxyLabel} rejected the user name or password`,
         );
       }
-    } else if (method !== NO_AUTH) {
+    } else if (method !== SOCKS_METHOD.noAuth) {
       throw new SocksError(
-        method === NO_ACCEPTABLE || method === USER_PASS
+        method === SOCKS_METHOD.noAcceptable ||
+          method === SOCKS_METHOD.userPass
           ? `SOCKS5 proxy ${options.proxyLabel} requires a user name and password: add user:password to the proxy URL`
           : `SOCKS5 proxy ${options.proxyLabel} asked for an authentication method this tool does not support (${method})`,
       );
@@ -213,11 +204,8 @@ async function socksAddress(
   target: HostPort,
   resolveLocally: boolean,
 ): Promise<SocksAddress> {
-  if (isIPv4(target.host)) {
-    return { type: "ipv4", address: target.host };
-  }
-  if (isIPv6(target.host)) return { type: "ipv6", address: target.host };
-  if (!resolveLocally) return { type: "domain", name: target.host };
+  const given = socksAddressOf(target.host);
+  if (given.type !== "domain" || !resolveLocally) return given;
   try {
     const { address, family } = await lookup(target.host);
     return family === 6 ? { type: "ipv6", address } : { type: "ipv4", address };
