@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ipBytes, isIPv4 } from "../lib/net/address.ts";
+import { ipBytes, ipText, isIPv4 } from "../lib/net/address.ts";
 import { concat } from "../lib/net/bytes.ts";
 
 Deno.test("isIPv4 accepts dotted quads 0-255 only", () => {
@@ -40,4 +40,17 @@ Deno.test("concat joins any number of byte arrays", () => {
     [1, 2, 3],
   );
   assert.equal(concat().length, 0);
+});
+
+Deno.test("ipText: the inverse of ipBytes, IPv6 in the RFC 5952 form", () => {
+  assert.equal(ipText(Uint8Array.of(192, 0, 2, 33)), "192.0.2.33");
+  for (
+    const [written, canonical] of [
+      ["2001:0DB8:0:0:0:0:0:1", "2001:db8::1"],
+      ["0:0:0:0:0:0:0:0", "::"],
+      ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
+      ["::ffff:192.0.2.1", "::ffff:c000:201"],
+    ]
+  ) assert.equal(ipText(ipBytes(written)!), canonical);
+  assert.throws(() => ipText(Uint8Array.of(1, 2, 3)), RangeError);
 });
