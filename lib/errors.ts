@@ -64,9 +64,11 @@ export class UsageError extends Error {
 /**
  * Why opening a tunnel failed, as a metric label: `connect` (TCP),
  * `timeout`, `refused` (by a proxy), `auth`, `protocol` (an answer this tool
- * cannot understand), `tls`, or `other`.
+ * cannot understand), `tls`, `client` (a local proxy's client spoke
+ * garbage, too slowly, or was not allowed), or `other`.
  */
 export type FailureReason =
+  | "client"
   | "connect"
   | "timeout"
   | "refused"

@@ -8,13 +8,17 @@
 
 import { formatHostPort } from "./net/address.ts";
 import type { TunnelOptions } from "./config/options.ts";
-import type { TunnelEntry } from "./config/entry.ts";
+import {
+  describeService,
+  type LocalProxyEntry,
+  type TunnelEntry,
+} from "./config/entry.ts";
 import { ConnectionLimit } from "./limit.ts";
 import { logger } from "./observe/log.ts";
 import { describeRoute } from "./route/types.ts";
 import type { Metrics } from "./observe/metrics.ts";
 import type { DialContext } from "./route/dial.ts";
-import { startTunnel, type Tunnel } from "./tunnel.ts";
+import { type Greeter, startTunnel, type Tunnel } from "./tunnel.ts";
 import { errorMessage } from "./errors.ts";
 
 const log = logger("listener");
@@ -32,6 +36,8 @@ export interface SharedState {
   readonly metrics: Metrics;
   /** Bind with SO_REUSEPORT, so that other workers can bind the same ports. */
   readonly reusePort?: boolean;
+  /** The local protocols of `proxy` and `socks` entries. */
+  readonly greeters: Readonly<Record<LocalProxyEntry["kind"], Greeter>>;
 }
 
 /** Listens on one entry's source and starts a tunnel per connection. */
@@ -70,7 +76,7 @@ export class EntryListener {
       reusePort: shared.reusePort,
     });
     log.info(
-      `listening on ${this.label} for ${formatHostPort(entry.destination)} ${
+      `listening on ${this.label} for ${describeService(entry)} ${
         describeRoute(entry.route)
       }`,
     );
@@ -145,6 +151,9 @@ export class EntryListener {
         this.#options,
         this.#shared.dial,
         this.#shared.metrics,
+        this.#entry.kind === "forward"
+          ? undefined
+          : this.#shared.greeters[this.#entry.kind],
       );
       this.tunnels.add(tunnel);
       tunnel.done.finally(() => {

@@ -19,6 +19,9 @@ import { ProxyHealth } from "./route/health.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
 import type { TunnelHost } from "./tunnel_host.ts";
+import { httpProxyGreeter } from "./local/http_proxy.ts";
+import { socksGreeter } from "./local/socks_proxy.ts";
+import { UpstreamPool } from "./local/upstream_pool.ts";
 import { errorMessage } from "./errors.ts";
 
 const log = logger("supervisor");
@@ -71,18 +74,27 @@ export class Supervisor implements TunnelHost {
   #draining = new Set<Tunnel>();
   #drainTimers = new Set<Timer>();
   #shared: SharedState;
+  #upstreams: UpstreamPool;
 
   /** @param options Default tunnel settings, limits and the proxy environment. */
   constructor(options: SupervisorOptions) {
     this.#options = options;
+    const metrics = new Metrics();
+    this.#upstreams = new UpstreamPool({
+      onSize: (idle) => metrics.upstreamIdle = idle,
+    });
     this.#shared = {
       limit: new ConnectionLimit(options.maxConnections),
       dial: {
         health: new ProxyHealth(options.failoverBackoffMs),
         environment: options.environment ?? { noProxy: [] },
       },
-      metrics: new Metrics(),
+      metrics,
       reusePort: options.reusePort,
+      greeters: {
+        "http-proxy": httpProxyGreeter(this.#upstreams),
+        socks: socksGreeter,
+      },
     };
   }
 
@@ -161,6 +173,7 @@ export class Supervisor implements TunnelHost {
    * @param graceMs How long live tunnels may go on; 0 closes them at once.
    */
   async shutdown(graceMs = 0): Promise<void> {
+    this.#upstreams.close();
     for (const pending of this.#pending.values()) clearTimeout(pending.timer);
     this.#pending.clear();
     for (const timer of this.#drainTimers) clearTimeout(timer);

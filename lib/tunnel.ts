@@ -1,11 +1,17 @@
 /**
- * One accepted connection's life: open the route, relay, log the outcome.
+ * One accepted connection's life: for a local proxy, its protocol's
+ * greeting (the client names a destination); then open the route, relay,
+ * log the outcome.
  *
  * @module
  */
 
-import { formatHostPort } from "./net/address.ts";
-import { sourceKey, type TunnelEntry } from "./config/entry.ts";
+import { formatHostPort, type HostPort } from "./net/address.ts";
+import {
+  type LocalProxyEntry,
+  sourceKey,
+  type TunnelEntry,
+} from "./config/entry.ts";
 import { closeQuietly, type Duplex } from "./net/duplex.ts";
 import { formatDuration } from "./time/duration.ts";
 import { formatBytes, logger } from "./observe/log.ts";
@@ -19,7 +25,7 @@ import {
 } from "./relay.ts";
 import { setTcpOptions } from "./net/tcp.ts";
 import { type DialContext, dialRoute } from "./route/dial.ts";
-import { describeRoute } from "./route/types.ts";
+import { describeRoute, type Route } from "./route/types.ts";
 import { errorMessage } from "./errors.ts";
 
 const log = logger("tunnel");
@@ -46,6 +52,8 @@ export interface Tunnel {
   readonly client: string;
   /** The entry the tunnel was opened for. */
   readonly entry: TunnelEntry;
+  /** Where the tunnel leads, once known (a local proxy's client names it). */
+  readonly destination?: HostPort;
   /** When the client was accepted (ms since the epoch). */
   readonly startedAt: number;
   /** Bytes moved so far. */
@@ -58,6 +66,64 @@ export interface Tunnel {
   readonly done: Promise<void>;
 }
 
+/** What a local proxy's client asked for, once its protocol has said it. */
+export interface Greeting {
+  /** The client's stream, with any bytes it sent past its request in front. */
+  readonly client: Duplex;
+  /** Where the client asked to go. */
+  readonly destination: HostPort;
+  /** The route to it: the entry's, or direct by the entry's rules. */
+  readonly route: Route;
+  /** Tells the client its tunnel is open (an HTTP 200, a SOCKS success). */
+  established(): Promise<void>;
+  /**
+   * Tells the client why its tunnel could not open.
+   *
+   * @param error What opening the route threw.
+   */
+  refused(error: unknown): Promise<void>;
+}
+
+/** What a greeter may use while it speaks with a client. */
+export interface GreetSession {
+  /** The tunnel's id, for log lines. */
+  readonly id: string;
+  /** The client's `host:port`, for log lines. */
+  readonly clientLabel: string;
+  /** The client's address. */
+  readonly clientAddr: Deno.NetAddr;
+  /** The entry served. */
+  readonly entry: LocalProxyEntry;
+  /** The entry's settings, command-line defaults filled in. */
+  readonly options: TunnelOptions;
+  /** Proxy failure memory, the proxy environment and upstream connections. */
+  readonly context: DialContext;
+  /** Counters to update. */
+  readonly metrics: Metrics;
+  /** Aborted when the tunnel is closed (shutdown, drain timeout). */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Speaks a local proxy's protocol with a client (HTTP proxy, SOCKS) until
+ * it asks for a tunnel. A new local protocol is a new greeter.
+ */
+export interface Greeter {
+  /**
+   * Reads what the client wants, serving what needs no tunnel (plain HTTP
+   * requests) on the way.
+   *
+   * @param client The accepted connection; on failure the greeter closes it.
+   * @param session The entry, its settings, and what it may use.
+   * @returns The tunnel to open, or `undefined` when the client has finished
+   *   without asking for one.
+   */
+  greet(
+    client: Deno.TcpConn,
+    session: GreetSession,
+  ): Promise<Greeting | undefined>;
+}
+
 /**
  * Serves one accepted connection along `entry`'s route, in its own task.
  * Client bytes are not read before the route is open, so nothing is
@@ -68,6 +134,7 @@ export interface Tunnel {
  * @param options The entry's settings, command-line defaults filled in.
  * @param context Proxy failure memory and the proxy environment.
  * @param metrics Counters to update.
+ * @param greeter The local protocol of a `proxy` or `socks` entry.
  * @returns The running tunnel.
  */
 export function startTunnel(
@@ -76,8 +143,9 @@ export function startTunnel(
   options: TunnelOptions,
   context: DialContext,
   metrics: Metrics,
+  greeter?: Greeter,
 ): Tunnel {
-  return new RunningTunnel(client, entry, options, context, metrics);
+  return new RunningTunnel(client, entry, options, context, metrics, greeter);
 }
 
 // A class rather than closures: thousands of idle tunnels share its
@@ -87,6 +155,7 @@ class RunningTunnel implements Tunnel {
   // Formatted only when asked for (logs, /status): most tunnels never are.
   readonly #remote: Deno.NetAddr;
   readonly entry: TunnelEntry;
+  destination?: HostPort;
   readonly startedAt: number = Date.now();
   readonly counters: RelayCounters = newCounters();
   readonly done: Promise<void>;
@@ -104,13 +173,17 @@ class RunningTunnel implements Tunnel {
     options: TunnelOptions,
     context: DialContext,
     metrics: Metrics,
+    greeter?: Greeter,
   ) {
     this.#remote = conn.remoteAddr;
     this.entry = entry;
+    if (entry.kind === "forward") this.destination = entry.destination;
     metrics.accepted(sourceKey(entry));
-    this.done = this.#run(conn, options, context, metrics).finally(() => {
-      this.#ended = true;
-    });
+    this.done = this.#run(conn, options, context, metrics, greeter).finally(
+      () => {
+        this.#ended = true;
+      },
+    );
   }
 
   get client(): string {
@@ -132,36 +205,81 @@ class RunningTunnel implements Tunnel {
 
   // `client -> destination`, for log lines.
   #ends(): string {
-    return `${this.client} -> ${formatHostPort(this.entry.destination)}`;
+    return `${this.client} -> ${
+      this.destination ? formatHostPort(this.destination) : "?"
+    }`;
   }
 
   async #run(
-    client: Deno.TcpConn,
+    conn: Deno.TcpConn,
     options: TunnelOptions,
     context: DialContext,
     metrics: Metrics,
+    greeter?: Greeter,
   ): Promise<void> {
     const { id, entry } = this;
-    setTcpOptions(client, options.keepAlive);
+    setTcpOptions(conn, options.keepAlive);
+    let client: Duplex = conn;
+    let route = entry.route;
+    let greeting: Greeting | undefined;
+    if (entry.kind !== "forward") {
+      try {
+        greeting = await greeter!.greet(conn, {
+          id,
+          clientLabel: this.client,
+          clientAddr: this.#remote,
+          entry,
+          options,
+          context,
+          metrics,
+          signal: this.#abort!.signal,
+        });
+      } catch (error) {
+        closeQuietly(conn);
+        if (!this.#closed) {
+          metrics.failed(sourceKey(entry), "client");
+          log.warn(`${id} ${errorMessage(error)}`);
+        }
+        return;
+      }
+      if (greeting === undefined) {
+        closeQuietly(conn);
+        return;
+      }
+      ({ client, route } = greeting);
+      this.destination = greeting.destination;
+    }
     let destination: Duplex;
     let taken: string;
     try {
       ({ stream: destination, path: taken } = await dialRoute(
-        entry.route,
-        entry.destination,
+        route,
+        this.destination!,
         options,
         { ...context, onFailover: (message) => log.warn(`${id} ${message}`) },
         this.#abort,
       ));
     } catch (error) {
-      closeQuietly(client);
-      const path = `${this.#ends()} ${describeRoute(entry.route)}`;
+      const path = `${this.#ends()} ${describeRoute(route)}`;
       if (this.#closed) {
+        closeQuietly(client);
         log.info(`${id} closed by httptunneling while opening ${path}`);
-      } else {
-        metrics.failed(sourceKey(entry), failureReason(error));
-        log.warn(`${id} failed ${path}: ${errorMessage(error)}`);
+        return;
       }
+      await greeting?.refused(error).catch(() => {});
+      closeQuietly(client);
+      metrics.failed(sourceKey(entry), failureReason(error));
+      log.warn(`${id} failed ${path}: ${errorMessage(error)}`);
+      return;
+    }
+    try {
+      await greeting?.established();
+    } catch (error) {
+      closeQuietly(destination);
+      closeQuietly(client);
+      log.info(
+        `${id} ${this.#ends()}: the client left: ${errorMessage(error)}`,
+      );
       return;
     }
     this.#abort = undefined;

@@ -21,6 +21,7 @@ Deno.test("the original five-field line is an entry through an HTTP proxy", () =
   assert.deepEqual(
     entriesOf("2222 ssh.example.com 22 proxy.corp.example 3128\n"),
     [{
+      kind: "forward",
       source: { host: "127.0.0.1", port: 2222 },
       destination: { host: "ssh.example.com", port: 22 },
       route: viaHttp({ host: "proxy.corp.example", port: 3128 }),
@@ -32,6 +33,7 @@ Deno.test("the original five-field line is an entry through an HTTP proxy", () =
 
 Deno.test("the original three-field line is a direct entry", () => {
   assert.deepEqual(entriesOf("5432 db.internal 5432"), [{
+    kind: "forward",
     source: { host: "127.0.0.1", port: 5432 },
     destination: { host: "db.internal", port: 5432 },
     route: { kind: "direct" },
@@ -66,7 +68,10 @@ Deno.test("sources: bare port binds loopback; host:port and [v6]:port bind as wr
 
 Deno.test("IPv6 destinations and proxies, bare or in brackets", () => {
   const [entry] = entriesOf("22 [2001:DB8::1] 22 ::1 3128");
-  assert.equal(entry.destination.host, "2001:db8::1");
+  assert.equal(
+    entry.kind === "forward" && entry.destination.host,
+    "2001:db8::1",
+  );
   assert.deepEqual(entry.route, viaHttp({ host: "::1", port: 3128 }));
 });
 
@@ -98,7 +103,7 @@ Deno.test("every error names file:line:column and what to fix", () => {
     't.conf:1:18: invalid proxy port "65536": use a number from 1 to 65535',
   ]);
   assert.deepEqual(errorsOf("22 host"), [
-    "t.conf:1:1: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...], found 2 fields",
+    "t.conf:1:1: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...], found 2 fields; or <source> proxy|socks [<route>] for a local proxy",
   ]);
   assert.deepEqual(errorsOf("22 host 22 proxy 3128 extra"), [
     "t.conf:1:23: expected <source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...], found 6 fields",
@@ -261,7 +266,7 @@ Deno.test("option errors point at the option and never show a secret", () => {
     "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=ntlm\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
   ).errors.map((e) => e.message);
   assert.deepEqual(messages, [
-    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, auth, credentials',
+    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, auth, credentials, direct-for, allow, client-auth',
     "t.conf:2:11: option auth applies to a proxy, and this entry has none",
     "t.conf:3:27: auth=ntlm is not an option: write auth=basic to send Basic credentials before the proxy asks",
     "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",
@@ -319,6 +324,55 @@ Deno.test("route errors point at the offending token", () => {
       "t.conf:2:18: a chain lists proxy URLs only: write every hop as scheme://host:port",
       't.conf:3:18: unsupported proxy scheme "ftp": use http://, https://, socks5://, socks5h://',
       "t.conf:4:19: cannot read CA file nope.pem: No such file or directory",
+    ],
+  );
+});
+
+Deno.test("local proxies: proxy and socks with a route, rules, and the original lines unchanged", () => {
+  const [http, socks, forward, direct] = entriesOf(
+    "3128 proxy http://u:p@proxy.corp:3128,http://b.corp:3128 direct-for=*.corp,10.0.0.0/8,git.lan:22\n" +
+      "0.0.0.0:1080 socks socks5://s.corp:1080 allow=10.1.0.0/16,192.0.2.7 client-auth=me:secret\n" +
+      "8080 proxy 3128\n" +
+      "1081 socks\n",
+  );
+  assert.equal(http.kind, "http-proxy");
+  assert.deepEqual(http.kind === "http-proxy" && http.directFor, [
+    ".corp",
+    "10.0.0.0/8",
+    "git.lan:22",
+  ]);
+  assert.equal(http.route.kind === "chain" && http.route.hops[0].length, 2);
+  assert.equal(socks.kind, "socks");
+  assert.deepEqual(socks.kind === "socks" && socks.allow, [
+    "10.1.0.0/16",
+    "192.0.2.7",
+  ]);
+  assert.deepEqual(socks.kind === "socks" && socks.clientCredentials, {
+    username: "me",
+    password: "secret",
+  });
+  // A port in the third field keeps the original meaning: a forward to a
+  // host named "proxy".
+  assert.deepEqual(
+    forward.kind === "forward" && forward.destination,
+    { host: "proxy", port: 3128 },
+  );
+  assert.deepEqual([direct.kind, direct.route], ["socks", { kind: "direct" }]);
+});
+
+Deno.test("local proxy errors: an open listener without allow=, rules on a forward, bad patterns", () => {
+  assert.deepEqual(
+    errorsOf(
+      "0.0.0.0:3128 proxy http://proxy.corp:3128\n" +
+        "2222 host 22 direct-for=.corp\n" +
+        "1080 socks allow=10.0.0.0/33\n" +
+        "1081 socks client-auth=nocolon\n",
+    ),
+    [
+      "t.conf:1:1: a proxy entry on 0.0.0.0 lets other machines use your proxy credentials: add allow=CIDR,... naming the clients (e.g. allow=10.1.0.0/16), or listen on 127.0.0.1",
+      "t.conf:2:14: option direct-for applies to local proxies (<source> proxy|socks <route>), and this entry is a fixed forward",
+      "t.conf:3:18: allow=10.0.0.0/33 is not an address or CIDR range: write e.g. allow=10.1.0.0/16,192.0.2.7",
+      "t.conf:4:24: client-auth must be user:password, e.g. client-auth=me:${LOCAL_PROXY_PASSWORD}",
     ],
   );
 });

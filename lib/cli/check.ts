@@ -6,7 +6,7 @@
 
 import { formatHostPort } from "../net/address.ts";
 import { loadConfig } from "../config/load.ts";
-import type { TunnelEntry } from "../config/entry.ts";
+import { describeService, type TunnelEntry } from "../config/entry.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { describeRoute } from "../route/types.ts";
 import { parseCommandLine, reportConfigError } from "./args.ts";
@@ -41,7 +41,7 @@ export async function checkCommand(args: string[]): Promise<number> {
     ...entries.map((entry) => [
       String(entry.line),
       formatHostPort(entry.source),
-      formatHostPort(entry.destination),
+      describeService(entry),
       describeRoute(entry.route),
     ]),
   ]));

@@ -1,11 +1,18 @@
 /**
  * `probe CONFIG` or `probe HOST PORT [--proxy URL ...]`: checks routes step
- * by step and says in plain words what is wrong. `--json` for scripts.
+ * by step and says in plain words what is wrong. `--json` for scripts. A
+ * local proxy entry's route is checked with a test CONNECT to `--to
+ * HOST:PORT` (example.com:443 unless given), its `direct-for=` applied.
  *
  * @module
  */
 
-import { formatHostPort } from "../net/address.ts";
+import {
+  formatHostPort,
+  type HostPort,
+  splitHostPort,
+} from "../net/address.ts";
+import { routeFor } from "../local/rules.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { type ProbeReport, probeRoute } from "../probe/route_probe.ts";
@@ -18,6 +25,9 @@ import {
 import { parseDestination, parseRouteArguments } from "./entry_args.ts";
 import { TUNNEL_FLAGS, tunnelOptionsFrom } from "./flags.ts";
 
+/** Where a local proxy entry's route is tested, unless `--to` says. */
+const DEFAULT_TEST_DESTINATION = "example.com:443";
+
 /**
  * Runs `probe`.
  *
@@ -29,6 +39,7 @@ export async function probeCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
     ...TUNNEL_FLAGS,
     json: { type: "boolean" },
+    to: { type: "string" },
   });
   const options = await tunnelOptionsFrom(values);
   const environment = proxyEnvironment((level, message) => {
@@ -44,11 +55,15 @@ export async function probeCommand(args: string[]): Promise<number> {
     }
     try {
       const { entries } = await loadConfig(positionals[0]);
+      const test = parseTestDestination(values.to ?? DEFAULT_TEST_DESTINATION);
       for (const entry of entries) {
+        const destination = entry.kind === "forward" ? entry.destination : test;
         targets.push({
           label: `line ${entry.line}: ${formatHostPort(entry.source)}`,
-          route: entry.route,
-          ...entry.destination,
+          route: entry.kind === "forward"
+            ? entry.route
+            : routeFor(entry, destination),
+          ...destination,
         });
       }
     } catch (error) {
@@ -96,4 +111,14 @@ function printReport(label: string, report: ProbeReport): void {
     );
   }
   console.log(report.ok ? "  => works\n" : `  => ${report.diagnosis}\n`);
+}
+
+function parseTestDestination(text: string): HostPort {
+  const parts = splitHostPort(text);
+  if (parts === undefined) {
+    throw new UsageError(
+      `--to ${text} is not HOST:PORT: write e.g. --to example.com:443`,
+    );
+  }
+  return parseDestination(parts.host.replace(/^\[(.*)\]$/, "$1"), parts.port);
 }

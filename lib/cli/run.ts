@@ -174,6 +174,7 @@ function forwardEntries(
 ): TunnelEntry[] {
   const route = parseRouteArguments(proxies);
   return specs.map((spec) => ({
+    kind: "forward",
     ...parseForward(spec),
     route,
     options: {},

@@ -47,7 +47,7 @@ Usage:
   httptunneling check CONFIG             validate CONFIG and print its entries
   httptunneling run -L [BIND:]PORT:HOST:HOSTPORT [--proxy URL ...]   one-off forwards, like ssh -L
   httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
-  httptunneling probe CONFIG | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
+  httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
   httptunneling status [ADDR] [--watch]  entries and live tunnels of a tool run with --status
   httptunneling --help | --version
 
@@ -55,6 +55,10 @@ Config lines:
   <source> <destination host> <destination port> [<route>] [key=value ...]
   <route>: <proxy host> <proxy port> | <hop> [<hop> ...] | direct | env
   <hop>:   <proxy URL>[,<alternative URL> ...]   (http://, https://, socks5://, socks5h://, with user:pass@)
+  <source> proxy [<route>] [key=value ...]   a local HTTP proxy (CONNECT and http:// requests)
+  <source> socks [<route>] [key=value ...]   a local SOCKS5/SOCKS4a server
+     with direct-for=PATTERN,... (go direct, NO_PROXY style), allow=CIDR,... (other clients
+     than loopback), client-auth=USER:PASSWORD (clients must give these)
   A bare source port listens on 127.0.0.1 only; write 0.0.0.0:PORT or [::]:PORT to open it to the network.
 
 run options:

@@ -47,7 +47,8 @@ export function diffEntries(
   return diff;
 }
 
+// Everything but the line number: an entry that only moved is unchanged.
 function sameTarget(a: TunnelEntry, b: TunnelEntry): boolean {
-  return JSON.stringify([a.destination, a.route, a.options]) ===
-    JSON.stringify([b.destination, b.route, b.options]);
+  return JSON.stringify({ ...a, line: 0 }) ===
+    JSON.stringify({ ...b, line: 0 });
 }

@@ -11,6 +11,7 @@ import {
   type HostPort,
   splitHostPort,
 } from "../net/address.ts";
+import type { Credentials } from "../proxy/auth/authenticator.ts";
 import type { Route } from "../route/types.ts";
 import {
   EntryError,
@@ -20,18 +21,66 @@ import {
 } from "./field.ts";
 import type { TunnelOptions } from "./options.ts";
 
-/** One tunnel: where to listen and where to send what arrives there. */
-export interface TunnelEntry {
+/** What every entry has: where it listens and how it reaches out. */
+interface EntryFields {
   /** Address and port to listen on. */
   readonly source: HostPort;
-  /** Host and port to reach. */
-  readonly destination: HostPort;
   /** Direct, or through proxies. */
   readonly route: Route;
   /** Settings this entry overrides; the rest come from the command line. */
   readonly options: Partial<TunnelOptions>;
   /** 1-based line of the entry in its file; 0 for a command-line forward. */
   readonly line: number;
+}
+
+/** A fixed forward, the original format: every connection goes to one destination. */
+export interface ForwardEntry extends EntryFields {
+  /** Tells the kinds of entry apart. */
+  readonly kind: "forward";
+  /** Host and port to reach. */
+  readonly destination: HostPort;
+}
+
+/**
+ * A local proxy: an HTTP proxy (`proxy`) or a SOCKS server (`socks`) whose
+ * clients name their destinations, each reached along the entry's route.
+ */
+export interface LocalProxyEntry extends EntryFields {
+  /** Tells the kinds of entry apart. */
+  readonly kind: "http-proxy" | "socks";
+  /**
+   * Destinations reached directly whatever the route: NO_PROXY-style
+   * patterns (name suffixes, addresses, CIDR ranges, `host:port`).
+   */
+  readonly directFor: readonly string[];
+  /**
+   * Client addresses and CIDR ranges that may use the proxy; empty allows
+   * loopback clients only.
+   */
+  readonly allow: readonly string[];
+  /** Credentials clients must give (SOCKS5 user/password, HTTP Basic). */
+  readonly clientCredentials?: Credentials;
+}
+
+/** One line of a config: a fixed forward or a local proxy. */
+export type TunnelEntry = ForwardEntry | LocalProxyEntry;
+
+/**
+ * What an entry serves, for tables and logs.
+ *
+ * @param entry A config entry.
+ * @returns The destination of a forward (`ssh.example.com:22`), or the
+ *   kind of local proxy (`http proxy`, `socks`).
+ */
+export function describeService(entry: TunnelEntry): string {
+  switch (entry.kind) {
+    case "forward":
+      return formatHostPort(entry.destination);
+    case "http-proxy":
+      return "http proxy";
+    case "socks":
+      return "socks";
+  }
 }
 
 /** The address a bare source port binds: loopback only, never the network. */

@@ -12,10 +12,15 @@
  * @module
  */
 
-import { formatHostPort } from "../net/address.ts";
+import { formatHostPort, ipBytes, isLoopback } from "../net/address.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
 import type { Proxy, Route } from "../route/types.ts";
-import { parseSource, sourcesClash, type TunnelEntry } from "./entry.ts";
+import {
+  type LocalProxyEntry,
+  parseSource,
+  sourcesClash,
+  type TunnelEntry,
+} from "./entry.ts";
 import { type Environment, expandVariables, NO_ENVIRONMENT } from "./expand.ts";
 import {
   EntryError,
@@ -63,13 +68,23 @@ const EMPTY_CONTEXT: ConfigContext = {
 
 const PROXY_OPTION_NAMES = ["auth", "credentials"];
 
+/** Options of `proxy` and `socks` entries only. */
+const LOCAL_OPTION_NAMES = ["direct-for", "allow", "client-auth"];
+
 const OPTION_NAMES = [
   ...TUNNEL_OPTION_ROWS.map((option) => option.key),
   ...PROXY_OPTION_NAMES,
+  ...LOCAL_OPTION_NAMES,
 ];
 
 const FIELDS =
   "<source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...]";
+
+/** The keywords that make an entry a local proxy, and the kind each makes. */
+const LOCAL_KINDS: Readonly<Record<string, LocalProxyEntry["kind"]>> = {
+  proxy: "http-proxy",
+  socks: "socks",
+};
 
 /**
  * Parses a config file's text.
@@ -214,23 +229,31 @@ function parseEntry(
   context: ConfigContext,
 ): TunnelEntry {
   const firstOption = allTokens.findIndex((token, index) =>
-    index >= 3 && /^[A-Za-z][A-Za-z0-9-]*=/.test(token.text)
+    index >= 2 && /^[A-Za-z][A-Za-z0-9-]*=/.test(token.text)
   );
   const tokens = firstOption < 0 ? allTokens : allTokens.slice(0, firstOption);
   const options = firstOption < 0 ? [] : allTokens.slice(firstOption);
-  if (tokens.length < 3) {
+  // `<source> proxy|socks [<route>]`: a local proxy. A fixed forward always
+  // has a port as its third field, so the original lines keep their meaning.
+  const localKind = LOCAL_KINDS[tokens[1]?.text ?? ""];
+  const local = localKind !== undefined &&
+    (tokens.length === 2 || !/^\d+$/.test(tokens[2].text));
+  if (!local && tokens.length < 3) {
     throw new EntryError(
       tokens[0].column,
       `expected ${FIELDS}, found ${tokens.length} field${
         tokens.length === 1 ? "" : "s"
-      }`,
+      }; or <source> proxy|socks [<route>] for a local proxy`,
     );
   }
-  const [source, host, port] = tokens.slice(0, 3).map((token) =>
-    expandVariables(token, context)
-  );
-  let route = parseRoute(tokens.slice(3), context);
+  const source = parseSource(expandVariables(tokens[0], context));
+  let route = parseRoute(tokens.slice(local ? 2 : 3), context);
   let settings: Partial<TunnelOptions> = {};
+  const localSettings: {
+    directFor: string[];
+    allow: string[];
+    clientCredentials?: { username: string; password: string };
+  } = { directFor: [], allow: [] };
   for (const option of options) {
     const equals = option.text.indexOf("=");
     const key = option.text.slice(0, equals);
@@ -256,6 +279,14 @@ function parseEntry(
       settings = { ...settings, ...setting };
     } else if (PROXY_OPTION_NAMES.includes(key)) {
       route = applyProxyOption(option, key, value, route, context);
+    } else if (LOCAL_OPTION_NAMES.includes(key)) {
+      if (!local) {
+        throw new EntryError(
+          option.column,
+          `option ${key} applies to local proxies (<source> proxy|socks <route>), and this entry is a fixed forward`,
+        );
+      }
+      applyLocalOption(key, value, localSettings);
     } else {
       throw new EntryError(
         option.column,
@@ -263,16 +294,95 @@ function parseEntry(
       );
     }
   }
+  if (!local) {
+    const [host, port] = tokens.slice(1, 3).map((token) =>
+      expandVariables(token, context)
+    );
+    return {
+      kind: "forward",
+      source,
+      destination: {
+        host: parseHostField(host, "destination host"),
+        port: parsePortField(port, "destination port"),
+      },
+      route,
+      options: settings,
+      line,
+    };
+  }
+  if (!isLoopback(source.host) && localSettings.allow.length === 0) {
+    throw new EntryError(
+      tokens[0].column,
+      `a ${
+        tokens[1].text
+      } entry on ${source.host} lets other machines use your proxy credentials: add allow=CIDR,... naming the clients (e.g. allow=10.1.0.0/16), or listen on 127.0.0.1`,
+    );
+  }
   return {
-    source: parseSource(source),
-    destination: {
-      host: parseHostField(host, "destination host"),
-      port: parsePortField(port, "destination port"),
-    },
+    kind: localKind,
+    source,
     route,
     options: settings,
     line,
+    ...localSettings,
   };
+}
+
+// direct-for=, allow= and client-auth= of a local proxy entry.
+function applyLocalOption(
+  key: string,
+  value: Token,
+  settings: {
+    directFor: string[];
+    allow: string[];
+    clientCredentials?: { username: string; password: string };
+  },
+): void {
+  if (key === "client-auth") {
+    const colon = value.text.indexOf(":");
+    if (colon <= 0) {
+      throw new EntryError(
+        value.column,
+        "client-auth must be user:password, e.g. client-auth=me:${LOCAL_PROXY_PASSWORD}",
+      );
+    }
+    settings.clientCredentials = {
+      username: value.text.slice(0, colon),
+      password: value.text.slice(colon + 1),
+    };
+    return;
+  }
+  const patterns = value.text.split(",").map((pattern) =>
+    pattern.trim().toLowerCase().replace(/^\*\./, ".")
+  );
+  if (patterns.some((pattern) => pattern === "")) {
+    throw new EntryError(
+      value.column,
+      `${key}= lists ${
+        key === "allow" ? "addresses or CIDR ranges" : "host patterns"
+      } separated by commas, with none empty`,
+    );
+  }
+  if (key === "allow") {
+    const bad = patterns.find((pattern) => !isAddressPattern(pattern));
+    if (bad !== undefined) {
+      throw new EntryError(
+        value.column,
+        `allow=${bad} is not an address or CIDR range: write e.g. allow=10.1.0.0/16,192.0.2.7`,
+      );
+    }
+    settings.allow.push(...patterns);
+  } else {
+    settings.directFor.push(...patterns);
+  }
+}
+
+function isAddressPattern(pattern: string): boolean {
+  const [address, bits, extra] = pattern.split("/");
+  if (extra !== undefined || ipBytes(address) === undefined) return false;
+  if (bits === undefined) return true;
+  const max = ipBytes(address)!.length * 8;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
 }
 
 function readFileOption(

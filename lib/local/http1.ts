@@ -664,6 +664,7 @@ const REASONS: Readonly<Record<number, string>> = {
  *
  * @param status The status code.
  * @param text One line for the user; it becomes the body.
+ * @param fields More header fields, e.g. `Proxy-Authenticate` for a 407.
  * @returns Head and body, ready for one write.
  *
  * @example
@@ -673,9 +674,14 @@ const REASONS: Readonly<Record<number, string>> = {
  * //  Content-Length: 43\r\nConnection: close\r\n\r\nupstream proxy …\n"
  * ```
  */
-export function errorResponse(status: number, text: string): Uint8Array {
+export function errorResponse(
+  status: number,
+  text: string,
+  fields: readonly HeaderField[] = [],
+): Uint8Array {
   const body = encoder.encode(`${text}\n`);
   const head = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n` +
+    fields.map(([name, value]) => `${name}: ${value}\r\n`).join("") +
     "Content-Type: text/plain; charset=utf-8\r\n" +
     `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
   return concat(encoder.encode(head), body);

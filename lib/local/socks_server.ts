@@ -18,7 +18,6 @@
  * @module
  */
 
-import { timingSafeEqual } from "node:crypto";
 import { DEFAULT_TUNNEL_OPTIONS } from "../config/options.ts";
 import { errorMessage, routeFailure, TimeoutError } from "../errors.ts";
 import {
@@ -30,7 +29,7 @@ import {
   isIPv6,
 } from "../net/address.ts";
 import type { BufferedDuplex } from "../net/buffered.ts";
-import { concat } from "../net/bytes.ts";
+import { concat, sameBytes } from "../net/bytes.ts";
 import { writeAll } from "../net/duplex.ts";
 import type { Credentials } from "../proxy/auth/authenticator.ts";
 import { withDeadline } from "../proxy/deadline.ts";
@@ -523,8 +522,4 @@ function commandName(command: number): string {
 
 function hexByte(byte: number): string {
   return `0x${byte.toString(16).padStart(2, "0")}`;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
 }

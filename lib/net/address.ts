@@ -58,6 +58,22 @@ export function isIPv6(host: string): boolean {
 }
 
 /**
+ * Tells whether `host` names this machine's loopback interface:
+ * `localhost`, 127.0.0.0/8 or `::1`.
+ *
+ * @param host A host name or address, IPv6 without brackets.
+ * @returns `true` for a loopback address.
+ */
+export function isLoopback(host: string): boolean {
+  if (host.toLowerCase() === "localhost") return true;
+  const bytes = ipBytes(host);
+  if (bytes === undefined) return false;
+  return bytes.length === 4
+    ? bytes[0] === 127
+    : bytes.every((byte, index) => byte === (index === 15 ? 1 : 0));
+}
+
+/**
  * Formats `host:port`, with brackets around an IPv6 address.
  *
  * @param hostPort The address to format.

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { timingSafeEqual } from "node:crypto";
+
 /**
  * Joins byte arrays into one new array.
  *
@@ -23,4 +25,16 @@ export function concat(...parts: readonly Uint8Array[]): Uint8Array {
     offset += part.length;
   }
   return out;
+}
+
+/**
+ * Compares two secrets in time that does not depend on where they differ
+ * (their lengths may show).
+ *
+ * @param a One byte array.
+ * @param b The other.
+ * @returns `true` when both hold the same bytes.
+ */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
 }

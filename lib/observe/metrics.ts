@@ -33,6 +33,17 @@ export const HANDSHAKE_BUCKETS = [
   10,
 ];
 
+const KNOWN_METHODS = new Set([
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "OPTIONS",
+  "PATCH",
+  "TRACE",
+]);
+
 /** Counters of one entry. */
 export interface EntryCounters {
   accepted: number;
@@ -49,6 +60,8 @@ export interface MetricsData {
   readonly buckets: number[];
   readonly handshakes: number;
   readonly handshakeSeconds: number;
+  readonly requests: [string, number][];
+  readonly upstreamIdle: number;
 }
 
 /** The tool's counters. */
@@ -60,6 +73,10 @@ export class Metrics {
   #buckets = HANDSHAKE_BUCKETS.map(() => 0);
   #handshakes = 0;
   #handshakeSeconds = 0;
+  /** Plain HTTP requests of local proxies, by `entry method class`. */
+  readonly requests: Map<string, number> = new Map();
+  /** Idle kept-alive upstream connections, set by the pool. */
+  upstreamIdle = 0;
 
   /** The counters of `entry`, created on first use. */
   entry(entry: string): EntryCounters {
@@ -92,6 +109,21 @@ export class Metrics {
     });
   }
 
+  /**
+   * A local proxy on `entry` answered a plain HTTP request.
+   *
+   * @param entry The entry's source.
+   * @param method The request method.
+   * @param status The status the client got.
+   */
+  request(entry: string, method: string, status: number): void {
+    // Clients choose methods: unknown ones share a label, so that a client
+    // cannot grow the series without bound.
+    const name = KNOWN_METHODS.has(method) ? method : "OTHER";
+    const key = `${entry} ${name} ${Math.floor(status / 100)}xx`;
+    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
+  }
+
   /** A tunnel on `entry` ended after moving these bytes. */
   closed(entry: string, bytesUp: number, bytesDown: number): void {
     const counters = this.entry(entry);
@@ -110,6 +142,8 @@ export class Metrics {
       buckets: [...this.#buckets],
       handshakes: this.#handshakes,
       handshakeSeconds: this.#handshakeSeconds,
+      requests: [...this.requests],
+      upstreamIdle: this.upstreamIdle,
     };
   }
 
@@ -130,6 +164,10 @@ export class Metrics {
     data.buckets.forEach((count, i) => this.#buckets[i] += count);
     this.#handshakes += data.handshakes;
     this.#handshakeSeconds += data.handshakeSeconds;
+    for (const [key, count] of data.requests) {
+      this.requests.set(key, (this.requests.get(key) ?? 0) + count);
+    }
+    this.upstreamIdle += data.upstreamIdle;
   }
 
   /** A reload ended with `result`. */
@@ -225,6 +263,25 @@ export class Metrics {
       `httptunneling_handshake_duration_seconds_sum ${this.#handshakeSeconds}`,
       `httptunneling_handshake_duration_seconds_count ${this.#handshakes}`,
     );
+    family(
+      "httptunneling_requests_total",
+      "counter",
+      "Plain HTTP requests answered by local proxies, by method and status class.",
+    );
+    for (const [key, count] of [...this.requests].sort()) {
+      const [entry, method, status] = key.split(" ");
+      lines.push(
+        `httptunneling_requests_total{entry="${label(entry)}",method="${
+          label(method)
+        }",status="${status}"} ${count}`,
+      );
+    }
+    family(
+      "httptunneling_upstream_idle_connections",
+      "gauge",
+      "Kept-alive connections to upstream proxies and origins, waiting for a request.",
+    );
+    lines.push(`httptunneling_upstream_idle_connections ${this.upstreamIdle}`);
     family(
       "httptunneling_reloads_total",
       "counter",

@@ -7,7 +7,7 @@
  */
 
 import { formatHostPort, type HostPort } from "../net/address.ts";
-import { sourceKey } from "../config/entry.ts";
+import { describeService, sourceKey } from "../config/entry.ts";
 import { logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { describeRoute } from "../route/types.ts";
@@ -20,7 +20,7 @@ const log = logger("status");
 /** A tunnel as /status shows it. */
 export type TunnelView = Pick<
   Tunnel,
-  "id" | "client" | "entry" | "startedAt" | "counters"
+  "id" | "client" | "entry" | "destination" | "startedAt" | "counters"
 >;
 
 /**
@@ -68,7 +68,7 @@ export function statusDocument(supervisor: StatusSource, state: RunState) {
       const open = live.get(sourceKey(entry));
       return {
         source: sourceKey(entry),
-        destination: formatHostPort(entry.destination),
+        destination: describeService(entry),
         route: describeRoute(entry.route),
         line: entry.line,
         state,
@@ -84,7 +84,9 @@ export function statusDocument(supervisor: StatusSource, state: RunState) {
       id: tunnel.id,
       entry: sourceKey(tunnel.entry),
       client: tunnel.client,
-      destination: formatHostPort(tunnel.entry.destination),
+      destination: tunnel.destination
+        ? formatHostPort(tunnel.destination)
+        : describeService(tunnel.entry),
       route: describeRoute(tunnel.entry.route),
       bytesUp: tunnel.counters.bytesUp,
       bytesDown: tunnel.counters.bytesDown,

@@ -184,7 +184,7 @@ function parseHead(text: string): ResponseHead {
  * @returns The value, or `undefined`.
  */
 export function headerValue(
-  head: ResponseHead,
+  head: Pick<ResponseHead, "headers">,
   name: string,
 ): string | undefined {
   const lower = name.toLowerCase();

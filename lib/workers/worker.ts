@@ -42,6 +42,7 @@ async function handle(message: ToWorker): Promise<FromWorker> {
             id: tunnel.id,
             client: tunnel.client,
             entry: tunnel.entry,
+            destination: tunnel.destination,
             startedAt: tunnel.startedAt,
             counters: { ...tunnel.counters },
           })),

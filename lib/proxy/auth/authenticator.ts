@@ -68,28 +68,43 @@ const SCHEME_NAMES: Record<string, string> = {
   basic: "Basic",
 };
 
-/** One CONNECT's authentication state. */
+/** Options of a {@link ProxyAuthenticator}. */
+export interface ProxyAuthenticatorOptions {
+  /** The request's method, which Digest signs. @default "CONNECT" */
+  readonly method?: string;
+  /** Send Basic credentials before any challenge. @default false */
+  readonly preemptiveBasic?: boolean;
+  /** Randomness and time. @default the system's */
+  readonly env?: AuthEnvironment;
+}
+
+/** One request's authentication state (a CONNECT, or a plain request). */
 export class ProxyAuthenticator {
   #credentials?: Credentials;
   #uri: string;
+  #method: string;
   #env: AuthEnvironment;
   #tried = new Set<string>();
   #ntlmPending = false;
   #staleRetried = false;
   #first?: AuthAnswer;
+  #digest?: Challenge;
+  #nonceCount = 0;
+  #last?: AuthAnswer;
 
   /**
    * @param credentials The proxy's credentials, if configured.
-   * @param uri The CONNECT target, `host:port`.
-   * @param options Send Basic before any challenge; injected randomness/time.
+   * @param uri The request target: `host:port` for CONNECT, the URL else.
+   * @param options The method, Basic before any challenge, randomness/time.
    */
   constructor(
     credentials: Credentials | undefined,
     uri: string,
-    options: { preemptiveBasic?: boolean; env?: AuthEnvironment } = {},
+    options: ProxyAuthenticatorOptions = {},
   ) {
     this.#credentials = credentials;
     this.#uri = uri;
+    this.#method = options.method ?? "CONNECT";
     this.#env = options.env ?? SYSTEM;
     if (options.preemptiveBasic && credentials) {
       this.#tried.add("basic");
@@ -110,6 +125,31 @@ export class ProxyAuthenticator {
   }
 
   /**
+   * What the next request on a connection this authenticator has
+   * authenticated carries: Basic again, Digest with the same nonce and the
+   * next nonce count, nothing for NTLM (it authenticates the connection).
+   *
+   * @param method The next request's method.
+   * @param uri The next request's target.
+   * @returns The `Proxy-Authorization` value, or `undefined`.
+   */
+  next(method: string, uri: string): string | undefined {
+    const last = this.#last ?? this.#first;
+    if (last?.scheme === "Basic") return last.authorization;
+    if (last?.scheme !== "Digest" || !this.#digest || !this.#credentials) {
+      return undefined;
+    }
+    return digestAuthorization({
+      challenge: this.#digest,
+      ...this.#credentials,
+      method,
+      uri,
+      cnonce: toHex(this.#env.randomBytes(16)),
+      nonceCount: ++this.#nonceCount,
+    });
+  }
+
+  /**
    * Answers a 407's challenges.
    *
    * @param challenges Every challenge of the 407.
@@ -117,6 +157,11 @@ export class ProxyAuthenticator {
    * @throws {AuthFailure} when there is nothing (more) to try.
    */
   answer(challenges: readonly Challenge[]): AuthAnswer {
+    this.#last = this.#answer(challenges);
+    return this.#last;
+  }
+
+  #answer(challenges: readonly Challenge[]): AuthAnswer {
     const offered = challenges.map((c) => c.schemeName).join(", ") || "none";
     const credentials = this.#credentials;
     if (!credentials) throw new AuthFailure("credentials-needed", offered);
@@ -152,11 +197,13 @@ export class ProxyAuthenticator {
           sameConnection: false,
         };
       case "digest":
+        this.#digest = best;
+        this.#nonceCount = 1;
         return {
           authorization: digestAuthorization({
             challenge: best,
             ...credentials,
-            method: "CONNECT",
+            method: this.#method,
             uri: this.#uri,
             cnonce: toHex(this.#env.randomBytes(16)),
             nonceCount: 1,

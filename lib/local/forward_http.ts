@@ -1,0 +1,626 @@
+/**
+ * Plain HTTP requests of a local HTTP proxy (`GET http://host/path`): sent
+ * on to the upstream proxy in absolute form with the tool's authentication
+ * (the client never sees a 407 it cannot answer), or, when the route is
+ * direct or ends in a SOCKS proxy, to the origin server in origin form.
+ * Upstream connections are kept alive and reused through an
+ * {@link UpstreamPool}.
+ *
+ * ```
+ * forwardRequest ─ upstreamFor(route) ─┬─ proxy:  pool or open (hops before it, TLS) ─ absolute form + Proxy-Authorization, 407 rounds
+ *                                      └─ origin: pool or dialRoute(route, origin)     ─ origin form
+ *                └─ response head → client (hop-by-hop fields dropped, Via added, re-framed) → body
+ * ```
+ *
+ * @module
+ */
+
+import type { LocalProxyEntry } from "../config/entry.ts";
+import type { TunnelOptions } from "../config/options.ts";
+import { errorMessage, ProxyAuthError, routeFailure } from "../errors.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import { BufferedDuplex } from "../net/buffered.ts";
+import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { logger } from "../observe/log.ts";
+import {
+  AuthFailure,
+  ProxyAuthenticator,
+} from "../proxy/auth/authenticator.ts";
+import { proxyCredentials } from "../proxy/connector.ts";
+import {
+  headerValue,
+  proxyChallenges,
+  readResponseHead,
+  type ResponseHead,
+} from "../proxy/http_head.ts";
+import { type DialContext, dialRoute } from "../route/dial.ts";
+import { routeFromEnvironment } from "../route/env.ts";
+import { dialWithFailover } from "../route/failover.ts";
+import { transportFor } from "../route/transport.ts";
+import { describeProxy, type Proxy, type Route } from "../route/types.ts";
+import type { GreetSession } from "../tunnel.ts";
+import {
+  type AbsoluteTarget,
+  appendVia,
+  type BodyFraming,
+  errorResponse,
+  expectsContinue,
+  formatRequestHead,
+  formatResponseHead,
+  frameHeaders,
+  type HeaderField,
+  HttpMessageError,
+  parseAbsoluteTarget,
+  persists,
+  requestFraming,
+  type RequestHead,
+  responseFraming,
+  stripHopByHop,
+} from "./http1.ts";
+import { copyBody } from "./http1_body.ts";
+import { routeFor } from "./rules.ts";
+import type { UpstreamConnection, UpstreamPool } from "./upstream_pool.ts";
+
+const log = logger("http-proxy");
+
+/** Request bodies up to this size are kept, to be sent again after a 407. */
+const MAX_REPLAY_BYTES = 1024 * 1024;
+/** 407 bodies up to this size are read past; a larger one ends the connection. */
+const MAX_SKIPPED_BYTES = 64 * 1024;
+const MAX_AUTH_ROUNDS = 4;
+
+/** Where a plain request goes next. */
+type Upstream =
+  | {
+    readonly kind: "proxy";
+    /** The last hop, which gets the request in absolute form. */
+    readonly proxy: Proxy;
+    /** The hops before it, which open a tunnel to it. */
+    readonly before: Route;
+    readonly key: string;
+  }
+  | {
+    readonly kind: "origin";
+    /** How the origin server is reached. */
+    readonly route: Route;
+    readonly key: string;
+  };
+
+/** What answering one request came to, for the log and the caller. */
+interface Outcome {
+  readonly status: number;
+  readonly bytes: number;
+  readonly path: string;
+  /** Whether the client's connection may carry another request. */
+  readonly persist: boolean;
+}
+
+/**
+ * A failure to answer with a response of this tool's own: 502 when the
+ * upstream cannot be reached or broke the exchange, 504 on a timeout.
+ */
+class UpstreamFailure extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "UpstreamFailure";
+  }
+}
+
+/**
+ * Answers one plain HTTP request whose head has been read.
+ *
+ * @param client The client's connection, positioned at the request body.
+ * @param head The request head.
+ * @param session The entry, its settings and what it may use.
+ * @param upstreams Kept-alive upstream connections.
+ * @returns Whether the client's connection may carry another request.
+ */
+export async function forwardRequest(
+  client: BufferedDuplex,
+  head: RequestHead,
+  session: GreetSession,
+  upstreams: UpstreamPool,
+): Promise<boolean> {
+  const started = performance.now();
+  let url: AbsoluteTarget | undefined;
+  let outcome: Outcome;
+  let sent = false;
+  try {
+    url = parseAbsoluteTarget(head.target);
+    outcome = await answer(client, head, url, session, upstreams, () => {
+      sent = true;
+    });
+  } catch (error) {
+    const status = error instanceof HttpMessageError ||
+        error instanceof UpstreamFailure
+      ? error.status
+      : routeFailure(error)?.kind === "timeout"
+      ? 504
+      : 502;
+    if (!sent) {
+      await writeAll(client, errorResponse(status, errorMessage(error)))
+        .catch(() => {});
+    }
+    outcome = { status, bytes: 0, path: "", persist: false };
+    log.warn(
+      `${session.id} ${session.clientLabel} ${head.method} ${
+        url ? shown(url) : "(bad target)"
+      }: ${status}: ${errorMessage(error)}`,
+    );
+  }
+  session.metrics.request(
+    formatHostPort(session.entry.source),
+    head.method,
+    outcome.status,
+  );
+  if (outcome.path) {
+    log.info(
+      "{id} {client} {method} {url} {status} {bytes} B {ms} ms {path}",
+      () => ({
+        id: session.id,
+        client: session.clientLabel,
+        method: head.method,
+        url: shown(url!),
+        status: outcome.status,
+        bytes: outcome.bytes,
+        ms: Math.round(performance.now() - started),
+        path: outcome.path,
+      }),
+    );
+  }
+  return outcome.persist;
+}
+
+// The URL without its query, which may carry secrets, for log lines.
+function shown(url: AbsoluteTarget): string {
+  return `http://${url.authority}${url.path.replace(/\?.*$/, "?…")}`;
+}
+
+async function answer(
+  client: BufferedDuplex,
+  head: RequestHead,
+  url: AbsoluteTarget,
+  session: GreetSession,
+  upstreams: UpstreamPool,
+  responding: () => void,
+  fresh?: UpstreamConnection,
+): Promise<Outcome> {
+  const { entry, options, context } = session;
+  const framing = requestFraming(head);
+  const upstream = upstreamFor(entry, url, context);
+  const credentials = upstream.kind === "proxy"
+    ? proxyCredentials(upstream.proxy)
+    : undefined;
+  // An upstream without credentials in the config gets the client's own,
+  // and the client its 407s, so that it can authenticate itself.
+  const clientAuthorization = upstream.kind === "proxy" && !credentials &&
+      entry.clientCredentials === undefined
+    ? headerValue(head, "proxy-authorization")
+    : undefined;
+  const continues = expectsContinue(head);
+  const headers = appendVia(
+    frameHeaders(stripHopByHop(head.headers), framing),
+    head.version,
+  );
+  const request = (authorization?: string): Uint8Array =>
+    formatRequestHead(
+      {
+        ...head,
+        headers: authorization === undefined
+          ? headers
+          : [...headers, ["Proxy-Authorization", authorization]],
+      },
+      url,
+      upstream.kind === "proxy" ? "absolute" : "origin",
+    );
+  const taken = fresh ?? upstreams.take(upstream.key);
+  const reused = fresh === undefined && taken !== undefined;
+  let connection = taken ??
+    await openUpstream(upstream, url, options, context, session);
+  const path = upstream.kind === "proxy"
+    ? `via ${describeProxy(upstream.proxy)}`
+    : describeOrigin(upstream.route);
+  // A body that a 407 may make us send again is read whole first, when it
+  // is small; a larger one goes on a connection authenticated beforehand.
+  let replay: Uint8Array | undefined;
+  const mayAsk = credentials !== undefined && connection.auth === undefined;
+  if (framing.kind !== "none" && !continues && (mayAsk || reused)) {
+    if (framing.kind === "length" && framing.length <= MAX_REPLAY_BYTES) {
+      replay = await client.take(framing.length);
+    } else if (mayAsk && upstream.kind === "proxy") {
+      await authenticate(connection, url, credentials!, upstream);
+    }
+  }
+  let exchange: Exchange;
+  try {
+    exchange = await exchangeWithAuth(connection, {
+      request,
+      method: head.method,
+      uri: `http://${url.authority}${url.path}`,
+      credentials,
+      preemptiveBasic: upstream.kind === "proxy" &&
+        upstream.proxy.preemptiveBasic === true,
+      clientAuthorization,
+      sendBody: framing.kind === "none"
+        ? undefined
+        : (to) =>
+          replay
+            ? writeAll(to, replay)
+            : copyBody(client, to, framing).then(() => {}),
+      replayable: framing.kind === "none" || replay !== undefined,
+      continues,
+      onContinue: () => writeAll(client, CONTINUE),
+      reopen: () => openUpstream(upstream, url, options, context, session),
+      label: path,
+    });
+  } catch (error) {
+    closeQuietly(connection.stream);
+    // A kept-alive connection the upstream had closed meanwhile: once more
+    // on a new one, when the request can be sent again.
+    if (
+      reused && error instanceof StaleConnection &&
+      (framing.kind === "none" || replay !== undefined)
+    ) {
+      return answer(
+        client,
+        head,
+        url,
+        session,
+        upstreams,
+        responding,
+        await openUpstream(upstream, url, options, context, session),
+      );
+    }
+    throw error;
+  }
+  connection = exchange.connection;
+  const response = exchange.response;
+  const body = responseFraming(response, head.method);
+  const http11 = head.version !== "HTTP/1.0";
+  // A body that ends with the connection reaches an HTTP/1.1 client
+  // chunked, so that its connection stays open; an HTTP/1.0 client cannot
+  // read chunks.
+  const out: BodyFraming = body.kind === "close" && http11
+    ? { kind: "chunked" }
+    : body.kind === "chunked" && !http11
+    ? { kind: "close" }
+    : body;
+  let fields = appendVia(
+    frameHeaders(stripHopByHop(response.headers), out),
+    response.version,
+  );
+  // With no credentials of its own, the tool lets the client answer.
+  if (response.status === 407 && !credentials) {
+    fields = [...fields, ...challengesOf(response)];
+  }
+  responding();
+  await writeAll(
+    client,
+    formatResponseHead({ ...response, headers: fields }),
+  );
+  const bytes = await copyBody(connection.stream, client, body, {
+    chunked: out.kind === "chunked",
+  });
+  if (out.kind === "chunked" && body.kind !== "chunked") {
+    await writeAll(client, LAST_CHUNK);
+  }
+  const upstreamPersists = body.kind !== "close" && persists(response);
+  if (upstreamPersists && exchange.bodySent) upstreams.put(connection);
+  else closeQuietly(connection.stream);
+  return {
+    status: response.status,
+    bytes,
+    path,
+    persist: persists(head) && out.kind !== "close" && exchange.bodySent,
+  };
+}
+
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+const LAST_CHUNK = new TextEncoder().encode("0\r\n\r\n");
+
+function challengesOf(response: ResponseHead): HeaderField[] {
+  return response.headers.filter(([name]) =>
+    name.toLowerCase() === "proxy-authenticate"
+  );
+}
+
+function describeOrigin(route: Route): string {
+  return route.kind === "chain"
+    ? `via ${
+      route.hops.map((hop) => hop.map(describeProxy).join(",")).join(" -> ")
+    }`
+    : "direct";
+}
+
+/**
+ * Where a request to `url` goes: to the last proxy of the route when it
+ * speaks HTTP, otherwise to the origin server along the route.
+ */
+function upstreamFor(
+  entry: LocalProxyEntry,
+  url: HostPort,
+  context: DialContext,
+): Upstream {
+  const chosen = routeFor(entry, url);
+  const route = chosen.kind === "env"
+    ? routeFromEnvironment(context.environment, url)
+    : chosen;
+  if (route.kind === "chain") {
+    const last = route.hops.at(-1)!;
+    const proxy = context.health.order(last)[0];
+    if (proxy.scheme === "http" || proxy.scheme === "https") {
+      const before: Route = route.hops.length === 1
+        ? { kind: "direct" }
+        : { kind: "chain", hops: route.hops.slice(0, -1) };
+      // The key holds credentials, in memory only: connections
+      // authenticated as one user are never lent to another.
+      return {
+        kind: "proxy",
+        proxy,
+        before,
+        key: JSON.stringify(["proxy", proxy, before]),
+      };
+    }
+  }
+  return {
+    kind: "origin",
+    route,
+    key: JSON.stringify(["origin", formatHostPort(url), route]),
+  };
+}
+
+async function openUpstream(
+  upstream: Upstream,
+  url: HostPort,
+  options: TunnelOptions,
+  context: DialContext,
+  session: GreetSession,
+): Promise<UpstreamConnection> {
+  let stream: Duplex;
+  if (upstream.kind === "origin") {
+    ({ stream } = await dialRoute(upstream.route, url, options, context));
+  } else {
+    const { proxy, before } = upstream;
+    const { dialer } = transportFor(proxy.scheme);
+    try {
+      stream = before.kind === "chain"
+        ? await dialer.handshake(
+          (await dialWithFailover(
+            before.hops,
+            proxy,
+            options,
+            context,
+            session.signal,
+          )).stream,
+          proxy,
+          options,
+        )
+        : await dialer.dial(proxy, options, session.signal);
+      context.health.succeeded(proxy);
+    } catch (error) {
+      if (routeFailure(error)?.proxyFault) context.health.failed(proxy);
+      throw error;
+    }
+  }
+  return {
+    key: upstream.key,
+    stream: new BufferedDuplex(stream, { onEnd: () => new StaleConnection() }),
+    requests: 0,
+  };
+}
+
+/** The upstream closed the connection before answering. */
+class StaleConnection extends Error {
+  constructor() {
+    super("the upstream closed the connection before answering");
+    this.name = "StaleConnection";
+  }
+}
+
+interface ExchangeOptions {
+  /** The request head, with a `Proxy-Authorization` value or none. */
+  readonly request: (authorization?: string) => Uint8Array;
+  readonly method: string;
+  readonly uri: string;
+  readonly credentials?: { username: string; password: string };
+  readonly preemptiveBasic: boolean;
+  /** The client's own `Proxy-Authorization`, passed on as it is. */
+  readonly clientAuthorization?: string;
+  /** Sends the request body. */
+  readonly sendBody?: (to: Duplex) => Promise<void>;
+  /** Whether the body can be sent again after a 407. */
+  readonly replayable: boolean;
+  /** The client sent `Expect: 100-continue`. */
+  readonly continues: boolean;
+  /** Tells the client to send its body. */
+  readonly onContinue: () => Promise<void>;
+  /** Opens a new connection, when the upstream closed after a 407. */
+  readonly reopen: () => Promise<UpstreamConnection>;
+  /** The upstream, for messages, e.g. `via http://proxy:3128`. */
+  readonly label: string;
+}
+
+interface Exchange {
+  readonly connection: UpstreamConnection;
+  readonly response: ResponseHead;
+  /** Whether the body was sent (a final answer may come before it). */
+  readonly bodySent: boolean;
+}
+
+/**
+ * Sends a request and reads its final response head, answering the
+ * upstream proxy's 407s with the configured credentials.
+ */
+async function exchangeWithAuth(
+  start: UpstreamConnection,
+  options: ExchangeOptions,
+): Promise<Exchange> {
+  let connection = start;
+  const auth = connection.auth ??
+    new ProxyAuthenticator(options.credentials, options.uri, {
+      method: options.method,
+      preemptiveBasic: options.preemptiveBasic,
+    });
+  let authorization = options.clientAuthorization ??
+    (connection.auth
+      ? connection.auth.next(options.method, options.uri)
+      : auth.first?.authorization);
+  for (let round = 0;; round++) {
+    connection.requests++;
+    await writeAll(connection.stream, options.request(authorization));
+    let bodySent = false;
+    if (options.sendBody && !options.continues) {
+      await options.sendBody(connection.stream);
+      bodySent = true;
+    }
+    let response = await readResponseHead(
+      connection.stream,
+      () => new StaleConnection(),
+    );
+    while (response.status >= 100 && response.status <= 199) {
+      if (response.status === 100 && options.sendBody && !bodySent) {
+        await options.onContinue();
+        await options.sendBody(connection.stream);
+        bodySent = true;
+      }
+      response = await readResponseHead(
+        connection.stream,
+        () => new StaleConnection(),
+      );
+    }
+    const retry = response.status === 407 && options.credentials &&
+      options.clientAuthorization === undefined;
+    if (!retry) {
+      if (authorization !== undefined && options.credentials) {
+        connection.auth = auth;
+      }
+      return {
+        connection,
+        response,
+        bodySent: bodySent || !options.sendBody,
+      };
+    }
+    if (round >= MAX_AUTH_ROUNDS) {
+      throw new UpstreamFailure(
+        502,
+        `the upstream proxy (${options.label}) kept asking for authentication: "${response.statusLine}"`,
+      );
+    }
+    if (bodySent && !options.replayable) {
+      throw new UpstreamFailure(
+        502,
+        `the upstream proxy (${options.label}) asked for authentication after a request body that cannot be sent twice: send the request again`,
+      );
+    }
+    let next;
+    try {
+      next = auth.answer(proxyChallenges(response));
+    } catch (error) {
+      if (!(error instanceof AuthFailure)) throw error;
+      throw new UpstreamFailure(
+        502,
+        new ProxyAuthError(
+          options.label.replace(/^via /, ""),
+          options.uri,
+          response.statusLine,
+          error.failure,
+          error.detail,
+        ).message,
+      );
+    }
+    authorization = next.authorization;
+    if (
+      !(await skipResponseBody(connection.stream, response, options.method))
+    ) {
+      if (next.sameConnection) {
+        throw new UpstreamFailure(
+          502,
+          `upstream proxy broke off the ${next.scheme} handshake by closing the connection`,
+        );
+      }
+      closeQuietly(connection.stream);
+      connection = await options.reopen();
+    }
+  }
+}
+
+/**
+ * Reads past a response's body so that the connection can carry the next
+ * request. Returns `false` when it cannot (the body ends with the
+ * connection, or is too large to be worth reading).
+ */
+async function skipResponseBody(
+  stream: BufferedDuplex,
+  response: ResponseHead,
+  method: string,
+): Promise<boolean> {
+  const framing = responseFraming(response, method);
+  if (framing.kind === "close" || !persists(response)) return false;
+  if (framing.kind === "length" && framing.length > MAX_SKIPPED_BYTES) {
+    return false;
+  }
+  await copyBody(stream, DISCARD, framing);
+  return true;
+}
+
+/** A sink for bodies nobody reads. */
+const DISCARD: Duplex = {
+  read: () => Promise.resolve(null),
+  write: (data) => Promise.resolve(data.length),
+  closeWrite: () => Promise.resolve(),
+  close: () => {},
+};
+
+/**
+ * Authenticates a new upstream connection before a request whose body
+ * cannot be sent twice: `OPTIONS` with `Max-Forwards: 0`, which the proxy
+ * answers itself (RFC 9110 §7.6.2) once it has accepted the credentials.
+ */
+async function authenticate(
+  connection: UpstreamConnection,
+  url: AbsoluteTarget,
+  credentials: { username: string; password: string },
+  upstream: Extract<Upstream, { kind: "proxy" }>,
+): Promise<void> {
+  const uri = `http://${url.authority}/`;
+  const head: RequestHead = {
+    method: "OPTIONS",
+    target: uri,
+    version: "HTTP/1.1",
+    headers: [["Max-Forwards", "0"], ["Content-Length", "0"]],
+  };
+  const { response } = await exchangeWithAuth(connection, {
+    request: (authorization) =>
+      formatRequestHead(
+        {
+          ...head,
+          headers: authorization === undefined
+            ? head.headers
+            : [...head.headers, ["Proxy-Authorization", authorization]],
+        },
+        { ...url, path: "/" },
+        "absolute",
+      ),
+    method: "OPTIONS",
+    uri,
+    credentials,
+    preemptiveBasic: upstream.proxy.preemptiveBasic === true,
+    replayable: true,
+    continues: false,
+    onContinue: () => Promise.resolve(),
+    reopen: () => Promise.reject(new StaleConnection()),
+    label: `via ${describeProxy(upstream.proxy)}`,
+  });
+  if (!(await skipResponseBody(connection.stream, response, "OPTIONS"))) {
+    throw new UpstreamFailure(
+      502,
+      `upstream proxy ${
+        describeProxy(upstream.proxy)
+      } closed the connection after authenticating it (${response.statusLine})`,
+    );
+  }
+}
