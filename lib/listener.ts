@@ -134,6 +134,16 @@ export class EntryListener {
       } catch (error) {
         this.#release();
         if (this.#stop.signal.aborted) break;
+        // A client that reset before it was accepted (a port scan does
+        // this) is its own problem: take the next one at once.
+        if (isClientError(error)) {
+          log.debug(
+            `accept on ${this.label}: a client left first: ${
+              errorMessage(error)
+            }`,
+          );
+          continue;
+        }
         // EMFILE and friends: the listener stays; try again a little later.
         log.error(
           `accept on ${this.label} failed, retrying in ${backoff} ms: ${
@@ -195,6 +205,23 @@ export class EntryListener {
     this.#limit.release();
     this.#shared.limit.release();
   }
+}
+
+// Accept errors that belong to one connection, not to the listener.
+const CLIENT_ERRORS = new Set([
+  "ECONNABORTED",
+  "ECONNRESET",
+  "ENOTCONN",
+  "EPROTO",
+  "EPERM",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+function isClientError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && CLIENT_ERRORS.has(code);
 }
 
 /**

@@ -220,3 +220,30 @@ Deno.test("a client flooding a destination that never reads is held back, not bu
   conn.close();
   await flood;
 });
+
+Deno.test("a burst of clients that reset before they are accepted does not stall the listener", async () => {
+  await using echo = startEchoServer();
+  const port = freePort();
+  await using _tool = await startTool(`${port} 127.0.0.1 ${echo.port}\n`);
+  // What a port scan does: connect, then close with SO_LINGER {1, 0} (a RST).
+  const resets = await new Deno.Command("python3", {
+    args: [
+      "-c",
+      `import socket, struct
+for _ in range(200):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.connect(("127.0.0.1", ${port}))
+    s.close()`,
+    ],
+  }).output();
+  assert.ok(resets.success, new TextDecoder().decode(resets.stderr));
+  assert.equal(
+    await within(
+      echoRoundTrip(port, "still served"),
+      3_000,
+      "echo after resets",
+    ),
+    "still served",
+  );
+});
