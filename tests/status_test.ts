@@ -13,7 +13,7 @@ import {
   within,
   writeAll,
 } from "./_util/net.ts";
-import { entriesOf, startTool } from "./_util/tool.ts";
+import { entriesOf, spawnRun, startTool } from "./_util/tool.ts";
 
 const SECRET = "top-S3cret";
 
@@ -204,4 +204,98 @@ Deno.test("counters kept in two workers add up in one /metrics", () => {
   assert.equal(samples.get(`httptunneling_reloads_total{result="applied"}`), 1);
   // Adding did not change what was added.
   assert.equal(first.entry("127.0.0.1:2222").failed.auth, 1);
+});
+
+/** Sends a raw request to the status server and returns the whole answer. */
+async function rawStatus(port: number, request: string): Promise<string> {
+  using conn = await connect(port);
+  await writeAll(conn, bytes(request));
+  return text(await within(readAll(conn), 5_000, "status answer"));
+}
+
+Deno.test("status server: HEAD like GET, a foreign Host refused (DNS rebinding), a silent client cut off", async () => {
+  await using tool = await startTool("");
+  const server = startStatusServer(
+    { host: "127.0.0.1", port: 0 },
+    () => tool.supervisor,
+    {},
+    { headTimeoutMs: 300 },
+  );
+  const port = server.addr.port;
+  try {
+    const head = await rawStatus(
+      port,
+      `HEAD /status HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`,
+    );
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(head, /content-type: application\/json/);
+    assert.ok(head.endsWith("\r\n\r\n"), "no body for HEAD");
+    const rebound = await rawStatus(
+      port,
+      "GET /status HTTP/1.1\r\nHost: attacker.example:8080\r\n\r\n",
+    );
+    assert.match(rebound, /^HTTP\/1\.1 421 /);
+    assert.doesNotMatch(rebound, /entries/);
+    const local = await rawStatus(
+      port,
+      "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert.match(local, /^HTTP\/1\.1 200 OK\r\n[\s\S]*httptunneling_/);
+    // A client that never finishes its request is closed after the limit.
+    using slow = await connect(port);
+    await writeAll(slow, bytes("GET /status HTTP/1.1\r\nHost: 127.0."));
+    assert.equal(
+      (await within(readAll(slow), 3_000, "slow client closed")).length,
+      0,
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("status server: running out of file descriptors ends neither the process nor the tunnels", async () => {
+  await using echo = startEchoServer();
+  const [port, statusPort] = [freePort(), freePort()];
+  await using run = await spawnRun(
+    `${port} 127.0.0.1 ${echo.port}\n`,
+    ["--status", `127.0.0.1:${statusPort}`],
+    "ulimit -n 96",
+  );
+  using tunnel = await connect(port);
+  // Far more half-sent requests than descriptors: accept fails with EMFILE.
+  const flood: Deno.TcpConn[] = [];
+  try {
+    for (let i = 0; i < 150; i++) {
+      const conn = await connect(statusPort);
+      flood.push(conn);
+      await writeAll(conn, bytes("GET /status HTTP/1.1\r\n")).catch(() => {});
+    }
+    await writeAll(tunnel, bytes("alive"));
+    assert.equal(
+      text(await within(readExactly(tunnel, 5), 5_000, "echo during flood")),
+      "alive",
+    );
+  } finally {
+    for (const conn of flood) {
+      try {
+        conn.close();
+      } catch { /* closed by the server */ }
+    }
+  }
+  await eventually(
+    async () =>
+      (await rawStatus(
+        statusPort,
+        `GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+      ).catch(() => "")).startsWith("HTTP/1.1 200"),
+    10_000,
+    "status answers again",
+  );
+  assert.equal(
+    await Promise.race([
+      run.child.status.then(() => "exited"),
+      new Promise((resolve) => setTimeout(() => resolve("running"), 200)),
+    ]),
+    "running",
+  );
 });

@@ -6,7 +6,23 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../net/address.ts";
+import { errorMessage } from "../errors.ts";
+import {
+  errorResponse,
+  HttpMessageError,
+  readRequestHead,
+} from "../local/http1.ts";
+import {
+  formatHostPort,
+  type HostPort,
+  isLoopback,
+  splitHostPort,
+} from "../net/address.ts";
+import { BufferedDuplex } from "../net/buffered.ts";
+import { concat } from "../net/bytes.ts";
+import { closeQuietly, writeAll } from "../net/duplex.ts";
+import { withDeadline } from "../proxy/deadline.ts";
+import { headerValue } from "../proxy/http_head.ts";
 import { describeService, sourceKey } from "../config/entry.ts";
 import { logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
@@ -124,48 +140,166 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
+/** Options of {@link startStatusServer}. */
+export interface StatusServerOptions {
+  /** How long a client has to send its request head. @default 5 s */
+  readonly headTimeoutMs?: number;
+}
+
+/** Limits of the status server, so that its clients cannot hurt the tunnels. */
+const STATUS_MAX_CONNECTIONS = 16;
+const STATUS_HEAD_TIMEOUT_MS = 5_000;
+const STATUS_MAX_HEAD_BYTES = 8 * 1024;
+const ACCEPT_BACKOFF_MS = 200;
+
 /**
- * Serves `/status` and `/metrics` on `address`.
+ * Serves `/status` and `/metrics` on `address`: HTTP/1.1, one request per
+ * connection, at most 16 connections at once, 5 s and 8 KiB for a request
+ * head. `Host` must name a loopback host or the bound address (against DNS
+ * rebinding). Nothing a client does, running out of file descriptors
+ * included, ends the process.
  *
  * @param address Where to listen; loopback unless the user says otherwise.
  * @param source Reads the running set when a request comes.
  * @param state The config path and last reload.
+ * @param options The request head's time limit.
  * @returns The server.
  */
 export function startStatusServer(
   address: HostPort,
   source: () => StatusSource | Promise<StatusSource>,
   state: RunState,
+  options: StatusServerOptions = {},
 ): StatusServer {
-  const server = Deno.serve({
-    hostname: address.host,
-    port: address.port,
-    onListen: () => {},
-  }, async (request) => {
-    const { pathname } = new URL(request.url);
-    if (request.method === "GET" && pathname === "/status") {
-      return Response.json(statusDocument(await source(), state));
+  const headTimeoutMs = options.headTimeoutMs ?? STATUS_HEAD_TIMEOUT_MS;
+  const listener = Deno.listen({ hostname: address.host, port: address.port });
+  const addr = listener.addr;
+  const bound = formatHostPort({ host: addr.hostname, port: addr.port });
+  const open = new Set<Deno.TcpConn>();
+  const stop = new AbortController();
+  const answer = async (request: StatusRequest): Promise<Uint8Array> => {
+    if (!hostAllowed(request.host, addr)) {
+      return response(
+        421,
+        "text/plain",
+        "wrong Host: use the address the status server listens on\n",
+      );
     }
-    if (request.method === "GET" && pathname === "/metrics") {
+    const get = request.method === "GET" || request.method === "HEAD";
+    if (get && request.path === "/status") {
+      const body = JSON.stringify(statusDocument(await source(), state));
+      return response(200, "application/json", body, request.method);
+    }
+    if (get && request.path === "/metrics") {
       const supervisor = await source();
-      return new Response(supervisor.metrics.render(liveByEntry(supervisor)), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      });
+      return response(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        supervisor.metrics.render(liveByEntry(supervisor)),
+        request.method,
+      );
     }
-    return new Response("not found: try /status or /metrics\n", {
-      status: 404,
-    });
-  });
-  const addr = server.addr as Deno.NetAddr;
-  log.info(
-    `status on http://${
-      formatHostPort({ host: addr.hostname, port: addr.port })
-    }/status and /metrics`,
-  );
+    return response(404, "text/plain", "not found: try /status or /metrics\n");
+  };
+  const serve = async (conn: Deno.TcpConn) => {
+    try {
+      const input = new BufferedDuplex(conn);
+      const head = await withDeadline(
+        () => conn,
+        "a status request",
+        { timeoutMs: headTimeoutMs, signal: stop.signal },
+        () => readRequestHead(input, { maxHeadBytes: STATUS_MAX_HEAD_BYTES }),
+      );
+      if (head === undefined) return;
+      const path = head.target.replace(/\?.*$/, "");
+      await writeAll(
+        conn,
+        await answer({
+          method: head.method,
+          path,
+          host: headerValue(head, "host"),
+        }),
+      );
+    } catch (error) {
+      if (error instanceof HttpMessageError) {
+        await writeAll(conn, errorResponse(error.status, error.message))
+          .catch(() => {});
+      }
+    } finally {
+      open.delete(conn);
+      closeQuietly(conn);
+    }
+  };
+  const loop = (async () => {
+    while (!stop.signal.aborted) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (stop.signal.aborted) break;
+        log.warn(
+          `status server on ${bound}: accept failed: ${errorMessage(error)}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_BACKOFF_MS));
+        continue;
+      }
+      if (open.size >= STATUS_MAX_CONNECTIONS) {
+        closeQuietly(conn);
+        continue;
+      }
+      open.add(conn);
+      serve(conn);
+    }
+  })();
+  if (!isLoopback(addr.hostname)) {
+    log.warn(
+      `status on ${bound} is reachable from other machines: it shows destinations, proxy user names and client addresses`,
+    );
+  }
+  log.info(`status on http://${bound}/status and /metrics`);
   return {
     addr,
     async close() {
-      await server.shutdown();
+      stop.abort();
+      listener.close();
+      await loop;
+      for (const conn of open) closeQuietly(conn);
     },
   };
+}
+
+interface StatusRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly host?: string;
+}
+
+// A browser page on another site can reach 127.0.0.1 through a name it
+// controls (DNS rebinding); its requests then carry that name in Host.
+function hostAllowed(host: string | undefined, addr: Deno.NetAddr): boolean {
+  if (host === undefined) return true;
+  const name = splitHostPort(host)?.host ?? host;
+  const bare = name.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return isLoopback(bare) || bare === addr.hostname.toLowerCase();
+}
+
+const encoder = new TextEncoder();
+
+function response(
+  status: number,
+  type: string,
+  body: string,
+  method = "GET",
+): Uint8Array {
+  const bytes = encoder.encode(body);
+  const reason = {
+    200: "OK",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    421: "Misdirected Request",
+  }[status] ?? "";
+  const head = encoder.encode(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: ${type}\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`,
+  );
+  return method === "HEAD" ? head : concat(head, bytes);
 }
