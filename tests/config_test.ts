@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { type ConfigContext, parseConfig } from "../lib/config/grammar.ts";
+import { parseProxyUrlText } from "../lib/config/proxy_url.ts";
 import type { Proxy, Route } from "../lib/route/types.ts";
+import { runArgs } from "./_util/tool.ts";
 
 /** The route of an entry with one plain HTTP proxy. */
 function viaHttp(proxy: Omit<Proxy, "scheme">): Route {
@@ -375,4 +377,28 @@ Deno.test("local proxy errors: an open listener without allow=, rules on a forwa
       "t.conf:4:24: client-auth must be user:password, e.g. client-auth=me:${LOCAL_PROXY_PASSWORD}",
     ],
   );
+});
+
+Deno.test("a password written without @host:port is never shown: config, --proxy and HTTPS_PROXY", async () => {
+  const [error] = errorsOf("2222 host 22 http://jane:S3cret\n");
+  assert.match(error, /^t\.conf:1:26: invalid proxy port \(not shown/);
+  assert.doesNotMatch(error, /S3cret/);
+  assert.throws(
+    () => parseProxyUrlText("http://jane:S3cret"),
+    (thrown: Error) =>
+      /invalid proxy port/.test(thrown.message) &&
+      !thrown.message.includes("S3cret"),
+  );
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: runArgs(["probe", "h", "22", "--proxy", "http://jane:S3cret"]),
+    env: { HTTPS_PROXY: "http://jane:S3cret" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const output = new TextDecoder().decode(run.stdout) +
+    new TextDecoder().decode(run.stderr);
+  assert.equal(run.code, 2);
+  assert.doesNotMatch(output, /S3cret/);
+  assert.match(output, /HTTPS_PROXY is not a proxy URL: invalid proxy port/);
+  assert.match(output, /--proxy: invalid proxy port/);
 });

@@ -102,17 +102,29 @@ function parseProxyUrl(token: Token, environment: Environment): Proxy {
       "the proxy URL needs a host and a port and nothing after them: http://host:port",
     );
   }
-  const host = parseHostField(
-    expandVariables({ text: parts.host, column: hostColumn }, environment),
-    "proxy host",
-  );
-  const port = parsePortField(
-    expandVariables(
-      { text: parts.port, column: hostColumn + parts.host.length + 1 },
-      environment,
-    ),
-    "proxy port",
-  );
+  let host: string;
+  let port: number;
+  try {
+    host = parseHostField(
+      expandVariables({ text: parts.host, column: hostColumn }, environment),
+      "proxy host",
+    );
+    port = parsePortField(
+      expandVariables(
+        { text: parts.port, column: hostColumn + parts.host.length + 1 },
+        environment,
+      ),
+      "proxy port",
+    );
+  } catch (error) {
+    // Without "@", `user:password` reads as host and port: never quote them.
+    if (userinfo !== undefined || !(error instanceof EntryError)) throw error;
+    const which = error.message.includes("proxy port") ? "port" : "host";
+    throw new EntryError(
+      error.column,
+      `invalid proxy ${which} (not shown, in case it is a user name or password written without @host:port): write scheme://[user:password@]host:port`,
+    );
+  }
   if (userinfo === undefined) return { scheme: schemeName, host, port };
   return {
     scheme: schemeName,
