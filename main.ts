@@ -14,7 +14,7 @@ import { USAGE } from "./lib/cli/usage.ts";
 import { errorMessage, UsageError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
   run: runCommand,
   check: checkCommand,
   stdio: stdioCommand,

@@ -3,6 +3,7 @@
  * warnings about credentials files.
  */
 import assert from "node:assert/strict";
+import { within } from "./_util/net.ts";
 import { runTool, tempConfig } from "./_util/tool.ts";
 
 Deno.test("check prints the entries with credentials masked", async () => {
@@ -72,6 +73,33 @@ Deno.test("check warns when a credentials file is readable by others and masks i
     assert.doesNotMatch(open.stdout + open.stderr, /s3cret/);
     await Deno.chmod(`${dir}/proxy.cred`, 0o600);
     assert.equal((await runTool(["check", "tunnels.conf"], dir)).stderr, "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check: a named pipe or a directory as the config is one clear sentence, not a hang", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-cli-" });
+  try {
+    const made = await new Deno.Command("mkfifo", {
+      args: [`${dir}/pipe.conf`],
+    }).output();
+    assert.ok(made.success);
+    // Relative paths: the tool reads only below its working directory.
+    const pipe = await within(
+      runTool(["check", "pipe.conf"], dir),
+      10_000,
+      "check on a FIFO",
+    );
+    assert.equal(pipe.code, 1);
+    assert.match(
+      pipe.stderr,
+      /pipe\.conf is a named pipe \(FIFO\): name a regular file/,
+    );
+    await Deno.mkdir(`${dir}/folder.conf`);
+    const folder = await runTool(["check", "folder.conf"], dir);
+    assert.equal(folder.code, 1);
+    assert.match(folder.stderr, /is a directory: name a regular file/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -49,3 +49,19 @@ Deno.test("run: SIGHUP reloads a config the directory watch cannot see", async (
   );
   assert.equal(await echoRoundTrip(added, "after SIGHUP"), "after SIGHUP");
 });
+
+Deno.test("run: a config replaced by a named pipe is refused, and SIGTERM still stops the tool", async () => {
+  await using echo = startEchoServer();
+  const port = freePort();
+  const dir = await tempConfig(`${port} 127.0.0.1 ${echo.port}\n`);
+  await using run = startRun(dir);
+  await waitForLog(run.log, /SIGHUP reloads too/);
+  await Deno.remove(`${dir}/tunnels.conf`);
+  const fifo = await new Deno.Command("mkfifo", {
+    args: [`${dir}/tunnels.conf`],
+  }).output();
+  assert.ok(fifo.success);
+  await waitForLog(run.log, /tunnels\.conf is a named pipe \(FIFO\)/);
+  // The running entry is kept; disposing `run` checks SIGTERM exits 0.
+  assert.equal(await echoRoundTrip(port, "still here"), "still here");
+});

@@ -25,7 +25,7 @@ const DEBOUNCE_MS = 50;
 async function startWatchedTool(dir: string) {
   const path = `${dir}/tunnels.conf`;
   const supervisor = new Supervisor({ defaults: TEST_OPTIONS });
-  const config = await loadConfig(path);
+  const config = loadConfig(path);
   await supervisor.apply(config.entries);
   let applied = 0;
   const reloader = new ConfigReloader(

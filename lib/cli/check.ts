@@ -20,7 +20,7 @@ import { formatTable } from "./table.ts";
  * @returns 0 when the config is valid, 1 when it has errors.
  * @throws {UsageError} without exactly one config path.
  */
-export async function checkCommand(args: string[]): Promise<number> {
+export function checkCommand(args: string[]): number {
   const { positionals } = parseCommandLine(args, {});
   if (positionals.length !== 1) {
     throw new UsageError("check takes one config file: check tunnels.conf");
@@ -29,7 +29,7 @@ export async function checkCommand(args: string[]): Promise<number> {
   let entries: TunnelEntry[];
   try {
     let warnings: string[];
-    ({ entries, warnings } = await loadConfig(path));
+    ({ entries, warnings } = loadConfig(path));
     for (const warning of warnings) console.error(`warning: ${warning}`);
   } catch (error) {
     if (!(error instanceof ConfigLoadError)) throw error;

@@ -20,6 +20,7 @@ import {
   type TunnelOptions,
   type ValueType,
 } from "../config/options.ts";
+import { readRegularFile } from "../config/load.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { DEFAULT_LOG_FILE, LOG_LEVELS } from "../observe/log.ts";
 import { DEFAULT_FAILOVER_BACKOFF_MS } from "../route/health.ts";
@@ -252,16 +253,14 @@ export function flagValue<T>(
  * @returns The options.
  * @throws {UsageError} for a wrong value or an unreadable file.
  */
-export async function tunnelOptionsFrom(
+export function tunnelOptionsFrom(
   values: Record<string, unknown>,
-): Promise<TunnelOptions> {
+): TunnelOptions {
   let options = DEFAULT_TUNNEL_OPTIONS;
   for (const option of TUNNEL_OPTION_ROWS) {
     const text = option.flag === undefined ? undefined : values[option.flag];
     if (option.flag === undefined || typeof text !== "string") continue;
-    const value = option.type.file
-      ? await readFlagFile(option.flag, text)
-      : text;
+    const value = option.type.file ? readFlagFile(option.flag, text) : text;
     const setting = readTunnelOption(option, value);
     if (setting === undefined) {
       throw wrongValue(option.flag, option.type.expected, text);
@@ -306,9 +305,9 @@ function wrongValue(flag: string, expected: string, text: string): UsageError {
   return new UsageError(`--${flag} must be ${expected}; got "${text}"`);
 }
 
-async function readFlagFile(flag: string, path: string): Promise<string> {
+function readFlagFile(flag: string, path: string): string {
   try {
-    return await Deno.readTextFile(path);
+    return readRegularFile(path);
   } catch (error) {
     throw new UsageError(`--${flag} ${path}: ${errorMessage(error)}`);
   }

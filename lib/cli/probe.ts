@@ -41,7 +41,7 @@ export async function probeCommand(args: string[]): Promise<number> {
     json: { type: "boolean" },
     to: { type: "string" },
   });
-  const options = await tunnelOptionsFrom(values);
+  const options = tunnelOptionsFrom(values);
   const environment = proxyEnvironment((level, message) => {
     if (level === "error") console.error(`warning: ${message}`);
   });
@@ -54,7 +54,7 @@ export async function probeCommand(args: string[]): Promise<number> {
       );
     }
     try {
-      const { entries } = await loadConfig(positionals[0]);
+      const { entries } = loadConfig(positionals[0]);
       const test = parseTestDestination(values.to ?? DEFAULT_TEST_DESTINATION);
       for (const entry of entries) {
         const destination = entry.kind === "forward" ? entry.destination : test;

@@ -66,7 +66,7 @@ export async function runCommand(args: string[]): Promise<number> {
     throw new UsageError("run takes at most one config file");
   }
   const level = flagValue(values, LOG_LEVEL);
-  const defaults = await tunnelOptionsFrom(values);
+  const defaults = tunnelOptionsFrom(values);
   const failoverBackoffMs = flagValue(values, FAILOVER_BACKOFF);
   const shutdownTimeoutMs = flagValue(values, SHUTDOWN_TIMEOUT);
   const maxConnections = flagValue(values, MAX_CONNECTIONS);
@@ -117,7 +117,7 @@ export async function runCommand(args: string[]): Promise<number> {
       state.configPath = path;
       let config;
       try {
-        config = await loadConfig(path);
+        config = loadConfig(path);
       } catch (error) {
         if (!(error instanceof ConfigLoadError)) throw error;
         for (const each of error.errors) log.error(each.message);

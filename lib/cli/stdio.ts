@@ -47,7 +47,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
   }
   const destination = parseDestination(positionals[0], positionals[1]);
   const route = parseRouteArguments(values.proxy);
-  const options = await tunnelOptionsFrom(values);
+  const options = tunnelOptionsFrom(values);
   const closeLog = await setupLogging({
     file: "-",
     level: values.verbose ? "info" : "warning",

@@ -30,13 +30,15 @@ export interface LoadedConfig {
  * @throws {ConfigLoadError} when the file cannot be read or has errors; its
  *   `errors` hold one located error per problem.
  */
-export async function loadConfig(path: string): Promise<LoadedConfig> {
+export function loadConfig(path: string): LoadedConfig {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = readRegularFile(path);
   } catch (error) {
+    // Deno appends the call and path ("…: stat 'x'"); the path is said already.
+    const why = errorMessage(error).replace(/: [a-z]+ '[^']*'$/, "");
     throw new ConfigLoadError(
-      `Cannot read config file ${path}: ${errorMessage(error)}`,
+      `Cannot read config file ${path}: ${why}`,
       [],
       { cause: error },
     );
@@ -46,7 +48,7 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
     env: (name) => Deno.env.get(name),
     readFile(file, kind) {
       const full = isAbsolute(file) ? file : join(dirname(path), file);
-      const text = Deno.readTextFileSync(full);
+      const text = readRegularFile(full);
       const mode = Deno.statSync(full).mode;
       if (kind === "credentials" && mode !== null && (mode & 0o077) !== 0) {
         warnings.push(
@@ -64,4 +66,26 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
     );
   }
   return { text, entries, warnings };
+}
+
+/**
+ * Reads a file the user named, refusing anything but a regular file: a
+ * FIFO or a device would block the read, and with it reloads and shutdown.
+ *
+ * @param path The file.
+ * @returns Its text.
+ * @throws {Error} saying what the path is when it is not a regular file;
+ *   the read's own error otherwise.
+ */
+export function readRegularFile(path: string): string {
+  const info = Deno.statSync(path);
+  if (!info.isFile) {
+    const what = info.isDirectory
+      ? "a directory"
+      : info.isFifo
+      ? "a named pipe (FIFO)"
+      : "not a regular file";
+    throw new Error(`${path} is ${what}: name a regular file`);
+  }
+  return Deno.readTextFileSync(path);
 }

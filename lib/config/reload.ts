@@ -69,7 +69,7 @@ export class ConfigReloader {
     let entries: TunnelEntry[];
     try {
       let warnings: string[];
-      ({ text, entries, warnings } = await loadConfig(this.#path));
+      ({ text, entries, warnings } = loadConfig(this.#path));
       for (const warning of warnings) log.warn(warning);
     } catch (error) {
       if (!(error instanceof ConfigLoadError)) throw error;

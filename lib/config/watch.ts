@@ -51,9 +51,13 @@ export function watchConfig(
   })();
   return {
     async close() {
+      clearTimeout(timer);
+      // Deno's watcher thread opens a file that appears, and when that is a
+      // FIFO the open waits for a writer; closing the watcher then waits
+      // for that thread for ever. It is left to end with the process.
+      if ((await Deno.lstat(file).catch(() => undefined))?.isFifo) return;
       watcher.close();
       await loop;
-      clearTimeout(timer);
     },
   };
 }
