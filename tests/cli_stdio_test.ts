@@ -145,3 +145,57 @@ Deno.test("stdio: failures exit 1 with the reason on stderr and nothing on stdou
   const { code } = await usage.output();
   assert.equal(code, 2);
 });
+
+Deno.test("stdio: ends when its reader goes away or a time limit passes, even with stdin still open", async () => {
+  const endless = startServer(async (conn) => {
+    const chunk = new Uint8Array(64 * 1024);
+    while (true) await writeAll(conn, chunk);
+  });
+  const silent = startServer(async (conn) => {
+    await readAll(conn);
+  });
+  const halfClosed = startServer(async (conn) => {
+    await writeAll(conn, bytes("bye"));
+    await conn.closeWrite();
+    await readAll(conn);
+  });
+  await using _servers = {
+    async [Symbol.asyncDispose]() {
+      for (const server of [endless, silent, halfClosed]) {
+        await server[Symbol.asyncDispose]();
+      }
+    },
+  };
+  // `stdio … | head -c 100000`: the reader of stdout goes away early.
+  const piped = spawnStdio(["127.0.0.1", String(endless.port)]);
+  const reader = piped.stdout.getReader();
+  let got = 0;
+  while (got < 100_000) {
+    const { value, done } = await within(reader.read(), 5_000, "stdout");
+    if (done) break;
+    got += value.length;
+  }
+  await reader.cancel();
+  const ended = await within(
+    piped.status,
+    5_000,
+    "stdio after its reader left",
+  );
+  assert.notEqual(ended.code, 0, "a tunnel cut short is a failure");
+  await piped.stdin.close();
+  await piped.stderr.cancel();
+  for (
+    const [port, flag] of [
+      [silent.port, "--idle-timeout"],
+      [halfClosed.port, "--linger-timeout"],
+    ] as const
+  ) {
+    const child = spawnStdio(["127.0.0.1", String(port), flag, "300ms"]);
+    // stdin stays open and silent: only the time limit can end the tunnel.
+    const status = await within(child.status, 5_000, `stdio ${flag}`);
+    assert.equal(status.code, 0, flag);
+    await child.stdin.close();
+    await child.stdout.cancel();
+    await child.stderr.cancel();
+  }
+});

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Duplex } from "../net/duplex.ts";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
 import { errorMessage, UsageError } from "../errors.ts";
 import { logger, setupLogging } from "../observe/log.ts";
 import { relay } from "../relay.ts";
@@ -19,13 +19,24 @@ import { TUNNEL_FLAGS, tunnelOptionsFrom } from "./flags.ts";
 
 const log = logger("stdio");
 
-/** Standard input and output as one stream; "shutting down" closes stdout. */
-const STDIO: Duplex = {
-  read: (buffer) => Deno.stdin.read(buffer),
-  write: (data) => Deno.stdout.write(data),
-  closeWrite: () => Promise.resolve(Deno.stdout.close()),
-  close: () => {},
-};
+/**
+ * Standard input and output as one stream; "shutting down" closes stdout.
+ * Closing ends a pending read of stdin at once: a read of a pipe or a
+ * terminal cannot be cancelled, and without this a tunnel that a time
+ * limit or a gone reader of stdout ended would wait for stdin's next byte.
+ */
+function stdio(): Duplex {
+  const { promise: closed, resolve: close } = Promise.withResolvers<null>();
+  return {
+    read: (buffer) => Promise.race([Deno.stdin.read(buffer), closed]),
+    write: (data) => Deno.stdout.write(data),
+    closeWrite: () => Promise.resolve(closeQuietly(Deno.stdout)),
+    close: () => {
+      close(null);
+      closeQuietly(Deno.stdout);
+    },
+  };
+}
 
 /**
  * Runs `stdio`.
@@ -73,8 +84,9 @@ export async function stdioCommand(args: string[]): Promise<number> {
       log.error(`cannot open the tunnel: ${errorMessage(error)}`);
       return 1;
     }
-    const result = await relay(STDIO, stream, {
+    const result = await relay(stdio(), stream, {
       idleTimeoutMs: options.idleTimeoutMs,
+      lingerTimeoutMs: options.lingerTimeoutMs,
     });
     if (result.error) {
       log.error(`the tunnel failed: ${result.error.message}`);

@@ -49,7 +49,7 @@ export async function writeAll(
  *
  * @param stream The stream to close.
  */
-export function closeQuietly(stream: Duplex): void {
+export function closeQuietly(stream: Pick<Duplex, "close">): void {
   try {
     stream.close();
   } catch (error) {
