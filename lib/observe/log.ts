@@ -46,16 +46,62 @@ export interface LogOptions {
   readonly maxFiles?: number;
 }
 
-const textFormatter = getTextFormatter({
+/** The longest piece of a log line taken from one value, e.g. a status line. */
+export const MAX_LOGGED_CHARS = 2048;
+
+const plainText = getTextFormatter({
   timestamp: "date-time-timezone",
   category: ".",
   value: "bare",
 });
 
-const jsonFormatter = getJsonLinesFormatter({
+const jsonLines = getJsonLinesFormatter({
   categorySeparator: ".",
   message: "rendered",
 });
+
+// What the network or the environment put in a message (a status line, a
+// proxy's scheme list, a ${VAR} value) may be long or hold CR and LF: each
+// piece is cut to MAX_LOGGED_CHARS and a text line escapes control
+// characters, so one record is one line of bounded length.
+const textFormatter = (record: LogRecord) =>
+  escapeControls(plainText(bounded(record)));
+const jsonFormatter = (record: LogRecord) => jsonLines(bounded(record));
+
+function bounded(record: LogRecord): LogRecord {
+  return {
+    ...record,
+    message: record.message.map((part) => {
+      const text = typeof part === "string" ? part : String(part);
+      return text.length <= MAX_LOGGED_CHARS
+        ? part
+        : `${text.slice(0, MAX_LOGGED_CHARS)}… (${
+          text.length - MAX_LOGGED_CHARS
+        } more characters)`;
+    }),
+  };
+}
+
+/**
+ * Escapes control characters in a formatted line, keeping its final
+ * newline: CR, LF and the rest become `\r`, `\n`, `\xNN`.
+ *
+ * @param line A formatted log line ending in a newline.
+ * @returns The line with one newline, at its end.
+ */
+export function escapeControls(line: string): string {
+  const body = line.endsWith("\n") ? line.slice(0, -1) : line;
+  // deno-lint-ignore no-control-regex -- control characters are what is escaped
+  return body.replace(
+    /[\x00-\x08\x0a-\x1f\x7f]/g,
+    (c) =>
+      c === "\n"
+        ? "\\n"
+        : c === "\r"
+        ? "\\r"
+        : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  ) + "\n";
+}
 
 /**
  * Routes every logger of the tool to the file and/or stderr.
