@@ -91,8 +91,8 @@ function bounded(record: LogRecord): LogRecord {
  */
 export function escapeControls(line: string): string {
   const body = line.endsWith("\n") ? line.slice(0, -1) : line;
-  // deno-lint-ignore no-control-regex -- control characters are what is escaped
   return body.replace(
+    // deno-lint-ignore no-control-regex -- control characters are what is escaped
     /[\x00-\x08\x0a-\x1f\x7f]/g,
     (c) =>
       c === "\n"
