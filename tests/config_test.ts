@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SourceIndex } from "../lib/config/entry.ts";
 import { type ConfigContext, parseConfig } from "../lib/config/grammar.ts";
 import { parseProxyUrlText } from "../lib/config/proxy_url.ts";
 import type { Proxy, Route } from "../lib/route/types.ts";
@@ -401,4 +402,22 @@ Deno.test("a password written without @host:port is never shown: config, --proxy
   assert.doesNotMatch(output, /S3cret/);
   assert.match(output, /HTTPS_PROXY is not a proxy URL: invalid proxy port/);
   assert.match(output, /--proxy: invalid proxy port/);
+});
+
+Deno.test("source clashes: same address and port, or a wildcard on either side; checked per port", () => {
+  const index = new SourceIndex();
+  const [a, b, wild, other] = entriesOf(
+    "127.0.0.1:80 a 1\n127.0.0.2:80 b 1\n0.0.0.0:81 c 1\n127.0.0.1:82 d 1\n",
+  );
+  for (const entry of [a, b, wild, other]) {
+    assert.equal(index.clash(entry), undefined);
+    index.add(entry);
+  }
+  const [again, onWildcardPort, wildcardOverTaken, freshPort] = entriesOf(
+    "127.0.0.1:80 e 1\n127.0.0.9:81 f 1\n[::]:80 g 1\n127.0.0.1:83 h 1\n",
+  );
+  assert.equal(index.clash(again), a);
+  assert.equal(index.clash(onWildcardPort), wild);
+  assert.equal(index.clash(wildcardOverTaken), a);
+  assert.equal(index.clash(freshPort), undefined);
 });

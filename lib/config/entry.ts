@@ -131,16 +131,47 @@ export function sourceKey(entry: TunnelEntry): string {
 const WILDCARDS = new Set(["0.0.0.0", "::"]);
 
 /**
- * Tells whether two entries want the same port on overlapping addresses:
- * the same address, or either on the wildcard address, which takes the port
- * on every address.
- *
- * @param a An entry.
- * @param b Another entry.
- * @returns `true` when both cannot listen at once.
+ * The sources taken so far, to tell which entry a new one clashes with:
+ * the same port on the same address, or on either side the wildcard
+ * address, which takes the port on every address. Each check takes the
+ * same time however many entries there are.
  */
-export function sourcesClash(a: TunnelEntry, b: TunnelEntry): boolean {
-  if (a.source.port !== b.source.port) return false;
-  return a.source.host === b.source.host || WILDCARDS.has(a.source.host) ||
-    WILDCARDS.has(b.source.host);
+export class SourceIndex {
+  // Per port: the entry on each address, and one on a wildcard address.
+  #ports = new Map<
+    number,
+    { byHost: Map<string, TunnelEntry>; wildcard?: TunnelEntry }
+  >();
+
+  /**
+   * The entry already taking `entry`'s source, if any.
+   *
+   * @param entry A new entry.
+   * @returns The earlier entry it clashes with, or `undefined`.
+   */
+  clash(entry: TunnelEntry): TunnelEntry | undefined {
+    const port = this.#ports.get(entry.source.port);
+    if (port === undefined) return undefined;
+    if (port.wildcard) return port.wildcard;
+    if (WILDCARDS.has(entry.source.host)) {
+      return port.byHost.values().next().value;
+    }
+    return port.byHost.get(entry.source.host);
+  }
+
+  /**
+   * Takes `entry`'s source; check {@link clash} first.
+   *
+   * @param entry An entry that clashes with none taken.
+   */
+  add(entry: TunnelEntry): void {
+    const { host, port } = entry.source;
+    let taken = this.#ports.get(port);
+    if (taken === undefined) {
+      taken = { byHost: new Map() };
+      this.#ports.set(port, taken);
+    }
+    if (WILDCARDS.has(host)) taken.wildcard = entry;
+    taken.byHost.set(host, entry);
+  }
 }

@@ -18,7 +18,7 @@ import type { Proxy, Route } from "../route/types.ts";
 import {
   type LocalProxyEntry,
   parseSource,
-  sourcesClash,
+  SourceIndex,
   type TunnelEntry,
 } from "./entry.ts";
 import { type Environment, expandVariables, NO_ENVIRONMENT } from "./expand.ts";
@@ -117,6 +117,7 @@ export function parseConfig(
   context: ConfigContext = EMPTY_CONTEXT,
 ): ParsedConfig {
   const entries: TunnelEntry[] = [];
+  const sources = new SourceIndex();
   const errors: ConfigError[] = [];
   const lines = text.replace(/^\uFEFF/, "").split("\n");
   for (const [index, raw] of lines.entries()) {
@@ -126,7 +127,7 @@ export function parseConfig(
       const tokens = tokenize(line);
       if (tokens.length === 0) continue;
       const entry = parseEntry(tokens, lineNumber, context);
-      const clash = entries.find((other) => sourcesClash(other, entry));
+      const clash = sources.clash(entry);
       if (clash) {
         throw new EntryError(
           tokens[0].column,
@@ -137,6 +138,7 @@ export function parseConfig(
         );
       }
       entries.push(entry);
+      sources.add(entry);
     } catch (error) {
       if (!(error instanceof EntryError)) throw error;
       errors.push(
