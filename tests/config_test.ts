@@ -413,9 +413,12 @@ Deno.test("source clashes: same address and port, or a wildcard on either side; 
     assert.equal(index.clash(entry), undefined);
     index.add(entry);
   }
-  const [again, onWildcardPort, wildcardOverTaken, freshPort] = entriesOf(
-    "127.0.0.1:80 e 1\n127.0.0.9:81 f 1\n[::]:80 g 1\n127.0.0.1:83 h 1\n",
-  );
+  const [again, onWildcardPort, wildcardOverTaken, freshPort] = [
+    "127.0.0.1:80 e 1",
+    "127.0.0.9:81 f 1",
+    "[::]:80 g 1",
+    "127.0.0.1:83 h 1",
+  ].map((line) => entriesOf(line)[0]);
   assert.equal(index.clash(again), a);
   assert.equal(index.clash(onWildcardPort), wild);
   assert.equal(index.clash(wildcardOverTaken), a);
