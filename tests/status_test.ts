@@ -241,6 +241,18 @@ Deno.test("status server: HEAD like GET, a foreign Host refused (DNS rebinding),
       "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     assert.match(local, /^HTTP\/1\.1 200 OK\r\n[\s\S]*httptunneling_/);
+    // A malformed or oversize head is answered, not just dropped.
+    assert.match(
+      await rawStatus(port, "GET /status HTTP/1.1\r\nX : y\r\n\r\n"),
+      /^HTTP\/1\.1 400 /,
+    );
+    assert.match(
+      await rawStatus(
+        port,
+        `GET /status HTTP/1.1\r\nX: ${"y".repeat(9000)}\r\n\r\n`,
+      ),
+      /^HTTP\/1\.1 431 /,
+    );
     // A client that never finishes its request is closed after the limit.
     using slow = await connect(port);
     await writeAll(slow, bytes("GET /status HTTP/1.1\r\nHost: 127.0."));

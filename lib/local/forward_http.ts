@@ -129,11 +129,24 @@ export async function forwardRequest(
   let url: AbsoluteTarget | undefined;
   let outcome: Outcome;
   let sent = false;
+  // Closing the tunnel (shutdown, a drain timeout) ends a request in
+  // flight: its connections are closed, which fails what waits on them.
+  const inFlight = new Set<Duplex>([client]);
+  const stop = () => inFlight.forEach(closeQuietly);
+  session.signal.addEventListener("abort", stop, { once: true });
   try {
     url = parseAbsoluteTarget(head.target);
-    outcome = await answer(client, head, url, session, upstreams, () => {
-      sent = true;
-    });
+    outcome = await answer(
+      client,
+      head,
+      url,
+      session,
+      upstreams,
+      () => {
+        sent = true;
+      },
+      inFlight,
+    );
   } catch (error) {
     const status = error instanceof HttpMessageError ||
         error instanceof UpstreamFailure
@@ -151,6 +164,8 @@ export async function forwardRequest(
         url ? shown(url) : "(bad target)"
       }: ${status}: ${errorMessage(error)}`,
     );
+  } finally {
+    session.signal.removeEventListener("abort", stop);
   }
   session.metrics.request(
     formatHostPort(session.entry.source),
@@ -187,11 +202,17 @@ async function answer(
   session: GreetSession,
   upstreams: UpstreamPool,
   responding: () => void,
+  inFlight: Set<Duplex>,
   fresh?: UpstreamConnection,
 ): Promise<Outcome> {
   const { entry, options, context } = session;
   const framing = requestFraming(head);
   const upstream = upstreamFor(entry, url, context);
+  const open = async () => {
+    const opened = await openUpstream(upstream, url, options, context, session);
+    inFlight.add(opened.stream);
+    return opened;
+  };
   const credentials = upstream.kind === "proxy"
     ? proxyCredentials(upstream.proxy)
     : undefined;
@@ -218,18 +239,23 @@ async function answer(
       upstream.kind === "proxy" ? "absolute" : "origin",
     );
   const taken = fresh ?? upstreams.take(upstream.key);
+  if (taken) inFlight.add(taken.stream);
   const reused = fresh === undefined && taken !== undefined;
-  let connection = taken ??
-    await openUpstream(upstream, url, options, context, session);
+  let connection = taken ?? await open();
   const path = upstream.kind === "proxy"
     ? `via ${describeProxy(upstream.proxy)}`
     : describeOrigin(upstream.route);
   // A body that a 407 may make us send again is read whole first, when it
   // is small; a larger one goes on a connection authenticated beforehand.
+  // So does a body the client holds back for a 100 (Continue): after a 407
+  // to its head, the upstream would read the next round's head as the body.
   let replay: Uint8Array | undefined;
   const mayAsk = credentials !== undefined && connection.auth === undefined;
-  if (framing.kind !== "none" && !continues && (mayAsk || reused)) {
-    if (framing.kind === "length" && framing.length <= MAX_REPLAY_BYTES) {
+  if (framing.kind !== "none" && (mayAsk || reused)) {
+    if (
+      !continues && framing.kind === "length" &&
+      framing.length <= MAX_REPLAY_BYTES
+    ) {
       replay = await client.take(framing.length);
     } else if (mayAsk && upstream.kind === "proxy") {
       await authenticate(connection, url, credentials!, upstream);
@@ -254,7 +280,7 @@ async function answer(
       replayable: framing.kind === "none" || replay !== undefined,
       continues,
       onContinue: () => writeAll(client, CONTINUE),
-      reopen: () => openUpstream(upstream, url, options, context, session),
+      reopen: open,
       label: path,
     });
   } catch (error) {
@@ -272,7 +298,8 @@ async function answer(
         session,
         upstreams,
         responding,
-        await openUpstream(upstream, url, options, context, session),
+        inFlight,
+        await open(),
       );
     }
     throw error;
@@ -297,6 +324,11 @@ async function answer(
   if (response.status === 407 && !credentials) {
     fields = [...fields, ...challengesOf(response)];
   }
+  // The client is told whether its connection stays open: an HTTP/1.0
+  // client that asked for keep-alive waits for this word, or for a close.
+  const persist = persists(head) && out.kind !== "close" && exchange.bodySent;
+  if (!persist) fields = [...fields, ["Connection", "close"]];
+  else if (!http11) fields = [...fields, ["Connection", "keep-alive"]];
   responding();
   await writeAll(
     client,
@@ -315,7 +347,7 @@ async function answer(
     status: response.status,
     bytes,
     path,
-    persist: persists(head) && out.kind !== "close" && exchange.bodySent,
+    persist,
   };
 }
 
@@ -525,7 +557,8 @@ async function exchangeWithAuth(
         502,
         new ProxyAuthError(
           options.label.replace(/^via /, ""),
-          options.uri,
+          // Without the query, which may carry secrets: this goes to the log.
+          options.uri.replace(/\?.*$/, "?…"),
           response.statusLine,
           error.failure,
           error.detail,
@@ -533,13 +566,19 @@ async function exchangeWithAuth(
       );
     }
     authorization = next.authorization;
+    // A body announced and not sent (Expect: 100-continue) is still due on
+    // this connection: the next head cannot follow on it.
+    const bodyDue = options.sendBody !== undefined && !bodySent;
     if (
+      bodyDue ||
       !(await skipResponseBody(connection.stream, response, options.method))
     ) {
       if (next.sameConnection) {
         throw new UpstreamFailure(
           502,
-          `upstream proxy broke off the ${next.scheme} handshake by closing the connection`,
+          bodyDue
+            ? `the upstream proxy (${options.label}) asked for ${next.scheme} authentication while the request body waited for a 100 (Continue): send the request again`
+            : `upstream proxy broke off the ${next.scheme} handshake by closing the connection`,
         );
       }
       closeQuietly(connection.stream);
@@ -577,8 +616,10 @@ const DISCARD: Duplex = {
 
 /**
  * Authenticates a new upstream connection before a request whose body
- * cannot be sent twice: `OPTIONS` with `Max-Forwards: 0`, which the proxy
- * answers itself (RFC 9110 §7.6.2) once it has accepted the credentials.
+ * cannot be sent twice: `OPTIONS` with `Max-Forwards: 1`, which the proxy
+ * authenticates and passes on with `Max-Forwards: 0`, so that the next hop
+ * answers it itself (RFC 9110 §7.6.2). Not `Max-Forwards: 0`: squid
+ * answers that one with 501 at once, before asking for credentials.
  */
 async function authenticate(
   connection: UpstreamConnection,
@@ -591,7 +632,7 @@ async function authenticate(
     method: "OPTIONS",
     target: uri,
     version: "HTTP/1.1",
-    headers: [["Max-Forwards", "0"], ["Content-Length", "0"]],
+    headers: [["Max-Forwards", "1"], ["Content-Length", "0"]],
   };
   const { response } = await exchangeWithAuth(connection, {
     request: (authorization) =>

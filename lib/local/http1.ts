@@ -23,6 +23,8 @@ import {
 } from "../net/address.ts";
 import type { BufferedDuplex } from "../net/buffered.ts";
 import { concat } from "../net/bytes.ts";
+import { writeAll } from "../net/duplex.ts";
+import { withDeadline } from "../proxy/deadline.ts";
 import type { ResponseHead } from "../proxy/http_head.ts";
 
 /** A header field: its name as sent, and its value without surrounding whitespace. */
@@ -685,4 +687,49 @@ export function errorResponse(
     "Content-Type: text/plain; charset=utf-8\r\n" +
     `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
   return concat(encoder.encode(head), body);
+}
+
+/** Options of {@link readRequestHeadWithin}. */
+export interface ReadRequestHeadWithinOptions extends ReadRequestHeadOptions {
+  /** Limit for the whole head. */
+  readonly timeoutMs: number;
+  /** Names the wait in a timeout message, e.g. `a request from 127.0.0.1:5555`. */
+  readonly what: string;
+  /** Gives up, closing the connection, when aborted. @default never */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * {@link readRequestHead} within a time limit; a head that breaks the rules
+ * is answered with its status (400, 414, 431, 505…) before the error is
+ * thrown, so that the client learns why.
+ *
+ * @param input The client's connection.
+ * @param options The limits, and what the wait is for.
+ * @returns The head, or `undefined` when the client closed first.
+ * @throws {HttpMessageError} after answering it; {@link TimeoutError} when
+ *   the limit passed (the connection is then closed).
+ */
+export async function readRequestHeadWithin(
+  input: BufferedDuplex,
+  options: ReadRequestHeadWithinOptions,
+): Promise<RequestHead | undefined> {
+  let malformed: HttpMessageError | undefined;
+  const head = await withDeadline(
+    () => input,
+    options.what,
+    options,
+    // withDeadline closes the connection on any error: a malformed head is
+    // taken out of it, to be answered first.
+    () =>
+      readRequestHead(input, options).catch((error) => {
+        if (!(error instanceof HttpMessageError)) throw error;
+        malformed = error;
+        return undefined;
+      }),
+  );
+  if (malformed === undefined) return head;
+  await writeAll(input, errorResponse(malformed.status, malformed.message))
+    .catch(() => {});
+  throw malformed;
 }

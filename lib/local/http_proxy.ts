@@ -12,7 +12,6 @@ import { errorMessage, routeFailure } from "../errors.ts";
 import { formatHostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { writeAll } from "../net/duplex.ts";
-import { withDeadline } from "../proxy/deadline.ts";
 import { headerValue } from "../proxy/http_head.ts";
 import type { Greeter, Greeting, GreetSession } from "../tunnel.ts";
 import { forwardRequest } from "./forward_http.ts";
@@ -20,7 +19,7 @@ import {
   errorResponse,
   HttpMessageError,
   parseConnectTarget,
-  readRequestHead,
+  readRequestHeadWithin,
   type RequestHead,
 } from "./http1.ts";
 import {
@@ -122,15 +121,13 @@ async function nextRequest(
     CLIENT_KEEPALIVE_MS,
   );
   try {
-    return await withDeadline(
-      () => client,
-      `a request from ${session.clientLabel}`,
-      { timeoutMs: limit, signal: session.signal },
-      () => readRequestHead(client),
-    );
+    return await readRequestHeadWithin(client, {
+      timeoutMs: limit,
+      what: `a request from ${session.clientLabel}`,
+      signal: session.signal,
+    });
   } catch (error) {
     if (served > 0 && routeFailure(error)?.kind === "timeout") return undefined;
-    await refuse(client, error);
     throw error;
   }
 }

@@ -7,11 +7,7 @@
  */
 
 import { errorMessage } from "../errors.ts";
-import {
-  errorResponse,
-  HttpMessageError,
-  readRequestHead,
-} from "../local/http1.ts";
+import { readRequestHeadWithin } from "../local/http1.ts";
 import {
   formatHostPort,
   type HostPort,
@@ -21,7 +17,6 @@ import {
 import { BufferedDuplex } from "../net/buffered.ts";
 import { concat } from "../net/bytes.ts";
 import { closeQuietly, writeAll } from "../net/duplex.ts";
-import { withDeadline } from "../proxy/deadline.ts";
 import { headerValue } from "../proxy/http_head.ts";
 import { describeService, sourceKey } from "../config/entry.ts";
 import { logger } from "./log.ts";
@@ -204,12 +199,12 @@ export function startStatusServer(
   const serve = async (conn: Deno.TcpConn) => {
     try {
       const input = new BufferedDuplex(conn);
-      const head = await withDeadline(
-        () => conn,
-        "a status request",
-        { timeoutMs: headTimeoutMs, signal: stop.signal },
-        () => readRequestHead(input, { maxHeadBytes: STATUS_MAX_HEAD_BYTES }),
-      );
+      const head = await readRequestHeadWithin(input, {
+        timeoutMs: headTimeoutMs,
+        what: "a status request",
+        signal: stop.signal,
+        maxHeadBytes: STATUS_MAX_HEAD_BYTES,
+      });
       if (head === undefined) return;
       const path = head.target.replace(/\?.*$/, "");
       await writeAll(
@@ -220,11 +215,8 @@ export function startStatusServer(
           host: headerValue(head, "host"),
         }),
       );
-    } catch (error) {
-      if (error instanceof HttpMessageError) {
-        await writeAll(conn, errorResponse(error.status, error.message))
-          .catch(() => {});
-      }
+    } catch {
+      // Answered already when malformed; a silent client is cut off.
     } finally {
       open.delete(conn);
       closeQuietly(conn);

@@ -431,11 +431,23 @@ export async function chromiumFetch(
   }
 }
 
+/** Settings of {@linkcode netcatThroughSocks}. */
+export interface NetcatOptions extends ClientOptions {
+  /**
+   * Shut down the sending side after the input (`-N`). Without it netcat
+   * keeps its connection open until the far end closes it: for a path
+   * through squid, which ends a tunnel as soon as one side shuts down.
+   *
+   * @default {true}
+   */
+  halfClose?: boolean;
+}
+
 /**
  * Sends `input` to `host:port` through the SOCKS5 server on
  * 127.0.0.1:`socksPort` with netcat-openbsd (`nc -X 5 -x`), shuts down its
- * sending side after the input (`-N`), and returns what came back until
- * the far end closed.
+ * sending side after the input (`-N`, unless `options.halfClose` is
+ * false), and returns what came back until the far end closed.
  *
  * @param socksPort The SOCKS5 server's port on 127.0.0.1.
  * @param host The destination, resolved by the SOCKS server when a name.
@@ -448,13 +460,13 @@ export async function netcatThroughSocks(
   host: string,
   port: number,
   input: string | Uint8Array,
-  options: ClientOptions = {},
+  options: NetcatOptions = {},
 ): Promise<ClientResult> {
   const home = await Deno.makeTempDir({ prefix: "httptunneling-nc-" });
   try {
     const timeoutMs = options.timeoutMs ?? 10_000;
     const { code, stdout, stderr } = await runClient("nc", [
-      "-N",
+      ...(options.halfClose === false ? [] : ["-N"]),
       "-w",
       String(Math.max(1, Math.ceil(timeoutMs / 1000))),
       "-X",
