@@ -216,17 +216,23 @@ export class ProxyRefusedError extends RouteError {
   }
 }
 
-/** Why proxy authentication failed. */
+/**
+ * Why proxy authentication failed. `negotiate-failed`: the proxy offers
+ * Negotiate and nothing else this tool can answer, and no Kerberos token
+ * could be made (the {@link KerberosError} is the cause).
+ */
 export type ProxyAuthFailure =
   | "credentials-needed"
   | "credentials-rejected"
   | "unsupported-scheme"
-  | "handshake-failed";
+  | "handshake-failed"
+  | "negotiate-failed";
 
 /**
  * The proxy answered 407 and the tool could not authenticate: no
- * credentials, wrong ones, only schemes this tool lacks, or an NTLM
- * handshake the proxy broke off. The message never holds a secret.
+ * credentials, wrong ones, only schemes this tool lacks, an NTLM
+ * handshake the proxy broke off, or no Kerberos ticket for a proxy that
+ * asks for Negotiate. The message never holds a secret.
  */
 export class ProxyAuthError extends RouteError {
   /** See {@link RouteError.kind}. */
@@ -248,6 +254,8 @@ export class ProxyAuthError extends RouteError {
    * @param statusLine The proxy's last status line.
    * @param failure What went wrong.
    * @param detail The schemes offered or tried, e.g. `Basic, NTLM`.
+   * @param options The cause: a {@link KerberosError} when Negotiate could
+   *   not be used, its message then added to this one.
    */
   constructor(
     proxy: string,
@@ -255,6 +263,7 @@ export class ProxyAuthError extends RouteError {
     statusLine: string,
     failure: ProxyAuthFailure,
     detail: string,
+    options?: ErrorOptions,
   ) {
     const what = {
       "credentials-needed":
@@ -263,13 +272,133 @@ export class ProxyAuthError extends RouteError {
       "unsupported-scheme":
         `offers only authentication schemes this tool does not support (${detail})`,
       "handshake-failed": `broke off the ${detail}`,
+      "negotiate-failed": `requires Kerberos authentication (offers ${detail})`,
     }[failure];
-    super(`Proxy ${proxy} ${what} for CONNECT ${target}: "${statusLine}"`);
+    // The Kerberos reason ends the message: it says what to do.
+    const kerberos = options?.cause instanceof KerberosError
+      ? `; Negotiate: ${options.cause.message}`
+      : "";
+    super(
+      `Proxy ${proxy} ${what} for CONNECT ${target}: "${statusLine}"${kerberos}`,
+      options,
+    );
     this.name = "ProxyAuthError";
     this.statusLine = statusLine;
     this.failure = failure;
     this.detail = detail;
   }
+}
+
+/**
+ * Why no Kerberos token could be made for a proxy that offers Negotiate:
+ * `ffi-denied` (run without `--allow-ffi`), `library-missing` (no GSSAPI
+ * library), `unsupported-platform` (Windows: SSPI is not implemented),
+ * `no-ticket` (no ticket cache, or an empty one: kinit), `expired`,
+ * `unknown-server` (the KDC has no principal for the proxy's name),
+ * `clock-skew`, `kdc-unreachable`, `rejected` (the proxy did not accept the
+ * token), or `failed` (anything else GSSAPI says).
+ */
+export type KerberosProblem =
+  | "ffi-denied"
+  | "library-missing"
+  | "unsupported-platform"
+  | "no-ticket"
+  | "expired"
+  | "unknown-server"
+  | "clock-skew"
+  | "kdc-unreachable"
+  | "rejected"
+  | "failed";
+
+/** A GSSAPI status (RFC 2744 §3.9), numbers and `gss_display_status` text. */
+export interface GssStatus {
+  /** The major status: routine and calling errors, supplementary bits. */
+  readonly major: number;
+  /** The mechanism's minor status. */
+  readonly minor: number;
+  /** The major status as text. */
+  readonly majorText: string;
+  /** The minor status as text, e.g. `Ticket expired`. */
+  readonly minorText: string;
+}
+
+/** Options of a {@link KerberosError}. */
+export interface KerberosErrorOptions extends ErrorOptions {
+  /** The service principal asked for, e.g. `HTTP@proxy.corp`. */
+  readonly spn?: string;
+  /** What GSSAPI said. */
+  readonly gss?: GssStatus;
+  /** More text, e.g. the loader's message for `library-missing`. */
+  readonly detail?: string;
+}
+
+const GSSAPI_PACKAGES =
+  "install libgssapi-krb5-2 (Debian, Ubuntu) or krb5-libs (Fedora, RHEL)";
+
+/**
+ * No Kerberos token for a proxy that offers Negotiate; the message says
+ * what to do (`no Kerberos ticket for HTTP@proxy.corp: run kinit (…)`).
+ */
+export class KerberosError extends Error {
+  /** Which problem. */
+  readonly problem: KerberosProblem;
+  /** The service principal asked for, e.g. `HTTP@proxy.corp`. */
+  readonly spn?: string;
+  /** What GSSAPI said, when it was asked. */
+  readonly gss?: GssStatus;
+
+  /**
+   * @param problem Which problem.
+   * @param options The service principal, GSSAPI's status, more text.
+   */
+  constructor(problem: KerberosProblem, options: KerberosErrorOptions = {}) {
+    const { spn = "the proxy", gss, detail } = options;
+    const said = gss ? gssSummary(gss) : detail;
+    const what = {
+      "ffi-denied":
+        "Kerberos needs Deno's FFI: run with --allow-ffi (deno task start has it; build the binary with deno task compile:kerberos)",
+      "library-missing":
+        `Kerberos needs the GSSAPI library (libgssapi_krb5.so.2 on Linux, GSS.framework on macOS): ${GSSAPI_PACKAGES}`,
+      "unsupported-platform":
+        "Kerberos through Windows SSPI is not supported: have the proxy offer NTLM, Digest or Basic and give user:password",
+      "no-ticket": `no Kerberos ticket for ${spn}: run kinit`,
+      "expired":
+        `no valid Kerberos ticket for ${spn}, the cached ones have expired: run kinit`,
+      "unknown-server":
+        `the Kerberos KDC knows no service ${spn}: write the proxy's name as its Kerberos principal has it (often the full DNS name)`,
+      "clock-skew":
+        `this machine's clock is too far from the Kerberos KDC's to get a ticket for ${spn}: synchronise it (NTP)`,
+      "kdc-unreachable":
+        `no Kerberos KDC answers, no ticket for ${spn}: check the network and the realm's kdc lines in krb5.conf`,
+      "rejected":
+        `the proxy did not accept the Kerberos ticket for ${spn}: check with klist that the ticket is of the proxy's realm`,
+      "failed": `Kerberos could not make a token for ${spn}`,
+    }[problem];
+    super(said ? `${what} (${said})` : what, options);
+    this.name = "KerberosError";
+    this.problem = problem;
+    this.spn = options.spn;
+    this.gss = gss;
+  }
+}
+
+/** The most telling text of a GSSAPI status: the mechanism's, else the major. */
+function gssSummary(gss: GssStatus): string {
+  return gss.minorText || gss.majorText;
+}
+
+/**
+ * A GSSAPI status in full, for `probe`: both codes in hexadecimal, each with
+ * its text.
+ *
+ * @param gss The status.
+ * @returns e.g. `GSS major 0xd0000 (Unspecified GSS failure…), minor 0x186a1 (Ticket expired)`.
+ */
+export function formatGssStatus(gss: GssStatus): string {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+  return `GSS major ${hex(gss.major)} (${gss.majorText}), minor ${
+    hex(gss.minor)
+  } (${gss.minorText || "none"})`;
 }
 
 /** Options of a {@link SocksError}. */

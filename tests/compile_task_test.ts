@@ -1,7 +1,9 @@
 /**
- * The compile task: the permissions it bakes into the binary, that they hold
- * when the tool runs with them, and that `deno task compile` builds or says
- * what it needs.
+ * The compile task: the permissions it bakes into the binary (and the
+ * compile:kerberos task's, the same and FFI), that they hold when the tool
+ * runs with them, and that `deno task compile` builds or says what it needs.
+ * That the default permissions still serve a proxy offering Negotiate is in
+ * negotiate_test.ts.
  */
 import assert from "node:assert/strict";
 import manifest from "../deno.json" with { type: "json" };
@@ -18,6 +20,23 @@ Deno.test("the compile task bakes network, env, and reads and writes below the w
   ]);
   // The workers' code is loaded at run time, so it is named to be included.
   assert.match(manifest.tasks.compile, / --include lib\/workers\/worker\.ts /);
+});
+
+Deno.test("compile:kerberos bakes in the same permissions and FFI, for Negotiate's GSSAPI, and nothing more", () => {
+  const task = manifest.tasks["compile:kerberos"];
+  const flags = task.split(/\s+/).filter((word) =>
+    word.startsWith("--allow-") || word.startsWith("--deny-") ||
+    word.startsWith("--unstable-")
+  );
+  assert.deepEqual(
+    flags.toSorted(),
+    [...COMPILE_FLAGS, "--allow-ffi"].toSorted(),
+  );
+  // Otherwise the same command: same binary name, same help when it fails.
+  assert.equal(
+    task.replace(" --allow-ffi", ""),
+    manifest.tasks.compile,
+  );
 });
 
 Deno.test("with the compiled-in permissions, a write outside the working directory and a read outside it are refused", async () => {

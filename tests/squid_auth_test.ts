@@ -16,6 +16,7 @@ import {
   startSquidWithNtlm,
   type TestProcess,
 } from "./_util/proxies.ts";
+import { byConnection, startLoggedSquid } from "./_util/local.ts";
 import { captureLogs, startTool } from "./_util/tool.ts";
 
 const PASSWORD = "pa55-Wörd@with%specials/ok";
@@ -170,5 +171,34 @@ Deno.test({
       /TCP_TUNNEL\/200 .* CONNECT 127\.0\.0\.1:\d+ C\\\\j /,
     );
     assertNoSecret(logs.lines);
+  },
+});
+
+Deno.test({
+  name:
+    "real squid with NTLM: once a proxy took NTLM, the next CONNECT opens with it (one 407, not two)",
+  ignore: noSquid,
+  async fn() {
+    await using squid = await startLoggedSquid({ ntlm: true });
+    await using echo = startEchoServer();
+    const port = freePort();
+    await using _tool = await startTool(
+      `${port} 127.0.0.1 ${echo.port} http://CORP%5Cjane:x@127.0.0.1:${squid.port}\n`,
+    );
+    for (const round of ["first", "second", "third"]) {
+      assert.equal(await echoExchange(port, round), round);
+    }
+    const requests = await eventually(
+      async () => {
+        const all = await squid.requests();
+        return all.filter((r) => r.status === 200).length >= 3 && all;
+      },
+      5_000,
+      "three tunnels in squid's log",
+    );
+    const denied = byConnection(requests).map((connection) =>
+      connection.filter((r) => r.status === 407).length
+    );
+    assert.deepEqual(denied, [2, 1, 1]);
   },
 });

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { errorMessage, routeFailure } from "../errors.ts";
+import { errorMessage, KerberosError, routeFailure } from "../errors.ts";
 
 /** Where in a route the failure happened. */
 export interface FailurePlace {
@@ -35,17 +35,28 @@ export function diagnose(error: Error, place: FailurePlace): string {
   }
   const failure = routeFailure(error);
   switch (failure?.kind) {
-    case "auth":
+    case "auth": {
+      const kerberos = failure.cause instanceof KerberosError
+        ? failure.cause
+        : undefined;
       switch (failure.failure) {
         case "credentials-needed":
-          return `${who} requires authentication (${failure.detail}): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
+          return kerberos
+            ? `${who} requires authentication (${failure.detail}) and Negotiate could not be used: ${kerberos.message}; or add user:password to the proxy URL, e.g. http://user:password@${proxy}`
+            : `${who} requires authentication (${failure.detail}): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
+        case "negotiate-failed":
+          return `${who} requires Kerberos (${failure.detail}): ${
+            kerberos?.message ?? failure.message
+          }`;
         case "credentials-rejected":
+          if (kerberos) return `${who}: ${kerberos.message}`;
           return `${who} rejected the credentials (${failure.detail}): check the user name and password; NTLM wants DOMAIN\\user, written DOMAIN%5Cuser in a URL`;
         case "unsupported-scheme":
           return `${who} offers only authentication this tool does not support (${failure.detail}): ask for NTLM, Digest or Basic to be enabled for you`;
         default:
           return `${who} broke off the authentication handshake: ${failure.message}`;
       }
+    }
     case "refused": {
       const status = failure.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
       if (failure.status === 403 || failure.status === 405) {

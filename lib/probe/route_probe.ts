@@ -1,8 +1,9 @@
 /**
  * Walks one route step by step, timing each (name resolution, TCP connect,
  * TLS with the certificate's subject and expiry, each proxy's answer with
- * the authentication offered and used, the destination's first bytes), and
- * explains the first failure.
+ * the authentication offered and used, the Kerberos ticket for a proxy
+ * that offers Negotiate, the destination's first bytes), and explains the
+ * first failure.
  *
  * @module
  */
@@ -22,6 +23,7 @@ import { type ProxyEnvironment, routeFromEnvironment } from "../route/env.ts";
 import { describeProxy, type Proxy, type Route } from "../route/types.ts";
 import { formatDuration } from "../time/duration.ts";
 import { diagnose, type FailurePlace } from "./diagnose.ts";
+import { inspectKerberos } from "./kerberos.ts";
 
 /** One step of a probe. */
 export interface ProbeStep {
@@ -168,16 +170,29 @@ async function probePath(
         case "ask": {
           const heads: ResponseHead[] = [];
           let used: string | undefined;
-          return await timed(
-            `${step.name} ${label} via ${proxy}`,
-            { proxy, target: label, step: "ask" },
-            () =>
-              run({
-                response: (head) => heads.push(head),
-                authenticating: (scheme) => used = scheme,
-              }),
-            () => describeAnswer(heads, used),
-          );
+          try {
+            return await timed(
+              `${step.name} ${label} via ${proxy}`,
+              { proxy, target: label, step: "ask" },
+              () =>
+                run({
+                  response: (head) => heads.push(head),
+                  authenticating: (scheme) => used = scheme,
+                }),
+              () => describeAnswer(heads, used),
+            );
+          } finally {
+            if (step.proxy && offersNegotiate(heads)) {
+              const started = performance.now();
+              const kerberos = inspectKerberos(step.proxy.host);
+              steps.push({
+                step: `Kerberos for ${kerberos.spn}`,
+                ok: kerberos.ok,
+                ms: elapsed(started),
+                detail: kerberos.detail,
+              });
+            }
+          }
         }
       }
     },
@@ -210,6 +225,12 @@ async function probePath(
   } finally {
     if (stream) closeQuietly(stream);
   }
+}
+
+function offersNegotiate(heads: ResponseHead[]): boolean {
+  return heads.some((head) =>
+    proxyChallenges(head).some((challenge) => challenge.scheme === "negotiate")
+  );
 }
 
 /** The proxy's last status line, and the authentication offered and used. */

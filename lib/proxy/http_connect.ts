@@ -14,12 +14,15 @@ import {
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { logger } from "../observe/log.ts";
 import { USER_AGENT } from "../version.ts";
 import {
+  type AuthAnswer,
   AuthFailure,
   type Credentials,
   ProxyAuthenticator,
 } from "./auth/authenticator.ts";
+import type { KerberosClient } from "./auth/negotiate.ts";
 import {
   type ConnectObserver,
   type Connector,
@@ -71,6 +74,13 @@ export interface HttpConnectOptions {
   readonly signal?: AbortSignal;
   /** Credentials for a proxy that answers 407. */
   readonly credentials?: Credentials;
+  /**
+   * The proxy's host as written, for Negotiate's `HTTP@<host>`.
+   * @default the host part of `proxyLabel`
+   */
+  readonly proxyHost?: string;
+  /** Makes Negotiate tokens. @default GSSAPI through FFI */
+  readonly kerberos?: KerberosClient;
   /** Send Basic credentials with the first request. */
   readonly preemptiveBasic?: boolean;
   /** Opens a new connection to the proxy, when it closed the last one. */
@@ -80,8 +90,15 @@ export interface HttpConnectOptions {
 }
 
 const MAX_AUTH_ROUNDS = 4;
+// Bounded by the proxies and users of the config.
+const TOOK_NTLM = new Set<string>();
 const MAX_SKIPPED_BODY_BYTES = 1024 * 1024;
 const MAX_LINE_BYTES = 8192;
+const MAX_ANNOUNCED = 1024;
+
+const log = logger("proxy-auth");
+// What was logged at info level already: once per proxy and scheme.
+const announced = new Set<string>();
 
 /**
  * Asks the proxy at the other end of `stream` to open a tunnel to `target`,
@@ -108,8 +125,14 @@ export async function httpConnect(
 ): Promise<{ tunnel: Duplex; head: ResponseHead }> {
   const authority = formatHostPort(target);
   let current = stream;
-  const auth = new ProxyAuthenticator(options.credentials, authority, {
+  // Which proxies took NTLM, by proxy and user, so that the next CONNECT
+  // opens with NTLM instead of asking first to be told to.
+  const ntlmKey = `${options.proxyLabel} ${options.credentials?.username}`;
+  using auth = new ProxyAuthenticator(options.credentials, authority, {
     preemptiveBasic: options.preemptiveBasic,
+    expectNtlm: TOOK_NTLM.has(ntlmKey),
+    proxyHost: options.proxyHost ?? options.proxyLabel.replace(/:\d+$/, ""),
+    kerberos: options.kerberos,
   });
   const what = `CONNECT ${authority} through proxy ${options.proxyLabel}`;
   return await withDeadline(() => current, what, options, async () => {
@@ -138,6 +161,9 @@ export async function httpConnect(
       const rest = input.buffered;
       options.observer?.response(head);
       if (head.status >= 200 && head.status <= 299) {
+        if (answer) logScheme(options.proxyLabel, authority, answer, auth);
+        if (answer?.scheme === "NTLM") TOOK_NTLM.add(ntlmKey);
+        else TOOK_NTLM.delete(ntlmKey);
         return { tunnel: new BufferedDuplex(current, { initial: rest }), head };
       }
       if (head.status !== 407 || round >= MAX_AUTH_ROUNDS) {
@@ -158,6 +184,7 @@ export async function httpConnect(
           head.statusLine,
           error.failure,
           error.detail,
+          { cause: error.cause },
         );
       }
       const after = keepsAlive(head)
@@ -181,6 +208,30 @@ export async function httpConnect(
       pending = new Uint8Array(0);
     }
   });
+}
+
+/**
+ * Logs the scheme a tunnel authenticated with, and why Negotiate was passed
+ * over: at debug level for every tunnel, at info once per proxy.
+ */
+function logScheme(
+  proxy: string,
+  target: string,
+  answer: AuthAnswer,
+  auth: ProxyAuthenticator,
+): void {
+  const scheme = answer.detail
+    ? `${answer.scheme} (${answer.detail})`
+    : answer.scheme;
+  const skipped = auth.kerberosProblem
+    ? `, Negotiate not used: ${auth.kerberosProblem.message}`
+    : "";
+  log.debug(`CONNECT ${target} through proxy ${proxy}: ${scheme}${skipped}`);
+  const key = `${proxy} ${answer.scheme} ${auth.kerberosProblem?.problem}`;
+  if (announced.has(key)) return;
+  if (announced.size >= MAX_ANNOUNCED) announced.clear();
+  announced.add(key);
+  log.info(`proxy ${proxy} authenticates with ${scheme}${skipped}`);
 }
 
 /**
@@ -231,6 +282,7 @@ export const httpConnector: Connector = {
       timeoutMs: request.timeoutMs,
       signal: request.signal,
       credentials: proxyCredentials(request.proxy),
+      proxyHost: request.proxy.host,
       preemptiveBasic: request.proxy.preemptiveBasic,
       reconnect: request.reconnect,
       observer: request.observer,

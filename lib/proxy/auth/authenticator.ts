@@ -1,15 +1,35 @@
 /**
  * Answers a proxy's 407 challenges: picks the strongest scheme the tool
- * supports (NTLM > Digest > Basic; Negotiate is skipped), carries NTLM's
- * three messages and Digest's stale nonces, and knows when credentials were
- * rejected. Pure: randomness and the clock are injected.
+ * supports (Negotiate > NTLM > Digest > Basic), carries NTLM's three
+ * messages, Negotiate's context and Digest's stale nonces, and knows when
+ * credentials were rejected. Negotiate needs no password: it is tried
+ * whenever offered, and when no Kerberos token can be made (no ticket,
+ * expired, no library) the next offered scheme that has credentials is
+ * used instead, the reason kept in {@link ProxyAuthenticator.kerberosProblem}.
+ * Pure: randomness, the clock and Kerberos are injected.
+ *
+ * ```
+ * answer(407) ─┬─ NTLM pending:      authenticate message (same connection)
+ *              ├─ Negotiate sent:    continue with the proxy's token, or rejected
+ *              ├─ Negotiate offered: KerberosClient.start(HTTP@proxy).step()
+ *              └─ NTLM | Digest | Basic, with the configured credentials
+ * ```
  *
  * @module
  */
 
+import { KerberosError, type ProxyAuthFailure } from "../../errors.ts";
 import { basicAuthorization } from "./basic.ts";
 import type { Challenge } from "./challenge.ts";
 import { digestAuthorization, isSupportedDigest } from "./digest.ts";
+import { systemKerberos } from "./gssapi.ts";
+import {
+  type KerberosClient,
+  negotiateAuthorization,
+  type NegotiateContext,
+  negotiateToken,
+  servicePrincipal,
+} from "./negotiate.ts";
 import {
   fileTime,
   ntlmAuthenticateMessage,
@@ -17,7 +37,6 @@ import {
   parseNtlmChallenge,
   splitNtlmUser,
 } from "./ntlm.ts";
-import type { ProxyAuthFailure } from "../../errors.ts";
 
 /** A user name and password for a proxy. */
 export interface Credentials {
@@ -31,10 +50,15 @@ export interface Credentials {
 export interface AuthAnswer {
   /** The `Proxy-Authorization` value. */
   readonly authorization: string;
-  /** The scheme used, as a person writes it: `Basic`, `Digest`, `NTLM`. */
+  /**
+   * The scheme used, as a person writes it: `Negotiate`, `NTLM`, `Digest`,
+   * `Basic`.
+   */
   readonly scheme: string;
   /** Whether the answer must go on the connection that carried the challenge. */
   readonly sameConnection: boolean;
+  /** For Negotiate, whose ticket for which service: `jane@CORP for HTTP@proxy`. */
+  readonly detail?: string;
 }
 
 /** Why no answer can be given; the caller turns it into a ProxyAuthError. */
@@ -42,9 +66,15 @@ export class AuthFailure extends Error {
   /**
    * @param failure What went wrong.
    * @param detail The schemes offered or tried, for the message.
+   * @param options The cause: the {@link KerberosError} when Negotiate was
+   *   offered and could not be used.
    */
-  constructor(readonly failure: ProxyAuthFailure, readonly detail: string) {
-    super(`${failure}: ${detail}`);
+  constructor(
+    readonly failure: ProxyAuthFailure,
+    readonly detail: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${failure}: ${detail}`, options);
     this.name = "AuthFailure";
   }
 }
@@ -63,6 +93,7 @@ const SYSTEM: AuthEnvironment = {
 };
 
 const SCHEME_NAMES: Record<string, string> = {
+  negotiate: "Negotiate",
   ntlm: "NTLM",
   digest: "Digest",
   basic: "Basic",
@@ -74,18 +105,61 @@ export interface ProxyAuthenticatorOptions {
   readonly method?: string;
   /** Send Basic credentials before any challenge. @default false */
   readonly preemptiveBasic?: boolean;
+  /**
+   * Open with NTLM's first message, before any challenge: the proxy took
+   * NTLM last time, so its first 407 would only say so again. When it
+   * asks for something else after all, the challenge is answered as usual.
+   * @default false
+   */
+  readonly expectNtlm?: boolean;
   /** Randomness and time. @default the system's */
   readonly env?: AuthEnvironment;
+  /**
+   * The proxy's host as written in the config: Negotiate asks for a ticket
+   * for `HTTP@<proxyHost>`. Without it (nor `servicePrincipal`), Negotiate
+   * is not tried.
+   * @default undefined
+   */
+  readonly proxyHost?: string;
+  /** The service principal, when it is not `HTTP@<proxyHost>`. @default undefined */
+  readonly servicePrincipal?: string;
+  /**
+   * Makes Negotiate tokens.
+   * @default GSSAPI through FFI, opened when a proxy first offers Negotiate
+   */
+  readonly kerberos?: KerberosClient;
 }
 
-/** One request's authentication state (a CONNECT, or a plain request). */
-export class ProxyAuthenticator {
+/**
+ * Whether a challenge is one that configured credentials can answer.
+ *
+ * @param challenge A challenge.
+ * @returns `true` for NTLM, Basic and the Digest algorithms supported.
+ */
+function needsPassword(challenge: Challenge): boolean {
+  return challenge.scheme === "ntlm" || challenge.scheme === "basic" ||
+    (challenge.scheme === "digest" && isSupportedDigest(challenge));
+}
+
+/**
+ * One request's authentication state (a CONNECT, or a plain request).
+ * Disposing it releases a Negotiate context still open.
+ */
+export class ProxyAuthenticator implements Disposable {
   #credentials?: Credentials;
   #uri: string;
   #method: string;
   #env: AuthEnvironment;
+  #spn?: string;
+  #kerberos: KerberosClient;
+  #context?: NegotiateContext;
+  // Negotiate is tried once per request: untried, then sent, then done.
+  #negotiate: "untried" | "sent" | "done" = "untried";
+  #kerberosProblem?: KerberosError;
   #tried = new Set<string>();
   #ntlmPending = false;
+  // Set while the NTLM opening was sent on a guess (expectNtlm).
+  #ntlmGuessed = false;
   #staleRetried = false;
   #first?: AuthAnswer;
   #digest?: Challenge;
@@ -106,7 +180,20 @@ export class ProxyAuthenticator {
     this.#uri = uri;
     this.#method = options.method ?? "CONNECT";
     this.#env = options.env ?? SYSTEM;
-    if (options.preemptiveBasic && credentials) {
+    this.#spn = options.servicePrincipal ??
+      (options.proxyHost === undefined
+        ? undefined
+        : servicePrincipal(options.proxyHost));
+    this.#kerberos = options.kerberos ?? systemKerberos;
+    if (options.expectNtlm && credentials) {
+      this.#ntlmPending = true;
+      this.#ntlmGuessed = true;
+      this.#first = {
+        authorization: `NTLM ${toBase64(ntlmNegotiateMessage())}`,
+        scheme: "NTLM",
+        sameConnection: false,
+      };
+    } else if (options.preemptiveBasic && credentials) {
       this.#tried.add("basic");
       this.#first = {
         authorization: basicAuthorization(
@@ -125,6 +212,20 @@ export class ProxyAuthenticator {
   }
 
   /**
+   * Why Negotiate was offered but not used (no ticket, expired, no
+   * library, rejected), for the log; `undefined` when it was not offered,
+   * or worked.
+   */
+  get kerberosProblem(): KerberosError | undefined {
+    return this.#kerberosProblem;
+  }
+
+  /** Releases the Negotiate context, if one is open. */
+  [Symbol.dispose](): void {
+    this.#releaseContext();
+  }
+
+  /**
    * What the next request on a connection this authenticator has
    * authenticated carries: Basic again, Digest with the same nonce and the
    * next nonce count, nothing for NTLM (it authenticates the connection).
@@ -134,6 +235,8 @@ export class ProxyAuthenticator {
    * @returns The `Proxy-Authorization` value, or `undefined`.
    */
   next(method: string, uri: string): string | undefined {
+    // Negotiate, like NTLM, authenticated the connection: its context is done.
+    this.#releaseContext();
     const last = this.#last ?? this.#first;
     if (last?.scheme === "Basic") return last.authorization;
     if (last?.scheme !== "Digest" || !this.#digest || !this.#credentials) {
@@ -164,18 +267,44 @@ export class ProxyAuthenticator {
   #answer(challenges: readonly Challenge[]): AuthAnswer {
     const offered = challenges.map((c) => c.schemeName).join(", ") || "none";
     const credentials = this.#credentials;
-    if (!credentials) throw new AuthFailure("credentials-needed", offered);
-    if (this.#ntlmPending) {
+    const guessed = this.#ntlmGuessed;
+    this.#ntlmGuessed = false;
+    if (this.#ntlmPending && credentials) {
       this.#ntlmPending = false;
       const token = challenges.find((c) => c.scheme === "ntlm")?.token68;
-      if (!token) throw new AuthFailure("handshake-failed", "NTLM handshake");
-      return this.#ntlmAuthenticate(credentials, token);
+      if (token) return this.#ntlmAuthenticate(credentials, token);
+      // A guess the proxy did not take up: answer its challenges afresh.
+      if (!guessed) {
+        throw new AuthFailure("handshake-failed", "NTLM handshake");
+      }
     }
-    const usable = challenges.filter((c) =>
-      c.scheme === "ntlm" || c.scheme === "basic" ||
-      (c.scheme === "digest" && isSupportedDigest(c))
-    );
+    const negotiate = challenges.find((c) => c.scheme === "negotiate");
+    if (this.#negotiate === "sent") {
+      const next = this.#continueNegotiate(negotiate);
+      if (next) return next;
+    } else if (
+      negotiate && this.#negotiate === "untried" && this.#spn !== undefined
+    ) {
+      const first = this.#startNegotiate(this.#spn);
+      if (first) return first;
+    }
+    const problem = this.#kerberosProblem;
+    const cause = problem && { cause: problem };
+    const usable = challenges.filter(needsPassword);
+    if (!credentials) {
+      if (usable.length === 0 && problem?.problem === "rejected") {
+        throw new AuthFailure("credentials-rejected", "Negotiate", cause);
+      }
+      if (usable.length === 0 && problem) {
+        throw new AuthFailure("negotiate-failed", offered, cause);
+      }
+      throw new AuthFailure("credentials-needed", offered, cause);
+    }
     if (usable.length === 0) {
+      if (problem?.problem === "rejected") {
+        throw new AuthFailure("credentials-rejected", "Negotiate", cause);
+      }
+      if (problem) throw new AuthFailure("negotiate-failed", offered, cause);
       throw new AuthFailure("unsupported-scheme", offered);
     }
     const rank = (c: Challenge) =>
@@ -188,6 +317,7 @@ export class ProxyAuthenticator {
     }
     if (stale && this.#tried.has("digest")) this.#staleRetried = true;
     this.#tried.add(best.scheme);
+    this.#releaseContext();
     switch (best.scheme) {
       case "ntlm":
         this.#ntlmPending = true;
@@ -221,6 +351,75 @@ export class ProxyAuthenticator {
           sameConnection: false,
         };
     }
+  }
+
+  /** The first Negotiate token, or `undefined` (the problem kept) when none can be made. */
+  #startNegotiate(spn: string): AuthAnswer | undefined {
+    this.#negotiate = "done";
+    let context: NegotiateContext | undefined;
+    try {
+      context = this.#kerberos.start(spn);
+      const { token } = context.step();
+      if (token.length === 0) throw new KerberosError("failed", { spn });
+      this.#negotiate = "sent";
+      this.#context = context;
+      context = undefined;
+      return this.#negotiateAnswer(token, false);
+    } catch (error) {
+      if (!(error instanceof KerberosError)) throw error;
+      this.#kerberosProblem = error;
+      return undefined;
+    } finally {
+      context?.[Symbol.dispose]();
+    }
+  }
+
+  /**
+   * The proxy answered a Negotiate token with a 407: continue the context
+   * with its token, if it sent one and the context awaits one; anything
+   * else means the ticket was not accepted.
+   */
+  #continueNegotiate(challenge?: Challenge): AuthAnswer | undefined {
+    const context = this.#context;
+    const token = challenge && negotiateToken(challenge);
+    this.#context = undefined;
+    this.#negotiate = "done";
+    try {
+      if (context && token) {
+        const step = context.step(token);
+        if (step.token.length > 0) {
+          this.#negotiate = "sent";
+          if (!step.complete) this.#context = context;
+          return this.#negotiateAnswer(step.token, true, context.principal);
+        }
+      }
+      this.#kerberosProblem = new KerberosError("rejected", { spn: this.#spn });
+    } catch (error) {
+      if (!(error instanceof KerberosError)) throw error;
+      this.#kerberosProblem = error;
+    } finally {
+      if (this.#context !== context) context?.[Symbol.dispose]();
+    }
+    return undefined;
+  }
+
+  #negotiateAnswer(
+    token: Uint8Array,
+    sameConnection: boolean,
+    principal = this.#context?.principal,
+  ): AuthAnswer {
+    return {
+      authorization: negotiateAuthorization(token),
+      scheme: "Negotiate",
+      sameConnection,
+      detail: `${principal ?? "Kerberos ticket"} for ${this.#spn}`,
+    };
+  }
+
+  #releaseContext(): void {
+    const context = this.#context;
+    this.#context = undefined;
+    context?.[Symbol.dispose]();
   }
 
   #ntlmAuthenticate(credentials: Credentials, token: string): AuthAnswer {
