@@ -210,8 +210,11 @@ Deno.test("stress: 200 tunnels stream checksummed data while the config is rewri
     })();
     while (rewriting) {
       const chunk = chunks.next().value as Uint8Array;
-      await writeAll(conn, chunk);
+      // Counted before it is written: the reader stops once it has read
+      // back as many chunks as were sent, and must not stop short of one
+      // still being written.
       sent.push(chunk);
+      await writeAll(conn, chunk);
       length += chunk.length;
       await pause(20);
     }
