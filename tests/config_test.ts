@@ -424,3 +424,17 @@ Deno.test("source clashes: same address and port, or a wildcard on either side; 
   assert.equal(index.clash(wildcardOverTaken), a);
   assert.equal(index.clash(freshPort), undefined);
 });
+
+Deno.test("credentials that would break a header are refused at config time: control characters, oversize", () => {
+  const long = "p".repeat(5000);
+  const errors = errorsOf(
+    "22 h 22 http://bob%0D%0AX-Injected:%20yes:pw@proxy:3128\n" +
+      `23 h 22 http://jane:${long}@proxy:3128\n` +
+      "24 h 22 http://proxy:3128 auth=basic\n",
+  );
+  assert.deepEqual(errors, [
+    "t.conf:1:16: the user name or password holds a control character (such as %0D or %0A): remove it",
+    "t.conf:2:21: the user name or password is longer than 1024 characters",
+  ]);
+  assert.ok(errors.every((error) => !error.includes(long)));
+});

@@ -377,3 +377,85 @@ Deno.test("a 407 after Basic credentials is a rejection, never a loop", async ()
   );
   assert.equal(proxy.requests.length, 2);
 });
+
+Deno.test("httpConnect: interim 1xx answers before the 200 are skipped", async () => {
+  await using proxy = startServer(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    await writeAll(
+      conn,
+      bytes(
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\nHTTP/1.1 200 OK\r\n\r\nbanner",
+      ),
+    );
+    await conn.read(new Uint8Array(16));
+  });
+  using conn = await connect(proxy.port);
+  const { tunnel, head } = await within(
+    httpConnect(conn, { host: "example.com", port: 22 }, OPTIONS),
+    5_000,
+    "CONNECT",
+  );
+  assert.equal(head.status, 200);
+  const banner = new Uint8Array(6);
+  assert.equal(await tunnel.read(banner), 6);
+  assert.equal(text(banner), "banner");
+});
+
+Deno.test("httpConnect: a 407 body with a huge chunk size is not read through", async () => {
+  await using proxy = startServer(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    await writeAll(
+      conn,
+      bytes(
+        'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="x"\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\n',
+      ),
+    );
+    // Endless data, as a hostile proxy would send.
+    const junk = new Uint8Array(64 * 1024).fill(0x61);
+    while (true) await writeAll(conn, junk);
+  });
+  using conn = await connect(proxy.port);
+  // Not a TimeoutError: the body is given up at once, not read until the
+  // handshake's time is up.
+  await assert.rejects(
+    within(
+      httpConnect(conn, { host: "example.com", port: 22 }, {
+        ...OPTIONS,
+        credentials: { username: "jane", password: "pw" },
+      }),
+      5_000,
+      "CONNECT",
+    ),
+    (error) => error instanceof ProxyAuthError,
+  );
+});
+
+Deno.test("httpConnect: a Digest challenge without a nonce, or with CR/LF in it, is the proxy's protocol fault", async () => {
+  for (
+    const challenge of [
+      'Digest realm="r", qop="auth"',
+      'Digest realm="r\rX-Injected: yes", nonce="n", qop="auth"',
+    ]
+  ) {
+    await using proxy = startServer(async (conn) => {
+      await conn.read(new Uint8Array(4096));
+      await writeAll(
+        conn,
+        bytes(
+          `HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: ${challenge}\r\nContent-Length: 0\r\n\r\n`,
+        ),
+      );
+      await conn.read(new Uint8Array(4096));
+    });
+    using conn = await connect(proxy.port);
+    await assert.rejects(
+      httpConnect(conn, { host: "example.com", port: 22 }, {
+        ...OPTIONS,
+        credentials: { username: "jane", password: "pw" },
+      }),
+      (error) =>
+        error instanceof ProxyProtocolError && error.proxyFault &&
+        /Digest challenge/.test(error.message),
+    );
+  }
+});

@@ -34,7 +34,12 @@ import {
   TUNNEL_OPTION_ROWS,
   type TunnelOptions,
 } from "./options.ts";
-import { EXPECTED_PROXY, parseHop, parseProxyPair } from "./proxy_url.ts";
+import {
+  checkCredential,
+  EXPECTED_PROXY,
+  parseHop,
+  parseProxyPair,
+} from "./proxy_url.ts";
 
 /** What {@link parseConfig} found. */
 export interface ParsedConfig {
@@ -442,12 +447,12 @@ function applyProxyOption(
         `credentials file ${value} must hold one line user:password`,
       );
     }
+    const username = first.slice(0, colon);
+    const password = first.slice(colon + 1);
+    checkCredential(username, valueToken.column);
+    checkCredential(password, valueToken.column);
     change = (proxy) =>
-      proxy.username !== undefined ? proxy : {
-        ...proxy,
-        username: first.slice(0, colon),
-        password: first.slice(colon + 1),
-      };
+      proxy.username !== undefined ? proxy : { ...proxy, username, password };
   }
   return { kind: "chain", hops: route.hops.map((hop) => hop.map(change)) };
 }

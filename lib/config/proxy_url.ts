@@ -140,8 +140,9 @@ function parseUserinfo(
   environment: Environment,
 ): { username: string; password: string | undefined } {
   const part = (text: string, at: number) => {
+    let value: string;
     try {
-      return expandVariables({ text, column: at }, environment, true).text;
+      value = expandVariables({ text, column: at }, environment, true).text;
     } catch (error) {
       if (error instanceof EntryError) throw error;
       throw new EntryError(
@@ -149,6 +150,8 @@ function parseUserinfo(
         "cannot decode the user name or password in the proxy URL: write special characters percent-encoded (%40 for @, %3A for :, %25 for %)",
       );
     }
+    checkCredential(value, at);
+    return value;
   };
   const colon = userinfo.indexOf(":");
   return {
@@ -157,4 +160,32 @@ function parseUserinfo(
       ? part(userinfo.slice(colon + 1), column + colon + 1)
       : undefined,
   };
+}
+
+/** The longest user name or password accepted, in characters. */
+export const MAX_CREDENTIAL_CHARS = 1024;
+
+/**
+ * Refuses a user name or password that would break the request header it
+ * goes into: a control character (CR and LF would inject header lines) or
+ * more than {@link MAX_CREDENTIAL_CHARS} characters.
+ *
+ * @param value The user name or password, decoded.
+ * @param column Where it is written, for the error.
+ * @throws {EntryError} saying which, never quoting the value.
+ */
+export function checkCredential(value: string, column: number): void {
+  // deno-lint-ignore no-control-regex -- control characters are what is refused
+  if (/[\x00-\x1f\x7f]/.test(value)) {
+    throw new EntryError(
+      column,
+      "the user name or password holds a control character (such as %0D or %0A): remove it",
+    );
+  }
+  if (value.length > MAX_CREDENTIAL_CHARS) {
+    throw new EntryError(
+      column,
+      `the user name or password is longer than ${MAX_CREDENTIAL_CHARS} characters`,
+    );
+  }
 }

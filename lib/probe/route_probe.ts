@@ -262,12 +262,16 @@ function inspectCertificate(
       servername: /^[\d.]+$|:/.test(proxy.host) ? undefined : proxy.host,
     }, () => {
       const certificate = socket.getPeerCertificate();
-      const subject = Object.entries(certificate?.subject ?? {})
-        .map(([key, value]) => `${key}=${value}`).join(", ");
+      // The proxy chose these strings: an escape sequence in a subject
+      // would otherwise reach the user's terminal.
+      const subject = printable(
+        Object.entries(certificate?.subject ?? {})
+          .map(([key, value]) => `${key}=${value}`).join(", "),
+      ).slice(0, 200);
       socket.destroy();
       resolve(
         `certificate ${subject || "(no subject)"}, expires ${
-          certificate?.valid_to ?? "?"
+          printable(certificate?.valid_to ?? "?")
         }`,
       );
     });

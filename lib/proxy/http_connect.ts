@@ -90,6 +90,7 @@ export interface HttpConnectOptions {
 }
 
 const MAX_AUTH_ROUNDS = 4;
+const MAX_INTERIM_RESPONSES = 8;
 // Bounded by the proxies and users of the config.
 const TOOK_NTLM = new Set<string>();
 const MAX_SKIPPED_BODY_BYTES = 1024 * 1024;
@@ -128,14 +129,15 @@ export async function httpConnect(
   // Which proxies took NTLM, by proxy and user, so that the next CONNECT
   // opens with NTLM instead of asking first to be told to.
   const ntlmKey = `${options.proxyLabel} ${options.credentials?.username}`;
-  using auth = new ProxyAuthenticator(options.credentials, authority, {
-    preemptiveBasic: options.preemptiveBasic,
-    expectNtlm: TOOK_NTLM.has(ntlmKey),
-    proxyHost: options.proxyHost ?? options.proxyLabel.replace(/:\d+$/, ""),
-    kerberos: options.kerberos,
-  });
   const what = `CONNECT ${authority} through proxy ${options.proxyLabel}`;
   return await withDeadline(() => current, what, options, async () => {
+    // Built inside the deadline: if it throws, the stream is closed too.
+    using auth = new ProxyAuthenticator(options.credentials, authority, {
+      preemptiveBasic: options.preemptiveBasic,
+      expectNtlm: TOOK_NTLM.has(ntlmKey),
+      proxyHost: options.proxyHost ?? options.proxyLabel.replace(/:\d+$/, ""),
+      kerberos: options.kerberos,
+    });
     let answer = auth.first;
     let pending: Uint8Array = new Uint8Array(0);
     for (let round = 0;; round++) {
@@ -151,13 +153,20 @@ export async function httpConnect(
         new TextEncoder().encode(buildConnectRequest(target, headers)),
       );
       const input = new BufferedDuplex(current, { initial: pending });
-      const head = await readResponseHead(
-        input,
-        () =>
-          new ProxyProtocolError(
-            `proxy ${options.proxyLabel} closed the connection before answering CONNECT ${authority}`,
-          ),
-      );
+      const closed = () =>
+        new ProxyProtocolError(
+          `proxy ${options.proxyLabel} closed the connection before answering CONNECT ${authority}`,
+        );
+      let head = await readResponseHead(input, closed);
+      // Interim answers (100 Continue, 103) come before the real one.
+      for (let interim = 0; head.status >= 100 && head.status <= 199;) {
+        if (++interim > MAX_INTERIM_RESPONSES) {
+          throw new ProxyProtocolError(
+            `proxy ${options.proxyLabel} sent more than ${MAX_INTERIM_RESPONSES} interim (1xx) answers to CONNECT ${authority}`,
+          );
+        }
+        head = await readResponseHead(input, closed);
+      }
       const rest = input.buffered;
       options.observer?.response(head);
       if (head.status >= 200 && head.status <= 299) {
@@ -254,17 +263,24 @@ async function skipBody(
       MAX_LINE_BYTES,
       () => new ProxyProtocolError("proxy sent an overlong line"),
     );
+  // Every byte counts against the limit, chunk sizes before they are read.
+  const within = (more: number) =>
+    input.consumed + more <= MAX_SKIPPED_BODY_BYTES;
   if (/chunked/i.test(headerValue(head, "transfer-encoding") ?? "")) {
     while (true) {
-      const size = parseInt(await line(), 16);
-      if (Number.isNaN(size) || input.consumed > MAX_SKIPPED_BODY_BYTES) {
-        return undefined;
-      }
+      const text = await line();
+      const size = /^[0-9A-Fa-f]{1,8}(;|$)/.test(text)
+        ? parseInt(text, 16)
+        : NaN;
+      if (Number.isNaN(size) || !within(size)) return undefined;
       if (size === 0) break;
       await input.skip(size);
       await line();
     }
-    while ((await line()) !== "") { /* trailer fields */ }
+    while ((await line()) !== "") {
+      /* trailer fields */
+      if (!within(0)) return undefined;
+    }
     return input.buffered;
   }
   const length = headerValue(head, "content-length");

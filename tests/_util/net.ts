@@ -9,6 +9,8 @@
  * @module
  */
 
+import { concat } from "../../lib/net/bytes.ts";
+
 /** Returns a TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): number {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -117,13 +119,7 @@ export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
     if (n === null) break;
     chunks.push(buffer.slice(0, n));
   }
-  const all = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
+  return concat(...chunks);
 }
 
 /** Fills all of `buffer` from `conn`; rejects if the stream ends first. */

@@ -6,6 +6,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { ProxyProtocolError } from "../../errors.ts";
 import type { Challenge } from "./challenge.ts";
 
 const HASHES: Record<string, string> = {
@@ -51,14 +52,30 @@ export function isSupportedDigest(challenge: Challenge): boolean {
  *
  * @param input The challenge, credentials, request and client nonce.
  * @returns The header value, starting `Digest username="…"`.
- * @throws {Error} when the challenge lacks a nonce or uses an unsupported
- *   algorithm (check with {@link isSupportedDigest}).
+ * @throws {ProxyProtocolError} when the challenge lacks a nonce, or a value
+ *   of it holds a control character (it would end up in a request header).
+ * @throws {Error} for an unsupported algorithm (check with
+ *   {@link isSupportedDigest}), or a user name with a control character.
  */
 export function digestAuthorization(input: DigestInput): string {
   const { challenge, username, password, method, uri, cnonce } = input;
   const realm = challenge.params.get("realm") ?? "";
   const nonce = challenge.params.get("nonce");
-  if (nonce === undefined) throw new Error("Digest challenge without a nonce");
+  if (nonce === undefined) {
+    throw new ProxyProtocolError(
+      "the proxy sent a Digest challenge without a nonce",
+    );
+  }
+  for (const name of ["realm", "nonce", "opaque", "algorithm", "qop"]) {
+    if (CONTROL.test(challenge.params.get(name) ?? "")) {
+      throw new ProxyProtocolError(
+        `the proxy's Digest challenge has a control character in its ${name}`,
+      );
+    }
+  }
+  if (CONTROL.test(username)) {
+    throw new Error("the user name holds a control character");
+  }
   const algorithmName = challenge.params.get("algorithm") ?? "MD5";
   const hashName = HASHES[algorithmName.toLowerCase()];
   if (hashName === undefined) {
@@ -92,6 +109,9 @@ export function digestAuthorization(input: DigestInput): string {
   if (opaque !== undefined) fields.push(`opaque=${quote(opaque)}`);
   return `Digest ${fields.join(", ")}`;
 }
+
+// deno-lint-ignore no-control-regex -- control characters are what is refused
+const CONTROL = /[\x00-\x1f\x7f]/;
 
 function quote(text: string): string {
   return `"${text.replace(/["\\]/g, "\\$&")}"`;
