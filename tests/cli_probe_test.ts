@@ -54,3 +54,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "probe a local proxy entry: its route checked with a test CONNECT to --to, direct-for= applied",
+  ignore: missing("squid"),
+  async fn() {
+    await using squid = await startSquid();
+    await using ssh = startBannerServer("SSH-2.0-local\r\n");
+    const dir = await tempConfig(
+      `3128 proxy http://127.0.0.1:${squid.port}\n` +
+        `1080 socks http://127.0.0.1:${squid.port} direct-for=127.0.0.1\n`,
+    );
+    try {
+      const { code, stdout } = await runTool([
+        "probe",
+        "tunnels.conf",
+        "--to",
+        `127.0.0.1:${ssh.port}`,
+        "--json",
+      ], dir);
+      assert.equal(code, 0, stdout);
+      const [viaSquid, direct] = JSON.parse(stdout);
+      assert.equal(viaSquid.path, `via http://127.0.0.1:${squid.port}`);
+      assert.equal(
+        viaSquid.steps.at(-1).detail,
+        'spoke first: "SSH-2.0-local"',
+      );
+      assert.equal(direct.path, "direct");
+      const wrong = await runTool(
+        ["probe", "tunnels.conf", "--to", "nope"],
+        dir,
+      );
+      assert.equal(wrong.code, 2);
+      assert.match(wrong.stderr, /--to nope is not HOST:PORT/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
