@@ -250,7 +250,12 @@ Deno.test("options: auth=basic and credentials=FILE", () => {
   assert.deepEqual(errors, []);
   assert.deepEqual(
     entries[0].route,
-    viaHttp({ host: "proxy", port: 3128, preemptiveBasic: true }),
+    viaHttp({
+      host: "proxy",
+      port: 3128,
+      preemptiveBasic: true,
+      auth: "basic",
+    }),
   );
   assert.deepEqual(
     entries[1].route,
@@ -260,18 +265,19 @@ Deno.test("options: auth=basic and credentials=FILE", () => {
       username: "CORP\\jane",
       password: "s3cret:with:colons",
       preemptiveBasic: true,
+      auth: "basic",
     }),
   );
 });
 
 Deno.test("option errors point at the option and never show a secret", () => {
   const messages = parseWith(
-    "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=ntlm\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
+    "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=kerberos\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
   ).errors.map((e) => e.message);
   assert.deepEqual(messages, [
     't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, auth, credentials, direct-for, allow, client-auth',
     "t.conf:2:11: option auth applies to a proxy, and this entry has none",
-    "t.conf:3:27: auth=ntlm is not an option: write auth=basic to send Basic credentials before the proxy asks",
+    "t.conf:3:27: auth=kerberos is not an option: write auth=negotiate|ntlm|digest|basic to answer the proxy with that scheme only (auth=basic also sends it before the proxy asks)",
     "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",
     "t.conf:5:34: credentials file bad.txt must hold one line user:password",
   ]);

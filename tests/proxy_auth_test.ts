@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import {
+  AuthFailure,
+  ProxyAuthenticator,
+} from "../lib/proxy/auth/authenticator.ts";
 import { basicAuthorization } from "../lib/proxy/auth/basic.ts";
 import { parseChallenges } from "../lib/proxy/auth/challenge.ts";
 import {
@@ -230,4 +234,22 @@ Deno.test("NTLM: user names with and without a domain", () => {
     user: "jane@corp.example",
   });
   assert.equal(fileTime(0), 116444736000000000n);
+});
+
+Deno.test("auth= forces one scheme: the others a proxy offers are ignored", () => {
+  const offers = parseChallenges(['NTLM, Basic realm="corp"']);
+  const credentials = { username: "jane", password: "pw" };
+  const basic = new ProxyAuthenticator(credentials, "h:22", { only: "basic" });
+  assert.equal(basic.answer(offers).scheme, "Basic");
+  const free = new ProxyAuthenticator(credentials, "h:22");
+  assert.equal(free.answer(offers).scheme, "NTLM");
+  const digest = new ProxyAuthenticator(credentials, "h:22", {
+    only: "digest",
+  });
+  assert.throws(
+    () => digest.answer(offers),
+    (error: AuthFailure) =>
+      error.failure === "unsupported-scheme" &&
+      /auth=digest allows no other/.test(error.detail),
+  );
 });

@@ -14,7 +14,7 @@
 
 import { formatHostPort, ipBytes, isLoopback } from "../net/address.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
-import type { Proxy, Route } from "../route/types.ts";
+import { AUTH_SCHEMES, type Proxy, type Route } from "../route/types.ts";
 import {
   type LocalProxyEntry,
   parseSource,
@@ -426,15 +426,22 @@ function applyProxyOption(
   const value = valueToken.text;
   let change: (proxy: Proxy) => Proxy;
   if (key === "auth") {
-    if (value !== "basic") {
+    const scheme = AUTH_SCHEMES.find((name) => name === value);
+    if (scheme === undefined) {
       throw new EntryError(
         valueToken.column,
-        `auth=${value} is not an option: write auth=basic to send Basic credentials before the proxy asks`,
+        `auth=${value} is not an option: write auth=${
+          AUTH_SCHEMES.join("|")
+        } to answer the proxy with that scheme only (auth=basic also sends it before the proxy asks)`,
       );
     }
     change = (proxy) =>
       proxy.scheme.startsWith("http")
-        ? { ...proxy, preemptiveBasic: true }
+        ? {
+          ...proxy,
+          auth: scheme,
+          ...(scheme === "basic" ? { preemptiveBasic: true } : {}),
+        }
         : proxy;
   } else {
     const contents = readFileOption(valueToken, context, "credentials");

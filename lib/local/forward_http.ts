@@ -37,7 +37,12 @@ import { type DialContext, dialRoute } from "../route/dial.ts";
 import { routeFromEnvironment } from "../route/env.ts";
 import { dialWithFailover } from "../route/failover.ts";
 import { transportFor } from "../route/transport.ts";
-import { describeProxy, type Proxy, type Route } from "../route/types.ts";
+import {
+  type AuthScheme,
+  describeProxy,
+  type Proxy,
+  type Route,
+} from "../route/types.ts";
 import type { GreetSession } from "../tunnel.ts";
 import {
   type AbsoluteTarget,
@@ -270,6 +275,7 @@ async function answer(
       credentials,
       preemptiveBasic: upstream.kind === "proxy" &&
         upstream.proxy.preemptiveBasic === true,
+      only: upstream.kind === "proxy" ? upstream.proxy.auth : undefined,
       clientAuthorization,
       sendBody: framing.kind === "none"
         ? undefined
@@ -460,6 +466,8 @@ interface ExchangeOptions {
   readonly uri: string;
   readonly credentials?: { username: string; password: string };
   readonly preemptiveBasic: boolean;
+  /** The only scheme to answer with (`auth=`). */
+  readonly only?: AuthScheme;
   /** The client's own `Proxy-Authorization`, passed on as it is. */
   readonly clientAuthorization?: string;
   /** Sends the request body. */
@@ -496,6 +504,7 @@ async function exchangeWithAuth(
     new ProxyAuthenticator(options.credentials, options.uri, {
       method: options.method,
       preemptiveBasic: options.preemptiveBasic,
+      only: options.only,
     });
   let authorization = options.clientAuthorization ??
     (connection.auth
@@ -650,6 +659,7 @@ async function authenticate(
     uri,
     credentials,
     preemptiveBasic: upstream.proxy.preemptiveBasic === true,
+    only: upstream.proxy.auth,
     replayable: true,
     continues: false,
     onContinue: () => Promise.resolve(),

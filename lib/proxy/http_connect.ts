@@ -15,6 +15,7 @@ import { formatHostPort, type HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
+import type { AuthScheme } from "../route/types.ts";
 import { USER_AGENT } from "../version.ts";
 import {
   type AuthAnswer,
@@ -83,6 +84,8 @@ export interface HttpConnectOptions {
   readonly kerberos?: KerberosClient;
   /** Send Basic credentials with the first request. */
   readonly preemptiveBasic?: boolean;
+  /** The only scheme to answer 407s with (`auth=`). */
+  readonly auth?: AuthScheme;
   /** Opens a new connection to the proxy, when it closed the last one. */
   readonly reconnect?: () => Promise<Duplex>;
   /** Told of every response and credential, e.g. by `probe`. */
@@ -134,6 +137,7 @@ export async function httpConnect(
     // Built inside the deadline: if it throws, the stream is closed too.
     using auth = new ProxyAuthenticator(options.credentials, authority, {
       preemptiveBasic: options.preemptiveBasic,
+      only: options.auth,
       expectNtlm: TOOK_NTLM.has(ntlmKey),
       proxyHost: options.proxyHost ?? options.proxyLabel.replace(/:\d+$/, ""),
       kerberos: options.kerberos,
@@ -300,6 +304,7 @@ export const httpConnector: Connector = {
       credentials: proxyCredentials(request.proxy),
       proxyHost: request.proxy.host,
       preemptiveBasic: request.proxy.preemptiveBasic,
+      auth: request.proxy.auth,
       reconnect: request.reconnect,
       observer: request.observer,
     });

@@ -29,7 +29,20 @@ export interface Proxy extends HostPort {
   readonly password?: string;
   /** Send Basic credentials with the first request, before any 407. */
   readonly preemptiveBasic?: boolean;
+  /** The only authentication scheme to answer with (`auth=`); any when absent. */
+  readonly auth?: AuthScheme;
 }
+
+/** The authentication schemes `auth=` can force. */
+export type AuthScheme = "negotiate" | "ntlm" | "digest" | "basic";
+
+/** The values `auth=` takes. */
+export const AUTH_SCHEMES: readonly AuthScheme[] = [
+  "negotiate",
+  "ntlm",
+  "digest",
+  "basic",
+];
 
 /** One hop of a chain: alternatives, tried in order when one fails. */
 export type Hop = readonly Proxy[];

@@ -106,6 +106,12 @@ export interface ProxyAuthenticatorOptions {
   /** Send Basic credentials before any challenge. @default false */
   readonly preemptiveBasic?: boolean;
   /**
+   * The only scheme to answer with (`auth=`); the others a proxy offers
+   * are ignored.
+   * @default any supported scheme, the strongest first
+   */
+  readonly only?: "negotiate" | "ntlm" | "digest" | "basic";
+  /**
    * Open with NTLM's first message, before any challenge: the proxy took
    * NTLM last time, so its first 407 would only say so again. When it
    * asks for something else after all, the challenge is answered as usual.
@@ -157,6 +163,7 @@ export class ProxyAuthenticator implements Disposable {
   #negotiate: "untried" | "sent" | "done" = "untried";
   #kerberosProblem?: KerberosError;
   #tried = new Set<string>();
+  #only?: ProxyAuthenticatorOptions["only"];
   #ntlmPending = false;
   // Set while the NTLM opening was sent on a guess (expectNtlm).
   #ntlmGuessed = false;
@@ -179,6 +186,7 @@ export class ProxyAuthenticator implements Disposable {
     this.#credentials = credentials;
     this.#uri = uri;
     this.#method = options.method ?? "CONNECT";
+    this.#only = options.only;
     this.#env = options.env ?? SYSTEM;
     this.#spn = options.servicePrincipal ??
       (options.proxyHost === undefined
@@ -264,8 +272,16 @@ export class ProxyAuthenticator implements Disposable {
     return this.#last;
   }
 
-  #answer(challenges: readonly Challenge[]): AuthAnswer {
-    const offered = challenges.map((c) => c.schemeName).join(", ") || "none";
+  #answer(offers: readonly Challenge[]): AuthAnswer {
+    const offered = offers.map((c) => c.schemeName).join(", ") || "none";
+    const only = this.#only;
+    const challenges = only ? offers.filter((c) => c.scheme === only) : offers;
+    if (only && challenges.length === 0) {
+      throw new AuthFailure(
+        "unsupported-scheme",
+        `${offered}; auth=${only} allows no other`,
+      );
+    }
     const credentials = this.#credentials;
     const guessed = this.#ntlmGuessed;
     this.#ntlmGuessed = false;
