@@ -248,3 +248,28 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "probe: escape sequences in an https:// proxy's certificate subject never reach the terminal",
+  ignore: noSquid || (!IN_CI && missing("stunnel4")),
+  async fn() {
+    await using squid = await startSquid();
+    await using front = await startTlsFront(
+      squid.port,
+      "/O=\x1b]0;pwned\x07\x1b[2J/CN=127.0.0.1",
+    );
+    await using ssh = startBannerServer("SSH-2.0-test\r\n");
+    const [report] = await probeRoute(
+      parseRouteArguments([`https://127.0.0.1:${front.port}`]),
+      { host: "127.0.0.1", port: ssh.port },
+      { ...DEFAULT_TUNNEL_OPTIONS, caCerts: [front.caPem] },
+      { noProxy: [] },
+    );
+    const detail = report.steps.find((step) => step.step.startsWith("TLS"))!
+      .detail;
+    assert.match(detail, /^certificate O=\?\]0;pwned\?\?\[2J, CN=127\.0\.0\.1/);
+    // deno-lint-ignore no-control-regex -- control characters are what must not appear
+    assert.doesNotMatch(detail, /[\x00-\x1f]/);
+  },
+});

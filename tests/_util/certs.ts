@@ -36,8 +36,13 @@ export interface TestCertificates {
  * Makes a CA and a server certificate with openssl.
  *
  * @param dir Where to write them.
+ * @param serverSubject The server certificate's subject, in openssl's
+ *   `/KEY=value` form.
  */
-export async function makeCertificates(dir: string): Promise<TestCertificates> {
+export async function makeCertificates(
+  dir: string,
+  serverSubject = "/CN=127.0.0.1",
+): Promise<TestCertificates> {
   const ec = [
     "-newkey",
     "ec",
@@ -65,8 +70,9 @@ export async function makeCertificates(dir: string): Promise<TestCertificates> {
     "server.key",
     "-out",
     "server.csr",
+    "-utf8",
     "-subj",
-    "/CN=127.0.0.1",
+    serverSubject,
   ], dir);
   await Deno.writeTextFile(
     `${dir}/server.ext`,

@@ -261,6 +261,7 @@ export function startSquidWithNtlm(): Promise<TestProcess> {
  */
 export async function startTlsFront(
   targetPort: number,
+  serverSubject?: string,
 ): Promise<TestProcess & { caPem: string }> {
   let caPem = "";
   const front = await startProgram(
@@ -278,7 +279,7 @@ key = ${dir}/server.key
 `,
     "stunnel.conf",
     async (dir) => {
-      caPem = (await makeCertificates(dir)).caPem;
+      caPem = (await makeCertificates(dir, serverSubject)).caPem;
     },
   );
   return { ...front, caPem };
