@@ -275,7 +275,7 @@ Deno.test("option errors point at the option and never show a secret", () => {
     "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=kerberos\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
   ).errors.map((e) => e.message);
   assert.deepEqual(messages, [
-    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, auth, credentials, direct-for, allow, client-auth',
+    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, auth, credentials, spn-host, direct-for, allow, client-auth',
     "t.conf:2:11: option auth applies to a proxy, and this entry has none",
     "t.conf:3:27: auth=kerberos is not an option: write auth=negotiate|ntlm|digest|basic to answer the proxy with that scheme only (auth=basic also sends it before the proxy asks)",
     "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",
@@ -443,4 +443,19 @@ Deno.test("credentials that would break a header are refused at config time: con
     "t.conf:2:21: the user name or password is longer than 1024 characters",
   ]);
   assert.ok(errors.every((error) => !error.includes(long)));
+});
+
+Deno.test("spn-host=canonical marks the route's HTTP proxies; other values are refused", () => {
+  const [entry] = entriesOf(
+    "22 h 22 http://proxy:3128 socks5://s:1080 spn-host=canonical\n",
+  );
+  assert.deepEqual(
+    entry.route.kind === "chain" &&
+      entry.route.hops.map((hop) => hop[0].spnHost),
+    ["canonical", undefined],
+  );
+  assert.match(
+    errorsOf("22 h 22 http://proxy:3128 spn-host=reverse\n")[0],
+    /spn-host=reverse is not an option: write spn-host=as-written/,
+  );
 });

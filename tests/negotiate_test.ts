@@ -725,3 +725,25 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "real KDC and squid: spn-host=canonical asks for the name the resolver gives back (127.0.0.1 -> localhost), and probe shows it",
+  ignore: noKerberos,
+  async fn() {
+    await withRealm(async (kdc, ccache) => {
+      await using squid = await startSquidWithNegotiate(kdc);
+      await using echo = startEchoServer();
+      const port = freePort();
+      await using _running = await startKerberosTool(
+        `${port} 127.0.0.1 ${echo.port} http://127.0.0.1:${squid.port} spn-host=canonical\n`,
+        kdc.clientEnv(ccache),
+      );
+      assert.equal(await echoExchange(port, "canonical"), "canonical");
+      await accessLog(
+        squid,
+        new RegExp(`TCP_TUNNEL/200 .* jane@${REALM.replaceAll(".", "\\.")} `),
+      );
+    });
+  },
+});

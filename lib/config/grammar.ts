@@ -71,7 +71,7 @@ const EMPTY_CONTEXT: ConfigContext = {
   },
 };
 
-const PROXY_OPTION_NAMES = ["auth", "credentials"];
+const PROXY_OPTION_NAMES = ["auth", "credentials", "spn-host"];
 
 /** Options of `proxy` and `socks` entries only. */
 const LOCAL_OPTION_NAMES = ["direct-for", "allow", "client-auth"];
@@ -425,7 +425,20 @@ function applyProxyOption(
   }
   const value = valueToken.text;
   let change: (proxy: Proxy) => Proxy;
-  if (key === "auth") {
+  if (key === "spn-host") {
+    if (value !== "canonical" && value !== "as-written") {
+      throw new EntryError(
+        valueToken.column,
+        `spn-host=${value} is not an option: write spn-host=as-written (the default) or spn-host=canonical (the name the resolver gives back for the proxy's address)`,
+      );
+    }
+    change = (proxy) => {
+      const { spnHost: _, ...rest } = proxy;
+      return value === "canonical" && proxy.scheme.startsWith("http")
+        ? { ...rest, spnHost: "canonical" }
+        : rest;
+    };
+  } else if (key === "auth") {
     const scheme = AUTH_SCHEMES.find((name) => name === value);
     if (scheme === undefined) {
       throw new EntryError(

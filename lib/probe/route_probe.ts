@@ -23,6 +23,7 @@ import { type ProxyEnvironment, routeFromEnvironment } from "../route/env.ts";
 import { describeProxy, type Proxy, type Route } from "../route/types.ts";
 import { formatDuration } from "../time/duration.ts";
 import { diagnose, type FailurePlace } from "./diagnose.ts";
+import { canonicalHostName } from "../net/dns.ts";
 import { inspectKerberos } from "./kerberos.ts";
 
 /** One step of a probe. */
@@ -184,7 +185,11 @@ async function probePath(
           } finally {
             if (step.proxy && offersNegotiate(heads)) {
               const started = performance.now();
-              const kerberos = inspectKerberos(step.proxy.host);
+              const kerberos = inspectKerberos(
+                step.proxy.spnHost === "canonical"
+                  ? await canonicalHostName(step.proxy.host)
+                  : step.proxy.host,
+              );
               steps.push({
                 step: `Kerberos for ${kerberos.spn}`,
                 ok: kerberos.ok,

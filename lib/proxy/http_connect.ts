@@ -12,6 +12,7 @@ import {
   ProxyRefusedError,
 } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
+import { canonicalHostName } from "../net/dns.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
@@ -86,6 +87,8 @@ export interface HttpConnectOptions {
   readonly preemptiveBasic?: boolean;
   /** The only scheme to answer 407s with (`auth=`). */
   readonly auth?: AuthScheme;
+  /** Ask Kerberos for the proxy's canonical name (`spn-host=canonical`). */
+  readonly spnHost?: "canonical";
   /** Opens a new connection to the proxy, when it closed the last one. */
   readonly reconnect?: () => Promise<Duplex>;
   /** Told of every response and credential, e.g. by `probe`. */
@@ -134,12 +137,17 @@ export async function httpConnect(
   const ntlmKey = `${options.proxyLabel} ${options.credentials?.username}`;
   const what = `CONNECT ${authority} through proxy ${options.proxyLabel}`;
   return await withDeadline(() => current, what, options, async () => {
+    const written = options.proxyHost ??
+      options.proxyLabel.replace(/:\d+$/, "");
+    const proxyHost = options.spnHost === "canonical"
+      ? await canonicalHostName(written)
+      : written;
     // Built inside the deadline: if it throws, the stream is closed too.
     using auth = new ProxyAuthenticator(options.credentials, authority, {
       preemptiveBasic: options.preemptiveBasic,
       only: options.auth,
       expectNtlm: TOOK_NTLM.has(ntlmKey),
-      proxyHost: options.proxyHost ?? options.proxyLabel.replace(/:\d+$/, ""),
+      proxyHost,
       kerberos: options.kerberos,
     });
     let answer = auth.first;
@@ -305,6 +313,7 @@ export const httpConnector: Connector = {
       proxyHost: request.proxy.host,
       preemptiveBasic: request.proxy.preemptiveBasic,
       auth: request.proxy.auth,
+      spnHost: request.proxy.spnHost,
       reconnect: request.reconnect,
       observer: request.observer,
     });

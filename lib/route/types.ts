@@ -31,6 +31,11 @@ export interface Proxy extends HostPort {
   readonly preemptiveBasic?: boolean;
   /** The only authentication scheme to answer with (`auth=`); any when absent. */
   readonly auth?: AuthScheme;
+  /**
+   * The host name Kerberos asks a ticket for (`spn-host=`): the proxy's
+   * host as written (absent), or its canonical name.
+   */
+  readonly spnHost?: "canonical";
 }
 
 /** The authentication schemes `auth=` can force. */
