@@ -696,7 +696,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "real KDC and squid: curl through the tool's local HTTP proxy, whose CONNECT goes on through a Negotiate-only squid",
+    "real KDC and squid: curl through the tool's local HTTP proxy to a Negotiate-only squid, by CONNECT and by plain GET",
   ignore: noKerberos || missingOnPath("curl"),
   async fn() {
     await withRealm(async (kdc, ccache) => {
@@ -720,6 +720,21 @@ Deno.test({
         squid,
         new RegExp(
           `TCP_TUNNEL/200 .* CONNECT 127\\.0\\.0\\.1:${origin.port} jane@HTTPTUNNELING\\.TEST `,
+        ),
+      );
+      // A plain request, in absolute form: the tool answers squid's 407
+      // with the ticket too.
+      const plain = await curl([
+        "-x",
+        `http://127.0.0.1:${port}`,
+        `${origin.url}/hello`,
+      ]);
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.equal(plain.stdout, HELLO_TEXT);
+      await accessLog(
+        squid,
+        new RegExp(
+          `TCP_MISS/200 .* GET http://127\\.0\\.0\\.1:${origin.port}/hello jane@HTTPTUNNELING\\.TEST `,
         ),
       );
     });

@@ -20,6 +20,7 @@ import type { TunnelOptions } from "../config/options.ts";
 import { errorMessage, ProxyAuthError, routeFailure } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
+import { canonicalHostName } from "../net/dns.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
 import {
@@ -276,6 +277,11 @@ async function answer(
       preemptiveBasic: upstream.kind === "proxy" &&
         upstream.proxy.preemptiveBasic === true,
       only: upstream.kind === "proxy" ? upstream.proxy.auth : undefined,
+      proxyHost: upstream.kind !== "proxy"
+        ? undefined
+        : upstream.proxy.spnHost === "canonical"
+        ? await canonicalHostName(upstream.proxy.host)
+        : upstream.proxy.host,
       clientAuthorization,
       sendBody: framing.kind === "none"
         ? undefined
@@ -468,6 +474,8 @@ interface ExchangeOptions {
   readonly preemptiveBasic: boolean;
   /** The only scheme to answer with (`auth=`). */
   readonly only?: AuthScheme;
+  /** The proxy's host for Kerberos (`HTTP@host`); Negotiate is not tried without it. */
+  readonly proxyHost?: string;
   /** The client's own `Proxy-Authorization`, passed on as it is. */
   readonly clientAuthorization?: string;
   /** Sends the request body. */
@@ -505,6 +513,7 @@ async function exchangeWithAuth(
       method: options.method,
       preemptiveBasic: options.preemptiveBasic,
       only: options.only,
+      proxyHost: options.proxyHost,
     });
   let authorization = options.clientAuthorization ??
     (connection.auth
@@ -533,10 +542,17 @@ async function exchangeWithAuth(
         () => new StaleConnection(),
       );
     }
-    const retry = response.status === 407 && options.credentials &&
-      options.clientAuthorization === undefined;
+    // Answered with the configured credentials, or with the user's
+    // Kerberos ticket when the proxy offers Negotiate.
+    const retry = response.status === 407 &&
+      options.clientAuthorization === undefined &&
+      (options.credentials !== undefined ||
+        (options.proxyHost !== undefined && offersNegotiate(response)));
     if (!retry) {
-      if (authorization !== undefined && options.credentials) {
+      if (
+        authorization !== undefined &&
+        options.clientAuthorization === undefined
+      ) {
         connection.auth = auth;
       }
       return {
@@ -562,6 +578,15 @@ async function exchangeWithAuth(
       next = auth.answer(proxyChallenges(response));
     } catch (error) {
       if (!(error instanceof AuthFailure)) throw error;
+      // Without credentials of its own (Negotiate could not be done), the
+      // tool hands the 407 to the client, which may answer it itself.
+      if (options.credentials === undefined) {
+        return {
+          connection,
+          response,
+          bodySent: bodySent || !options.sendBody,
+        };
+      }
       throw new UpstreamFailure(
         502,
         new ProxyAuthError(
@@ -594,6 +619,10 @@ async function exchangeWithAuth(
       connection = await options.reopen();
     }
   }
+}
+
+function offersNegotiate(response: ResponseHead): boolean {
+  return proxyChallenges(response).some((c) => c.scheme === "negotiate");
 }
 
 /**
