@@ -20,6 +20,7 @@ import type { TunnelOptions } from "../config/options.ts";
 import { errorMessage, ProxyAuthError, routeFailure } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
+import { concat } from "../net/bytes.ts";
 import { canonicalHostName } from "../net/dns.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
@@ -342,15 +343,25 @@ async function answer(
   if (!persist) fields = [...fields, ["Connection", "close"]];
   else if (!http11) fields = [...fields, ["Connection", "keep-alive"]];
   responding();
-  await writeAll(
-    client,
-    formatResponseHead({ ...response, headers: fields }),
-  );
-  const bytes = await copyBody(connection.stream, client, body, {
-    chunked: out.kind === "chunked",
-  });
-  if (out.kind === "chunked" && body.kind !== "chunked") {
-    await writeAll(client, LAST_CHUNK);
+  const responseHead = formatResponseHead({ ...response, headers: fields });
+  let bytes: number;
+  if (
+    body.kind === "length" && out.kind === "length" &&
+    connection.stream.buffered.length >= body.length
+  ) {
+    // A small body that came with its head goes out in the same write:
+    // one send instead of two is most of the cost of a small request.
+    const content = await connection.stream.take(body.length);
+    await writeAll(client, concat(responseHead, content));
+    bytes = content.length;
+  } else {
+    await writeAll(client, responseHead);
+    bytes = await copyBody(connection.stream, client, body, {
+      chunked: out.kind === "chunked",
+    });
+    if (out.kind === "chunked" && body.kind !== "chunked") {
+      await writeAll(client, LAST_CHUNK);
+    }
   }
   const upstreamPersists = body.kind !== "close" && persists(response);
   if (upstreamPersists && exchange.bodySent) upstreams.put(connection);
