@@ -10,7 +10,7 @@ import { probeCommand } from "./lib/cli/probe.ts";
 import { runCommand } from "./lib/cli/run.ts";
 import { statusCommand } from "./lib/cli/status.ts";
 import { stdioCommand } from "./lib/cli/stdio.ts";
-import { USAGE } from "./lib/cli/usage.ts";
+import { commandUsage, USAGE } from "./lib/cli/usage.ts";
 import { errorMessage, UsageError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -30,6 +30,17 @@ const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
  */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
+  // `run --help`, `help run`: the subcommand's own usage.
+  const helpFor = command === "help"
+    ? rest[0]
+    : rest.includes("--help") || rest.includes("-h")
+    ? command
+    : undefined;
+  const commandHelp = helpFor === undefined ? undefined : commandUsage(helpFor);
+  if (commandHelp !== undefined) {
+    console.log(commandHelp);
+    return 0;
+  }
   if (command === "--help" || command === "-h" || command === "help") {
     console.log(USAGE);
     return 0;

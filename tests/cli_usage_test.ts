@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import manifest from "../deno.json" with { type: "json" };
-import { runTool } from "./_util/tool.ts";
+import { runTool, tempConfig } from "./_util/tool.ts";
 
 Deno.test("--help and --version", async () => {
   const help = await runTool(["--help"]);
@@ -31,4 +31,50 @@ Deno.test("a wrong command line exits 2 with an error line", async () => {
   }
   const { stderr } = await runTool(["run", "--connect-timeout", "soon"]);
   assert.match(stderr, /--connect-timeout must be a positive duration/);
+});
+
+Deno.test("--help on every subcommand, and help <command>: its own usage with the options and defaults its parser takes", async () => {
+  const expected: Record<string, RegExp[]> = {
+    run: [
+      /--idle-timeout D +.*\(default: off\)/,
+      /-L, --forward /,
+      /--workers N/,
+    ],
+    check: [/^Usage: httptunneling check CONFIG/],
+    stdio: [/-v, --verbose/, /--connect-timeout D +.*\(default: 10s\)/],
+    probe: [/--to HOST:PORT/, /--json/, /--proxy URL/],
+    status: [/-w, --watch/, /127\.0\.0\.1:9191/],
+  };
+  for (const [command, patterns] of Object.entries(expected)) {
+    for (
+      const args of [[command, "--help"], [command, "-h"], ["help", command]]
+    ) {
+      const { code, stdout } = await runTool(args);
+      assert.equal(code, 0, args.join(" "));
+      assert.match(stdout, new RegExp(`^Usage: httptunneling ${command}`));
+      for (const pattern of patterns) {
+        assert.match(stdout, pattern, args.join(" "));
+      }
+    }
+  }
+});
+
+Deno.test("a misspelled option or config key suggests the nearest valid one", async () => {
+  const flag = await runTool(["run", "--idle-timout", "5s"]);
+  assert.equal(flag.code, 2);
+  assert.match(
+    flag.stderr,
+    /^error: unknown option "--idle-timout": did you mean --idle-timeout\?\n/,
+  );
+  const dir = await tempConfig("2222 ssh.example.com 22 idle-timout=5s\n");
+  try {
+    const key = await runTool(["check", "tunnels.conf"], dir);
+    assert.equal(key.code, 1);
+    assert.match(
+      key.stderr,
+      /tunnels\.conf:1:25: unknown option "idle-timout": did you mean idle-timeout\?/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

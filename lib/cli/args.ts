@@ -11,6 +11,7 @@ import { parseProxyUrlText } from "../config/proxy_url.ts";
 import { type ProxyEnvironment, readProxyEnvironment } from "../route/env.ts";
 import { describeProxy } from "../route/types.ts";
 import { type ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
+import { nearest } from "../suggest.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -29,7 +30,17 @@ export function parseCommandLine<T extends Options>(
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(errorMessage(error));
+    const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(
+      errorMessage(error),
+    );
+    if (unknown === null) throw new UsageError(errorMessage(error));
+    const [, dashes, name] = unknown;
+    const guess = nearest(name, Object.keys(options));
+    throw new UsageError(
+      `unknown option "${dashes}${name}"${
+        guess === undefined ? "" : `: did you mean --${guess}?`
+      }`,
+    );
   }
 }
 

@@ -189,10 +189,85 @@ export const RUN_OPTIONS: readonly (Flag<unknown> | AnyTunnelOption)[] = [
   WORKERS,
 ];
 
+/**
+ * A command-line flag outside the option table: how the parser reads it
+ * and its line in a subcommand's `--help`.
+ */
+export interface Switch {
+  /** The flag, without `--`. */
+  readonly flag: string;
+  /** A one-letter alias, without `-`. */
+  readonly short?: string;
+  /** Stands for its value in the help text; a switch without one takes none. */
+  readonly placeholder?: string;
+  /** Whether it may be given more than once. */
+  readonly multiple?: boolean;
+  /** Its line in the help text. */
+  readonly help: string;
+}
+
+/** A hop of the route, for `run -L`, `stdio` and `probe`. */
+export const PROXY_SWITCH = {
+  flag: "proxy",
+  placeholder: "URL",
+  multiple: true,
+  help:
+    "a proxy of the route, first hop first; commas between alternatives (default: direct)",
+} as const satisfies Switch;
+
+/** A one-off forward of `run`. */
+export const FORWARD_SWITCH = {
+  flag: "forward",
+  short: "L",
+  placeholder: "[BIND:]PORT:HOST:HOSTPORT",
+  multiple: true,
+  help: "a forward like ssh -L, beside or instead of CONFIG's entries",
+} as const satisfies Switch;
+
+/** `stdio -v`. */
+export const VERBOSE_SWITCH = {
+  flag: "verbose",
+  short: "v",
+  help: "log the route and the tunnel's end on stderr",
+} as const satisfies Switch;
+
+/** `probe --json`. */
+export const JSON_SWITCH = {
+  flag: "json",
+  help: "print the reports as one JSON document",
+} as const satisfies Switch;
+
+/** `probe --to`. */
+export const TO_SWITCH = {
+  flag: "to",
+  placeholder: "HOST:PORT",
+  help:
+    "where a local proxy entry's route is tested (default: example.com:443)",
+} as const satisfies Switch;
+
+/** `status --watch`. */
+export const WATCH_SWITCH = {
+  flag: "watch",
+  short: "w",
+  help: "show the status again every second",
+} as const satisfies Switch;
+
+/**
+ * A switch's line in a subcommand's `--help`.
+ *
+ * @param each The switch.
+ * @returns e.g. `-v, --verbose` and its help.
+ */
+export function switchLine(each: Switch): { name: string; help: string } {
+  const short = each.short === undefined ? "" : `-${each.short}, `;
+  const value = each.placeholder === undefined ? "" : ` ${each.placeholder}`;
+  return { name: `${short}--${each.flag}${value}`, help: each.help };
+}
+
 /** The flags that set tunnel options, and `--proxy`: `run`, `stdio` and `probe` take them. */
 export const TUNNEL_FLAGS = {
   ...stringFlags(TUNNEL_OPTION_ROWS.filter((option) => !option.runOnly)),
-  proxy: { type: "string", multiple: true },
+  [PROXY_SWITCH.flag]: { type: "string", multiple: true },
 } as const;
 
 /**
@@ -202,7 +277,7 @@ export const TUNNEL_FLAGS = {
 export const RUN_FLAGS = {
   ...TUNNEL_FLAGS,
   ...stringFlags([...TUNNEL_OPTION_ROWS, ...RUN_OPTIONS]),
-  forward: { type: "string", short: "L", multiple: true },
+  forward: { type: "string", short: FORWARD_SWITCH.short, multiple: true },
 } as const;
 
 function stringFlags(

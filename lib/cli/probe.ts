@@ -23,7 +23,12 @@ import {
   reportConfigError,
 } from "./args.ts";
 import { parseDestination, parseRouteArguments } from "./entry_args.ts";
-import { TUNNEL_FLAGS, tunnelOptionsFrom } from "./flags.ts";
+import {
+  JSON_SWITCH,
+  TO_SWITCH,
+  TUNNEL_FLAGS,
+  tunnelOptionsFrom,
+} from "./flags.ts";
 
 /** Where a local proxy entry's route is tested, unless `--to` says. */
 const DEFAULT_TEST_DESTINATION = "example.com:443";
@@ -38,8 +43,8 @@ const DEFAULT_TEST_DESTINATION = "example.com:443";
 export async function probeCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
     ...TUNNEL_FLAGS,
-    json: { type: "boolean" },
-    to: { type: "string" },
+    [JSON_SWITCH.flag]: { type: "boolean" },
+    [TO_SWITCH.flag]: { type: "string" },
   });
   const options = tunnelOptionsFrom(values);
   const environment = proxyEnvironment((level, message) => {

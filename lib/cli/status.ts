@@ -12,6 +12,7 @@ import { formatBytes } from "../observe/log.ts";
 import type { statusDocument } from "../observe/status_server.ts";
 import { parseCommandLine } from "./args.ts";
 import { parseStatusAddress } from "./entry_args.ts";
+import { WATCH_SWITCH } from "./flags.ts";
 import { formatTable } from "./table.ts";
 
 /** Where `status` looks when no address is given. */
@@ -28,7 +29,7 @@ type Status = ReturnType<typeof statusDocument>;
  */
 export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
-    watch: { type: "boolean", short: "w" },
+    [WATCH_SWITCH.flag]: { type: "boolean", short: WATCH_SWITCH.short },
   });
   if (positionals.length > 1) {
     throw new UsageError("status takes at most one address");

@@ -15,7 +15,7 @@ import { ProxyHealth } from "../route/health.ts";
 import { describeRoute } from "../route/types.ts";
 import { parseCommandLine, proxyEnvironment } from "./args.ts";
 import { parseDestination, parseRouteArguments } from "./entry_args.ts";
-import { TUNNEL_FLAGS, tunnelOptionsFrom } from "./flags.ts";
+import { TUNNEL_FLAGS, tunnelOptionsFrom, VERBOSE_SWITCH } from "./flags.ts";
 
 const log = logger("stdio");
 
@@ -49,7 +49,7 @@ function stdio(): Duplex {
 export async function stdioCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
     ...TUNNEL_FLAGS,
-    verbose: { type: "boolean", short: "v" },
+    [VERBOSE_SWITCH.flag]: { type: "boolean", short: VERBOSE_SWITCH.short },
   });
   if (positionals.length !== 2) {
     throw new UsageError(

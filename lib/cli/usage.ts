@@ -6,7 +6,19 @@
  */
 
 import { TUNNEL_OPTION_ROWS } from "../config/options.ts";
-import { RUN_OPTIONS, usageLine } from "./flags.ts";
+import {
+  FORWARD_SWITCH,
+  JSON_SWITCH,
+  PROXY_SWITCH,
+  RUN_OPTIONS,
+  type Switch,
+  switchLine,
+  TO_SWITCH,
+  usageLine,
+  VERBOSE_SWITCH,
+  WATCH_SWITCH,
+} from "./flags.ts";
+import { DEFAULT_STATUS_ADDRESS } from "./status.ts";
 
 /** Where an option's help starts: after the longest flag and its placeholder. */
 const FLAG_WIDTH = 25;
@@ -68,3 +80,82 @@ ${wrap(`Entries override these with key=value options: ${ENTRY_SETTINGS}.`)}
 
 Exit status: 0 success, 1 config errors or a fatal error, 2 wrong command line.
 `;
+
+/** The tunnel options `stdio` and `probe` take, as help lines. */
+const TUNNEL_LINES = TUNNEL_OPTION_ROWS.filter((option) => !option.runOnly)
+  .flatMap((option) => usageLine(option) ?? []);
+
+/** What `<command> --help` says about one subcommand. */
+interface CommandHelp {
+  /** How it is called. */
+  readonly synopsis: string;
+  /** What it does, one sentence. */
+  readonly about: string;
+  /** Its options, from the option table and its switches. */
+  readonly options: readonly { name: string; help: string }[];
+}
+
+const lines = (switches: readonly Switch[]) => switches.map(switchLine);
+
+const COMMANDS: Readonly<Record<string, CommandHelp>> = {
+  run: {
+    synopsis: "httptunneling run [CONFIG] [-L FORWARD ...] [options]",
+    about:
+      "Serves every entry of CONFIG (default: tunnels.conf, else tunnels.conf.example), reloading it when it changes.",
+    options: [
+      ...RUN_OPTIONS.flatMap((option) => usageLine(option) ?? []),
+      ...lines([FORWARD_SWITCH, PROXY_SWITCH]),
+    ],
+  },
+  check: {
+    synopsis: "httptunneling check CONFIG",
+    about:
+      "Validates CONFIG and prints its entries; each error as file:line:column.",
+    options: [],
+  },
+  stdio: {
+    synopsis: "httptunneling stdio HOST PORT [--proxy URL ...] [options]",
+    about:
+      "Joins stdin and stdout to HOST:PORT along the route, for ssh's ProxyCommand.",
+    options: [...lines([PROXY_SWITCH, VERBOSE_SWITCH]), ...TUNNEL_LINES],
+  },
+  probe: {
+    synopsis:
+      "httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [options]",
+    about:
+      "Walks each route step by step, timing each, and explains the first failure.",
+    options: [
+      ...lines([PROXY_SWITCH, TO_SWITCH, JSON_SWITCH]),
+      ...TUNNEL_LINES,
+    ],
+  },
+  status: {
+    synopsis: "httptunneling status [ADDR] [--watch]",
+    about:
+      `Shows the entries and live tunnels of a tool run with --status (default ADDR: ${DEFAULT_STATUS_ADDRESS}).`,
+    options: lines([WATCH_SWITCH]),
+  },
+};
+
+/**
+ * The text of `httptunneling <command> --help` (or `help <command>`).
+ *
+ * @param command A subcommand's name.
+ * @returns Its help, or `undefined` for an unknown command.
+ */
+export function commandUsage(command: string): string | undefined {
+  const help = COMMANDS[command];
+  if (help === undefined) return undefined;
+  const options = help.options.map(({ name, help }) =>
+    name.length < FLAG_WIDTH
+      ? `  ${name.padEnd(FLAG_WIDTH)}${help}`
+      : `  ${name}\n  ${"".padEnd(FLAG_WIDTH)}${help}`
+  );
+  return [
+    `Usage: ${help.synopsis}`,
+    "",
+    wrap(help.about, ""),
+    ...(options.length ? ["", "Options:", ...options] : []),
+    "",
+  ].join("\n");
+}

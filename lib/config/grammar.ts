@@ -13,6 +13,7 @@
  */
 
 import { formatHostPort, ipBytes, isLoopback } from "../net/address.ts";
+import { nearest } from "../suggest.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { AUTH_SCHEMES, type Proxy, type Route } from "../route/types.ts";
 import {
@@ -295,9 +296,14 @@ function parseEntry(
       }
       applyLocalOption(key, value, localSettings);
     } else {
+      const guess = nearest(key, OPTION_NAMES);
       throw new EntryError(
         option.column,
-        `unknown option "${key}": the options are ${OPTION_NAMES.join(", ")}`,
+        guess === undefined
+          ? `unknown option "${key}": the options are ${
+            OPTION_NAMES.join(", ")
+          }`
+          : `unknown option "${key}": did you mean ${guess}?`,
       );
     }
   }
