@@ -248,3 +248,25 @@ Deno.test("stress: 200 tunnels stream checksummed data while the config is rewri
   assert.ok(tool.applied >= REWRITES - 1);
   await tool.listening([port], "only the kept entry");
 });
+
+Deno.test("a reload always says what happened: valid again after an error, and an unchanged SIGHUP", async () => {
+  await using logs = await captureLogs();
+  await using echo = startEchoServer();
+  const config = `${freePort()} 127.0.0.1 ${echo.port}\n`;
+  await using tool = await startWatchedTool(await tempConfig(config));
+  await Deno.writeTextFile(tool.path, `${config}bad line\n`);
+  await logs.waitFor(/nothing changed, fix the file and save it again$/);
+  // Fixed by going back to exactly the text that is running.
+  await Deno.writeTextFile(tool.path, config);
+  await logs.waitFor(
+    /^reload \(file changed\): .*tunnels\.conf is valid again; unchanged since the last apply$/,
+  );
+  const reloader = new ConfigReloader(
+    tool.path,
+    () => Promise.resolve(),
+    config,
+  );
+  assert.equal(await reloader.reload("SIGHUP"), "unchanged");
+  await logs.waitFor(/^reload \(SIGHUP\): .*tunnels\.conf unchanged$/);
+  assert.equal(tool.applied, 0);
+});

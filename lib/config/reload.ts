@@ -20,6 +20,9 @@ export class ConfigReloader {
   #path: string;
   #apply: (entries: TunnelEntry[]) => Promise<unknown>;
   #lastText: string | undefined;
+  // The last reload found errors: the next valid read says so, even when
+  // it is the text already running.
+  #broken = false;
   #queue: Promise<unknown> = Promise.resolve();
   #onResult?: (result: ReloadResult) => void;
 
@@ -84,10 +87,21 @@ export class ConfigReloader {
       log.error(
         `reload (${reason}): ${error.message}; nothing changed, fix the file and save it again`,
       );
+      this.#broken = true;
       return "invalid";
     }
+    const wasBroken = this.#broken;
+    this.#broken = false;
     if (text === this.#lastText) {
-      log.debug(`reload (${reason}): ${this.#path} unchanged`);
+      if (wasBroken) {
+        log.info(
+          `reload (${reason}): ${this.#path} is valid again; unchanged since the last apply`,
+        );
+      } else if (reason === "SIGHUP") {
+        log.info(`reload (${reason}): ${this.#path} unchanged`);
+      } else {
+        log.debug(`reload (${reason}): ${this.#path} unchanged`);
+      }
       return "unchanged";
     }
     log.info(`reload (${reason}): applying ${this.#path}`);
