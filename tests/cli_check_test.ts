@@ -104,3 +104,28 @@ Deno.test("check: a named pipe or a directory as the config is one clear sentenc
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("check without CONFIG reads what run would: tunnels.conf, else the example, else says tunnels.conf is missing", async () => {
+  const dir = await tempConfig("2222 ssh.example.com 22\n");
+  try {
+    const own = await runTool(["check"], dir);
+    assert.equal(own.code, 0, own.stderr);
+    assert.match(own.stdout, /tunnels\.conf: 1 entry, no errors/);
+    await Deno.rename(`${dir}/tunnels.conf`, `${dir}/tunnels.conf.example`);
+    const example = await runTool(["check"], dir);
+    assert.equal(example.code, 0);
+    assert.match(
+      example.stderr,
+      /^warning: tunnels\.conf not found; using tunnels\.conf\.example/,
+    );
+    await Deno.remove(`${dir}/tunnels.conf.example`);
+    const none = await runTool(["check"], dir);
+    assert.equal(none.code, 1);
+    assert.equal(
+      none.stderr,
+      "Cannot read config file tunnels.conf: No such file or directory (os error 2)\n",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -9,7 +9,7 @@ Deno.test("--help and --version", async () => {
   const help = await runTool(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /httptunneling run \[CONFIG\]/);
-  assert.match(help.stdout, /httptunneling check CONFIG/);
+  assert.match(help.stdout, /httptunneling check \[CONFIG\]/);
   const version = await runTool(["--version"]);
   assert.equal(version.code, 0);
   assert.equal(
@@ -20,7 +20,12 @@ Deno.test("--help and --version", async () => {
 
 Deno.test("a wrong command line exits 2 with an error line", async () => {
   for (
-    const args of [[], ["frobnicate"], ["run", "--no-such-option"], ["check"]]
+    const args of [
+      [],
+      ["frobnicate"],
+      ["run", "--no-such-option"],
+      ["check", "a.conf", "b.conf"],
+    ]
   ) {
     const { code, stderr } = await runTool(args);
     assert.equal(code, 2, args.join(" "));
@@ -40,7 +45,7 @@ Deno.test("--help on every subcommand, and help <command>: its own usage with th
       /-L, --forward /,
       /--workers N/,
     ],
-    check: [/^Usage: httptunneling check CONFIG/],
+    check: [/^Usage: httptunneling check \[CONFIG\]/],
     stdio: [/-v, --verbose/, /--connect-timeout D +.*\(default: 10s\)/],
     probe: [/--to HOST:PORT/, /--json/, /--proxy URL/],
     status: [/-w, --watch/, /127\.0\.0\.1:9191/],

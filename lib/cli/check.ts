@@ -5,7 +5,7 @@
  */
 
 import { formatHostPort } from "../net/address.ts";
-import { loadConfig } from "../config/load.ts";
+import { chooseConfigPath, loadConfig } from "../config/load.ts";
 import { describeService, type TunnelEntry } from "../config/entry.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { describeRoute } from "../route/types.ts";
@@ -18,14 +18,18 @@ import { formatTable } from "./table.ts";
  *
  * @param args The arguments after `check`.
  * @returns 0 when the config is valid, 1 when it has errors.
- * @throws {UsageError} without exactly one config path.
+ * @throws {UsageError} for more than one config path.
  */
 export function checkCommand(args: string[]): number {
   const { positionals } = parseCommandLine(args, {});
-  if (positionals.length !== 1) {
+  if (positionals.length > 1) {
     throw new UsageError("check takes one config file: check tunnels.conf");
   }
-  const [path] = positionals;
+  // The same file `run` would read.
+  const path = chooseConfigPath(
+    positionals[0],
+    (message) => console.error(`warning: ${message}`),
+  );
   let entries: TunnelEntry[];
   try {
     let warnings: string[];

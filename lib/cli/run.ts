@@ -7,7 +7,7 @@
  */
 
 import { sourceKey, type TunnelEntry } from "../config/entry.ts";
-import { loadConfig } from "../config/load.ts";
+import { chooseConfigPath, loadConfig } from "../config/load.ts";
 import { ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
 import { logger, setupLogging } from "../observe/log.ts";
 import { ConfigReloader } from "../config/reload.ts";
@@ -48,10 +48,6 @@ import {
 } from "./flags.ts";
 
 const log = logger("run");
-
-/** The config `run` reads when none is named. */
-const DEFAULT_CONFIG = "tunnels.conf";
-const EXAMPLE_CONFIG = "tunnels.conf.example";
 
 /**
  * Runs `run`: starts the listeners and serves until a signal.
@@ -113,7 +109,10 @@ export async function runCommand(args: string[]): Promise<number> {
     if (positionals.length === 0 && forwards.length > 0) {
       await apply([]);
     } else {
-      const path = await chooseConfig(positionals[0]);
+      const path = chooseConfigPath(
+        positionals[0],
+        (message) => log.warn(message),
+      );
       state.configPath = path;
       let config;
       try {
@@ -218,27 +217,6 @@ function watchForChanges(
     await watch.close();
     await reloader.settled();
   };
-}
-
-async function chooseConfig(given: string | undefined): Promise<string> {
-  if (given !== undefined) return given;
-  if (await exists(DEFAULT_CONFIG) || !await exists(EXAMPLE_CONFIG)) {
-    return DEFAULT_CONFIG;
-  }
-  log.warn(
-    `${DEFAULT_CONFIG} not found; using ${EXAMPLE_CONFIG} (copy it to ${DEFAULT_CONFIG} and edit it)`,
-  );
-  return EXAMPLE_CONFIG;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows"

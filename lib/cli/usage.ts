@@ -56,7 +56,7 @@ export const USAGE =
 
 Usage:
   httptunneling run [CONFIG] [options]   serve every entry of CONFIG (default: tunnels.conf)
-  httptunneling check CONFIG             validate CONFIG and print its entries
+  httptunneling check [CONFIG]           validate CONFIG (default as for run) and print its entries
   httptunneling run -L [BIND:]PORT:HOST:HOSTPORT [--proxy URL ...]   one-off forwards, like ssh -L
   httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
   httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
@@ -108,9 +108,9 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     ],
   },
   check: {
-    synopsis: "httptunneling check CONFIG",
+    synopsis: "httptunneling check [CONFIG]",
     about:
-      "Validates CONFIG and prints its entries; each error as file:line:column.",
+      "Validates CONFIG (default: the file run would read) and prints its entries; each error as file:line:column.",
     options: [],
   },
   stdio: {

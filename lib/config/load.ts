@@ -89,3 +89,39 @@ export function readRegularFile(path: string): string {
   }
   return Deno.readTextFileSync(path);
 }
+
+/** The config `run` and `check` read when none is named. */
+export const DEFAULT_CONFIG = "tunnels.conf";
+
+/** The shipped example, used when {@link DEFAULT_CONFIG} does not exist. */
+export const EXAMPLE_CONFIG = "tunnels.conf.example";
+
+/**
+ * The config file to read: the one named, else `tunnels.conf`, else
+ * `tunnels.conf.example` (saying so through `warn`).
+ *
+ * @param given The path on the command line, if any.
+ * @param warn Told when the example stands in for a missing config.
+ * @returns The path to read.
+ */
+export function chooseConfigPath(
+  given: string | undefined,
+  warn: (message: string) => void,
+): string {
+  if (given !== undefined) return given;
+  if (exists(DEFAULT_CONFIG) || !exists(EXAMPLE_CONFIG)) return DEFAULT_CONFIG;
+  warn(
+    `${DEFAULT_CONFIG} not found; using ${EXAMPLE_CONFIG} (copy it to ${DEFAULT_CONFIG} and edit it)`,
+  );
+  return EXAMPLE_CONFIG;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
