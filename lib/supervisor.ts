@@ -158,9 +158,14 @@ export class Supervisor implements TunnelHost {
     }
     for (const entry of diff.added) this.#bind(entry, BIND_RETRY_MIN_MS);
     this.#entries = [...entries];
+    const waiting = this.#pending.size;
     log.info(
       `config applied: ${diff.added.length} added, ${diff.removed.length} removed, ${diff.changed.length} changed, ${diff.unchanged.length} unchanged in ${
         formatDuration(performance.now() - started)
+      }${
+        waiting > 0
+          ? `; ${this.#listeners.size} listening, ${waiting} waiting for a port`
+          : ""
       }`,
     );
     return diff;
@@ -255,10 +260,18 @@ export class Supervisor implements TunnelHost {
         new EntryListener(entry, this.#options.defaults, this.#shared),
       );
     } catch (error) {
+      // The first failure says what usually holds a port; retries repeat
+      // only the error.
+      const hint = error instanceof Deno.errors.AddrInUse &&
+          delayMs === BIND_RETRY_MIN_MS
+        ? " (another program listens there; another httptunneling may be running: `ss -ltnp` names it)"
+        : "";
       log.error(
         `cannot listen on ${key} (${
           entry.line > 0 ? `line ${entry.line}` : "-L"
-        }), retrying in ${formatDuration(delayMs)}: ${errorMessage(error)}`,
+        }), retrying in ${formatDuration(delayMs)}: ${
+          errorMessage(error)
+        }${hint}`,
       );
       const pending: PendingBind = {
         entry,

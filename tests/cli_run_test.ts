@@ -16,6 +16,7 @@ import {
   within,
   writeAll,
 } from "./_util/net.ts";
+import { VERSION } from "../lib/version.ts";
 import { IN_CI, missing, startSquidWithBasic } from "./_util/proxies.ts";
 import {
   liveTunnel,
@@ -46,7 +47,11 @@ Deno.test("run: serves a tunnel with the compiled-in permissions, logs it, exits
     await waitForLog(logFile, /c1 closed: 16 B up, 16 B down/);
     child.kill("SIGTERM");
     const { code, stderr } = await within(child.output(), 10_000, "exit");
-    assert.equal(text(stderr), "");
+    // Not a terminal: one startup line on stderr, the rest in the file.
+    assert.match(
+      text(stderr),
+      /^httptunneling \S+: listening on 127\.0\.0\.1:\d+; log: HTTPTunneling\.log\n$/,
+    );
     assert.equal(code, 0);
     const log = await Deno.readTextFile(logFile);
     assert.match(log, /\[INF\] httptunneling\.run: SIGTERM received/);
@@ -230,4 +235,39 @@ Deno.test("run --log-max-size rotates the log file", async () => {
     "rotated file",
   );
   assert.ok((await Deno.stat(run.log)).size <= 2048 + 512);
+});
+
+Deno.test("run under a pipe says on stderr what listens, what waits for its port, and where the log is", async () => {
+  const other = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [free, taken] = [freePort(), other.addr.port];
+  const dir = await tempConfig(
+    `${free} 127.0.0.1 9\n${taken} 127.0.0.1 9\n`,
+  );
+  const child = tool(["run"], dir).spawn();
+  try {
+    const reader = child.stderr.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let seen = "";
+    await within(
+      (async () => {
+        while (!seen.includes("\n")) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          seen += value;
+        }
+      })(),
+      10_000,
+      "the startup line",
+    );
+    assert.equal(
+      seen.split("\n")[0],
+      `httptunneling ${VERSION}: listening on 127.0.0.1:${free}; waiting for 127.0.0.1:${taken} (Address already in use (os error 98)); log: HTTPTunneling.log`,
+    );
+    await reader.cancel();
+  } finally {
+    other.close();
+    child.kill("SIGTERM");
+    await child.output().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -13,7 +13,7 @@ import {
   within,
   writeAll,
 } from "./_util/net.ts";
-import { entriesOf, spawnRun, startTool } from "./_util/tool.ts";
+import { entriesOf, spawnRun, startTool, waitForLog } from "./_util/tool.ts";
 
 const SECRET = "top-S3cret";
 
@@ -273,6 +273,8 @@ Deno.test("status server: running out of file descriptors ends neither the proce
     ["--status", `127.0.0.1:${statusPort}`],
     "ulimit -n 96",
   );
+  // The status server starts just after the config is applied.
+  await waitForLog(run.log, /status on http:\/\/127\.0\.0\.1:\d+\/status/);
   using tunnel = await connect(port);
   // Far more half-sent requests than descriptors: accept fails with EMFILE.
   const flood: Deno.TcpConn[] = [];

@@ -15,8 +15,9 @@ import {
   type RunState,
   startStatusServer,
   type StatusServer,
+  type StatusSource,
 } from "../observe/status_server.ts";
-import { Supervisor } from "../supervisor.ts";
+import { type EntryState, Supervisor } from "../supervisor.ts";
 import type { TunnelHost } from "../tunnel_host.ts";
 import { VERSION } from "../version.ts";
 import { watchConfig } from "../config/watch.ts";
@@ -146,6 +147,12 @@ export async function runCommand(args: string[]): Promise<number> {
         );
       }
     }
+    const logFile = flagValue(values, LOG);
+    if (!Deno.stderr.isTerminal() && logFile !== "-") {
+      // Under a pipe, an IDE or a service manager the log goes to its file
+      // only: say at least what listens and where the log is.
+      console.error(startupSummary(await supervisor.status(), logFile));
+    }
     const stop = await Promise.race([
       nextStopSignal(),
       supervisor.failed.then((message) => new Error(message)),
@@ -165,6 +172,22 @@ export async function runCommand(args: string[]): Promise<number> {
   } finally {
     await closeLog();
   }
+}
+
+// One line: what listens, what waits for its port, where the log is.
+function startupSummary(status: StatusSource, logFile: string): string {
+  const entries = status.entries();
+  const listening = entries.filter((each) => each.state === "listening");
+  const waiting = entries.filter((each) => each.state === "retrying");
+  const sources = (list: EntryState[]) =>
+    list.map(({ entry }) => sourceKey(entry)).join(", ");
+  return [
+    `httptunneling ${VERSION}: listening on ${sources(listening) || "nothing"}`,
+    ...(waiting.length
+      ? [`waiting for ${sources(waiting)} (${waiting[0].error})`]
+      : []),
+    `log: ${logFile}`,
+  ].join("; ");
 }
 
 function forwardEntries(
