@@ -83,3 +83,22 @@ Deno.test("a misspelled option or config key suggests the nearest valid one", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the README's table of run options lists every flag run --help lists", async () => {
+  const help = (await runTool(["run", "--help"])).stdout;
+  const flags = [...help.matchAll(/^ {2}(?:-\w, )?(--[a-z-]+)/gm)].map((m) =>
+    m[1]
+  );
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const table = readme.slice(readme.indexOf("| option of `run`"));
+  const listed = [
+    ...table.slice(0, table.indexOf("\n\n")).matchAll(
+      /`(?:-\w, )?(--[a-z-]+)/g,
+    ),
+  ]
+    .map((m) => m[1]);
+  assert.ok(flags.length > 10);
+  assert.deepEqual(flags.filter((flag) => !listed.includes(flag)), []);
+});
