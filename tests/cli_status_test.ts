@@ -38,6 +38,16 @@ Deno.test("run --status and the status command; JSON log lines", async () => {
     stdout,
     /1 live tunnel\(s\)\nID +CLIENT .*\nc1 +127\.0\.0\.1:\d+ +127\.0\.0\.1:\d+/,
   );
+  // --json: the same document as /status.
+  const json = await runTool([
+    "status",
+    `127.0.0.1:${statusPort}`,
+    "--json",
+  ]);
+  assert.equal(json.code, 0);
+  const document = JSON.parse(json.stdout);
+  assert.equal(document.entries[0].source, `127.0.0.1:${port}`);
+  assert.equal(document.tunnels.length, 1);
   // --watch redraws in place: cursor home and clear, once a second.
   const watcher = tool(["status", `127.0.0.1:${statusPort}`, "--watch"])
     .spawn();

@@ -231,10 +231,10 @@ export const VERBOSE_SWITCH = {
   help: "log the route and the tunnel's end on stderr",
 } as const satisfies Switch;
 
-/** `probe --json`. */
+/** `probe --json`, `status --json`. */
 export const JSON_SWITCH = {
   flag: "json",
-  help: "print the reports as one JSON document",
+  help: "print one JSON document (for probe, the reports; for status, /status)",
 } as const satisfies Switch;
 
 /** `probe --to`. */

@@ -12,7 +12,7 @@ import { formatBytes } from "../observe/log.ts";
 import type { statusDocument } from "../observe/status_server.ts";
 import { parseCommandLine } from "./args.ts";
 import { parseStatusAddress } from "./entry_args.ts";
-import { WATCH_SWITCH } from "./flags.ts";
+import { JSON_SWITCH, WATCH_SWITCH } from "./flags.ts";
 import { formatTable } from "./table.ts";
 
 /** Where `status` looks when no address is given. */
@@ -30,6 +30,7 @@ type Status = ReturnType<typeof statusDocument>;
 export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
     [WATCH_SWITCH.flag]: { type: "boolean", short: WATCH_SWITCH.short },
+    [JSON_SWITCH.flag]: { type: "boolean" },
   });
   if (positionals.length > 1) {
     throw new UsageError("status takes at most one address");
@@ -48,6 +49,10 @@ export async function statusCommand(args: string[]): Promise<number> {
         } (is the tool running with --status ${formatHostPort(address)}?)`,
       );
       return 1;
+    }
+    if (values.json && !values.watch) {
+      console.log(JSON.stringify(status, null, 2));
+      return 0;
     }
     const table = renderStatus(status);
     if (!values.watch) {

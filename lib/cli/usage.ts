@@ -60,7 +60,7 @@ Usage:
   httptunneling run -L [BIND:]PORT:HOST:HOSTPORT [--proxy URL ...]   one-off forwards, like ssh -L
   httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
   httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
-  httptunneling status [ADDR] [--watch]  entries and live tunnels of a tool run with --status
+  httptunneling status [ADDR] [--watch | --json]   entries and live tunnels of a tool run with --status
   httptunneling --help | --version
 
 Config lines:
@@ -130,10 +130,10 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     ],
   },
   status: {
-    synopsis: "httptunneling status [ADDR] [--watch]",
+    synopsis: "httptunneling status [ADDR] [--watch | --json]",
     about:
       `Shows the entries and live tunnels of a tool run with --status (default ADDR: ${DEFAULT_STATUS_ADDRESS}).`,
-    options: lines([WATCH_SWITCH]),
+    options: lines([WATCH_SWITCH, JSON_SWITCH]),
   },
 };
 
