@@ -102,3 +102,34 @@ Deno.test("deno task compile builds the binary, or fails with a message naming D
     await Deno.remove(`${ROOT}compile-error.log`).catch(() => {});
   }
 });
+
+Deno.test("deno task compile shows Deno's own error, without colour codes, when the cause is not the runtime download", async () => {
+  // A directory where the binary should go fails before any download.
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-compile-" });
+  try {
+    for (const file of ["deno.json", "deno.lock", "main.ts"]) {
+      await Deno.copyFile(`${ROOT}${file}`, `${dir}/${file}`);
+    }
+    await Deno.symlink(`${ROOT}lib`, `${dir}/lib`);
+    await Deno.mkdir(`${dir}/httptunneling`);
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "compile"],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const said = text(stdout) + text(stderr);
+    assert.equal(code, 1);
+    assert.match(
+      said,
+      /^error: Could not compile to file 'httptunneling' because a directory exists with the same name/m,
+    );
+    assert.doesNotMatch(said, /DENORT_BIN/);
+    assert.ok(
+      !(await Deno.readTextFile(`${dir}/compile-error.log`)).includes("\x1b["),
+      "no colour codes in compile-error.log",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
