@@ -31,6 +31,7 @@ import {
 import { proxyCredentials } from "../proxy/connector.ts";
 import {
   headerValue,
+  offersScheme,
   proxyChallenges,
   readResponseHead,
   type ResponseHead,
@@ -42,6 +43,7 @@ import { transportFor } from "../route/transport.ts";
 import {
   type AuthScheme,
   describeProxy,
+  describeRoute,
   type Proxy,
   type Route,
 } from "../route/types.ts";
@@ -251,7 +253,7 @@ async function answer(
   let connection = taken ?? await open();
   const path = upstream.kind === "proxy"
     ? `via ${describeProxy(upstream.proxy)}`
-    : describeOrigin(upstream.route);
+    : describeRoute(upstream.route);
   // A body that a 407 may make us send again is read whole first, when it
   // is small; a larger one goes on a connection authenticated beforehand.
   // So does a body the client holds back for a 100 (Continue): after a 407
@@ -381,14 +383,6 @@ function challengesOf(response: ResponseHead): HeaderField[] {
   return response.headers.filter(([name]) =>
     name.toLowerCase() === "proxy-authenticate"
   );
-}
-
-function describeOrigin(route: Route): string {
-  return route.kind === "chain"
-    ? `via ${
-      route.hops.map((hop) => hop.map(describeProxy).join(",")).join(" -> ")
-    }`
-    : "direct";
 }
 
 /**
@@ -558,7 +552,8 @@ async function exchangeWithAuth(
     const retry = response.status === 407 &&
       options.clientAuthorization === undefined &&
       (options.credentials !== undefined ||
-        (options.proxyHost !== undefined && offersNegotiate(response)));
+        (options.proxyHost !== undefined &&
+          offersScheme(response, "negotiate")));
     if (!retry) {
       if (
         authorization !== undefined &&
@@ -630,10 +625,6 @@ async function exchangeWithAuth(
       connection = await options.reopen();
     }
   }
-}
-
-function offersNegotiate(response: ResponseHead): boolean {
-  return proxyChallenges(response).some((c) => c.scheme === "negotiate");
 }
 
 /**

@@ -8,7 +8,7 @@
 
 import type { LocalProxyEntry } from "../config/entry.ts";
 import { type HostPort, ipBytes, ipText, isLoopback } from "../net/address.ts";
-import { sameBytes } from "../net/bytes.ts";
+import { fromBase64, sameBytes } from "../net/bytes.ts";
 import { bypassesProxy } from "../route/env.ts";
 import type { Route } from "../route/types.ts";
 
@@ -82,7 +82,7 @@ export function basicAuthorized(
   if (!match) return false;
   let given: Uint8Array;
   try {
-    given = Uint8Array.from(atob(match[1]), (c) => c.charCodeAt(0));
+    given = fromBase64(match[1]);
   } catch {
     return false;
   }

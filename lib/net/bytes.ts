@@ -38,3 +38,29 @@ export function concat(...parts: readonly Uint8Array[]): Uint8Array {
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
+
+/**
+ * Base64 of bytes of any length (spreading a large array into one call
+ * would overflow the stack).
+ *
+ * @param bytes The bytes.
+ * @returns Their base64 text.
+ */
+export function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x2000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x2000));
+  }
+  return btoa(binary);
+}
+
+/**
+ * The bytes of base64 text.
+ *
+ * @param text Base64 text.
+ * @returns The bytes.
+ * @throws {DOMException} when `text` is not base64.
+ */
+export function fromBase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}

@@ -14,6 +14,7 @@ import type { TunnelOptions } from "../config/options.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { closeQuietly, type Duplex } from "../net/duplex.ts";
 import {
+  offersScheme,
   printable,
   proxyChallenges,
   type ResponseHead,
@@ -183,7 +184,10 @@ async function probePath(
               () => describeAnswer(heads, used),
             );
           } finally {
-            if (step.proxy && offersNegotiate(heads)) {
+            if (
+              step.proxy &&
+              heads.some((head) => offersScheme(head, "negotiate"))
+            ) {
               const started = performance.now();
               const kerberos = inspectKerberos(
                 step.proxy.spnHost === "canonical"
@@ -230,12 +234,6 @@ async function probePath(
   } finally {
     if (stream) closeQuietly(stream);
   }
-}
-
-function offersNegotiate(heads: ResponseHead[]): boolean {
-  return heads.some((head) =>
-    proxyChallenges(head).some((challenge) => challenge.scheme === "negotiate")
-  );
 }
 
 /** The proxy's last status line, and the authentication offered and used. */

@@ -219,3 +219,14 @@ export function proxyChallenges(head: ResponseHead): Challenge[] {
       .map(([, value]) => value),
   );
 }
+
+/**
+ * Whether a response offers an authentication scheme.
+ *
+ * @param head A response head, usually a 407.
+ * @param scheme The scheme, lower case, e.g. `negotiate`.
+ * @returns `true` when a `Proxy-Authenticate` challenge names it.
+ */
+export function offersScheme(head: ResponseHead, scheme: string): boolean {
+  return proxyChallenges(head).some((challenge) => challenge.scheme === scheme);
+}

@@ -19,6 +19,7 @@
  */
 
 import { KerberosError, type ProxyAuthFailure } from "../../errors.ts";
+import { fromBase64, toBase64 } from "../../net/bytes.ts";
 import { basicAuthorization } from "./basic.ts";
 import type { Challenge } from "./challenge.ts";
 import { digestAuthorization, isSupportedDigest } from "./digest.ts";
@@ -458,14 +459,6 @@ export class ProxyAuthenticator implements Disposable {
       sameConnection: true,
     };
   }
-}
-
-function toBase64(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes));
-}
-
-function fromBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
 function toHex(bytes: Uint8Array): string {

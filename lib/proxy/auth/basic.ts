@@ -4,6 +4,8 @@
  * @module
  */
 
+import { toBase64 } from "../../net/bytes.ts";
+
 /**
  * Builds a Basic `Proxy-Authorization` value from UTF-8 credentials.
  *
@@ -13,5 +15,5 @@
  */
 export function basicAuthorization(username: string, password: string): string {
   const bytes = new TextEncoder().encode(`${username}:${password}`);
-  return `Basic ${btoa(String.fromCharCode(...bytes))}`;
+  return `Basic ${toBase64(bytes)}`;
 }

@@ -13,6 +13,7 @@ import type {
   KerberosError,
   KerberosProblem,
 } from "../../errors.ts";
+import { fromBase64, toBase64 } from "../../net/bytes.ts";
 import type { Challenge } from "./challenge.ts";
 
 /** SPNEGO, the mechanism Negotiate carries (RFC 4178). */
@@ -100,7 +101,7 @@ export function servicePrincipal(host: string): string {
  * @returns `Negotiate <base64>`.
  */
 export function negotiateAuthorization(token: Uint8Array): string {
-  return `Negotiate ${encodeBase64(token)}`;
+  return `Negotiate ${toBase64(token)}`;
 }
 
 /**
@@ -116,7 +117,7 @@ export function negotiateToken(challenge: Challenge): Uint8Array | undefined {
     return undefined;
   }
   try {
-    return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+    return fromBase64(text);
   } catch {
     return undefined;
   }
@@ -219,13 +220,4 @@ export function kerberosProblem(gss: GssStatus): KerberosProblem {
     return "expired";
   }
   return "failed";
-}
-
-/** Base64 of any length (a spread of a large token would overflow the stack). */
-function encodeBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x2000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x2000));
-  }
-  return btoa(binary);
 }
