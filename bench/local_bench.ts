@@ -22,6 +22,11 @@
  * - `stream`: one stream through a CONNECT tunnel to a sink for the given
  *   seconds, Gbit/s (peer.ts `cstream`).
  *
+ * Variants: `direct` (clients speak to squid), `floor` (the tool as
+ * fixed forwards to squid: bytes copied through a Deno process, nothing
+ * parsed, the clients doing NTLM themselves: what any proxy written on
+ * Deno costs at least here), `cntlm` and `httptunneling`.
+ *
  * Direct clients do NTLM themselves (peer.ts, NTLMv2 by
  * lib/proxy/auth/ntlm.ts): the handshake on each new connection, nothing on
  * a connection once authenticated, as browsers do.
@@ -44,7 +49,7 @@ const { values } = parseArgs({
     reps: { type: "string", default: "3" },
     seconds: { type: "string", default: "5" },
     rows: { type: "string", default: "http,ab,setups8,setups1,stream" },
-    variants: { type: "string", default: "direct,cntlm,httptunneling" },
+    variants: { type: "string", default: "direct,floor,cntlm,httptunneling" },
   },
 });
 const REPS = Number(values.reps);
@@ -210,6 +215,8 @@ async function service<T extends AsyncDisposable>(started: Promise<T>) {
 interface Running {
   /** Where clients send their requests. */
   readonly port: number;
+  /** Where ab sends its Basic requests, when not to the direct Basic squid. */
+  readonly basicPort?: number;
   stop(): PromiseLike<void>;
 }
 
@@ -258,7 +265,7 @@ const originPort = await guarded(() =>
   firstJsonLine(originPeer.stdout).then((line) => Number(line.port))
 );
 const ORIGIN_URL = `http://127.0.0.1:${originPort}/hello`;
-const ALL_VARIANTS = ["direct", "cntlm", "httptunneling"];
+const ALL_VARIANTS = ["direct", "floor", "cntlm", "httptunneling"];
 const echoPorts = new Map(ALL_VARIANTS.map((name) => [name, freePort()]));
 const echo = spawn(Deno.execPath(), [
   "run",
@@ -314,7 +321,8 @@ squidPorts.set("direct", squid.port);
 await guarded(() =>
   Promise.all([...squidPorts.values()].map((port) => waitPort(port)))
 );
-const basicSquid: TestProcess | undefined = rowsWanted("ab") && wanted("direct")
+const basicSquid: TestProcess | undefined = rowsWanted("ab") &&
+    (wanted("direct") || wanted("floor"))
   ? await guarded(() => service(startSquidWithBasic(USER, PASSWORD)))
   : undefined;
 
@@ -342,63 +350,90 @@ const VARIANTS: Variant[] = [
     },
   },
   {
-    name: "httptunneling",
-    auth: "-",
+    name: "floor",
+    auth: DIRECT_NTLM,
     async start() {
       const listen = freePort();
-      const config = `${DIR}/local-${listen}.conf`;
-      const log = `${config}.log`;
-      await Deno.writeTextFile(
-        config,
+      const basicListen = freePort();
+      // Fixed forwards: the bytes copied, nothing parsed; the client
+      // speaks to squid itself, NTLM included, as in "direct".
+      return await startTool(
+        listen,
+        `${listen} 127.0.0.1 ${squidPorts.get("floor")}\n${
+          basicSquid ? `${basicListen} 127.0.0.1 ${basicSquid.port}\n` : ""
+        }`,
+        basicSquid ? basicListen : undefined,
+      );
+    },
+  },
+  {
+    name: "httptunneling",
+    auth: "-",
+    start() {
+      const listen = freePort();
+      return startTool(
+        listen,
         `${listen} proxy http://${DOMAIN}%5C${USER}:${PASSWORD}@127.0.0.1:${
           squidPorts.get("httptunneling")
         }\n`,
       );
-      // As `deno task start` runs it.
-      const tool = spawn(Deno.execPath(), [
-        "run",
-        "--allow-net",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "--allow-ffi",
-        `--config=${ROOT}deno.json`,
-        `${ROOT}main.ts`,
-        "run",
-        config,
-        "--log",
-        log,
-        "--log-level",
-        "warning",
-      ], { env: { MALLOC_MMAP_THRESHOLD_: "131072" } });
-      const stderr = tailOf(tool.stderr);
-      const exited = tool.status.then(({ code }) => {
-        throw new Error(
-          `httptunneling exited (${code}) before listening: ${stderr()}`,
-        );
-      });
-      exited.catch(() => {});
-      try {
-        await Promise.race([waitPort(listen, 20_000, "httptunneling"), exited]);
-      } catch (error) {
-        await stop(tool);
-        throw error;
-      }
-      return {
-        port: listen,
-        async stop() {
-          await stop(tool);
-          const logged = (await Deno.readTextFile(log).catch(() => ""))
-            .split("\n").filter(Boolean);
-          if (logged.length) {
-            toolLog.push(...logged.slice(0, 3));
-            toolLogLines += logged.length;
-          }
-        },
-      };
     },
   },
 ].filter((variant) => wanted(variant.name));
+
+/** httptunneling with the config `text`, run as `deno task start` runs it. */
+async function startTool(
+  listen: number,
+  text: string,
+  basicPort?: number,
+): Promise<Running> {
+  const config = `${DIR}/local-${listen}.conf`;
+  const log = `${config}.log`;
+  await Deno.writeTextFile(config, text);
+  // As `deno task start` runs it.
+  const tool = spawn(Deno.execPath(), [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-ffi",
+    `--config=${ROOT}deno.json`,
+    `${ROOT}main.ts`,
+    "run",
+    config,
+    "--log",
+    log,
+    "--log-level",
+    "warning",
+  ], { env: { MALLOC_MMAP_THRESHOLD_: "131072" } });
+  const stderr = tailOf(tool.stderr);
+  const exited = tool.status.then(({ code }) => {
+    throw new Error(
+      `httptunneling exited (${code}) before listening: ${stderr()}`,
+    );
+  });
+  exited.catch(() => {});
+  try {
+    await Promise.race([waitPort(listen, 20_000, "httptunneling"), exited]);
+  } catch (error) {
+    await stop(tool);
+    throw error;
+  }
+  return {
+    port: listen,
+    basicPort,
+    async stop() {
+      await stop(tool);
+      const logged = (await Deno.readTextFile(log).catch(() => ""))
+        .split("\n").filter(Boolean);
+      if (logged.length) {
+        toolLog.push(...logged.slice(0, 3));
+        toolLogLines += logged.length;
+      }
+    },
+  };
+}
 
 const num = (value: unknown) => Number(value);
 
@@ -436,9 +471,12 @@ const ROWS = ([
     key: "ab",
     label: `plain HTTP req/s, ab -k -c ${CONCURRENCY} (direct: Basic squid)`,
     measure: (variant, running) =>
-      ab(variant.name === "direct" ? basicSquid!.port : running.port, {
-        basic: variant.name === "direct",
-      }),
+      ab(
+        variant.name === "direct"
+          ? basicSquid!.port
+          : running.basicPort ?? running.port,
+        { basic: variant.auth !== "-" },
+      ),
   },
   ...[CONCURRENCY, 1].map((workers) => ({
     key: `setups${workers}`,
@@ -615,10 +653,11 @@ async function report() {
   const names = VARIANTS.map((variant) => variant.name);
   const headers: Record<string, string> = {
     direct: "direct to squid",
+    floor: "Deno byte relay (floor)",
     cntlm: "cntlm",
     httptunneling: "httptunneling",
   };
-  const ratioPeers = ["cntlm", "direct"].filter((name) =>
+  const ratioPeers = ["cntlm", "direct", "floor"].filter((name) =>
     wanted(name) && wanted("httptunneling")
   );
   const table: string[][] = [[
@@ -686,6 +725,7 @@ async function report() {
     "",
     "- direct to squid: the clients speak to squid themselves. peer.ts does NTLMv2 (lib/proxy/auth/ntlm.ts): the three messages on each new connection, nothing more on a connection once it is authenticated, as browsers do. ab cannot do NTLM: its direct figure is against a second squid, alike but requiring Basic (`ab -P`; squid caches the credentials).",
     "- squid: one process with ntlm_fake_auth (any credentials, the real three messages), 16 helpers, a port for each variant; cntlm with `Auth NTLM` (NTLMv1; its NTLMv2 gives up on ntlm_fake_auth's challenge); httptunneling NTLMv2, run as `deno task start` runs it, `--log-level warning`, one thread.",
+    "- Deno byte relay: httptunneling as fixed forwards to squid (`PORT 127.0.0.1 SQUIDPORT`), the clients as in direct: the cost of a Deno process copying the bytes, with nothing parsed, which any proxy written on Deno pays at least; `ht ÷ Deno byte relay` is what the local proxy's own work leaves of it.",
     "- http: GET of a 22-byte /hello in absolute form, 8 connections with one request at a time each; a kept-alive connection the proxy closed is reopened and the request sent again (counted as a reconnect, not an error).",
     "- ab: `ab -k -c 8 -t S -s 3 -X proxy` (HTTP/1.0 with `Connection: Keep-Alive`); `fail` when ab exits with an error or any answer is not 2xx; its client is C, cheaper than peer.ts on shared cores.",
     "- CONNECT setups: connect, `CONNECT 127.0.0.1:ECHO HTTP/1.1`, the 200, 64 bytes echoed through the tunnel, close; each direct setup does the NTLM handshake (two CONNECTs).",

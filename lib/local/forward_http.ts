@@ -77,6 +77,8 @@ const MAX_REPLAY_BYTES = 1024 * 1024;
 /** 407 bodies up to this size are read past; a larger one ends the connection. */
 const MAX_SKIPPED_BYTES = 64 * 1024;
 const MAX_AUTH_ROUNDS = 4;
+/** Response bodies up to this size are read whole and sent with their head. */
+const MAX_COALESCED_BYTES = 16 * 1024;
 
 /** Where a plain request goes next. */
 type Upstream =
@@ -349,10 +351,12 @@ async function answer(
   let bytes: number;
   if (
     body.kind === "length" && out.kind === "length" &&
-    connection.stream.buffered.length >= body.length
+    (body.length <= MAX_COALESCED_BYTES ||
+      connection.stream.buffered.length >= body.length)
   ) {
-    // A small body that came with its head goes out in the same write:
-    // one send instead of two is most of the cost of a small request.
+    // A small body goes out in the same write as its head, even when it
+    // comes in a packet of its own: one send instead of two is most of
+    // the cost of a small request.
     const content = await connection.stream.take(body.length);
     await writeAll(client, concat(responseHead, content));
     bytes = content.length;

@@ -29,6 +29,7 @@ export interface BufferedDuplexOptions {
 // Shared by every drained buffer, so that a tunnel does not keep its
 // handshake's read chunk alive through an empty view of it.
 const EMPTY = new Uint8Array(0);
+const decoder = new TextDecoder();
 
 /** A {@link Duplex} with read-ahead, for parsing a handshake and then relaying. */
 export class BufferedDuplex implements Duplex {
@@ -106,7 +107,7 @@ export class BufferedDuplex implements Duplex {
       await this.#fillOrThrow();
     }
     if (end > maxBytes) throw tooLong();
-    const line = new TextDecoder().decode(this.#buffer.subarray(0, end));
+    const line = decoder.decode(this.#buffer.subarray(0, end));
     this.#drop(end + 1);
     return line.endsWith("\r") ? line.slice(0, -1) : line;
   }
