@@ -23,6 +23,7 @@ import { httpProxyGreeter } from "./local/http_proxy.ts";
 import { socksGreeter } from "./local/socks_proxy.ts";
 import { UpstreamPool } from "./local/upstream_pool.ts";
 import { errorMessage } from "./errors.ts";
+import { findPortHolder } from "./net/port_holder.ts";
 
 const log = logger("supervisor");
 
@@ -73,6 +74,7 @@ export class Supervisor implements TunnelHost {
   #pending = new Map<string, PendingBind>();
   #draining = new Set<Tunnel>();
   #drainTimers = new Set<Timer>();
+  #lookups = new Set<Promise<void>>();
   #shared: SharedState;
   #upstreams: UpstreamPool;
 
@@ -187,6 +189,7 @@ export class Supervisor implements TunnelHost {
     this.#listeners.clear();
     this.#entries = [];
     await Promise.all(listeners.map((listener) => listener.close()));
+    await Promise.all(this.#lookups);
     const tunnels = [
       ...listeners.flatMap((listener) => [...listener.tunnels]),
       ...this.#draining,
@@ -260,19 +263,28 @@ export class Supervisor implements TunnelHost {
         new EntryListener(entry, this.#options.defaults, this.#shared),
       );
     } catch (error) {
-      // The first failure says what usually holds a port; retries repeat
-      // only the error.
-      const hint = error instanceof Deno.errors.AddrInUse &&
-          delayMs === BIND_RETRY_MIN_MS
-        ? " (another program listens there; another httptunneling may be running: `ss -ltnp` names it)"
-        : "";
-      log.error(
-        `cannot listen on ${key} (${
-          entry.line > 0 ? `line ${entry.line}` : "-L"
-        }), retrying in ${formatDuration(delayMs)}: ${
-          errorMessage(error)
-        }${hint}`,
-      );
+      const message = `cannot listen on ${key} (${
+        entry.line > 0 ? `line ${entry.line}` : "-L"
+      }), retrying in ${formatDuration(delayMs)}: ${errorMessage(error)}`;
+      // The first failure names who holds the port; retries repeat only
+      // the error.
+      if (
+        error instanceof Deno.errors.AddrInUse && delayMs === BIND_RETRY_MIN_MS
+      ) {
+        const lookup = findPortHolder(entry.source.port).then((holder) =>
+          log.error(
+            `${message} (${
+              holder
+                ? `pid ${holder.pid} listens there: ${holder.command}`
+                : "another program listens there; another httptunneling may be running: `ss -ltnp` names it"
+            })`,
+          )
+        );
+        this.#lookups.add(lookup);
+        lookup.finally(() => this.#lookups.delete(lookup));
+      } else {
+        log.error(message);
+      }
       const pending: PendingBind = {
         entry,
         error: errorMessage(error),
