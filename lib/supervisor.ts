@@ -15,7 +15,8 @@ import { logger } from "./observe/log.ts";
 import { ConnectionLimit } from "./limit.ts";
 import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
-import { ProxyHealth } from "./route/health.ts";
+import { ProxyHealth, type ProxyHealthView } from "./route/health.ts";
+import { describeProxy } from "./route/types.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
 import type { TunnelHost } from "./tunnel_host.ts";
@@ -62,6 +63,16 @@ export interface EntryState {
   readonly error?: string;
   /** Tunnels open or opening. */
   readonly active: number;
+  /** Each proxy of the entry's route and its health; none for direct and env. */
+  readonly proxies: readonly EntryProxy[];
+}
+
+/** A proxy of an entry's route, for /status. */
+export interface EntryProxy extends ProxyHealthView {
+  /** Its hop, 1 for the first. */
+  readonly hop: number;
+  /** The proxy, password masked. */
+  readonly proxy: string;
 }
 
 /** Owns every listener and tunnel of a running config. */
@@ -121,6 +132,15 @@ export class Supervisor implements TunnelHost {
         state: listener ? "listening" : "retrying",
         error: pending?.error,
         active: listener?.tunnels.size ?? 0,
+        proxies: entry.route.kind === "chain"
+          ? entry.route.hops.flatMap((hop, i) =>
+            hop.map((proxy) => ({
+              hop: i + 1,
+              proxy: describeProxy(proxy),
+              ...this.#shared.dial.health.view(proxy),
+            }))
+          )
+          : [],
       };
     });
   }
@@ -150,6 +170,9 @@ export class Supervisor implements TunnelHost {
   async apply(entries: readonly TunnelEntry[]): Promise<ConfigDiff> {
     const started = performance.now();
     const diff = diffEntries(this.#entries, entries);
+    if (diff.added.length + diff.removed.length + diff.changed.length > 0) {
+      this.#shared.dial.health.newConfig();
+    }
     await Promise.all(diff.removed.map((entry) => this.#remove(entry)));
     for (const entry of [...diff.changed, ...diff.unchanged]) {
       const key = sourceKey(entry);
