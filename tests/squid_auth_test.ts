@@ -98,7 +98,7 @@ Deno.test({
       0,
     );
     await logs.waitFor(
-      /requires authentication \(offers Basic\): add user:password to the proxy URL for CONNECT/,
+      /requires authentication for CONNECT 127\.0\.0\.1:\d+ \("HTTP\/1\.1 407 Proxy Authentication Required"\): the proxy offers Basic; add user:password to the proxy URL$/,
     );
     assertNoSecret(logs.lines);
   },

@@ -42,8 +42,8 @@ export function diagnose(error: Error, place: FailurePlace): string {
       switch (failure.failure) {
         case "credentials-needed":
           return kerberos
-            ? `${who} requires authentication (${failure.detail}) and Negotiate could not be used: ${kerberos.message}; or add user:password to the proxy URL, e.g. http://user:password@${proxy}`
-            : `${who} requires authentication (${failure.detail}): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
+            ? `${who} requires authentication, and Negotiate could not be used: ${kerberos.message}; or, as the proxy offers ${failure.detail}, add user:password to the proxy URL, e.g. http://user:password@${proxy}`
+            : `${who} requires authentication, and no credentials are configured: the proxy offers ${failure.detail}; add user:password to the proxy URL, e.g. http://user:password@${proxy} (or credentials=FILE)`;
         case "negotiate-failed":
           return `${who} requires Kerberos (${failure.detail}): ${
             kerberos?.message ?? failure.message
@@ -58,7 +58,16 @@ export function diagnose(error: Error, place: FailurePlace): string {
       }
     }
     case "refused": {
-      const status = failure.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
+      const squid = failure.proxyError?.meaning
+        ? failure.proxyError
+        : undefined;
+      const answer = failure.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
+      // The proxy's own detail, when it gave one, says more than its
+      // status line.
+      if (squid && failure.status >= 500) {
+        return `${who} could not reach ${target} (${answer}): ${squid.meaning}; ${squid.advice}`;
+      }
+      const status = squid ? `${answer}; ${squid.meaning}` : answer;
       if (failure.status === 403 || failure.status === 405) {
         return port === "443"
           ? `${who} refused CONNECT to ${target} (${status}): the proxy does not allow this destination; ask its administrators`
