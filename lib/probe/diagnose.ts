@@ -6,6 +6,8 @@
  */
 
 import { errorMessage, KerberosError, routeFailure } from "../errors.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import type { ChainStep } from "../route/chain.ts";
 
 /** Where in a route the failure happened. */
 export interface FailurePlace {
@@ -15,6 +17,29 @@ export interface FailurePlace {
   readonly target: string;
   /** The step: reaching a host, TLS, or asking a proxy. */
   readonly step: "resolve" | "connect" | "tls" | "ask";
+}
+
+/**
+ * Where a route failed, from the last step a chain walk started (as a
+ * chain hook sees them); for a direct route, which has no steps,
+ * the connect to the destination.
+ *
+ * @param step The last step started, if any.
+ * @param destination Where the route leads.
+ * @returns The place, for {@link diagnose}.
+ */
+export function failurePlace(
+  step: ChainStep | undefined,
+  destination: HostPort,
+): FailurePlace {
+  if (step === undefined) {
+    return { target: formatHostPort(destination), step: "connect" };
+  }
+  return {
+    proxy: step.proxy && formatHostPort(step.proxy),
+    target: formatHostPort(step.target),
+    step: step.kind === "handshake" ? "tls" : step.kind,
+  };
 }
 
 /**
@@ -30,7 +55,12 @@ export function diagnose(error: Error, place: FailurePlace): string {
   const who = proxy ? `proxy ${proxy}` : target;
   // The host being reached: the proxy itself, or a destination.
   const reached = proxy && proxy === target ? `proxy ${proxy}` : target;
-  if (place.step === "resolve") {
+  // A connect that failed on the name, not the address.
+  const unresolved = routeFailure(error)?.kind === "dial" &&
+    /failed to lookup address|not known|no address associated/i.test(
+      error.message,
+    );
+  if (place.step === "resolve" || unresolved) {
     return `the name in ${target} does not resolve here: check its spelling and this machine's DNS, or write the IP address`;
   }
   const failure = routeFailure(error);

@@ -10,7 +10,7 @@ import { type FailureReason, routeFailure } from "../errors.ts";
 import type { HostPort } from "../net/address.ts";
 import type { DialOptions } from "../net/dialer.ts";
 import type { Duplex } from "../net/duplex.ts";
-import { HopFailure, openChain } from "./chain.ts";
+import { type ChainHook, HopFailure, openChain } from "./chain.ts";
 import type { ProxyHealth } from "./health.ts";
 import { describeProxy, type Hop, type Proxy } from "./types.ts";
 
@@ -31,6 +31,8 @@ export interface FailoverContext {
   ) => void;
   /** Hears of a proxy that failed before and now worked. */
   readonly onRecovered?: (proxy: Proxy, failures: number) => void;
+  /** Told of every step of every chain walked, e.g. to explain a failure. */
+  readonly hook?: ChainHook;
 }
 
 /**
@@ -58,7 +60,10 @@ export async function dialWithFailover(
   while (true) {
     const chosen = candidates.map((hop) => hop[0]);
     try {
-      const stream = await openChain(chosen, destination, options, { signal });
+      const stream = await openChain(chosen, destination, options, {
+        signal,
+        hook: context.hook,
+      });
       for (const proxy of chosen) {
         const failures = context.health.succeeded(proxy);
         if (failures > 0) context.onRecovered?.(proxy, failures);
