@@ -6,6 +6,7 @@
  */
 
 import { formatDuration } from "./time/duration.ts";
+import { parseSquidError, type SquidError } from "./proxy/squid_error.ts";
 
 /** A problem in a config file, located at `file:line:column`. */
 export class ConfigError extends Error {
@@ -192,27 +193,40 @@ export class ProxyRefusedError extends RouteError {
   readonly status: number;
   /** The proxy's status line as received, e.g. `HTTP/1.1 403 Forbidden`. */
   readonly statusLine: string;
+  /** The proxy's own error detail (squid's `X-Squid-Error`), when sent. */
+  readonly proxyError?: SquidError;
 
   /**
    * @param proxy `host:port` of the proxy.
    * @param target `host:port` the CONNECT asked for.
    * @param status The status code.
    * @param statusLine The status line as received.
+   * @param squidError The `X-Squid-Error` header's value, if any.
    */
   constructor(
     proxy: string,
     target: string,
     status: number,
     statusLine: string,
+    squidError?: string,
   ) {
+    const detail = squidError === undefined
+      ? undefined
+      : parseSquidError(squidError);
+    const said = detail === undefined
+      ? ""
+      : detail.meaning
+      ? `: ${detail.meaning} (${detail.raw})`
+      : ` (X-Squid-Error: ${detail.raw})`;
     // 5xx: the proxy could not reach the target; another proxy may.
-    super(`Proxy ${proxy} refused CONNECT to ${target}: "${statusLine}"`, {
-      proxyFault: status >= 500,
-      unreachable: status >= 500,
-    });
+    super(
+      `Proxy ${proxy} refused CONNECT to ${target}: "${statusLine}"${said}`,
+      { proxyFault: status >= 500, unreachable: status >= 500 },
+    );
     this.name = "ProxyRefusedError";
     this.status = status;
     this.statusLine = statusLine;
+    this.proxyError = detail;
   }
 }
 
@@ -266,8 +280,7 @@ export class ProxyAuthError extends RouteError {
     options?: ErrorOptions,
   ) {
     const what = {
-      "credentials-needed":
-        `requires authentication (offers ${detail}): add user:password to the proxy URL`,
+      "credentials-needed": "requires authentication",
       "credentials-rejected": `rejected the credentials (${detail})`,
       "unsupported-scheme":
         `offers only authentication schemes this tool does not support (${detail})`,
@@ -278,8 +291,12 @@ export class ProxyAuthError extends RouteError {
     const kerberos = options?.cause instanceof KerberosError
       ? `; Negotiate: ${options.cause.message}`
       : "";
+    // Without credentials, what to add ends the sentence.
+    const answer = failure === "credentials-needed"
+      ? ` ("${statusLine}"): the proxy offers ${detail}; add user:password to the proxy URL`
+      : `: "${statusLine}"`;
     super(
-      `Proxy ${proxy} ${what} for CONNECT ${target}: "${statusLine}"${kerberos}`,
+      `Proxy ${proxy} ${what} for CONNECT ${target}${answer}${kerberos}`,
       options,
     );
     this.name = "ProxyAuthError";

@@ -15,7 +15,8 @@ import { logger } from "./observe/log.ts";
 import { ConnectionLimit } from "./limit.ts";
 import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
-import { ProxyHealth } from "./route/health.ts";
+import { ProxyHealth, type ProxyHealthView } from "./route/health.ts";
+import { describeProxy } from "./route/types.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
 import type { TunnelHost } from "./tunnel_host.ts";
@@ -23,6 +24,7 @@ import { httpProxyGreeter } from "./local/http_proxy.ts";
 import { socksGreeter } from "./local/socks_proxy.ts";
 import { UpstreamPool } from "./local/upstream_pool.ts";
 import { errorMessage } from "./errors.ts";
+import { findPortHolder } from "./net/port_holder.ts";
 
 const log = logger("supervisor");
 
@@ -61,6 +63,16 @@ export interface EntryState {
   readonly error?: string;
   /** Tunnels open or opening. */
   readonly active: number;
+  /** Each proxy of the entry's route and its health; none for direct and env. */
+  readonly proxies: readonly EntryProxy[];
+}
+
+/** A proxy of an entry's route, for /status. */
+export interface EntryProxy extends ProxyHealthView {
+  /** Its hop, 1 for the first. */
+  readonly hop: number;
+  /** The proxy, password masked. */
+  readonly proxy: string;
 }
 
 /** Owns every listener and tunnel of a running config. */
@@ -73,6 +85,7 @@ export class Supervisor implements TunnelHost {
   #pending = new Map<string, PendingBind>();
   #draining = new Set<Tunnel>();
   #drainTimers = new Set<Timer>();
+  #lookups = new Set<Promise<void>>();
   #shared: SharedState;
   #upstreams: UpstreamPool;
 
@@ -119,6 +132,15 @@ export class Supervisor implements TunnelHost {
         state: listener ? "listening" : "retrying",
         error: pending?.error,
         active: listener?.tunnels.size ?? 0,
+        proxies: entry.route.kind === "chain"
+          ? entry.route.hops.flatMap((hop, i) =>
+            hop.map((proxy) => ({
+              hop: i + 1,
+              proxy: describeProxy(proxy),
+              ...this.#shared.dial.health.view(proxy),
+            }))
+          )
+          : [],
       };
     });
   }
@@ -148,6 +170,9 @@ export class Supervisor implements TunnelHost {
   async apply(entries: readonly TunnelEntry[]): Promise<ConfigDiff> {
     const started = performance.now();
     const diff = diffEntries(this.#entries, entries);
+    if (diff.added.length + diff.removed.length + diff.changed.length > 0) {
+      this.#shared.dial.health.newConfig();
+    }
     await Promise.all(diff.removed.map((entry) => this.#remove(entry)));
     for (const entry of [...diff.changed, ...diff.unchanged]) {
       const key = sourceKey(entry);
@@ -187,6 +212,7 @@ export class Supervisor implements TunnelHost {
     this.#listeners.clear();
     this.#entries = [];
     await Promise.all(listeners.map((listener) => listener.close()));
+    await Promise.all(this.#lookups);
     const tunnels = [
       ...listeners.flatMap((listener) => [...listener.tunnels]),
       ...this.#draining,
@@ -260,19 +286,28 @@ export class Supervisor implements TunnelHost {
         new EntryListener(entry, this.#options.defaults, this.#shared),
       );
     } catch (error) {
-      // The first failure says what usually holds a port; retries repeat
-      // only the error.
-      const hint = error instanceof Deno.errors.AddrInUse &&
-          delayMs === BIND_RETRY_MIN_MS
-        ? " (another program listens there; another httptunneling may be running: `ss -ltnp` names it)"
-        : "";
-      log.error(
-        `cannot listen on ${key} (${
-          entry.line > 0 ? `line ${entry.line}` : "-L"
-        }), retrying in ${formatDuration(delayMs)}: ${
-          errorMessage(error)
-        }${hint}`,
-      );
+      const message = `cannot listen on ${key} (${
+        entry.line > 0 ? `line ${entry.line}` : "-L"
+      }), retrying in ${formatDuration(delayMs)}: ${errorMessage(error)}`;
+      // The first failure names who holds the port; retries repeat only
+      // the error.
+      if (
+        error instanceof Deno.errors.AddrInUse && delayMs === BIND_RETRY_MIN_MS
+      ) {
+        const lookup = findPortHolder(entry.source.port).then((holder) =>
+          log.error(
+            `${message} (${
+              holder
+                ? `pid ${holder.pid} listens there: ${holder.command}`
+                : "another program listens there; another httptunneling may be running: `ss -ltnp` names it"
+            })`,
+          )
+        );
+        this.#lookups.add(lookup);
+        lookup.finally(() => this.#lookups.delete(lookup));
+      } else {
+        log.error(message);
+      }
       const pending: PendingBind = {
         entry,
         error: errorMessage(error),

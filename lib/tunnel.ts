@@ -25,7 +25,7 @@ import {
 } from "./relay.ts";
 import { setTcpOptions } from "./net/tcp.ts";
 import { type DialContext, dialRoute } from "./route/dial.ts";
-import { describeRoute, type Route } from "./route/types.ts";
+import { describeProxy, describeRoute, type Route } from "./route/types.ts";
 import { errorMessage } from "./errors.ts";
 
 const log = logger("tunnel");
@@ -256,7 +256,21 @@ class RunningTunnel implements Tunnel {
         route,
         this.destination!,
         options,
-        { ...context, onFailover: (message) => log.warn(`${id} ${message}`) },
+        {
+          ...context,
+          onFailover: (message) => log.warn(`${id} ${message}`),
+          onProxyFailed: (proxy, reason, next) => {
+            const [key, from] = [sourceKey(entry), describeProxy(proxy)];
+            metrics.proxyFailed(key, from, reason);
+            if (next) metrics.failedOver(key, from, describeProxy(next));
+          },
+          onRecovered: (proxy, failures) =>
+            log.info(
+              `${id} proxy ${
+                describeProxy(proxy)
+              } recovered after ${failures} failure(s)`,
+            ),
+        },
         this.#abort,
       ));
     } catch (error) {

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { within } from "./_util/net.ts";
 import { runTool, tempConfig } from "./_util/tool.ts";
 
-Deno.test("check prints the entries with credentials masked", async () => {
+Deno.test("check prints the entries and their options with credentials masked", async () => {
   const dir = await tempConfig(
-    "2222 ssh.example.com 22 proxy.corp 3128\n0.0.0.0:8080 web 80 http://jane:s3cret@proxy:3128\n",
+    "2222 ssh.example.com 22 proxy.corp 3128\n0.0.0.0:8080 web 80 http://jane:s3cret@proxy:3128 idle-timeout=14m auth=ntlm\n",
   );
   try {
     const { code, stdout } = await runTool(["check", "tunnels.conf"], dir);
@@ -16,9 +16,9 @@ Deno.test("check prints the entries with credentials masked", async () => {
     assert.equal(
       stdout,
       [
-        "LINE  SOURCE          DESTINATION         ROUTE",
-        "1     127.0.0.1:2222  ssh.example.com:22  via http://proxy.corp:3128",
-        "2     0.0.0.0:8080    web:80              via http://jane:***@proxy:3128",
+        "LINE  SOURCE          DESTINATION         ROUTE                           OPTIONS",
+        "1     127.0.0.1:2222  ssh.example.com:22  via http://proxy.corp:3128      -",
+        "2     0.0.0.0:8080    web:80              via http://jane:***@proxy:3128  idle-timeout=14m auth=ntlm",
         "tunnels.conf: 2 entries, no errors",
         "",
       ].join("\n"),
@@ -56,9 +56,10 @@ Deno.test("the shipped tunnels.conf.example is valid", async () => {
   assert.equal(code, 0);
 });
 
-Deno.test("check warns when a credentials file is readable by others and masks it", async () => {
+Deno.test("check warns once when a credentials file is readable by others, shows its name and masks it", async () => {
   const dir = await tempConfig(
-    "2222 ssh 22 http://proxy:3128 credentials=proxy.cred\n",
+    "2222 ssh 22 http://proxy:3128 credentials=proxy.cred\n" +
+      "2223 ssh 22 http://proxy:3128 credentials=proxy.cred\n",
   );
   try {
     await Deno.writeTextFile(`${dir}/proxy.cred`, "CORP\\jane:s3cret\n");
@@ -67,7 +68,11 @@ Deno.test("check warns when a credentials file is readable by others and masks i
     assert.equal(open.code, 0);
     assert.match(
       open.stderr,
-      /^warning: credentials file .*proxy\.cred can be read by other users: chmod 600 /,
+      /^warning: credentials file .*proxy\.cred can be read by other users: chmod 600 \S+\n$/,
+    );
+    assert.match(
+      open.stdout,
+      /\n2 {5}127\.0\.0\.1:2223 {2}ssh:22 +via http:\/\/CORP%5Cjane:\*\*\*@proxy:3128 {2}credentials=proxy\.cred\n/,
     );
     assert.match(open.stdout, /via http:\/\/CORP%5Cjane:\*\*\*@proxy:3128/);
     assert.doesNotMatch(open.stdout + open.stderr, /s3cret/);

@@ -28,7 +28,7 @@ Deno.test({
       assert.equal(reports[0].entry, "line 1: 127.0.0.1:2222");
       assert.equal(reports[0].ok, true);
       assert.equal(
-        reports[0].steps.at(-1).detail,
+        reports[0].paths[0].steps.at(-1).detail,
         'spoke first: "SSH-2.0-json"',
       );
       assert.equal(reports[1].ok, false);
@@ -76,12 +76,12 @@ Deno.test({
       ], dir);
       assert.equal(code, 0, stdout);
       const [viaSquid, direct] = JSON.parse(stdout);
-      assert.equal(viaSquid.path, `via http://127.0.0.1:${squid.port}`);
+      assert.equal(viaSquid.route, `via http://127.0.0.1:${squid.port}`);
       assert.equal(
-        viaSquid.steps.at(-1).detail,
+        viaSquid.paths[0].steps.at(-1).detail,
         'spoke first: "SSH-2.0-local"',
       );
-      assert.equal(direct.path, "direct");
+      assert.equal(direct.route, "direct");
       const wrong = await runTool(
         ["probe", "tunnels.conf", "--to", "nope"],
         dir,
@@ -91,5 +91,71 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "probe: a hop with alternatives is one route that works when one alternative does; exit 1 only when none does",
+  ignore: missing("squid"),
+  async fn() {
+    await using squid = await startSquid();
+    await using ssh = startBannerServer("SSH-2.0-alt\r\n");
+    const [closed, alsoClosed] = [freePort(), freePort()];
+    const works = await runTool([
+      "probe",
+      "127.0.0.1",
+      String(ssh.port),
+      "--proxy",
+      `http://127.0.0.1:${closed},http://127.0.0.1:${squid.port}`,
+    ]);
+    assert.equal(works.code, 0, works.stdout);
+    const lines = works.stdout.split("\n");
+    assert.equal(
+      lines[0],
+      `-> 127.0.0.1:${ssh.port} via http://127.0.0.1:${closed},http://127.0.0.1:${squid.port}`,
+    );
+    assert.equal(
+      lines[1],
+      `  alternative 1 of 2: via http://127.0.0.1:${closed}`,
+    );
+    assert.match(works.stdout, /\n {4}FAIL {2}connect 127\.0\.0\.1:\d+ /);
+    assert.match(
+      works.stdout,
+      /\n {4}=> nothing accepts connections at proxy 127\.0\.0\.1:\d+/,
+    );
+    assert.match(
+      works.stdout,
+      new RegExp(
+        `\\n  alternative 2 of 2: via http://127\\.0\\.0\\.1:${squid.port}\\n`,
+      ),
+    );
+    assert.match(works.stdout, /spoke first: "SSH-2\.0-alt"/);
+    assert.match(
+      works.stdout,
+      /\n {2}=> works \(1 of 2 alternatives failed: tunnels fail over to one that works\)\n/,
+    );
+
+    const json = await runTool([
+      "probe",
+      "127.0.0.1",
+      String(ssh.port),
+      "--proxy",
+      `http://127.0.0.1:${closed},http://127.0.0.1:${alsoClosed}`,
+      "--json",
+    ]);
+    assert.equal(json.code, 1);
+    const [report] = JSON.parse(json.stdout);
+    assert.equal(report.ok, false);
+    assert.deepEqual(
+      report.paths.map((path: { ok: boolean }) => path.ok),
+      [false, false],
+    );
+    assert.match(
+      report.diagnosis,
+      new RegExp(
+        `^via http://127\\.0\\.0\\.1:${closed}: nothing accepts connections .*; via http://127\\.0\\.0\\.1:${alsoClosed}: nothing accepts connections`,
+      ),
+    );
   },
 });

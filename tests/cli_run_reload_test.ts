@@ -65,3 +65,25 @@ Deno.test("run: a config replaced by a named pipe is refused, and SIGTERM still 
   // The running entry is kept; disposing `run` checks SIGTERM exits 0.
   assert.equal(await echoRoundTrip(port, "still here"), "still here");
 });
+
+Deno.test("run: a world-readable credentials file is warned about once, not per entry or reload", async () => {
+  await using echo = startEchoServer();
+  const [a, b, c] = [freePort(), freePort(), freePort()];
+  const line = (port: number) =>
+    `${port} 127.0.0.1 ${echo.port} http://127.0.0.1:9 credentials=proxy.cred\n`;
+  const dir = await tempConfig(line(a) + line(b));
+  await Deno.writeTextFile(`${dir}/proxy.cred`, "jane:s3cret\n");
+  await Deno.chmod(`${dir}/proxy.cred`, 0o644);
+  await using run = startRun(dir);
+  await waitForLog(run.log, /SIGHUP reloads too/);
+  await Deno.writeTextFile(`${dir}/tunnels.conf`, line(a) + line(b) + line(c));
+  const log = await waitForLog(
+    run.log,
+    /config applied: 1 added, 0 removed, 0 changed, 2 unchanged/,
+  );
+  const warnings = log.split("\n").filter((each) =>
+    each.includes("proxy.cred can be read by other users")
+  );
+  assert.equal(warnings.length, 1, log);
+  assert.ok(!log.includes("s3cret"));
+});

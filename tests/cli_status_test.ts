@@ -14,13 +14,18 @@ import {
 
 Deno.test("run --status and the status command; JSON log lines", async () => {
   await using echo = startEchoServer();
-  const [port, statusPort] = [freePort(), freePort()];
-  await using run = await spawnRun(`${port} 127.0.0.1 ${echo.port}\n`, [
-    "--status",
-    `127.0.0.1:${statusPort}`,
-    "--log-format",
-    "json",
-  ]);
+  const [port, statusPort, chained] = [freePort(), freePort(), freePort()];
+  const route =
+    "http://proxy-a.corp.example:3128,http://proxy-b.corp.example:3128 socks5h://jump.example:1080";
+  await using run = await spawnRun(
+    `${port} 127.0.0.1 ${echo.port}\n${chained} db.internal 5432 ${route}\n`,
+    [
+      "--status",
+      `127.0.0.1:${statusPort}`,
+      "--log-format",
+      "json",
+    ],
+  );
   using conn = await liveTunnel(port);
   const { code, stdout } = await runTool(["status", `127.0.0.1:${statusPort}`]);
   assert.equal(code, 0);
@@ -31,9 +36,16 @@ Deno.test("run --status and the status command; JSON log lines", async () => {
   assert.match(
     stdout,
     new RegExp(
-      `127\\.0\\.0\\.1:${port} +127\\.0\\.0\\.1:${echo.port} +direct +listening +1 +1 +0 +4 B +4 B`,
+      `\\n127\\.0\\.0\\.1:${port} +127\\.0\\.0\\.1:${echo.port} +direct +listening +1 +1 +0\\n`,
     ),
   );
+  assert.match(
+    stdout,
+    new RegExp(
+      `\\ntraffic, and failures by reason\\nSOURCE +UP +DOWN\\n127\\.0\\.0\\.1:${port} +4 B +4 B\\n`,
+    ),
+  );
+  for (const line of stdout.split("\n")) assert.ok(line.length <= 100, line);
   assert.match(
     stdout,
     /1 live tunnel\(s\)\nID +CLIENT .*\nc1 +127\.0\.0\.1:\d+ +127\.0\.0\.1:\d+/,
@@ -47,6 +59,7 @@ Deno.test("run --status and the status command; JSON log lines", async () => {
   assert.equal(json.code, 0);
   const document = JSON.parse(json.stdout);
   assert.equal(document.entries[0].source, `127.0.0.1:${port}`);
+  assert.equal(document.entries[1].proxies.length, 3);
   assert.equal(document.tunnels.length, 1);
   // --watch redraws in place: cursor home and clear, once a second.
   const watcher = tool(["status", `127.0.0.1:${statusPort}`, "--watch"])
@@ -62,6 +75,19 @@ Deno.test("run --status and the status command; JSON log lines", async () => {
   await watcher.status;
   await watcher.stderr.cancel();
   assert.match(screen, /1 live tunnel\(s\)/);
+  // A long route is cut in the middle to fit; --wide shows it whole.
+  const full =
+    "via http://proxy-a.corp.example:3128,http://proxy-b.corp.example:3128 -> socks5h://jump.example:1080";
+  assert.ok(!stdout.includes(full));
+  assert.match(
+    stdout,
+    new RegExp(
+      `\\n127\\.0\\.0\\.1:${chained} +db\\.internal:5432 +via http://pro\\S*…\\S*\\.example:1080 +listening`,
+    ),
+  );
+  const wide = await runTool(["status", `127.0.0.1:${statusPort}`, "--wide"]);
+  assert.equal(wide.code, 0);
+  assert.ok(wide.stdout.includes(full), wide.stdout);
   const down = await runTool(["status", `127.0.0.1:${freePort()}`]);
   assert.equal(down.code, 1);
   assert.match(down.stderr, /is the tool running with --status/);

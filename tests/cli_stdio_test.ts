@@ -115,17 +115,21 @@ Deno.test({
   },
 });
 
-Deno.test("stdio: failures exit 1 with the reason on stderr and nothing on stdout", async () => {
+Deno.test("stdio: failures exit 1 with the reason and probe's advice on stderr, nothing on stdout", async () => {
   const closed = freePort();
   for (
     const [args, reason] of [
       [
         ["127.0.0.1", String(closed)],
-        /cannot open the tunnel: Cannot connect to 127\.0\.0\.1:\d+: Connection refused/,
+        /cannot open the tunnel: Cannot connect to 127\.0\.0\.1:\d+: Connection refused.*; nothing accepts connections at 127\.0\.0\.1:\d+ \(connection refused\): check the host and port\n$/,
       ],
       [
         ["example.com", "22", "--proxy", `http://127.0.0.1:${closed}`],
-        /cannot open the tunnel: Cannot connect to 127\.0\.0\.1:\d+/,
+        /cannot open the tunnel: Cannot connect to 127\.0\.0\.1:\d+.*; nothing accepts connections at proxy 127\.0\.0\.1:\d+ \(connection refused\): check the host and port\n$/,
+      ],
+      [
+        ["name.invalid", "22"],
+        /; the name in name\.invalid:22 does not resolve here: check its spelling and this machine's DNS, or write the IP address\n$/,
       ],
     ] as const
   ) {
@@ -198,4 +202,48 @@ Deno.test("stdio: ends when its reader goes away or a time limit passes, even wi
     await child.stdout.cancel();
     await child.stderr.cancel();
   }
+});
+
+Deno.test({
+  name:
+    "stdio -v logs the open line with its time; a failure through squid ends with probe's advice, squid's reason in words",
+  ignore: missing("squid"),
+  async fn() {
+    await using squid = await startSquid();
+    await using destination = startServer(async (conn) => {
+      await writeAll(conn, bytes("hello"));
+    });
+    const proxy = `http://127.0.0.1:${squid.port}`;
+    const open = spawnStdio([
+      "127.0.0.1",
+      String(destination.port),
+      "--proxy",
+      proxy,
+      "-v",
+    ]);
+    await open.stdin.close();
+    const opened = await within(open.output(), 10_000, "exit");
+    assert.equal(opened.code, 0);
+    assert.equal(text(opened.stdout), "hello");
+    assert.match(
+      text(opened.stderr),
+      new RegExp(
+        `^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d{3} [+-]\\d\\d:\\d\\d \\[INF\\] httptunneling\\.stdio: open -> 127\\.0\\.0\\.1:${destination.port} via http://127\\.0\\.0\\.1:${squid.port} after \\d+ ms$`,
+        "m",
+      ),
+    );
+    const failed = spawnStdio([
+      "127.0.0.1",
+      String(freePort()),
+      "--proxy",
+      proxy,
+    ]);
+    await failed.stdin.close();
+    const result = await within(failed.output(), 10_000, "exit");
+    assert.equal(result.code, 1);
+    assert.match(
+      text(result.stderr),
+      /; proxy 127\.0\.0\.1:\d+ could not reach 127\.0\.0\.1:\d+ \(503 Service Unavailable\): the proxy could not connect to the destination: connection refused; nothing listens on that port there, or the destination is down\n$/,
+    );
+  },
 });

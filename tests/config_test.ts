@@ -264,6 +264,7 @@ Deno.test("options: auth=basic and credentials=FILE", () => {
       port: 3128,
       username: "CORP\\jane",
       password: "s3cret:with:colons",
+      credentialsFile: "creds.txt",
       preemptiveBasic: true,
       auth: "basic",
     }),
@@ -318,6 +319,7 @@ Deno.test("routes: chains, alternatives, every scheme, direct and env", () => {
       port: 1080,
       username: "CORP\\jane",
       password: "s3cret:with:colons",
+      credentialsFile: "creds.txt",
     }]],
   });
 });

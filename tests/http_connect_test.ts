@@ -345,7 +345,7 @@ Deno.test("407 without credentials, or with only Negotiate and no Kerberos ticke
       error instanceof ProxyAuthError &&
       error.failure === "credentials-needed" &&
       error.message ===
-        'Proxy proxy:3128 requires authentication (offers NTLM, Basic): add user:password to the proxy URL for CONNECT example.com:22: "HTTP/1.1 407 Auth"',
+        'Proxy proxy:3128 requires authentication for CONNECT example.com:22 ("HTTP/1.1 407 Auth"): the proxy offers NTLM, Basic; add user:password to the proxy URL',
   );
   const kerberos = startScriptedProxy(() =>
     "HTTP/1.1 407 Auth\r\nProxy-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n"

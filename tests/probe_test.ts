@@ -10,11 +10,13 @@ import {
   TimeoutError,
 } from "../lib/errors.ts";
 import { diagnose } from "../lib/probe/diagnose.ts";
+import { parseSquidError } from "../lib/proxy/squid_error.ts";
 import { type ProbeReport, probeRoute } from "../lib/probe/route_probe.ts";
 import { freePort, startBannerServer } from "./_util/net.ts";
 import {
   IN_CI,
   missing,
+  startBlackHole,
   startSquid,
   startSquidWithBasic,
   startTlsFront,
@@ -55,7 +57,7 @@ Deno.test("diagnoses: one sentence per failure, saying what to do", () => {
       ),
       ask,
     ),
-    /requires authentication \(NTLM, Basic\): add user:password to the proxy URL/,
+    /^proxy 10\.1\.2\.3:3128 requires authentication, and no credentials are configured: the proxy offers NTLM, Basic; add user:password to the proxy URL, e\.g\. http:\/\/user:password@10\.1\.2\.3:3128/,
   );
   assert.match(
     diagnose(
@@ -125,6 +127,85 @@ Deno.test("diagnoses: one sentence per failure, saying what to do", () => {
   );
 });
 
+Deno.test("squid's X-Squid-Error in plain words, and in the diagnosis", () => {
+  const meaning = (value: string) => parseSquidError(value)?.meaning;
+  assert.equal(
+    meaning("ERR_CONNECT_FAIL 111"),
+    "the proxy could not connect to the destination: connection refused",
+  );
+  assert.equal(
+    meaning("ERR_CONNECT_FAIL 110"),
+    "the proxy could not connect to the destination: connection timed out",
+  );
+  assert.equal(
+    meaning("ERR_CONNECT_FAIL 113"),
+    "the proxy could not connect to the destination: no route to host",
+  );
+  assert.equal(
+    meaning("ERR_CONNECT_FAIL 101"),
+    "the proxy could not connect to the destination: error 101",
+  );
+  assert.equal(
+    meaning("ERR_DNS_FAIL 0"),
+    "the proxy could not resolve the destination's name",
+  );
+  assert.equal(
+    meaning("ERR_ACCESS_DENIED 0"),
+    "the proxy's access rules deny this request",
+  );
+  assert.match(meaning("ERR_CACHE_ACCESS_DENIED 0")!, /authenticate/);
+  assert.deepEqual(parseSquidError("ERR_SHUTTING_DOWN 0"), {
+    raw: "ERR_SHUTTING_DOWN 0",
+    code: "ERR_SHUTTING_DOWN",
+  });
+  assert.equal(parseSquidError("  "), undefined);
+  assert.equal(parseSquidError("ERR_X\x1b[2J")!.raw, "ERR_X?[2J");
+  assert.equal(parseSquidError("E".repeat(500))!.raw.length, 80);
+
+  const ask = { proxy: P, target: "db.example:5432", step: "ask" } as const;
+  const refused = new ProxyRefusedError(
+    P,
+    "db.example:5432",
+    503,
+    "HTTP/1.1 503 Service Unavailable",
+    "ERR_CONNECT_FAIL 111",
+  );
+  assert.equal(
+    refused.message,
+    'Proxy 10.1.2.3:3128 refused CONNECT to db.example:5432: "HTTP/1.1 503 Service Unavailable": the proxy could not connect to the destination: connection refused (ERR_CONNECT_FAIL 111)',
+  );
+  assert.equal(
+    diagnose(refused, ask),
+    "proxy 10.1.2.3:3128 could not reach db.example:5432 (503 Service Unavailable): the proxy could not connect to the destination: connection refused; nothing listens on that port there, or the destination is down",
+  );
+  assert.match(
+    diagnose(
+      new ProxyRefusedError(
+        P,
+        "db.example:5432",
+        503,
+        "HTTP/1.1 503 Service Unavailable",
+        "ERR_DNS_FAIL 0",
+      ),
+      ask,
+    ),
+    /\(503 Service Unavailable\): the proxy could not resolve the destination's name; check its spelling/,
+  );
+  assert.equal(
+    diagnose(
+      new ProxyRefusedError(
+        P,
+        "db.example:5432",
+        403,
+        "HTTP/1.1 403 Forbidden",
+        "ERR_ACCESS_DENIED 0",
+      ),
+      ask,
+    ),
+    "proxy 10.1.2.3:3128 refused CONNECT to port 5432 (403 Forbidden; the proxy's access rules deny this request): the proxy only allows some ports, ask for 5432 or try port 443 on the destination",
+  );
+});
+
 const noSquid = missing("squid");
 
 async function probe(
@@ -132,12 +213,12 @@ async function probe(
   host: string,
   port: number,
 ): Promise<ProbeReport[]> {
-  return await probeRoute(
+  return (await probeRoute(
     parseRouteArguments(route),
     { host, port },
     TEST_OPTIONS,
     { noProxy: [] },
-  );
+  )).paths;
 }
 
 Deno.test({
@@ -200,7 +281,7 @@ Deno.test({
     );
     assert.match(
       denied.diagnosis!,
-      /refused CONNECT to port 25 \(403 Forbidden\): the proxy only allows some ports/,
+      /refused CONNECT to port 25 \(403 Forbidden; the proxy's access rules deny this request\): the proxy only allows some ports/,
     );
     const [wrong] = await probe(
       [`http://jane:nope@127.0.0.1:${authed.port}`],
@@ -215,7 +296,31 @@ Deno.test({
     );
     assert.match(
       unreachable.diagnosis!,
-      /could not reach 127\.0\.0\.1:\d+ \(50\d [^)]*\): the destination may be down/,
+      /could not reach 127\.0\.0\.1:\d+ \(503 Service Unavailable\): the proxy could not connect to the destination: connection refused; nothing listens on that port there/,
+    );
+    assert.match(
+      unreachable.steps.at(-1)!.detail,
+      /"HTTP\/1\.1 503 Service Unavailable": the proxy could not connect to the destination: connection refused \(ERR_CONNECT_FAIL 111\)$/,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "probe: squid timing out on a destination that drops SYNs says so (ERR_CONNECT_FAIL 110)",
+  ignore: noSquid || (!IN_CI && missing("python3")),
+  async fn() {
+    await using hole = await startBlackHole();
+    await using squid = await startSquid("connect_timeout 1 second");
+    const [report] = await probe(
+      [`http://127.0.0.1:${squid.port}`],
+      "127.0.0.1",
+      hole.port,
+    );
+    assert.equal(report.ok, false);
+    assert.match(
+      report.diagnosis!,
+      /could not reach 127\.0\.0\.1:\d+ \(503 Service Unavailable\): the proxy could not connect to the destination: connection timed out; a firewall between the proxy and the destination may drop the traffic/,
     );
   },
 });
@@ -235,12 +340,12 @@ Deno.test({
       untrusted.diagnosis!,
       /TLS certificate of proxy 127\.0\.0\.1:\d+ is not trusted .*ca-file=FILE/,
     );
-    const [trusted] = await probeRoute(
+    const [trusted] = (await probeRoute(
       parseRouteArguments([url]),
       { host: "127.0.0.1", port: ssh.port },
       { ...DEFAULT_TUNNEL_OPTIONS, caCerts: [front.caPem] },
       { noProxy: [] },
-    );
+    )).paths;
     assert.equal(trusted.ok, true, JSON.stringify(trusted));
     assert.match(
       trusted.steps.find((step) => step.step.startsWith("TLS"))!.detail,
@@ -260,12 +365,12 @@ Deno.test({
       "/O=\x1b]0;pwned\x07\x1b[2J/CN=127.0.0.1",
     );
     await using ssh = startBannerServer("SSH-2.0-test\r\n");
-    const [report] = await probeRoute(
+    const [report] = (await probeRoute(
       parseRouteArguments([`https://127.0.0.1:${front.port}`]),
       { host: "127.0.0.1", port: ssh.port },
       { ...DEFAULT_TUNNEL_OPTIONS, caCerts: [front.caPem] },
       { noProxy: [] },
-    );
+    )).paths;
     const detail = report.steps.find((step) => step.step.startsWith("TLS"))!
       .detail;
     assert.match(detail, /^certificate O=\?\]0;pwned\?\?\[2J, CN=127\.0\.0\.1/);

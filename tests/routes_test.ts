@@ -104,6 +104,17 @@ Deno.test({
     await logs.waitFor(
       new RegExp(`open .* via http://127\\.0\\.0\\.1:${down} after`),
     );
+    await logs.waitFor(
+      new RegExp(
+        `^c\\d+ proxy http://127\\.0\\.0\\.1:${down} recovered after 1 failure\\(s\\)$`,
+      ),
+    );
+    // Only once: the next tunnel through it is not a recovery.
+    assert.equal(await echoExchange(port, "again"), "again");
+    assert.equal(
+      logs.lines.filter((line) => line.includes("recovered")).length,
+      1,
+    );
   },
 });
 

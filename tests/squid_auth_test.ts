@@ -17,7 +17,7 @@ import {
   type TestProcess,
 } from "./_util/proxies.ts";
 import { byConnection, startLoggedSquid } from "./_util/local.ts";
-import { captureLogs, startTool } from "./_util/tool.ts";
+import { captureLogs, spawnRun, startTool, waitForLog } from "./_util/tool.ts";
 
 const PASSWORD = "pa55-Wörd@with%specials/ok";
 const noSquid = missing("squid");
@@ -98,7 +98,7 @@ Deno.test({
       0,
     );
     await logs.waitFor(
-      /requires authentication \(offers Basic\): add user:password to the proxy URL for CONNECT/,
+      /requires authentication for CONNECT 127\.0\.0\.1:\d+ \("HTTP\/1\.1 407 Proxy Authentication Required"\): the proxy offers Basic; add user:password to the proxy URL$/,
     );
     assertNoSecret(logs.lines);
   },
@@ -200,5 +200,40 @@ Deno.test({
       connection.filter((r) => r.status === 407).length
     );
     assert.deepEqual(denied, [2, 1, 1]);
+  },
+});
+
+Deno.test({
+  name:
+    "the run log names the authentication: once per proxy at info, each tunnel at debug (NTLM through real squid)",
+  ignore: noSquid,
+  async fn() {
+    await using squid = await startSquidWithNtlm();
+    await using echo = startEchoServer();
+    const port = freePort();
+    await using run = await spawnRun(
+      `${port} 127.0.0.1 ${echo.port} ${
+        proxyUrl("CORP\\jane", PASSWORD, squid.port)
+      }\n`,
+      ["--log-level", "debug"],
+    );
+    assert.equal(await echoExchange(port, "one"), "one");
+    assert.equal(await echoExchange(port, "two"), "two");
+    const log = await waitForLog(
+      run.log,
+      /(CONNECT 127\.0\.0\.1:\d+ through proxy 127\.0\.0\.1:\d+: NTLM[^]*){2}/,
+    );
+    const info = log.split("\n").filter((line) =>
+      line.includes(
+        `[INF] httptunneling.proxy-auth: proxy 127.0.0.1:${squid.port} authenticates with NTLM`,
+      )
+    );
+    assert.equal(info.length, 1, log);
+    const debug = log.split("\n").filter((line) =>
+      /\[DBG\] .*CONNECT 127\.0\.0\.1:\d+ through proxy 127\.0\.0\.1:\d+: NTLM$/
+        .test(line)
+    );
+    assert.equal(debug.length, 2, log);
+    assertNoSecret(log.split("\n"));
   },
 });

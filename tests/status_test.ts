@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { Metrics } from "../lib/observe/metrics.ts";
-import { startStatusServer } from "../lib/observe/status_server.ts";
+import {
+  startStatusServer,
+  statusDocument,
+} from "../lib/observe/status_server.ts";
 import {
   bytes,
   connect,
@@ -158,6 +161,9 @@ Deno.test("counters kept in two workers add up in one /metrics", () => {
   second.opened(30);
   second.closed("127.0.0.1:2222", 1, 2);
   second.reloaded("applied");
+  first.proxyFailed("127.0.0.1:2222", "http://p:3128", "timeout");
+  second.proxyFailed("127.0.0.1:2222", "http://p:3128", "timeout");
+  second.failedOver("127.0.0.1:2222", "http://p:3128", "http://q:3128");
   const total = new Metrics();
   total.add(first.toData());
   total.add(second.toData());
@@ -202,8 +208,104 @@ Deno.test("counters kept in two workers add up in one /metrics", () => {
     2,
   );
   assert.equal(samples.get(`httptunneling_reloads_total{result="applied"}`), 1);
+  assert.equal(
+    samples.get(
+      `httptunneling_proxy_failures_total{${entry},proxy="http://p:3128",reason="timeout"}`,
+    ),
+    2,
+  );
+  assert.equal(
+    samples.get(
+      `httptunneling_failovers_total{${entry},from="http://p:3128",to="http://q:3128"}`,
+    ),
+    1,
+  );
   // Adding did not change what was added.
   assert.equal(first.entry("127.0.0.1:2222").failed.auth, 1);
+});
+
+Deno.test("/status lists each proxy with its health; /metrics counts proxy failures and failovers without passwords; a new config starts backoffs afresh", async () => {
+  const [port, other, deadA, deadB] = [
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ];
+  const first =
+    `${port} 127.0.0.1 9 http://jane:${SECRET}@127.0.0.1:${deadA},http://127.0.0.1:${deadB}\n`;
+  await using tool = await startTool(first);
+  const attempt = async () => {
+    using conn = await connect(port);
+    await within(readAll(conn), 5_000, "refused");
+  };
+  const entry = `127.0.0.1:${port}`;
+  const [a, b] = [
+    `http://jane:***@127.0.0.1:${deadA}`,
+    `http://127.0.0.1:${deadB}`,
+  ];
+  const proxies = () => {
+    const text = JSON.stringify(statusDocument(tool.supervisor, {}));
+    assert.ok(!text.includes(SECRET), "no password in /status");
+    return JSON.parse(text).entries[0].proxies;
+  };
+  await attempt();
+  await attempt();
+  await eventually(
+    () => tool.supervisor.metrics.entry(entry).failed.connect === 2,
+    5_000,
+    "both tunnels failed",
+  );
+  const [shownA, shownB] = proxies();
+  assert.deepEqual(
+    [shownA.hop, shownA.proxy, shownA.state, shownA.failures, shownA.reason],
+    [1, a, "skipped", 2, "connect"],
+  );
+  assert.match(
+    shownA.error,
+    new RegExp(`Cannot connect to 127\\.0\\.0\\.1:${deadA}`),
+  );
+  assert.ok(Date.parse(shownA.skippedUntil) > Date.now());
+  assert.deepEqual([shownB.proxy, shownB.state, shownB.failures], [
+    b,
+    "skipped",
+    2,
+  ]);
+
+  const metricsText = tool.supervisor.metrics.render(new Map());
+  assert.ok(!metricsText.includes(SECRET), "no password in /metrics");
+  const samples = parseExposition(metricsText);
+  assert.equal(
+    samples.get(
+      `httptunneling_proxy_failures_total{entry="${entry}",proxy="${a}",reason="connect"}`,
+    ),
+    2,
+  );
+  assert.equal(
+    samples.get(
+      `httptunneling_proxy_failures_total{entry="${entry}",proxy="${b}",reason="connect"}`,
+    ),
+    2,
+  );
+  assert.equal(
+    samples.get(
+      `httptunneling_failovers_total{entry="${entry}",from="${a}",to="${b}"}`,
+    ),
+    2,
+  );
+
+  // A changed config: the next failure counts as the first.
+  await tool.supervisor.apply(entriesOf(first + `${other} 127.0.0.1 9\n`));
+  await attempt();
+  await eventually(
+    () => tool.supervisor.metrics.entry(entry).failed.connect === 3,
+    5_000,
+    "the third failure",
+  );
+  assert.deepEqual(proxies().map((p: { failures: number }) => p.failures), [
+    1,
+    1,
+  ]);
+  assert.deepEqual(statusDocument(tool.supervisor, {}).entries[1].proxies, []);
 });
 
 /** Sends a raw request to the status server and returns the whole answer. */

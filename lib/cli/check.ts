@@ -1,5 +1,6 @@
 /**
- * `check CONFIG`: validates a config file and prints its entries.
+ * `check CONFIG`: validates a config file and prints its entries, each
+ * with the options it sets, secrets masked.
  *
  * @module
  */
@@ -9,6 +10,7 @@ import { chooseConfigPath, loadConfig } from "../config/load.ts";
 import { describeService, type TunnelEntry } from "../config/entry.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { describeRoute } from "../route/types.ts";
+import { describeEntryOptions } from "../config/entry_options.ts";
 import { parseCommandLine, reportConfigError } from "./args.ts";
 import { formatTable } from "./table.ts";
 
@@ -41,12 +43,13 @@ export function checkCommand(args: string[]): number {
     return 1;
   }
   console.log(formatTable([
-    ["LINE", "SOURCE", "DESTINATION", "ROUTE"],
+    ["LINE", "SOURCE", "DESTINATION", "ROUTE", "OPTIONS"],
     ...entries.map((entry) => [
       String(entry.line),
       formatHostPort(entry.source),
       describeService(entry),
       describeRoute(entry.route),
+      describeEntryOptions(entry).join(" ") || "-",
     ]),
   ]));
   console.log(

@@ -252,6 +252,12 @@ export const WATCH_SWITCH = {
   help: "show the status again every second",
 } as const satisfies Switch;
 
+/** `status --wide`. */
+export const WIDE_SWITCH = {
+  flag: "wide",
+  help: "show every cell in full instead of fitting the terminal's width",
+} as const satisfies Switch;
+
 /**
  * A switch's line in a subcommand's `--help`.
  *

@@ -15,7 +15,11 @@ import {
 import { routeFor } from "../local/rules.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
-import { type ProbeReport, probeRoute } from "../probe/route_probe.ts";
+import {
+  type ProbeReport,
+  probeRoute,
+  type RouteReport,
+} from "../probe/route_probe.ts";
 import type { Route } from "../route/types.ts";
 import {
   parseCommandLine,
@@ -37,7 +41,8 @@ const DEFAULT_TEST_DESTINATION = "example.com:443";
  * Runs `probe`.
  *
  * @param args The arguments after `probe`.
- * @returns 0 when every route works, 1 when any fails.
+ * @returns 0 when every route works (a route with alternatives works when
+ *   one of them does), 1 when any fails.
  * @throws {UsageError} for a wrong command line.
  */
 export async function probeCommand(args: string[]): Promise<number> {
@@ -86,36 +91,59 @@ export async function probeCommand(args: string[]): Promise<number> {
   } else {
     throw new UsageError("probe takes a config file, or a host and a port");
   }
-  const results: (ProbeReport & { entry?: string })[] = [];
+  const results: (RouteReport & { entry?: string })[] = [];
   for (const target of targets) {
-    const reports = await probeRoute(
+    const report = await probeRoute(
       target.route,
       target,
       { ...options },
       environment,
     );
-    for (const report of reports) {
-      results.push(target.label ? { entry: target.label, ...report } : report);
-      if (!values.json) printReport(target.label, report);
-    }
+    results.push(target.label ? { entry: target.label, ...report } : report);
+    if (!values.json) printReport(target.label, report);
   }
   if (values.json) console.log(JSON.stringify(results, null, 2));
   return results.every((report) => report.ok) ? 0 : 1;
 }
 
-function printReport(label: string, report: ProbeReport): void {
+function printReport(label: string, report: RouteReport): void {
   console.log(
-    `${label ? `${label} ` : ""}-> ${report.destination} ${report.path}`,
+    `${label ? `${label} ` : ""}-> ${report.destination} ${report.route}`,
   );
+  const [only] = report.paths;
+  if (report.paths.length === 1) {
+    printSteps(only, "  ");
+    console.log(report.ok ? "  => works\n" : `  => ${report.diagnosis}\n`);
+    return;
+  }
+  report.paths.forEach((path, i) => {
+    console.log(
+      `  alternative ${i + 1} of ${report.paths.length}: ${path.path}`,
+    );
+    printSteps(path, "    ");
+    console.log(`    => ${path.ok ? "works" : path.diagnosis}`);
+  });
+  const failed = report.paths.filter((path) => !path.ok).length;
+  console.log(
+    report.ok
+      ? `  => works${
+        failed > 0
+          ? ` (${failed} of ${report.paths.length} alternatives failed: tunnels fail over to one that works)`
+          : ""
+      }\n`
+      : `  => no alternative works\n`,
+  );
+}
+
+function printSteps(report: ProbeReport, indent: string): void {
   const width = Math.max(...report.steps.map((step) => step.step.length));
   for (const step of report.steps) {
     console.log(
-      `  ${step.ok ? "ok  " : "FAIL"}  ${step.step.padEnd(width)}  ${
+      `${indent}${step.ok ? "ok  " : "FAIL"}  ${step.step.padEnd(width)}  ${
         `${step.ms} ms`.padStart(8)
       }  ${step.detail}`,
     );
   }
-  console.log(report.ok ? "  => works\n" : `  => ${report.diagnosis}\n`);
 }
 
 function parseTestDestination(text: string): HostPort {

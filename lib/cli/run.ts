@@ -130,7 +130,13 @@ export async function runCommand(args: string[]): Promise<number> {
       reloaded("applied");
       stopWatching = watchForChanges(
         path,
-        new ConfigReloader(path, apply, config.text, reloaded),
+        new ConfigReloader(
+          path,
+          apply,
+          config.text,
+          reloaded,
+          config.warnings,
+        ),
       );
     }
     let statusServer: StatusServer | undefined;

@@ -1,19 +1,24 @@
 /**
- * `status [ADDR] [--watch]`: shows the entries and live tunnels of a tool
- * started with `run --status ADDR`, like `ss` does for sockets.
+ * `status [ADDR] [--watch | --json] [--wide]`: shows the entries, their
+ * failures and proxies, and the live tunnels of a tool started with
+ * `run --status ADDR`, like `ss` does for sockets, fitted to the terminal
+ * unless `--wide`.
  *
  * @module
  */
 
 import { formatHostPort } from "../net/address.ts";
 import { formatDuration } from "../time/duration.ts";
-import { errorMessage, UsageError } from "../errors.ts";
+import { errorMessage, type FailureReason, UsageError } from "../errors.ts";
 import { formatBytes } from "../observe/log.ts";
 import type { statusDocument } from "../observe/status_server.ts";
 import { parseCommandLine } from "./args.ts";
 import { parseStatusAddress } from "./entry_args.ts";
-import { JSON_SWITCH, WATCH_SWITCH } from "./flags.ts";
+import { JSON_SWITCH, WATCH_SWITCH, WIDE_SWITCH } from "./flags.ts";
 import { formatTable } from "./table.ts";
+
+/** The width tables fit when stdout is not a terminal. */
+const DEFAULT_WIDTH = 100;
 
 /** Where `status` looks when no address is given. */
 export const DEFAULT_STATUS_ADDRESS = "127.0.0.1:9191";
@@ -31,6 +36,7 @@ export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args, {
     [WATCH_SWITCH.flag]: { type: "boolean", short: WATCH_SWITCH.short },
     [JSON_SWITCH.flag]: { type: "boolean" },
+    [WIDE_SWITCH.flag]: { type: "boolean" },
   });
   if (positionals.length > 1) {
     throw new UsageError("status takes at most one address");
@@ -54,7 +60,9 @@ export async function statusCommand(args: string[]): Promise<number> {
       console.log(JSON.stringify(status, null, 2));
       return 0;
     }
-    const table = renderStatus(status);
+    const table = renderStatus(status, {
+      width: values.wide ? undefined : terminalWidth(),
+    });
     if (!values.watch) {
       console.log(table);
       return 0;
@@ -67,24 +75,49 @@ export async function statusCommand(args: string[]): Promise<number> {
   }
 }
 
+/** Options of {@link renderStatus}. */
+export interface RenderOptions {
+  /** The terminal's width to fit, cutting long cells in the middle; all of every cell when absent. */
+  readonly width?: number;
+}
+
+/** Failure reasons in the order the table shows them. */
+const REASONS: readonly FailureReason[] = [
+  "connect",
+  "timeout",
+  "refused",
+  "auth",
+  "protocol",
+  "tls",
+  "client",
+  "other",
+];
+
 /**
- * Renders a status document as two tables: entries, then live tunnels.
+ * Renders a status document as tables: entries; their traffic and
+ * failures by reason; the proxies of their routes with their health; live
+ * tunnels.
  *
  * @param status The `/status` document.
+ * @param options The width to fit.
  * @returns The text.
  */
-export function renderStatus(status: Status): string {
+export function renderStatus(
+  status: Status,
+  options: RenderOptions = {},
+): string {
+  const fit = (shrink: number[]) => ({ maxWidth: options.width, shrink });
+  // The entries' table leaves out bytes so that the route has room; they
+  // go with the failures in the next one.
   const entries = formatTable([
     [
       "SOURCE",
       "DESTINATION",
       "ROUTE",
       "STATE",
-      "ACTIVE",
+      "OPEN",
       "ACCEPTED",
       "FAILED",
-      "UP",
-      "DOWN",
     ],
     ...status.entries.map((entry) => [
       entry.source,
@@ -94,10 +127,57 @@ export function renderStatus(status: Status): string {
       String(entry.active),
       String(entry.accepted),
       String(Object.values(entry.failed).reduce((sum, n) => sum + (n ?? 0), 0)),
-      formatBytes(entry.bytesUp),
-      formatBytes(entry.bytesDown),
     ]),
-  ]);
+  ], fit([2, 3, 1]));
+  const sections = [entries];
+  if (status.entries.length > 0) {
+    const reasons = REASONS.filter((reason) =>
+      status.entries.some((entry) => (entry.failed[reason] ?? 0) > 0)
+    );
+    sections.push(
+      `traffic, and failures by reason\n${
+        formatTable([
+          [
+            "SOURCE",
+            "UP",
+            "DOWN",
+            ...reasons.map((reason) => reason.toUpperCase()),
+          ],
+          ...status.entries.map((entry) => [
+            entry.source,
+            formatBytes(entry.bytesUp),
+            formatBytes(entry.bytesDown),
+            ...reasons.map((reason) => String(entry.failed[reason] ?? 0)),
+          ]),
+        ])
+      }`,
+    );
+  }
+  const proxies = status.entries.flatMap((entry) =>
+    (entry.proxies ?? []).map((proxy) => [
+      entry.source,
+      String(proxy.hop),
+      proxy.proxy,
+      proxy.state === "skipped" && proxy.skippedUntil
+        ? `skipped until ${proxy.skippedUntil.slice(11, 19)} UTC`
+        : proxy.state,
+      String(proxy.failures),
+      proxy.reason ? `${proxy.reason}: ${proxy.error ?? ""}` : "",
+    ])
+  );
+  if (proxies.length > 0) {
+    sections.push(
+      `proxies\n${
+        formatTable(
+          [
+            ["ENTRY", "HOP", "PROXY", "STATE", "FAILURES", "LAST ERROR"],
+            ...proxies,
+          ],
+          fit([5, 2]),
+        )
+      }`,
+    );
+  }
   const tunnels = formatTable([
     ["ID", "CLIENT", "ENTRY", "DESTINATION", "UP", "DOWN", "AGE", "IDLE"],
     ...status.tunnels.map((tunnel) => [
@@ -110,11 +190,22 @@ export function renderStatus(status: Status): string {
       formatDuration(tunnel.ageMs),
       formatDuration(tunnel.idleMs),
     ]),
-  ]);
+  ], fit([3]));
+  sections.push(`${status.tunnels.length} live tunnel(s)\n${tunnels}`);
   const reload = status.config.lastReload
     ? `, last reload ${status.config.lastReload.time}: ${status.config.lastReload.result}`
     : "";
   return `httptunneling ${status.version} (pid ${status.pid})${
     status.config.path ? `, config ${status.config.path}` : ""
-  }${reload}\n\n${entries}\n\n${status.tunnels.length} live tunnel(s)\n${tunnels}`;
+  }${reload}\n\n${sections.join("\n\n")}`;
+}
+
+/** The width to fit: the terminal's, or 100 columns when not a terminal. */
+function terminalWidth(): number {
+  try {
+    if (Deno.stdout.isTerminal()) return Deno.consoleSize().columns;
+  } catch {
+    // No console to ask: the usual width.
+  }
+  return DEFAULT_WIDTH;
 }

@@ -13,6 +13,10 @@ import { relay } from "../relay.ts";
 import { dialRoute } from "../route/dial.ts";
 import { ProxyHealth } from "../route/health.ts";
 import { describeRoute } from "../route/types.ts";
+import type { ChainStep } from "../route/chain.ts";
+import { diagnose, failurePlace } from "../probe/diagnose.ts";
+import { formatHostPort } from "../net/address.ts";
+import { formatDuration } from "../time/duration.ts";
 import { parseCommandLine, proxyEnvironment } from "./args.ts";
 import { parseDestination, parseRouteArguments } from "./entry_args.ts";
 import { TUNNEL_FLAGS, tunnelOptionsFrom, VERBOSE_SWITCH } from "./flags.ts";
@@ -74,14 +78,34 @@ export async function stdioCommand(args: string[]): Promise<number> {
       }`,
     );
     let stream;
+    // The last step begun is where a failure happened, for the advice.
+    let last: ChainStep | undefined;
+    const started = performance.now();
     try {
-      ({ stream } = await dialRoute(route, destination, options, {
+      let path;
+      ({ stream, path } = await dialRoute(route, destination, options, {
         health: new ProxyHealth(),
         environment,
         onFailover: (message) => log.warn(message),
+        hook: {
+          step: (step, run) => {
+            last = step;
+            return run();
+          },
+        },
       }));
+      log.info(
+        `open -> ${formatHostPort(destination)} ${path} after ${
+          formatDuration(performance.now() - started)
+        }`,
+      );
     } catch (error) {
-      log.error(`cannot open the tunnel: ${errorMessage(error)}`);
+      const failure = error instanceof Error ? error : new Error(String(error));
+      log.error(
+        `cannot open the tunnel: ${errorMessage(error)}; ${
+          diagnose(failure, failurePlace(last, destination))
+        }`,
+      );
       return 1;
     }
     const result = await relay(stdio(), stream, {

@@ -17,6 +17,7 @@ import {
   usageLine,
   VERBOSE_SWITCH,
   WATCH_SWITCH,
+  WIDE_SWITCH,
 } from "./flags.ts";
 import { DEFAULT_STATUS_ADDRESS } from "./status.ts";
 
@@ -130,10 +131,10 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     ],
   },
   status: {
-    synopsis: "httptunneling status [ADDR] [--watch | --json]",
+    synopsis: "httptunneling status [ADDR] [--watch | --json] [--wide]",
     about:
       `Shows the entries and live tunnels of a tool run with --status (default ADDR: ${DEFAULT_STATUS_ADDRESS}).`,
-    options: lines([WATCH_SWITCH, JSON_SWITCH]),
+    options: lines([WATCH_SWITCH, JSON_SWITCH, WIDE_SWITCH]),
   },
 };
 

@@ -478,7 +478,9 @@ function applyProxyOption(
     checkCredential(username, valueToken.column);
     checkCredential(password, valueToken.column);
     change = (proxy) =>
-      proxy.username !== undefined ? proxy : { ...proxy, username, password };
+      proxy.username !== undefined
+        ? proxy
+        : { ...proxy, username, password, credentialsFile: value };
   }
   return { kind: "chain", hops: route.hops.map((hop) => hop.map(change)) };
 }

@@ -50,10 +50,14 @@ export function loadConfig(path: string): LoadedConfig {
       const full = isAbsolute(file) ? file : join(dirname(path), file);
       const text = readRegularFile(full);
       const mode = Deno.statSync(full).mode;
-      if (kind === "credentials" && mode !== null && (mode & 0o077) !== 0) {
-        warnings.push(
-          `credentials file ${full} can be read by other users: chmod 600 ${full}`,
-        );
+      // Once per file, however many entries name it.
+      const warning =
+        `credentials file ${full} can be read by other users: chmod 600 ${full}`;
+      if (
+        kind === "credentials" && mode !== null && (mode & 0o077) !== 0 &&
+        !warnings.includes(warning)
+      ) {
+        warnings.push(warning);
       }
       return text;
     },

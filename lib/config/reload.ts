@@ -25,23 +25,29 @@ export class ConfigReloader {
   #broken = false;
   #queue: Promise<unknown> = Promise.resolve();
   #onResult?: (result: ReloadResult) => void;
+  // Warnings logged already: a file that stays world-readable is said
+  // once, not at every reload.
+  #warned: Set<string>;
 
   /**
    * @param path The config file.
    * @param apply Makes a set of entries the running set.
    * @param appliedText The text already running, if any.
    * @param onResult Told the outcome of every reload, e.g. for /status.
+   * @param warned Warnings the first load logged already.
    */
   constructor(
     path: string,
     apply: (entries: TunnelEntry[]) => Promise<unknown>,
     appliedText?: string,
     onResult?: (result: ReloadResult) => void,
+    warned: readonly string[] = [],
   ) {
     this.#path = path;
     this.#apply = apply;
     this.#lastText = appliedText;
     this.#onResult = onResult;
+    this.#warned = new Set(warned);
   }
 
   /**
@@ -73,7 +79,11 @@ export class ConfigReloader {
     try {
       let warnings: string[];
       ({ text, entries, warnings } = loadConfig(this.#path));
-      for (const warning of warnings) log.warn(warning);
+      for (const warning of warnings) {
+        if (!this.#warned.has(warning)) log.warn(warning);
+      }
+      // Fixed and broken again is worth saying again.
+      this.#warned = new Set(warnings);
     } catch (error) {
       if (!(error instanceof ConfigLoadError)) throw error;
       if (error.errors.length === 0) {

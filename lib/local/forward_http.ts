@@ -455,7 +455,7 @@ async function openUpstream(
         : await dialer.dial(proxy, options, session.signal);
       context.health.succeeded(proxy);
     } catch (error) {
-      if (routeFailure(error)?.proxyFault) context.health.failed(proxy);
+      if (routeFailure(error)?.proxyFault) context.health.failed(proxy, error);
       throw error;
     }
   }

@@ -62,6 +62,8 @@ export interface MetricsData {
   readonly handshakeSeconds: number;
   readonly requests: [string, number][];
   readonly upstreamIdle: number;
+  readonly proxyFailures: [string, number][];
+  readonly failovers: [string, number][];
 }
 
 /** The tool's counters. */
@@ -77,6 +79,10 @@ export class Metrics {
   readonly requests: Map<string, number> = new Map();
   /** Idle kept-alive upstream connections, set by the pool. */
   upstreamIdle = 0;
+  /** Proxy failures, by the JSON of `[entry, proxy, reason]`. */
+  readonly proxyFailures: Map<string, number> = new Map();
+  /** Failovers, by the JSON of `[entry, from, to]`. */
+  readonly failovers: Map<string, number> = new Map();
 
   /** The counters of `entry`, created on first use. */
   entry(entry: string): EntryCounters {
@@ -124,6 +130,28 @@ export class Metrics {
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
   }
 
+  /**
+   * A proxy of `entry`'s route failed in a way that is its own fault.
+   *
+   * @param entry The entry's source.
+   * @param proxy The proxy as `describeProxy` shows it, password masked.
+   * @param reason Why.
+   */
+  proxyFailed(entry: string, proxy: string, reason: FailureReason): void {
+    bump(this.proxyFailures, JSON.stringify([entry, proxy, reason]));
+  }
+
+  /**
+   * A tunnel of `entry` went on to another alternative of a hop.
+   *
+   * @param entry The entry's source.
+   * @param from The proxy that failed, without password.
+   * @param to The one tried next, without password.
+   */
+  failedOver(entry: string, from: string, to: string): void {
+    bump(this.failovers, JSON.stringify([entry, from, to]));
+  }
+
   /** A tunnel on `entry` ended after moving these bytes. */
   closed(entry: string, bytesUp: number, bytesDown: number): void {
     const counters = this.entry(entry);
@@ -144,6 +172,8 @@ export class Metrics {
       handshakeSeconds: this.#handshakeSeconds,
       requests: [...this.requests],
       upstreamIdle: this.upstreamIdle,
+      proxyFailures: [...this.proxyFailures],
+      failovers: [...this.failovers],
     };
   }
 
@@ -168,6 +198,10 @@ export class Metrics {
       this.requests.set(key, (this.requests.get(key) ?? 0) + count);
     }
     this.upstreamIdle += data.upstreamIdle;
+    for (const [key, count] of data.proxyFailures) {
+      bump(this.proxyFailures, key, count);
+    }
+    for (const [key, count] of data.failovers) bump(this.failovers, key, count);
   }
 
   /** A reload ended with `result`. */
@@ -283,6 +317,32 @@ export class Metrics {
     );
     lines.push(`httptunneling_upstream_idle_connections ${this.upstreamIdle}`);
     family(
+      "httptunneling_proxy_failures_total",
+      "counter",
+      "Failures that were a proxy's fault (it was skipped for a while), by entry, proxy and reason.",
+    );
+    for (const [key, count] of [...this.proxyFailures].sort()) {
+      const [entry, proxy, reason] = JSON.parse(key);
+      lines.push(
+        `httptunneling_proxy_failures_total{entry="${label(entry)}",proxy="${
+          label(proxy)
+        }",reason="${label(reason)}"} ${count}`,
+      );
+    }
+    family(
+      "httptunneling_failovers_total",
+      "counter",
+      "Switches from a failed proxy to the next alternative of its hop.",
+    );
+    for (const [key, count] of [...this.failovers].sort()) {
+      const [entry, from, to] = JSON.parse(key);
+      lines.push(
+        `httptunneling_failovers_total{entry="${label(entry)}",from="${
+          label(from)
+        }",to="${label(to)}"} ${count}`,
+      );
+    }
+    family(
       "httptunneling_reloads_total",
       "counter",
       "Config reloads, by result.",
@@ -294,6 +354,10 @@ export class Metrics {
     }
     return lines.join("\n") + "\n";
   }
+}
+
+function bump(counts: Map<string, number>, key: string, by = 1): void {
+  counts.set(key, (counts.get(key) ?? 0) + by);
 }
 
 function label(value: string): string {

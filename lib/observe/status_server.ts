@@ -74,7 +74,9 @@ export function statusDocument(supervisor: StatusSource, state: RunState) {
       path: state.configPath ?? null,
       lastReload: state.lastReload ?? null,
     },
-    entries: supervisor.entries().map(({ entry, state, error, active }) => {
+    entries: supervisor.entries().map((
+      { entry, state, error, active, proxies },
+    ) => {
       const counters = metrics.entry(sourceKey(entry));
       const open = live.get(sourceKey(entry));
       return {
@@ -89,6 +91,7 @@ export function statusDocument(supervisor: StatusSource, state: RunState) {
         failed: counters.failed,
         bytesUp: counters.bytesUp + (open?.bytesUp ?? 0),
         bytesDown: counters.bytesDown + (open?.bytesDown ?? 0),
+        proxies,
       };
     }),
     tunnels: supervisor.tunnels.map((tunnel) => ({

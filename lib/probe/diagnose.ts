@@ -6,6 +6,8 @@
  */
 
 import { errorMessage, KerberosError, routeFailure } from "../errors.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import type { ChainStep } from "../route/chain.ts";
 
 /** Where in a route the failure happened. */
 export interface FailurePlace {
@@ -15,6 +17,29 @@ export interface FailurePlace {
   readonly target: string;
   /** The step: reaching a host, TLS, or asking a proxy. */
   readonly step: "resolve" | "connect" | "tls" | "ask";
+}
+
+/**
+ * Where a route failed, from the last step a chain walk started (as a
+ * chain hook sees them); for a direct route, which has no steps,
+ * the connect to the destination.
+ *
+ * @param step The last step started, if any.
+ * @param destination Where the route leads.
+ * @returns The place, for {@link diagnose}.
+ */
+export function failurePlace(
+  step: ChainStep | undefined,
+  destination: HostPort,
+): FailurePlace {
+  if (step === undefined) {
+    return { target: formatHostPort(destination), step: "connect" };
+  }
+  return {
+    proxy: step.proxy && formatHostPort(step.proxy),
+    target: formatHostPort(step.target),
+    step: step.kind === "handshake" ? "tls" : step.kind,
+  };
 }
 
 /**
@@ -30,7 +55,12 @@ export function diagnose(error: Error, place: FailurePlace): string {
   const who = proxy ? `proxy ${proxy}` : target;
   // The host being reached: the proxy itself, or a destination.
   const reached = proxy && proxy === target ? `proxy ${proxy}` : target;
-  if (place.step === "resolve") {
+  // A connect that failed on the name, not the address.
+  const unresolved = routeFailure(error)?.kind === "dial" &&
+    /failed to lookup address|not known|no address associated/i.test(
+      error.message,
+    );
+  if (place.step === "resolve" || unresolved) {
     return `the name in ${target} does not resolve here: check its spelling and this machine's DNS, or write the IP address`;
   }
   const failure = routeFailure(error);
@@ -42,8 +72,8 @@ export function diagnose(error: Error, place: FailurePlace): string {
       switch (failure.failure) {
         case "credentials-needed":
           return kerberos
-            ? `${who} requires authentication (${failure.detail}) and Negotiate could not be used: ${kerberos.message}; or add user:password to the proxy URL, e.g. http://user:password@${proxy}`
-            : `${who} requires authentication (${failure.detail}): add user:password to the proxy URL, e.g. http://user:password@${proxy}`;
+            ? `${who} requires authentication, and Negotiate could not be used: ${kerberos.message}; or, as the proxy offers ${failure.detail}, add user:password to the proxy URL, e.g. http://user:password@${proxy}`
+            : `${who} requires authentication, and no credentials are configured: the proxy offers ${failure.detail}; add user:password to the proxy URL, e.g. http://user:password@${proxy} (or credentials=FILE)`;
         case "negotiate-failed":
           return `${who} requires Kerberos (${failure.detail}): ${
             kerberos?.message ?? failure.message
@@ -58,7 +88,16 @@ export function diagnose(error: Error, place: FailurePlace): string {
       }
     }
     case "refused": {
-      const status = failure.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
+      const squid = failure.proxyError?.meaning
+        ? failure.proxyError
+        : undefined;
+      const answer = failure.statusLine.replace(/^HTTP\/\d\.\d\s+/, "");
+      // The proxy's own detail, when it gave one, says more than its
+      // status line.
+      if (squid && failure.status >= 500) {
+        return `${who} could not reach ${target} (${answer}): ${squid.meaning}; ${squid.advice}`;
+      }
+      const status = squid ? `${answer}; ${squid.meaning}` : answer;
       if (failure.status === 403 || failure.status === 405) {
         return port === "443"
           ? `${who} refused CONNECT to ${target} (${status}): the proxy does not allow this destination; ask its administrators`

@@ -21,7 +21,12 @@ import {
 } from "../proxy/http_head.ts";
 import { type ChainHook, HopFailure, openChain } from "../route/chain.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "../route/env.ts";
-import { describeProxy, type Proxy, type Route } from "../route/types.ts";
+import {
+  describeProxy,
+  describeRoute,
+  type Proxy,
+  type Route,
+} from "../route/types.ts";
 import { formatDuration } from "../time/duration.ts";
 import { diagnose, type FailurePlace } from "./diagnose.ts";
 import { canonicalHostName } from "../net/dns.ts";
@@ -53,6 +58,27 @@ export interface ProbeReport {
   readonly diagnosis?: string;
 }
 
+/**
+ * The outcome of probing a route: each combination of its hops'
+ * alternatives is a path, and the route works when any path does, as a
+ * tunnel fails over to whichever works.
+ */
+export interface RouteReport {
+  /** Where the tunnel leads. */
+  readonly destination: string;
+  /** The route as written, e.g. `via http://a:3128,http://b:3128`. */
+  readonly route: string;
+  /** Whether any path works. */
+  readonly ok: boolean;
+  /** Each path probed, in the order a tunnel would try them. */
+  readonly paths: ProbeReport[];
+  /**
+   * When no path works: the first path's sentence, or with alternatives
+   * one sentence per path.
+   */
+  readonly diagnosis?: string;
+}
+
 /** How long to wait for a destination that may speak first (e.g. SSH). */
 const FIRST_BYTE_WAIT_MS = 2_000;
 const MAX_PATHS = 8;
@@ -64,32 +90,43 @@ const MAX_PATHS = 8;
  * @param destination Where it leads.
  * @param options Time limits and trusted CAs.
  * @param environment For `env` routes.
- * @returns One report per path.
+ * @returns The route's verdict, with a report per path.
  */
 export async function probeRoute(
   route: Route,
   destination: HostPort,
   options: TunnelOptions,
   environment: ProxyEnvironment,
-): Promise<ProbeReport[]> {
+): Promise<RouteReport> {
   const resolved = route.kind === "env"
     ? routeFromEnvironment(environment, destination)
     : route;
-  if (resolved.kind !== "chain") {
-    return [await probePath([], destination, options)];
-  }
   let paths: Proxy[][] = [[]];
-  for (const hop of resolved.hops) {
-    paths = paths.flatMap((path) => hop.map((proxy) => [...path, proxy])).slice(
-      0,
-      MAX_PATHS,
-    );
+  if (resolved.kind === "chain") {
+    for (const hop of resolved.hops) {
+      paths = paths.flatMap((path) => hop.map((proxy) => [...path, proxy]))
+        .slice(0, MAX_PATHS);
+    }
   }
   const reports: ProbeReport[] = [];
   for (const path of paths) {
     reports.push(await probePath(path, destination, options));
   }
-  return reports;
+  const ok = reports.some((report) => report.ok);
+  return {
+    destination: formatHostPort(destination),
+    route: route.kind === "env" && resolved.kind === "chain"
+      ? `${describeRoute(route)}: ${describeRoute(resolved)}`
+      : describeRoute(resolved),
+    ok,
+    paths: reports,
+    ...(ok ? {} : {
+      diagnosis: reports.length === 1
+        ? reports[0].diagnosis
+        : reports.map((report) => `${report.path}: ${report.diagnosis}`)
+          .join("; "),
+    }),
+  };
 }
 
 class StepFailure extends Error {

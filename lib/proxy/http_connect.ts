@@ -193,6 +193,7 @@ export async function httpConnect(
           authority,
           head.status,
           head.statusLine,
+          headerValue(head, "x-squid-error"),
         );
       }
       try {

@@ -6,13 +6,13 @@
  * @module
  */
 
-import { routeFailure } from "../errors.ts";
+import { type FailureReason, routeFailure } from "../errors.ts";
 import type { HostPort } from "../net/address.ts";
 import type { DialOptions } from "../net/dialer.ts";
 import type { Duplex } from "../net/duplex.ts";
-import { HopFailure, openChain } from "./chain.ts";
+import { type ChainHook, HopFailure, openChain } from "./chain.ts";
 import type { ProxyHealth } from "./health.ts";
-import { describeProxy, type Hop } from "./types.ts";
+import { describeProxy, type Hop, type Proxy } from "./types.ts";
 
 /** What failover keeps across tunnels. */
 export interface FailoverContext {
@@ -20,6 +20,19 @@ export interface FailoverContext {
   readonly health: ProxyHealth;
   /** Reports a failover, for the tunnel's log. */
   readonly onFailover?: (message: string) => void;
+  /**
+   * Hears of each failure that is the proxy's fault, and of the
+   * alternative tried next (none when the hop has no other left).
+   */
+  readonly onProxyFailed?: (
+    proxy: Proxy,
+    reason: FailureReason,
+    next: Proxy | undefined,
+  ) => void;
+  /** Hears of a proxy that failed before and now worked. */
+  readonly onRecovered?: (proxy: Proxy, failures: number) => void;
+  /** Told of every step of every chain walked, e.g. to explain a failure. */
+  readonly hook?: ChainHook;
 }
 
 /**
@@ -47,16 +60,24 @@ export async function dialWithFailover(
   while (true) {
     const chosen = candidates.map((hop) => hop[0]);
     try {
-      const stream = await openChain(chosen, destination, options, { signal });
-      for (const proxy of chosen) context.health.succeeded(proxy);
+      const stream = await openChain(chosen, destination, options, {
+        signal,
+        hook: context.hook,
+      });
+      for (const proxy of chosen) {
+        const failures = context.health.succeeded(proxy);
+        if (failures > 0) context.onRecovered?.(proxy, failures);
+      }
       return { stream, path: `via ${chosen.map(describeProxy).join(" -> ")}` };
     } catch (error) {
       if (!(error instanceof HopFailure)) throw error;
       const { hop, proxy, failure } = error;
-      if (signal?.aborted || !routeFailure(failure)?.proxyFault) throw failure;
-      const backoff = context.health.failed(proxy);
+      const classified = routeFailure(failure);
+      if (signal?.aborted || !classified?.proxyFault) throw failure;
+      const backoff = context.health.failed(proxy, failure);
       candidates[hop].shift();
       const next = candidates[hop][0];
+      context.onProxyFailed?.(proxy, classified.reason, next);
       if (next === undefined) throw failure;
       context.onFailover?.(
         `${describeProxy(proxy)} failed (${error.message}); trying ${

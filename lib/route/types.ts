@@ -27,6 +27,8 @@ export interface Proxy extends HostPort {
   readonly username?: string;
   /** Password, percent-decoded. Never logged. */
   readonly password?: string;
+  /** The file the credentials came from (`credentials=`), as written. */
+  readonly credentialsFile?: string;
   /** Send Basic credentials with the first request, before any 407. */
   readonly preemptiveBasic?: boolean;
   /** The only authentication scheme to answer with (`auth=`); any when absent. */

@@ -229,6 +229,11 @@ function mergeEntries(reports: EntryState[][]): EntryState[] {
           state: seen.state === "listening" ? state.state : seen.state,
           error: seen.error ?? state.error,
           active: seen.active + state.active,
+          // Each worker keeps its own failure memory: show the one that
+          // knows of a failure.
+          proxies: seen.proxies.map((proxy, i) =>
+            proxy.state === "ok" ? state.proxies[i] ?? proxy : proxy
+          ),
         },
       );
     }
