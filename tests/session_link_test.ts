@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, type Hash } from "node:crypto";
+import fc from "npm:fast-check@4.3.0";
 import { SessionError } from "../lib/session/errors.ts";
 import {
   encodeFrame,
@@ -807,4 +808,105 @@ Deno.test("session link: DATA of busy streams goes out in turn, one frame each",
     order.push((frame as { stream: number }).stream);
   }
   assert.deepEqual(order, [1, 3, 5, 1, 3, 5, 1, 3, 5]);
+});
+
+Deno.test("session link: a DATA frame received twice is delivered once", () => {
+  const link = new Link();
+  const id = link.client.open("origin.test", 1);
+  settle(link);
+  link.server.accept(id);
+  settle(link);
+  link.client.write(id, Uint8Array.of(1, 2, 3));
+  const frame = link.client.nextFrame()!;
+  assert.equal(frame.type, "data");
+  link.server.receive(overWire(frame));
+  link.server.receive(overWire(frame));
+  assert.deepEqual(link.server.drainEvents(), [{
+    kind: "readable",
+    stream: id,
+  }]);
+  assert.deepEqual([...link.server.read(id)], [1, 2, 3]);
+  assert.equal(link.server.unread, 0);
+});
+
+Deno.test("session link: a peer that opens past the cap and reads no refusal is cut off", () => {
+  const server = new Session({ role: "server", maxStreams: 1 });
+  server.connect();
+  assert.throws(() => {
+    for (let id = 1; id < 1000; id += 2) {
+      server.receive({
+        type: "open",
+        stream: id,
+        host: "h",
+        port: 1,
+        window: 1,
+      });
+    }
+  }, (e) =>
+    e instanceof SessionError && e.problem === "limit" &&
+    /without reading the refusals/.test(e.message));
+});
+
+Deno.test("session link: the client's session expires too; an expired session takes no more work", () => {
+  const link = new Link({ client: { resumeWindowMs: 1000 } });
+  const id = link.client.open("origin.test", 1);
+  settle(link);
+  link.cut();
+  link.time += 999;
+  assert.equal(link.client.expired, false);
+  link.time += 1;
+  assert.equal(link.client.expired, true);
+  link.client.expire();
+  assert.deepEqual(link.client.drainEvents(), [{
+    kind: "reset",
+    stream: id,
+    reason: EXPIRED_REASON,
+  }]);
+  const dead = (fn: () => unknown) =>
+    assert.throws(
+      fn,
+      (e) => e instanceof SessionError && e.problem === "state",
+    );
+  dead(() => link.client.open("origin.test", 2));
+  dead(() => link.client.resume([]));
+  dead(() =>
+    link.client.welcome({
+      type: "welcome",
+      session: new Uint8Array(16),
+      resume: "new",
+      streams: [],
+    })
+  );
+});
+
+Deno.test("fuzz: session streams arrive byte-exact whatever the sizes, windows and cuts", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+      fc.array(fc.integer({ min: 0, max: 40_000 }), {
+        minLength: 1,
+        maxLength: 4,
+      }),
+      fc.integer({ min: 0, max: 8 }),
+      fc.integer({ min: 1024, max: 32_768 }),
+      fc.integer({ min: 1024, max: 32_768 }),
+      fc.integer({ min: 1, max: 20_000 }),
+      (seed, sizes, cuts, receiveWindow, sendBufferBytes, maxPayload) => {
+        const limits = {
+          receiveWindow,
+          sendBufferBytes,
+          maxPayload: Math.min(maxPayload, 65_536),
+        };
+        const link = new Link({ client: limits, server: limits });
+        transfer(link, {
+          streams: sizes.length,
+          bytes: (i) => sizes[i],
+          seed,
+          cuts,
+        });
+        assert.equal(link.client.streamCount + link.server.streamCount, 0);
+      },
+    ),
+    { numRuns: Number(Deno.env.get("FUZZ_RUNS") ?? 40), seed: 20261205 },
+  );
 });

@@ -81,6 +81,10 @@ export const DEFAULT_SESSION_BUFFER_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PAYLOAD = 16 * 1024;
 /** Default of {@link SessionOptions.resumeWindowMs}. */
 export const DEFAULT_RESUME_WINDOW_MS = 60_000;
+// Control frames queued beyond one per stream before a peer that keeps
+// opening past the cap is cut off.
+const CONTROL_SLACK = 64;
+
 /** The reason streams are reset with when the resume window passed. */
 export const EXPIRED_REASON = "resume window expired";
 
@@ -481,7 +485,10 @@ export class Session {
       this.resume(frame.streams);
       return;
     }
-    if (frame.resume === "refused") {
+    this.#checkAlive();
+    // A session asked for and not resumed is gone at the server, and with
+    // it every stream the server knew.
+    if (this.#id) {
       this.#resetAll(
         "the server did not resume the session (its resume window passed, or it restarted)",
       );
@@ -683,6 +690,14 @@ export class Session {
     }
     this.#highestPeerId = Math.max(this.#highestPeerId, id);
     if (this.#entries.size >= this.#maxStreams) {
+      // Refusals are the one kind of frame a peer can make this side
+      // queue without end: by opening past the cap and not reading.
+      if (this.#control.length >= this.#maxStreams + CONTROL_SLACK) {
+        throw new SessionError(
+          "limit",
+          `the peer keeps opening streams past the limit of ${this.#maxStreams} without reading the refusals`,
+        );
+      }
       this.#control.push({
         type: "refuse",
         stream: id,
