@@ -434,3 +434,21 @@ Deno.test("fuzz: session frame decoder throws only FrameError and stays within o
     SETTINGS,
   );
 });
+
+Deno.test("session frame: a frame trickled a byte at a time is copied once, not once per byte", () => {
+  const big = encodeFrame({
+    type: "data",
+    stream: 1,
+    offset: 0,
+    payload: new Uint8Array(MAX_DATA_PAYLOAD).fill(3),
+  });
+  const decoder = new FrameDecoder();
+  const frames: Frame[] = [];
+  // Each byte alone, as a peer trickling its bytes sends them.
+  for (let i = 0; i < big.length; i++) {
+    frames.push(...decoder.push(big.subarray(i, i + 1)));
+    assert.equal(decoder.buffered, (i + 1) % big.length);
+  }
+  assert.equal(frames.length, 1);
+  assert.deepEqual(frames[0], new FrameDecoder().push(big)[0]);
+});

@@ -741,16 +741,42 @@ Deno.test("session link: a second HELLO with the same token takes the session ov
   }]);
 });
 
-Deno.test("session link: the session table is bounded", () => {
-  const table = new SessionTable<number>({ maxSessions: 2 });
-  table.hello({ type: "hello", streams: [] }, "a", 1);
-  table.hello({ type: "hello", streams: [] }, "a", 2);
-  assert.throws(
-    () => table.hello({ type: "hello", streams: [] }, "a", 3),
-    (e) =>
-      e instanceof SessionError && e.problem === "limit" &&
-      /2 sessions are kept/.test(e.message),
+Deno.test("session link: the session table is bounded; expired and removed sessions make room", () => {
+  let time = 0;
+  const table = new SessionTable<number>({
+    maxSessions: 2,
+    now: () => time,
+    session: { resumeWindowMs: 10 },
+  });
+  const first = table.hello({ type: "hello", streams: [] }, "a", 1);
+  const second = table.hello({ type: "hello", streams: [] }, "a", 2);
+  const full = () =>
+    assert.throws(
+      () => table.hello({ type: "hello", streams: [] }, "a", 3),
+      (e) =>
+        e instanceof SessionError && e.problem === "limit" &&
+        /2 sessions are kept/.test(e.message),
+    );
+  full();
+  table.remove(first.session);
+  assert.equal(table.size, 1);
+  const third = table.hello({ type: "hello", streams: [] }, "a", 3);
+  full();
+  // A session waiting past its resume window is swept to make room.
+  table.detach(second.session, 2);
+  time += 10;
+  table.hello({ type: "hello", streams: [] }, "a", 4);
+  assert.equal(table.size, 2);
+  assert.equal(third.session.expired, false);
+  // ...and reported by the next sweep, for the log.
+  assert.deepEqual(
+    table.sweep().map((e) => [e.session, e.reason]),
+    [[second.session, "resume window expired"]],
   );
+  assert.deepEqual(table.sweep(), []);
+  // Ids come from the system's randomness by default, 16 bytes each.
+  assert.notDeepEqual(first.welcome.session, third.welcome.session);
+  assert.equal(first.welcome.session.length, 16);
 });
 
 Deno.test("session link: frames that break the session's rules are protocol errors", () => {

@@ -324,12 +324,17 @@ export function clipReason(reason: string): string {
  * later push throws it again: the stream has lost its framing.
  */
 export class FrameDecoder {
-  #pending: Uint8Array = new Uint8Array(0);
+  // The header being gathered, then the whole frame being gathered: each
+  // byte is copied once however small the chunks.
+  #header = new Uint8Array(HEADER_BYTES);
+  #headerFill = 0;
+  #frame: Uint8Array | undefined;
+  #frameFill = 0;
   #error: FrameError | undefined;
 
   /** Bytes received that do not yet make a whole frame. */
   get buffered(): number {
-    return this.#pending.length;
+    return this.#frame ? this.#frameFill : this.#headerFill;
   }
 
   /**
@@ -341,26 +346,53 @@ export class FrameDecoder {
    */
   push(chunk: Uint8Array): Frame[] {
     if (this.#error) throw this.#error;
-    let data = chunk;
-    if (this.#pending.length > 0) {
-      data = new Uint8Array(this.#pending.length + chunk.length);
-      data.set(this.#pending);
-      data.set(chunk, this.#pending.length);
-    }
     const frames: Frame[] = [];
-    let at = 0;
     try {
-      while (data.length - at >= HEADER_BYTES) {
-        const length = checkHeader(data.subarray(at, at + HEADER_BYTES));
-        if (data.length - at < HEADER_BYTES + length) break;
-        frames.push(decodeBody(data.subarray(at, at + HEADER_BYTES + length)));
-        at += HEADER_BYTES + length;
+      let at = 0;
+      while (at < chunk.length) {
+        if (!this.#frame) {
+          // Whole frames in the chunk are decoded where they lie.
+          if (this.#headerFill === 0 && chunk.length - at >= HEADER_BYTES) {
+            const size = HEADER_BYTES +
+              checkHeader(chunk.subarray(at, at + HEADER_BYTES));
+            if (chunk.length - at >= size) {
+              frames.push(decodeBody(chunk.subarray(at, at + size)));
+              at += size;
+              continue;
+            }
+          }
+          const n = Math.min(
+            HEADER_BYTES - this.#headerFill,
+            chunk.length - at,
+          );
+          this.#header.set(chunk.subarray(at, at + n), this.#headerFill);
+          this.#headerFill += n;
+          at += n;
+          if (this.#headerFill < HEADER_BYTES) break;
+          this.#frame = new Uint8Array(
+            HEADER_BYTES + checkHeader(this.#header),
+          );
+          this.#frame.set(this.#header);
+          this.#frameFill = HEADER_BYTES;
+          this.#headerFill = 0;
+        }
+        const n = Math.min(
+          this.#frame.length - this.#frameFill,
+          chunk.length - at,
+        );
+        this.#frame.set(chunk.subarray(at, at + n), this.#frameFill);
+        this.#frameFill += n;
+        at += n;
+        if (this.#frameFill === this.#frame.length) {
+          const frame = this.#frame;
+          this.#frame = undefined;
+          frames.push(decodeBody(frame));
+        }
       }
     } catch (error) {
       if (error instanceof FrameError) this.#error = error;
       throw error;
     }
-    this.#pending = data.slice(at);
     return frames;
   }
 }

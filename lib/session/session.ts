@@ -437,11 +437,11 @@ export class Session {
         break;
       case "reset":
         this.#remove(stream.id);
-        this.#events.push(
-          stream.sentAll && stream.ended
-            ? { kind: "closed", stream: stream.id }
-            : { kind: "reset", stream: stream.id, reason: frame.reason },
-        );
+        this.#events.push({
+          kind: "reset",
+          stream: stream.id,
+          reason: frame.reason,
+        });
         return;
     }
     this.#settle(entry);

@@ -102,6 +102,7 @@ export class SessionTable<T> {
   readonly #maxSessions: number;
   readonly #random: (bytes: Uint8Array) => void;
   #records = new Map<string, Record<T>>();
+  #ended: ExpiredSession[] = [];
 
   /** @param options Bounds, clock and randomness. */
   constructor(options: SessionTableOptions = {}) {
@@ -181,12 +182,15 @@ export class SessionTable<T> {
 
   /**
    * Ends every session whose transport has been gone for the resume
-   * window: its streams are reset with {@link EXPIRED_REASON}.
+   * window: its streams are reset with {@link EXPIRED_REASON}. The caller
+   * runs it on a timer; a new session that finds the table full runs it
+   * too, and the sessions that ended then come with the next call.
    *
-   * @returns The sessions ended, for the log.
+   * @returns The sessions ended since the last call, for the log.
    */
   sweep(): ExpiredSession[] {
-    const ended: ExpiredSession[] = [];
+    const ended = this.#ended;
+    this.#ended = [];
     for (const [key, record] of this.#records) {
       if (record.transport !== undefined || !record.session.expired) continue;
       this.#records.delete(key);
@@ -228,7 +232,8 @@ export class SessionTable<T> {
   }
 
   #create(token: string, transport: T): Session {
-    if (this.#records.size >= this.#maxSessions) this.sweep();
+    // Sessions swept to make room are reported by the next sweep().
+    if (this.#records.size >= this.#maxSessions) this.#ended = this.sweep();
     if (this.#records.size >= this.#maxSessions) {
       throw new SessionError(
         "limit",
