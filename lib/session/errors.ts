@@ -21,6 +21,8 @@ export class FrameError extends Error {
   readonly problem: FrameProblem;
 
   /**
+   * A frame error.
+   *
    * @param problem Which problem.
    * @param message What was wrong, naming the field and its bound.
    */
@@ -45,6 +47,8 @@ export class SessionError extends Error {
   readonly problem: SessionProblem;
 
   /**
+   * A session error.
+   *
    * @param problem Which rule.
    * @param message What happened, naming the stream and the bound.
    */

@@ -29,7 +29,7 @@ export const HEADER_BYTES = 12;
 /** Most payload bytes in one DATA frame. */
 export const MAX_DATA_PAYLOAD = 64 * 1024;
 /** Largest body of any frame: a full DATA frame's offset and payload. */
-export const MAX_FRAME_BODY = 8 + MAX_DATA_PAYLOAD;
+export const MAX_FRAME_BODY: number = 8 + MAX_DATA_PAYLOAD;
 /** Most UTF-8 bytes in a REFUSE, RESET or GOAWAY reason. */
 export const MAX_REASON_BYTES = 512;
 /**
@@ -83,6 +83,7 @@ export interface ResumeEntry {
 
 /** Client → server, first on every transport: a new session, or a resume. */
 export interface HelloFrame {
+  /** The frame type. */
   readonly type: "hello";
   /** The session to resume; absent for a new one. */
   readonly session?: Uint8Array;
@@ -98,6 +99,7 @@ export type ResumeOutcome = "new" | "resumed" | "refused";
 
 /** Server → client: the session id and the server's receive state. */
 export interface WelcomeFrame {
+  /** The frame type. */
   readonly type: "welcome";
   /** The session's id, {@link SESSION_ID_BYTES} bytes. */
   readonly session: Uint8Array;
@@ -109,7 +111,9 @@ export interface WelcomeFrame {
 
 /** Opens a stream to `host:port` at the far end. */
 export interface OpenFrame {
+  /** The frame type. */
   readonly type: "open";
+  /** The stream's id. */
   readonly stream: number;
   /** A host name, IPv4 or IPv6 address (no brackets). */
   readonly host: string;
@@ -121,7 +125,9 @@ export interface OpenFrame {
 
 /** The far end reached the target; data may flow. */
 export interface OpenedFrame {
+  /** The frame type. */
   readonly type: "opened";
+  /** The stream's id. */
   readonly stream: number;
   /** Bytes the far end will accept before its first ACK. */
   readonly window: number;
@@ -129,16 +135,23 @@ export interface OpenedFrame {
 
 /** The far end did not open the stream. */
 export interface RefuseFrame {
+  /** The frame type. */
   readonly type: "refuse";
+  /** The stream's id. */
   readonly stream: number;
+  /** Why, as a code. */
   readonly code: RefuseCode;
+  /** Why, for the peer's log. */
   readonly reason: string;
 }
 
 /** Bytes of a stream, starting at byte `offset` of its sequence. */
 export interface DataFrame {
+  /** The frame type. */
   readonly type: "data";
+  /** The stream's id. */
   readonly stream: number;
+  /** Where in the stream's byte sequence the payload starts. */
   readonly offset: number;
   /** At most {@link MAX_DATA_PAYLOAD} bytes. */
   readonly payload: Uint8Array;
@@ -146,7 +159,9 @@ export interface DataFrame {
 
 /** Cumulative acknowledgement and window of one stream. */
 export interface AckFrame {
+  /** The frame type. */
   readonly type: "ack";
+  /** The stream's id. */
   readonly stream: number;
   /** Every byte before this offset has been received. */
   readonly offset: number;
@@ -158,21 +173,29 @@ export interface AckFrame {
 
 /** The sender will send no more bytes on the stream; `offset` is its length. */
 export interface EofFrame {
+  /** The frame type. */
   readonly type: "eof";
+  /** The stream's id. */
   readonly stream: number;
+  /** The stream's length: every byte the sender sent. */
   readonly offset: number;
 }
 
 /** The stream is abandoned in both directions. */
 export interface ResetFrame {
+  /** The frame type. */
   readonly type: "reset";
+  /** The stream's id. */
   readonly stream: number;
+  /** Why, for the peer's log. */
   readonly reason: string;
 }
 
 /** The transport is about to close; the session itself lives on. */
 export interface GoawayFrame {
+  /** The frame type. */
   readonly type: "goaway";
+  /** Why, for the peer's log. */
   readonly reason: string;
 }
 

@@ -133,7 +133,21 @@ interface Entry {
   phase: Phase;
 }
 
-/** A session's streams and their outbound frames. */
+/**
+ * A session's streams and their outbound frames.
+ *
+ * @example
+ * ```ts
+ * const client = new Session({ role: "client" });
+ * const id = client.open("db.internal", 5432); // 1
+ * client.write(id, new TextEncoder().encode("hello"));
+ * client.hello(); // the transport sends this first, then:
+ * // client.welcome(welcomeFrameFromServer);
+ * // for (let f; (f = client.nextFrame());) send(encodeFrame(f));
+ * // for (const f of decoder.push(bytes)) client.receive(f);
+ * // for (const event of client.drainEvents()) ...
+ * ```
+ */
 export class Session {
   readonly #role: SessionRole;
   readonly #streamOptions: StreamOptions;
@@ -157,7 +171,11 @@ export class Session {
   #lostAt: number;
   #expired = false;
 
-  /** @param options Role, bounds and clock. */
+  /**
+   * A session with no streams and no transport yet.
+   *
+   * @param options Role, bounds and clock.
+   */
   constructor(options: SessionOptions) {
     this.#role = options.role;
     this.#streamOptions = {

@@ -77,6 +77,8 @@ export class Stream {
   #eofAckSent = false;
 
   /**
+   * A stream with nothing sent or received.
+   *
    * @param id The stream's id.
    * @param options The stream's bounds.
    */

@@ -104,7 +104,11 @@ export class SessionTable<T> {
   #records = new Map<string, Record<T>>();
   #ended: ExpiredSession[] = [];
 
-  /** @param options Bounds, clock and randomness. */
+  /**
+   * An empty table.
+   *
+   * @param options Bounds, clock and randomness.
+   */
   constructor(options: SessionTableOptions = {}) {
     this.#options = options;
     this.#maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
