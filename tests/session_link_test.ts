@@ -265,8 +265,10 @@ function transfer(link: Link, options: TransferOptions): Map<number, Pair> {
   const accepted = new Set<number>();
   // Cuts at evenly spread points of the transfer's progress, so that each
   // lands while bytes flow.
-  const total = [...pairs.values()].reduce(
-    (n, p) => n + p.up.total + p.down.total,
+  // A stalled stream's upload never arrives, so it is not counted.
+  const total = [...pairs].reduce(
+    (n, [id, p]) =>
+      n + (options.stalled?.has(id) ? 0 : p.up.total) + p.down.total,
     0,
   );
   const cuts = options.cuts ?? 0;
@@ -469,6 +471,7 @@ Deno.test("session link: 200 streams, one stalled reader, the other 199 finish; 
     link.client.drainEvents();
     link.server.drainEvents();
   }
+  assert.equal(link.client.streamCount + link.server.streamCount, 0);
   assert.equal(rest.digest(), stuck.up.expected);
   assert.equal(stuck.atClient.digest(), stuck.down.expected);
 });
@@ -935,4 +938,32 @@ Deno.test("fuzz: session streams arrive byte-exact whatever the sizes, windows a
     ),
     { numRuns: Number(Deno.env.get("FUZZ_RUNS") ?? 40), seed: 20261205 },
   );
+});
+
+Deno.test("session link: a stalled reader across cuts keeps its bytes; the other streams finish", () => {
+  const limits = { receiveWindow: 16_384, sendBufferBytes: 32_768 };
+  const link = new Link({ client: limits, server: limits });
+  const pairs = transfer(link, {
+    streams: 20,
+    bytes: (i) => 100_000 + i * 1000,
+    seed: 77,
+    cuts: 5,
+    stalled: new Set([3]),
+  });
+  assert.equal(link.transport, 6);
+  assert.equal(link.server.unread, 16_384, "one window, kept across cuts");
+  const stuck = pairs.get(3)!;
+  const sink = new Sink();
+  for (let i = 0; i < 10_000 && link.client.streamCount > 0; i++) {
+    sink.pump(link.server, 3);
+    stuck.up.pump(link.client, 3);
+    stuck.down.pump(link.server, 3);
+    stuck.atClient.pump(link.client, 3);
+    link.pump();
+    link.client.drainEvents();
+    link.server.drainEvents();
+  }
+  assert.equal(link.client.streamCount + link.server.streamCount, 0);
+  assert.equal(sink.digest(), stuck.up.expected);
+  assert.equal(stuck.atClient.digest(), stuck.down.expected);
 });

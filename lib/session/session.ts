@@ -14,6 +14,9 @@
  * first, then ACKs that moved by a quarter window, then DATA and EOF one
  * frame per stream in turn (round robin), then any ACK still owed. A stream
  * whose peer window is closed is skipped, so it never holds up the others.
+ * The session does not say when a frame becomes ready: the pump drains
+ * {@link Session.nextFrame} after every call that may have made one (a
+ * received frame, a write, a read, an open, a finish, a reset).
  *
  * When the transport dies, {@link Session.transportLost} keeps every
  * unacknowledged byte; on the next transport both sides exchange their
