@@ -30,6 +30,7 @@ const id = Uint8Array.from({ length: SESSION_ID_BYTES }, (_, i) => i * 7);
 const entries: ResumeEntry[] = [
   { stream: 1, offset: 0, window: 65536, eof: false },
   { stream: 2, offset: 2 ** 40 + 3, window: 0, eof: true },
+  { stream: 4, offset: 0, window: 0, eof: false, reset: true },
 ];
 
 const SAMPLES: Frame[] = [
@@ -237,7 +238,7 @@ Deno.test("session frame: malformed bodies are refused", () => {
       /entry 0/,
     ],
     [
-      rawFrame(1, 0, [0, 1, 0, 0, 0, 1, ...offset, 0, 0, 0, 0, 2]),
+      rawFrame(1, 0, [0, 1, 0, 0, 0, 1, ...offset, 0, 0, 0, 0, 4]),
       "malformed",
       /entry 0/,
     ],
@@ -321,7 +322,15 @@ const offset = fc.integer({
 const win = fc.integer({ min: 0, max: MAX_WINDOW });
 const reason = fc.string({ maxLength: 40 }).map(clipReason);
 const resumeEntries = fc.uniqueArray(
-  fc.record({ stream: streamId, offset, window: win, eof: fc.boolean() }),
+  fc.record({
+    stream: streamId,
+    offset,
+    window: win,
+    eof: fc.boolean(),
+    reset: fc.boolean(),
+  }).map(({ reset, ...entry }) =>
+    reset ? { ...entry, reset: true as const } : entry
+  ),
   { maxLength: 6, selector: (e) => e.stream },
 );
 const sessionBytes = fc.uint8Array({

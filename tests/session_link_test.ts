@@ -967,3 +967,84 @@ Deno.test("session link: a stalled reader across cuts keeps its bytes; the other
   assert.equal(sink.digest(), stuck.up.expected);
   assert.equal(stuck.atClient.digest(), stuck.down.expected);
 });
+
+/** Opens a stream from the client and has the server accept it. */
+function openStream(link: Link, port = 1): number {
+  const id = link.client.open("origin.test", port);
+  settle(link);
+  link.server.accept(id);
+  settle(link);
+  return id;
+}
+
+Deno.test("session link: a RESET lost in a cut arrives after the resume, with its reason", () => {
+  const link = new Link();
+  const id = openStream(link);
+  link.client.write(id, new Uint8Array(5000));
+  settle(link);
+  link.server.reset(id, "destination unreachable: host down");
+  link.pump(64, 0); // the RESET leaves and is lost
+  link.cut();
+  link.connect();
+  const { client, server } = settle(link);
+  assert.deepEqual(client, [{
+    kind: "reset",
+    stream: id,
+    reason: "destination unreachable: host down",
+  }]);
+  assert.deepEqual(server, []);
+  assert.equal(link.client.streamCount + link.server.streamCount, 0);
+});
+
+Deno.test("session link: a reset made while the transport is down, before or after HELLO, reaches the peer", () => {
+  const link = new Link();
+  const before = openStream(link, 1);
+  const after = openStream(link, 2);
+  link.cut();
+  link.client.reset(before, "client gave up (before HELLO)");
+  // The reconnect by hand, to reset between HELLO and WELCOME.
+  link.up = new Wire();
+  link.down = new Wire();
+  link.transport++;
+  const hello = overWire(link.client.hello() as HelloFrame);
+  link.client.reset(after, "client gave up (after HELLO)");
+  const attachment = link.table.hello(hello, link.token, link.transport);
+  assert.equal(attachment.outcome, "resumed");
+  link.client.welcome(overWire(attachment.welcome));
+  link.live = true;
+  const { server } = settle(link);
+  assert.deepEqual(server, [
+    { kind: "reset", stream: before, reason: "client gave up (before HELLO)" },
+    { kind: "reset", stream: after, reason: "client gave up (after HELLO)" },
+  ]);
+  assert.equal(link.server.streamCount, 0);
+});
+
+Deno.test("session link: a stream the peer finished before a cut can still be read to its end after the resume", () => {
+  const link = new Link();
+  const id = openStream(link);
+  link.client.write(id, new Uint8Array(3000).fill(1));
+  link.client.finish(id);
+  link.server.write(id, new Uint8Array(7000).fill(2));
+  link.server.finish(id);
+  // The server reads everything; the client reads nothing yet.
+  for (let i = 0; i < 20; i++) {
+    link.server.read(id);
+    link.pump(1);
+  }
+  const events = link.server.drainEvents();
+  assert.ok(events.some((e) => e.kind === "closed"), JSON.stringify(events));
+  assert.equal(link.server.streamCount, 0);
+  // The client's last ACK is lost in the cut.
+  link.pump(64, 0);
+  link.cut();
+  link.connect();
+  settle(link);
+  assert.equal(link.client.read(id).length, 7000);
+  assert.equal(link.client.ended(id), true);
+  assert.deepEqual(link.client.drainEvents().at(-1), {
+    kind: "closed",
+    stream: id,
+  });
+  assert.equal(link.client.streamCount, 0);
+});

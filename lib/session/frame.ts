@@ -79,6 +79,12 @@ export interface ResumeEntry {
   readonly window: number;
   /** Whether the peer's EOF has been received. */
   readonly eof: boolean;
+  /**
+   * Set when the sender reset the stream and the peer may not know: the
+   * peer then waits for the RESET that follows (with its reason) instead
+   * of resending. Offset and window are then 0.
+   */
+  readonly reset?: true;
 }
 
 /** Client → server, first on every transport: a new session, or a resume. */
@@ -215,6 +221,7 @@ export type Frame =
 const FLAG_RESUME = 0x01; // HELLO: a session id follows
 const FLAG_EOF = 0x01; // ACK: the peer's EOF was received
 const ENTRY_EOF = 0x01; // resume entry: the peer's EOF was received
+const ENTRY_RESET = 0x02; // resume entry: the sender reset the stream
 const OUTCOMES: readonly ResumeOutcome[] = ["new", "resumed", "refused"];
 const TYPE_NAMES = Object.fromEntries(
   Object.entries(FrameType).map(([name, number]) => [number, name]),
@@ -656,7 +663,7 @@ class Writer {
       this.u32(entry.stream);
       this.offset(entry.offset);
       this.u32(window(entry.window));
-      this.u8(entry.eof ? ENTRY_EOF : 0);
+      this.u8((entry.eof ? ENTRY_EOF : 0) | (entry.reset ? ENTRY_RESET : 0));
     }
   }
 
@@ -776,14 +783,22 @@ class Reader {
       const offset = this.offset();
       const window = this.window();
       const flags = this.u8();
-      if (stream === 0 || seen.has(stream) || (flags & ~ENTRY_EOF) !== 0) {
+      if (
+        stream === 0 || seen.has(stream) ||
+        (flags & ~(ENTRY_EOF | ENTRY_RESET)) !== 0
+      ) {
         throw new FrameError(
           "malformed",
           `${this.#type} frame's stream entry ${i} is not valid (stream 0, a repeated stream, or unknown flags)`,
         );
       }
       seen.add(stream);
-      entries.push({ stream, offset, window, eof: flags === ENTRY_EOF });
+      const eof = (flags & ENTRY_EOF) !== 0;
+      entries.push(
+        flags & ENTRY_RESET
+          ? { stream, offset, window, eof, reset: true }
+          : { stream, offset, window, eof },
+      );
     }
     return entries;
   }

@@ -167,6 +167,9 @@ export class Session {
   #control: Frame[] = [];
   #ackCandidates = new Set<number>();
   #blockedWriters = new Set<number>();
+  // Streams this side reset, with the reason, so that a RESET lost in a
+  // cut can be sent again; the oldest are forgotten past maxStreams.
+  #resets = new Map<number, string>();
   #events: SessionEvent[] = [];
   #nextId: number;
   #highestPeerId = 0;
@@ -185,9 +188,10 @@ export class Session {
       sendBufferBytes: options.sendBufferBytes,
       receiveWindow: options.receiveWindow,
     };
+    // Resume entries list the streams and as many reset ones.
     this.#maxStreams = Math.min(
       options.maxStreams ?? DEFAULT_MAX_STREAMS,
-      MAX_RESUME_ENTRIES,
+      MAX_RESUME_ENTRIES / 2,
     );
     this.#bufferLimit = options.sessionBufferBytes ??
       DEFAULT_SESSION_BUFFER_BYTES;
@@ -357,11 +361,12 @@ export class Session {
   reset(id: number, reason: string): void {
     if (!this.#entries.has(id)) return;
     this.#remove(id);
-    this.#control.push({
-      type: "reset",
-      stream: id,
-      reason: clipReason(reason),
-    });
+    const clipped = clipReason(reason);
+    this.#resets.set(id, clipped);
+    if (this.#resets.size > this.#maxStreams) {
+      this.#resets.delete(this.#resets.keys().next().value!);
+    }
+    this.#control.push({ type: "reset", stream: id, reason: clipped });
   }
 
   /**
@@ -510,6 +515,7 @@ export class Session {
     // A session asked for and not resumed is gone at the server, and with
     // it every stream the server knew.
     if (this.#id) {
+      this.#resets.clear();
       this.#resetAll(
         "the server did not resume the session (its resume window passed, or it restarted)",
       );
@@ -524,9 +530,13 @@ export class Session {
    * @returns One entry per stream.
    */
   resumeEntries(): ResumeEntry[] {
-    return [...this.#entries.values()].map(({ stream }) =>
+    const entries = [...this.#entries.values()].map(({ stream }) =>
       stream.resumeEntry()
     );
+    for (const stream of this.#resets.keys()) {
+      entries.push({ stream, offset: 0, window: 0, eof: false, reset: true });
+    }
+    return entries;
   }
 
   /**
@@ -563,9 +573,10 @@ export class Session {
   /**
    * Goes on over a new transport from the peer's receive state: each
    * stream resends from the offset the peer has (the resent frames come
-   * out of {@link nextFrame}). A stream the peer no longer has is closed
-   * if it had finished on this side, else reset; a stream this side opened
-   * whose OPEN never arrived is opened again.
+   * out of {@link nextFrame}); a stream this side opened whose OPEN never
+   * arrived is opened again; a RESET the peer did not get is sent again. A
+   * stream the peer no longer has was finished by it: its unread bytes
+   * can still be read (if this side had finished too; else it is reset).
    *
    * @param peer The peer's entries (its HELLO or WELCOME).
    * @throws {SessionError} (`protocol`) when an entry claims bytes never
@@ -578,39 +589,47 @@ export class Session {
     for (const entry of [...this.#entries.values()]) {
       const { stream, local, phase } = entry;
       const theirs = entries.get(stream.id);
-      if (!theirs) {
-        if (local && phase === "opening") {
+      if (theirs?.reset) continue; // its RESET follows, with the reason
+      if (theirs) {
+        stream.rewind(theirs);
+        // The peer may not have seen OPENED; a repeated one changes nothing.
+        if (!local && phase === "open") {
           this.#control.push({
-            type: "open",
+            type: "opened",
             stream: stream.id,
-            host: entry.host,
-            port: entry.port,
             window: stream.receiveWindow,
           });
-        } else {
-          this.#remove(stream.id);
-          this.#events.push(
-            stream.sentAll && stream.ended
-              ? { kind: "closed", stream: stream.id }
-              : {
-                kind: "reset",
-                stream: stream.id,
-                reason: "the peer no longer had the stream after the reconnect",
-              },
-          );
         }
-        continue;
-      }
-      stream.rewind(theirs);
-      // The peer may not have seen OPENED; a repeated one changes nothing.
-      if (!local && phase === "open") {
+        this.#ackCandidates.add(stream.id);
+      } else if (local && phase === "opening") {
+        // The OPEN never arrived, or its REFUSE was lost: ask again.
         this.#control.push({
-          type: "opened",
+          type: "open",
           stream: stream.id,
+          host: entry.host,
+          port: entry.port,
           window: stream.receiveWindow,
         });
+      } else if (stream.sentAll && stream.peerEnded) {
+        // The peer finished the stream and forgot it; what it sent may
+        // still wait here to be read.
+        stream.peerFinished();
+        this.#settle(entry);
+      } else {
+        this.#remove(stream.id);
+        this.#events.push({
+          kind: "reset",
+          stream: stream.id,
+          reason: "the peer no longer had the stream after the reconnect",
+        });
       }
-      this.#ackCandidates.add(stream.id);
+    }
+    // RESETs the peer did not get, sent again with their reasons.
+    for (const entry of peer) {
+      const reason = this.#resets.get(entry.stream);
+      if (reason !== undefined && !entry.reset) {
+        this.#control.push({ type: "reset", stream: entry.stream, reason });
+      }
     }
     this.#connected = true;
     this.#wakeWriters();

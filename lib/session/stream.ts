@@ -114,6 +114,11 @@ export class Stream {
     return this.#peerEnd !== undefined && this.#read === this.#peerEnd;
   }
 
+  /** Whether the peer's EOF came (bytes before it may still be unread). */
+  get peerEnded(): boolean {
+    return this.#peerEnd !== undefined;
+  }
+
   /** Whether the application has closed its sending side. */
   get finishing(): boolean {
     return this.#finishing;
@@ -417,6 +422,17 @@ export class Stream {
     this.#peerLimit = entry.offset + entry.window;
     this.#eofSent = entry.eof;
     this.#eofAcked = entry.eof;
+  }
+
+  /**
+   * The peer finished the stream and forgot it (it is not in its resume
+   * entries): it had this side's EOF, and knows this side had its EOF.
+   * Only the unread bytes are left; the stream is done when they are read.
+   */
+  peerFinished(): void {
+    this.#release(this.#written);
+    this.#eofAcked = true;
+    this.#eofAckSent = true;
   }
 
   /** Drops every kept and received byte: the stream was reset. */
