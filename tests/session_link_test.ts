@@ -1048,3 +1048,22 @@ Deno.test("session link: a stream the peer finished before a cut can still be re
   });
   assert.equal(link.client.streamCount, 0);
 });
+
+Deno.test("session link: frames are refused while no transport carries the session", () => {
+  const link = new Link();
+  const id = openStream(link);
+  link.cut();
+  assert.throws(
+    () =>
+      link.client.receive({
+        type: "data",
+        stream: id,
+        offset: 0,
+        payload: new Uint8Array(1),
+      }),
+    (e) =>
+      e instanceof SessionError && e.problem === "state" &&
+      /without a transport/.test(e.message),
+  );
+  assert.equal(link.client.nextFrame(), undefined);
+});

@@ -398,9 +398,16 @@ export class Session {
    *
    * @param frame The frame.
    * @throws {SessionError} (`protocol`) for a frame the session's state
-   *   forbids; the transport should then be closed.
+   *   forbids; the transport should then be closed. (`state`) while no
+   *   transport carries the session.
    */
   receive(frame: Frame): void {
+    if (!this.#connected) {
+      throw new SessionError(
+        "state",
+        `${frame.type} frame for a session without a transport (read after the transport was lost or replaced)`,
+      );
+    }
     if (frame.type === "hello" || frame.type === "welcome") {
       throw new SessionError(
         "protocol",

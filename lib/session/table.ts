@@ -70,7 +70,11 @@ export interface Attachment<T> {
   readonly outcome: ResumeOutcome;
   /** Why a resume was refused, for the log. */
   readonly refusal?: ResumeRefusal;
-  /** The transport that carried the session before: send it `goaway`, close it. */
+  /**
+   * The transport that carried the session before: read nothing more from
+   * it (its frames would be taken as the new transport's), send it
+   * `goaway`, close it.
+   */
   readonly replaced?: { readonly transport: T; readonly goaway: GoawayFrame };
 }
 
