@@ -119,11 +119,6 @@ export class Stream {
     return this.#peerEnd !== undefined;
   }
 
-  /** Whether the application has closed its sending side. */
-  get finishing(): boolean {
-    return this.#finishing;
-  }
-
   /**
    * Whether both directions are over: the peer acknowledged this side's
    * EOF, and the application read up to the peer's EOF and the peer was
