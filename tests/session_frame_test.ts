@@ -444,7 +444,7 @@ Deno.test("fuzz: session frame decoder throws only FrameError and stays within o
   );
 });
 
-Deno.test("session frame: a frame trickled a byte at a time is copied once, not once per byte", () => {
+Deno.test("session frame: a full frame trickled a byte at a time decodes, holding only its own bytes", () => {
   const big = encodeFrame({
     type: "data",
     stream: 1,
