@@ -1,0 +1,459 @@
+/**
+ * One stream's state inside a session, both directions, without I/O.
+ *
+ * Sending: the bytes the application wrote are kept from the peer's last
+ * cumulative acknowledgement on, at most `sendBufferBytes` of them, so they
+ * can be sent again after a reconnect; a full buffer makes `writable`
+ * false and the application waits. Bytes go out only below the limit the
+ * peer granted (its acknowledged offset plus its window).
+ *
+ * Receiving: DATA must continue the byte sequence (a frame that repeats
+ * bytes already received, as a resend may, delivers only its new part), and
+ * must stay within the window granted; received bytes wait in the inbox
+ * until the application reads them, and reading is what opens the window
+ * again. A stalled reader therefore stops its own stream only.
+ *
+ * @module
+ */
+
+import { SessionError } from "./errors.ts";
+import type { AckFrame, DataFrame, EofFrame, ResumeEntry } from "./frame.ts";
+
+/** Bounds of one stream. */
+export interface StreamOptions {
+  /**
+   * Most bytes written but not yet acknowledged by the peer.
+   * @default 262144
+   */
+  readonly sendBufferBytes?: number;
+  /**
+   * Most bytes received but not yet read by the application: the window
+   * granted to the peer.
+   * @default 262144
+   */
+  readonly receiveWindow?: number;
+}
+
+/** Default of {@link StreamOptions.sendBufferBytes}. */
+export const DEFAULT_SEND_BUFFER_BYTES = 256 * 1024;
+/** Default of {@link StreamOptions.receiveWindow}. */
+export const DEFAULT_RECEIVE_WINDOW = 256 * 1024;
+
+// Written bytes are copied into blocks of this size, so that many small
+// writes do not make a long list to walk for every DATA frame.
+const BLOCK_BYTES = 16 * 1024;
+
+/** A block of kept bytes; `length` of its `bytes` are used. */
+interface Block {
+  readonly bytes: Uint8Array;
+  length: number;
+}
+
+/** Both directions of one stream. */
+export class Stream {
+  /** The stream's id in its session. */
+  readonly id: number;
+  readonly #sendLimit: number;
+  readonly #window: number;
+
+  // Send side. Offsets count bytes of the stream from its start.
+  #blocks: Block[] = [];
+  #acked = 0; // the peer has every byte before this; the first byte kept
+  #next = 0; // the next byte to put into a DATA frame
+  #written = 0; // bytes the application wrote
+  #highest = 0; // the end of the furthest DATA frame ever sent
+  #peerLimit = 0; // bytes below this offset may be sent
+  #finishing = false; // the application will write no more
+  #eofSent = false;
+  #eofAcked = false;
+
+  // Receive side.
+  #inbox: Uint8Array[] = [];
+  #received = 0; // the next byte expected
+  #read = 0; // bytes the application has read
+  #peerEnd: number | undefined; // the peer's final offset, once its EOF came
+  #ackedTo = 0; // the offset of the last ACK sent
+  #grantedTo = 0; // the limit (offset + window) of the last ACK sent
+  #eofAckSent = false;
+
+  /**
+   * A stream with nothing sent or received.
+   *
+   * @param id The stream's id.
+   * @param options The stream's bounds.
+   */
+  constructor(id: number, options: StreamOptions = {}) {
+    this.id = id;
+    this.#sendLimit = options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES;
+    this.#window = options.receiveWindow ?? DEFAULT_RECEIVE_WINDOW;
+    this.#grantedTo = this.#window;
+  }
+
+  /** The window this side grants, for OPEN and OPENED. */
+  get receiveWindow(): number {
+    return this.#window;
+  }
+
+  /** Bytes written and not yet acknowledged: what a reconnect may resend. */
+  get buffered(): number {
+    return this.#written - this.#acked;
+  }
+
+  /** Whether {@link write} would take at least one byte. */
+  get writable(): boolean {
+    return !this.#finishing && this.buffered < this.#sendLimit;
+  }
+
+  /** Bytes received and not yet read. */
+  get readable(): number {
+    return this.#received - this.#read;
+  }
+
+  /** Whether the peer's EOF came and every byte before it has been read. */
+  get ended(): boolean {
+    return this.#peerEnd !== undefined && this.#read === this.#peerEnd;
+  }
+
+  /** Whether the peer's EOF came (bytes before it may still be unread). */
+  get peerEnded(): boolean {
+    return this.#peerEnd !== undefined;
+  }
+
+  /**
+   * Whether both directions are over: the peer acknowledged this side's
+   * EOF, and the application read up to the peer's EOF and the peer was
+   * told so.
+   */
+  get done(): boolean {
+    return this.#eofAcked && this.ended && this.#eofAckSent;
+  }
+
+  /** Whether this side's EOF went out: it has nothing more to send. */
+  get sentAll(): boolean {
+    return this.#eofSent;
+  }
+
+  /**
+   * Keeps bytes to send.
+   *
+   * @param bytes The bytes (copied).
+   * @param room Most bytes the session's own bound lets this stream take.
+   * @returns How many bytes were taken, from the front of `bytes`; fewer
+   *   than all when the send buffer is full (then wait for `writable`).
+   * @throws {SessionError} (`state`) after {@link finish}.
+   */
+  write(bytes: Uint8Array, room = Infinity): number {
+    if (this.#finishing) {
+      throw new SessionError(
+        "state",
+        `stream ${this.id}: write after its sending side was closed`,
+      );
+    }
+    const take = Math.max(
+      0,
+      Math.min(bytes.length, this.#sendLimit - this.buffered, room),
+    );
+    let at = 0;
+    while (at < take) {
+      let last = this.#blocks.at(-1);
+      if (!last || last.length === last.bytes.length) {
+        last = { bytes: new Uint8Array(BLOCK_BYTES), length: 0 };
+        this.#blocks.push(last);
+      }
+      const n = Math.min(take - at, last.bytes.length - last.length);
+      last.bytes.set(bytes.subarray(at, at + n), last.length);
+      last.length += n;
+      at += n;
+    }
+    this.#written += take;
+    return take;
+  }
+
+  /** Closes the sending side: EOF follows the bytes already written. */
+  finish(): void {
+    this.#finishing = true;
+  }
+
+  /** Whether a DATA frame may go out now (bytes waiting, window open). */
+  get hasData(): boolean {
+    return this.#next < this.#written && this.#next < this.#peerLimit;
+  }
+
+  /** Whether the EOF may go out now: every byte before it was sent. */
+  get eofDue(): boolean {
+    return this.#finishing && !this.#eofSent && this.#next === this.#written;
+  }
+
+  /**
+   * The next DATA frame, if {@link hasData}.
+   *
+   * @param maxPayload Most payload bytes.
+   * @returns The frame; the bytes stay kept until acknowledged.
+   */
+  takeData(maxPayload: number): DataFrame | undefined {
+    if (!this.hasData) return undefined;
+    const size = Math.min(
+      maxPayload,
+      this.#written - this.#next,
+      this.#peerLimit - this.#next,
+    );
+    const payload = new Uint8Array(size);
+    // The first block starts at #acked, every block but the last is full.
+    let skip = this.#next - this.#acked;
+    let filled = 0;
+    for (const block of this.#blocks) {
+      if (filled === size) break;
+      if (skip >= block.length) {
+        skip -= block.length;
+        continue;
+      }
+      const n = Math.min(size - filled, block.length - skip);
+      payload.set(block.bytes.subarray(skip, skip + n), filled);
+      filled += n;
+      skip = 0;
+    }
+    const frame: DataFrame = {
+      type: "data",
+      stream: this.id,
+      offset: this.#next,
+      payload,
+    };
+    this.#next += size;
+    this.#highest = Math.max(this.#highest, this.#next);
+    return frame;
+  }
+
+  /** The EOF frame, if {@link eofDue}. */
+  takeEof(): EofFrame | undefined {
+    if (!this.eofDue) return undefined;
+    this.#eofSent = true;
+    return { type: "eof", stream: this.id, offset: this.#written };
+  }
+
+  /**
+   * The peer's first window, from OPEN or OPENED.
+   *
+   * @param window Bytes the peer accepts from offset 0.
+   */
+  grant(window: number): void {
+    this.#peerLimit = Math.max(this.#peerLimit, window);
+  }
+
+  /**
+   * The peer's ACK: drops what it has, and widens the send limit.
+   *
+   * @param frame The ACK.
+   * @throws {SessionError} (`protocol`) for an ACK of bytes or an EOF that
+   *   were never sent.
+   */
+  onAck(frame: AckFrame): void {
+    if (frame.offset > this.#highest) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: ACK of offset ${frame.offset}, only ${this.#highest} bytes were sent`,
+      );
+    }
+    if (frame.eof && !this.#eofSent) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: ACK of an EOF that was not sent`,
+      );
+    }
+    this.#release(frame.offset);
+    this.#peerLimit = Math.max(this.#peerLimit, frame.offset + frame.window);
+    if (frame.eof) this.#eofAcked = true;
+  }
+
+  /**
+   * The bytes of a DATA frame that are new: a frame that repeats bytes
+   * already received gives only the rest, so each byte is delivered once.
+   *
+   * @param frame The DATA frame.
+   * @returns How many new bytes are now readable.
+   * @throws {SessionError} (`protocol`) for a gap in the byte sequence,
+   *   bytes past the granted window, or bytes past the peer's EOF.
+   */
+  onData(frame: DataFrame): number {
+    const end = frame.offset + frame.payload.length;
+    if (frame.offset > this.#received) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: DATA at offset ${frame.offset}, expected ${this.#received} (bytes missing)`,
+      );
+    }
+    if (this.#peerEnd !== undefined && end > this.#peerEnd) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: DATA past the EOF at ${this.#peerEnd}`,
+      );
+    }
+    if (end > this.#read + this.#window) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: DATA up to ${end} overruns the window, which ends at ${
+          this.#read + this.#window
+        }`,
+      );
+    }
+    if (end <= this.#received) return 0;
+    this.#inbox.push(frame.payload.subarray(this.#received - frame.offset));
+    const fresh = end - this.#received;
+    this.#received = end;
+    return fresh;
+  }
+
+  /**
+   * The peer's EOF; a repeated one (after a resend) is ignored.
+   *
+   * @param frame The EOF frame.
+   * @throws {SessionError} (`protocol`) when the final offset is not where
+   *   the byte sequence stands, or differs from an earlier EOF.
+   */
+  onEof(frame: EofFrame): void {
+    if (this.#peerEnd === frame.offset) return;
+    if (this.#peerEnd !== undefined || frame.offset !== this.#received) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: EOF at ${frame.offset}, but ${this.#received} bytes were received${
+          this.#peerEnd === undefined ? "" : ` and EOF was at ${this.#peerEnd}`
+        }`,
+      );
+    }
+    this.#peerEnd = frame.offset;
+  }
+
+  /**
+   * Takes received bytes; reading is what opens the window again.
+   *
+   * @param max Most bytes to take.
+   * @returns The bytes, empty when none are waiting.
+   */
+  read(max = Infinity): Uint8Array {
+    const size = Math.min(max, this.readable);
+    if (size === this.#inbox[0]?.length) {
+      this.#read += size;
+      return this.#inbox.shift()!;
+    }
+    const out = new Uint8Array(size);
+    let filled = 0;
+    while (filled < size) {
+      const head = this.#inbox[0];
+      const n = Math.min(size - filled, head.length);
+      out.set(head.subarray(0, n), filled);
+      filled += n;
+      if (n === head.length) this.#inbox.shift();
+      else this.#inbox[0] = head.subarray(n);
+    }
+    this.#read += size;
+    return out;
+  }
+
+  /**
+   * Whether an ACK should go out: the peer's EOF is unacknowledged, or the
+   * received offset or the window moved by a quarter of the window (by
+   * anything, when `eager`: the outbound queue is otherwise idle).
+   *
+   * @param eager Acknowledge any progress.
+   */
+  ackDue(eager: boolean): boolean {
+    if (this.#peerEnd !== undefined && !this.#eofAckSent) return true;
+    const step = eager ? 1 : Math.max(1, this.#window >>> 2);
+    return this.#received - this.#ackedTo >= step ||
+      this.#read + this.#window - this.#grantedTo >= step;
+  }
+
+  /** The ACK of everything received, with the window left. */
+  takeAck(): AckFrame {
+    const entry = this.resumeEntry();
+    return {
+      type: "ack",
+      stream: this.id,
+      offset: entry.offset,
+      window: entry.window,
+      eof: entry.eof,
+    };
+  }
+
+  /**
+   * This side's receive state, for HELLO or WELCOME; it counts as an ACK.
+   *
+   * @returns The stream's entry.
+   */
+  resumeEntry(): ResumeEntry {
+    this.#ackedTo = this.#received;
+    this.#grantedTo = this.#read + this.#window;
+    if (this.#peerEnd !== undefined) this.#eofAckSent = true;
+    return {
+      stream: this.id,
+      offset: this.#received,
+      window: this.#grantedTo - this.#received,
+      eof: this.#peerEnd !== undefined,
+    };
+  }
+
+  /**
+   * After a reconnect, the peer's receive state: sending starts again at
+   * the offset the peer has, and an EOF it did not get goes again.
+   *
+   * @param entry The peer's entry for this stream.
+   * @throws {SessionError} (`protocol`) when the peer claims bytes never
+   *   sent, or fewer than it had acknowledged.
+   */
+  rewind(entry: ResumeEntry): void {
+    if (entry.offset < this.#acked || entry.offset > this.#highest) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: the peer resumes at offset ${entry.offset}, outside the ${this.#acked}–${this.#highest} it may have`,
+      );
+    }
+    if (entry.eof && !this.#eofSent) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: the peer resumes with an EOF that was not sent`,
+      );
+    }
+    this.#release(entry.offset);
+    this.#next = entry.offset;
+    this.#peerLimit = entry.offset + entry.window;
+    this.#eofSent = entry.eof;
+    this.#eofAcked = entry.eof;
+  }
+
+  /**
+   * The peer finished the stream and forgot it (it is not in its resume
+   * entries): it had this side's EOF, and knows this side had its EOF.
+   * Only the unread bytes are left; the stream is done when they are read.
+   */
+  peerFinished(): void {
+    this.#release(this.#written);
+    this.#eofAcked = true;
+    this.#eofAckSent = true;
+  }
+
+  /** Drops every kept and received byte: the stream was reset. */
+  clear(): void {
+    this.#blocks = [];
+    this.#inbox = [];
+    this.#acked = this.#next = this.#written;
+    this.#read = this.#received;
+    this.#finishing = true;
+  }
+
+  /** Drops kept bytes below `offset`, which the peer has. */
+  #release(offset: number): void {
+    let drop = offset - this.#acked;
+    if (drop <= 0) return;
+    this.#acked = offset;
+    while (drop > 0) {
+      const first = this.#blocks[0];
+      if (drop < first.length) {
+        // Keep the block's tail at its front; blocks are small.
+        first.bytes.copyWithin(0, drop, first.length);
+        first.length -= drop;
+        return;
+      }
+      drop -= first.length;
+      this.#blocks.shift();
+    }
+  }
+}
