@@ -43,8 +43,13 @@ export interface Flag<T> {
   readonly unset?: string;
 }
 
-/** Any text, e.g. a path. */
-function text(placeholder: string): ValueType<string> {
+/**
+ * Any text, e.g. a path.
+ *
+ * @param placeholder Stands for the value in the usage text, e.g. `FILE`.
+ * @returns The value type.
+ */
+export function text(placeholder: string): ValueType<string> {
   return {
     placeholder,
     kind: "text",

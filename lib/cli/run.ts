@@ -242,7 +242,8 @@ function watchForChanges(
   };
 }
 
-const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows"
+/** The signal that reloads the config, where there is one. */
+export const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows"
   ? undefined
   : "SIGHUP";
 
@@ -252,8 +253,10 @@ const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
 
 /**
  * Resolves with the first stop signal; a second one ends the process at once.
+ *
+ * @returns The signal received.
  */
-function nextStopSignal(): Promise<Deno.Signal> {
+export function nextStopSignal(): Promise<Deno.Signal> {
   return new Promise((resolve) => {
     let stopping = false;
     for (const signal of STOP_SIGNALS) {

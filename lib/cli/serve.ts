@@ -1,0 +1,541 @@
+/**
+ * `serve`: the far end of WebSocket tunnels, on a host the user controls.
+ * Reads its settings from the command line and `--config`, its tokens from
+ * `--tokens`, reloads all three (and the TLS certificate) when they change
+ * or on SIGHUP, keeping the last good version of each, and stops on
+ * SIGINT/SIGTERM after the open tunnels end or the shutdown time is up.
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import { readRegularFile } from "../config/load.ts";
+import { COUNT, DURATION } from "../config/options.ts";
+import { type ConfigWatch, watchConfig } from "../config/watch.ts";
+import { ConfigError, errorMessage, UsageError } from "../errors.ts";
+import { formatHostPort } from "../net/address.ts";
+import { logger, setupLogging } from "../observe/log.ts";
+import {
+  startStatusPages,
+  type StatusServer,
+} from "../observe/status_server.ts";
+import { type AllowRule, parseAllowList } from "../serve/allow.ts";
+import {
+  completeSettings,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  mergeSettings,
+  parseServeConfig,
+  type ServeConfigFile,
+  type ServeSettings,
+} from "../serve/config.ts";
+import { type FarListener, startFarListener } from "../serve/listener.ts";
+import { FarEnd } from "../serve/server.ts";
+import { type NamedToken, parseTokens } from "../serve/tokens.ts";
+import { VERSION } from "../version.ts";
+import { parseCommandLine } from "./args.ts";
+import { parseStatusAddress } from "./entry_args.ts";
+import {
+  type Flag,
+  flagValue,
+  LOG,
+  LOG_FORMAT,
+  LOG_LEVEL,
+  SHUTDOWN_TIMEOUT,
+  STATUS,
+  type Switch,
+  text,
+  usageLine,
+} from "./flags.ts";
+import { nextStopSignal, RELOAD_SIGNAL } from "./run.ts";
+
+const log = logger("serve");
+
+/** `--listen ADDR`. */
+export const LISTEN = {
+  flag: "listen",
+  type: text("ADDR"),
+  default: "127.0.0.1:8080",
+  help:
+    "where to accept tunnels: HOST:PORT, [v6]:PORT; plain HTTP behind a reverse proxy unless --cert",
+} satisfies Flag<string>;
+
+/** `--cert FILE`. */
+export const CERT = {
+  flag: "cert",
+  type: text("FILE"),
+  help: "TLS certificate chain (PEM), with --key; reloaded when it changes",
+} satisfies Flag<string>;
+
+/** `--key FILE`. */
+export const KEY = {
+  flag: "key",
+  type: text("FILE"),
+  help: "TLS private key (PEM), with --cert",
+} satisfies Flag<string>;
+
+/** `--tokens FILE`. */
+export const TOKENS = {
+  flag: "tokens",
+  type: text("FILE"),
+  help: "bearer tokens, one NAME TOKEN per line; reloaded when it changes",
+} satisfies Flag<string>;
+
+/** `--path PATH`. */
+export const PATH = {
+  flag: "path",
+  type: text("PATH"),
+  default: "/",
+  help: "the URL path of tunnel upgrades",
+} satisfies Flag<string>;
+
+/** `--site DIR`. */
+export const SITE = {
+  flag: "site",
+  type: text("DIR"),
+  help: "answer other requests with files from DIR",
+  unset: "404 to everything",
+} satisfies Flag<string>;
+
+/** `--config FILE`. */
+export const SERVE_CONFIG = {
+  flag: "config",
+  type: text("FILE"),
+  help:
+    "settings file (tokens, allow, max-tunnels, connect-timeout), reloaded when it changes",
+} satisfies Flag<string>;
+
+/** `--max-tunnels N`. */
+export const MAX_TUNNELS = {
+  flag: "max-tunnels",
+  type: COUNT,
+  help: "most tunnels open at once; more get 503",
+  unset: "no limit",
+} satisfies Flag<number>;
+
+/** `--connect-timeout D` of serve. */
+export const SERVE_CONNECT_TIMEOUT = {
+  flag: "connect-timeout",
+  type: DURATION,
+  default: DEFAULT_CONNECT_TIMEOUT_MS,
+  help: "limit for resolving and connecting to a target",
+} satisfies Flag<number>;
+
+/** `--heartbeat D`. */
+export const HEARTBEAT = {
+  flag: "heartbeat",
+  type: DURATION,
+  default: 30_000,
+  help: "ping a silent tunnel after D; close it when no pong comes within D",
+} satisfies Flag<number>;
+
+/** `--allow RULES`, repeatable. */
+export const ALLOW_SWITCH = {
+  flag: "allow",
+  placeholder: "RULES",
+  multiple: true,
+  help:
+    "targets tunnels may reach: HOST:PORTS,… (git.internal:22, *.db.internal:5432-5439, 10.0.0.0/8:*, [fd00::/8]:443)",
+} as const satisfies Switch;
+
+/** Every option of `serve` with a value, in the order of its usage text. */
+export const SERVE_OPTIONS: readonly Flag<unknown>[] = [
+  LISTEN,
+  CERT,
+  KEY,
+  TOKENS,
+  PATH,
+  SITE,
+  SERVE_CONFIG,
+  MAX_TUNNELS,
+  SERVE_CONNECT_TIMEOUT,
+  HEARTBEAT,
+  SHUTDOWN_TIMEOUT,
+  STATUS,
+  LOG,
+  LOG_LEVEL,
+  LOG_FORMAT,
+];
+
+/** The usage lines of `serve`'s options. */
+export const SERVE_USAGE_LINES: readonly { name: string; help: string }[] = [
+  ...SERVE_OPTIONS.flatMap((option) => usageLine(option) ?? []),
+  {
+    name: `--${ALLOW_SWITCH.flag} ${ALLOW_SWITCH.placeholder}`,
+    help: ALLOW_SWITCH.help,
+  },
+];
+
+const SERVE_FLAGS = {
+  ...Object.fromEntries(
+    SERVE_OPTIONS.map(({ flag }) => [flag, { type: "string" as const }]),
+  ),
+  allow: { type: "string", multiple: true },
+} as const;
+
+/**
+ * Runs `serve` until SIGINT/SIGTERM.
+ *
+ * @param args The arguments after `serve`.
+ * @returns 0 after a clean shutdown, 1 when it cannot start.
+ * @throws {UsageError} for a wrong option.
+ */
+export async function serveCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args, SERVE_FLAGS);
+  if (positionals.length > 0) {
+    throw new UsageError(
+      `serve takes options only; "${positionals[0]}" is not one`,
+    );
+  }
+  const listen = parseStatusAddress(flagValue(values, LISTEN), "--listen");
+  const certFile = flagValue(values, CERT);
+  const keyFile = flagValue(values, KEY);
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError("--cert and --key go together: give both or neither");
+  }
+  const path = flagValue(values, PATH);
+  if (!path.startsWith("/")) {
+    throw new UsageError(`--path must start with "/"; got "${path}"`);
+  }
+  const site = flagValue(values, SITE);
+  const siteRoot = site === undefined ? undefined : siteDirectory(site);
+  const status = flagValue(values, STATUS);
+  const statusAddress = status === undefined
+    ? undefined
+    : parseStatusAddress(status);
+  const configPath = flagValue(values, SERVE_CONFIG);
+  const tokensFlag = flagValue(values, TOKENS);
+  const base: Partial<ServeSettings> = {
+    tokensFile: tokensFlag === undefined ? undefined : resolve(tokensFlag),
+    allow: allowFromFlags(values.allow ?? []),
+    maxTunnels: flagValue(values, MAX_TUNNELS),
+    connectTimeoutMs: flagValue(values, SERVE_CONNECT_TIMEOUT),
+  };
+  if (base.allow?.length === 0) delete (base as { allow?: unknown }).allow;
+  const shutdownTimeoutMs = flagValue(values, SHUTDOWN_TIMEOUT);
+  const logFile = flagValue(values, LOG);
+
+  const closeLog = await setupLogging({
+    file: logFile,
+    level: flagValue(values, LOG_LEVEL),
+    stderr: Deno.stderr.isTerminal(),
+    format: flagValue(values, LOG_FORMAT),
+  });
+  try {
+    log.info(`httptunneling ${VERSION} serve starting (pid ${Deno.pid})`);
+    const fail = (messages: string[]) => {
+      for (const message of messages) {
+        log.error(message);
+        console.error(`error: ${message}`);
+      }
+      return 1;
+    };
+    const file = configPath === undefined ? {} : readServeConfig(configPath);
+    if (file instanceof Array) return fail(file);
+    const settings = completeSettings(mergeSettings(base, file));
+    if (settings instanceof Array) return fail(settings);
+    const tokens = readTokens(settings.tokensFile);
+    if (!Array.isArray(tokens) || tokens.length === 0) {
+      return fail(Array.isArray(tokens) ? [noTokens(settings)] : tokens.errors);
+    }
+    warnAboutRules(settings.allow);
+    const label = formatHostPort(listen);
+    const farEnd = new FarEnd(settings, tokens, {
+      path,
+      siteRoot,
+      heartbeatSeconds: Math.max(
+        1,
+        Math.round(flagValue(values, HEARTBEAT) / 1000),
+      ),
+      label,
+    });
+    let listener: FarListener;
+    try {
+      listener = startFarListener(
+        listen,
+        certFile === undefined ? undefined : { certFile, keyFile: keyFile! },
+        (request, info) => farEnd.handle(request, info),
+      );
+    } catch (error) {
+      return fail([`cannot serve on ${label}: ${errorMessage(error)}`]);
+    }
+    const bound = formatHostPort({
+      host: listener.addr.hostname,
+      port: listener.addr.port,
+    });
+    log.info(
+      `serving tunnels on ${
+        certFile ? "wss" : "ws"
+      }://${bound}${path} (${tokens.length} token(s), ${settings.allow.length} allow rule(s))`,
+    );
+    const state: { lastReload?: { time: string; result: string } } = {};
+    const reloads = new Reloads(farEnd, base, configPath, state);
+    reloads.start();
+    const onHangup = () => reloads.reloadAll("SIGHUP");
+    if (RELOAD_SIGNAL) Deno.addSignalListener(RELOAD_SIGNAL, onHangup);
+    let statusServer: StatusServer | undefined;
+    if (statusAddress) {
+      try {
+        statusServer = startStatusPages(statusAddress, {
+          status: () => serveStatus(farEnd, bound, configPath, state),
+          metrics: () => serveMetrics(farEnd, label),
+        });
+      } catch (error) {
+        log.error(`cannot serve --status on ${status}: ${errorMessage(error)}`);
+      }
+    }
+    if (!Deno.stderr.isTerminal() && logFile !== "-") {
+      console.error(
+        `httptunneling ${VERSION}: serving tunnels on ${bound}; log: ${logFile}`,
+      );
+    }
+    const signal = await nextStopSignal();
+    log.info(
+      `${signal} received: no new tunnels; open ones may finish within ${
+        shutdownTimeoutMs / 1000
+      } s; a second ${signal} stops at once`,
+    );
+    if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onHangup);
+    await reloads.stop();
+    const stopped = listener.shutdown();
+    await farEnd.drain(shutdownTimeoutMs);
+    await stopped;
+    await statusServer?.close();
+    log.info("stopped");
+    return 0;
+  } finally {
+    await closeLog();
+  }
+}
+
+function siteDirectory(site: string): string {
+  try {
+    const root = Deno.realPathSync(site);
+    if (!Deno.statSync(root).isDirectory) throw new Error("not a directory");
+    return root;
+  } catch (error) {
+    throw new UsageError(`--site ${site}: ${errorMessage(error)}`);
+  }
+}
+
+function allowFromFlags(values: string[]): AllowRule[] {
+  return values.flatMap((value) => {
+    const rules = parseAllowList(value);
+    if (typeof rules === "string") throw new UsageError(`--allow: ${rules}`);
+    return rules;
+  });
+}
+
+function noTokens(settings: ServeSettings): string {
+  return `${settings.tokensFile} holds no token: write one NAME TOKEN per line (e.g. "alice $(openssl rand -hex 24)")`;
+}
+
+/** The config file's settings, or its errors as lines. */
+function readServeConfig(path: string): ServeConfigFile | string[] {
+  let text: string;
+  try {
+    text = readRegularFile(path);
+  } catch (error) {
+    return [`cannot read config file ${path}: ${errorMessage(error)}`];
+  }
+  const { settings, errors } = parseServeConfig(text, path);
+  return errors.length > 0 ? errors.map((each) => each.message) : settings;
+}
+
+/** The tokens, or the file's errors (an empty list when it holds none). */
+function readTokens(path: string): NamedToken[] | { errors: string[] } {
+  let text: string;
+  try {
+    text = readRegularFile(path);
+  } catch (error) {
+    return {
+      errors: [`cannot read tokens file ${path}: ${errorMessage(error)}`],
+    };
+  }
+  const { tokens, errors } = parseTokens(text, path);
+  return errors.length > 0
+    ? { errors: errors.map((each: ConfigError) => each.message) }
+    : tokens;
+}
+
+function warnAboutRules(rules: readonly AllowRule[]): void {
+  for (const rule of rules) {
+    if (rule.host.kind === "any") {
+      log.warn(
+        `allow rule ${rule.text} lets token holders reach any host on ${
+          rule.fromPort === rule.toPort
+            ? `port ${rule.fromPort}`
+            : `ports ${rule.fromPort}-${rule.toPort}`
+        }`,
+      );
+    }
+  }
+}
+
+/**
+ * Reloads the config file and the tokens file when they change or on
+ * SIGHUP; a bad version is logged with its errors and the last good one
+ * stays in force.
+ */
+class Reloads {
+  readonly #farEnd: FarEnd;
+  readonly #base: Partial<ServeSettings>;
+  readonly #configPath?: string;
+  readonly #state: { lastReload?: { time: string; result: string } };
+  #configWatch?: ConfigWatch;
+  #tokensWatch?: ConfigWatch;
+  #tokensPath?: string;
+
+  constructor(
+    farEnd: FarEnd,
+    base: Partial<ServeSettings>,
+    configPath: string | undefined,
+    state: { lastReload?: { time: string; result: string } },
+  ) {
+    this.#farEnd = farEnd;
+    this.#base = base;
+    this.#configPath = configPath;
+    this.#state = state;
+  }
+
+  start(): void {
+    if (this.#configPath !== undefined) {
+      this.#configWatch = watchConfig(
+        this.#configPath,
+        () => this.reloadConfig("file changed"),
+      );
+    }
+    this.#watchTokens();
+  }
+
+  reloadAll(why: string): void {
+    this.reloadConfig(why);
+    this.reloadTokens(why);
+  }
+
+  reloadConfig(why: string): void {
+    if (this.#configPath === undefined) return;
+    const file = readServeConfig(this.#configPath);
+    const settings = file instanceof Array
+      ? file
+      : completeSettings(mergeSettings(this.#base, file));
+    if (settings instanceof Array) {
+      for (const message of settings) log.error(message);
+      return this.#done(
+        `${this.#configPath} (${why}) not applied: the last good config stays in force`,
+        "error",
+      );
+    }
+    this.#farEnd.settings = settings;
+    warnAboutRules(settings.allow);
+    this.#done(
+      `${this.#configPath} (${why}) applied: ${settings.allow.length} allow rule(s), max-tunnels ${
+        settings.maxTunnels ?? "none"
+      }, connect-timeout ${settings.connectTimeoutMs / 1000} s`,
+      "applied",
+    );
+    if (settings.tokensFile !== this.#tokensPath) {
+      this.reloadTokens("tokens file changed in the config");
+      this.#watchTokens();
+    }
+  }
+
+  reloadTokens(why: string): void {
+    const path = this.#farEnd.settings.tokensFile;
+    const tokens = readTokens(path);
+    if (!Array.isArray(tokens) || tokens.length === 0) {
+      const errors = Array.isArray(tokens)
+        ? [noTokens(this.#farEnd.settings)]
+        : tokens.errors;
+      for (const message of errors) log.error(message);
+      return this.#done(
+        `${path} (${why}) not applied: the last good tokens stay in force`,
+        "error",
+      );
+    }
+    this.#farEnd.tokens = tokens;
+    this.#done(
+      `${path} (${why}) applied: ${tokens.length} token(s)`,
+      "applied",
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.#configWatch?.close();
+    await this.#tokensWatch?.close();
+  }
+
+  #watchTokens(): void {
+    const path = this.#farEnd.settings.tokensFile;
+    const previous = this.#tokensWatch;
+    this.#tokensPath = path;
+    this.#tokensWatch = watchConfig(
+      path,
+      () => this.reloadTokens("file changed"),
+    );
+    previous?.close();
+  }
+
+  #done(message: string, result: "applied" | "error"): void {
+    if (result === "applied") log.info(message);
+    else log.error(message);
+    this.#state.lastReload = { time: new Date().toISOString(), result };
+    this.#farEnd.metrics.reloaded(result);
+  }
+}
+
+/** The /status document of serve. */
+function serveStatus(
+  farEnd: FarEnd,
+  listen: string,
+  configPath: string | undefined,
+  state: { lastReload?: { time: string; result: string } },
+) {
+  const now = Date.now();
+  return {
+    version: VERSION,
+    pid: Deno.pid,
+    memory: Deno.memoryUsage(),
+    listen,
+    config: {
+      path: configPath ?? null,
+      tokensFile: farEnd.settings.tokensFile,
+      lastReload: state.lastReload ?? null,
+    },
+    tokens: farEnd.tokens.map((token) => token.name),
+    allow: farEnd.settings.allow.map((rule) => rule.text),
+    maxTunnels: farEnd.settings.maxTunnels ?? null,
+    refusals: Object.fromEntries(farEnd.refusals),
+    tunnels: [...farEnd.open].map((each) => ({
+      id: each.id,
+      token: each.token,
+      client: each.client,
+      target: each.target,
+      bytesUp: each.tunnel.counters.bytesUp,
+      bytesDown: each.tunnel.counters.bytesDown,
+      ageMs: now - each.startedAt,
+    })),
+  };
+}
+
+/** The /metrics text of serve: the tool's families and the refusals. */
+function serveMetrics(farEnd: FarEnd, label: string): string {
+  let bytesUp = 0;
+  let bytesDown = 0;
+  for (const each of farEnd.open) {
+    bytesUp += each.tunnel.counters.bytesUp;
+    bytesDown += each.tunnel.counters.bytesDown;
+  }
+  const live = new Map([[label, {
+    active: farEnd.open.size,
+    bytesUp,
+    bytesDown,
+  }]]);
+  const refusals = [...farEnd.refusals].sort().map(([word, count]) =>
+    `httptunneling_serve_refusals_total{reason="${word}"} ${count}`
+  );
+  return farEnd.metrics.render(live) + [
+    "# HELP httptunneling_serve_refusals_total Tunnel requests refused, by reason.",
+    "# TYPE httptunneling_serve_refusals_total counter",
+    ...refusals,
+  ].join("\n") + "\n";
+}
