@@ -296,9 +296,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     );
     if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onHangup);
     await reloads.stop();
-    const stopped = listener.shutdown();
+    farEnd.stopAccepting();
+    listener.stopAccepting();
     await farEnd.drain(shutdownTimeoutMs);
-    await stopped;
+    await listener.shutdown();
     await statusServer?.close();
     log.info("stopped");
     return 0;

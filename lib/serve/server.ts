@@ -98,6 +98,7 @@ export class FarEnd {
   readonly #options: FarEndOptions;
   readonly #limiter: FailureLimiter;
   #nextId = 1;
+  #stopping = false;
   #connecting = 0;
   #closed = new Set<Promise<unknown>>();
 
@@ -184,6 +185,11 @@ export class FarEnd {
     this.metrics.opened(performance.now() - started);
     this.#track(upgraded.socket, conn, name, client, target);
     return upgraded.response;
+  }
+
+  /** From now on tunnel requests get 503: the server is shutting down. */
+  stopAccepting(): void {
+    this.#stopping = true;
   }
 
   /** Tunnels open or connecting, for the limit. */
@@ -277,6 +283,14 @@ export class FarEnd {
         ),
         name,
         client,
+      );
+    }
+    if (this.#stopping) {
+      return this.#refuse(
+        refusal(503, "busy", "the server is shutting down"),
+        name,
+        client,
+        formatHostPort(target),
       );
     }
     const max = this.settings.maxTunnels;
