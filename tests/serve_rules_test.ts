@@ -21,7 +21,7 @@ import {
   parseServeConfig,
 } from "../lib/serve/config.ts";
 import { FailureLimiter, sourceKey } from "../lib/serve/rate_limit.ts";
-import { parseTarget } from "../lib/serve/server.ts";
+import { forwardedClient, parseTarget } from "../lib/serve/server.ts";
 import { sitePath } from "../lib/serve/site.ts";
 import { bearerToken, matchToken, parseTokens } from "../lib/serve/tokens.ts";
 
@@ -280,4 +280,34 @@ Deno.test("site paths: decoded segments; .., encoded slashes and NUL refused", (
   ) {
     assert.equal(sitePath(bad), undefined, bad);
   }
+});
+
+Deno.test("X-Forwarded-For is believed only from trusted proxies, from the right", () => {
+  const trusted = (address: string) =>
+    address === "127.0.0.1" || address.startsWith("10.");
+  assert.equal(
+    forwardedClient("127.0.0.1", "203.0.113.9", trusted),
+    "203.0.113.9",
+  );
+  assert.equal(
+    forwardedClient(
+      "127.0.0.1",
+      "198.51.100.1, 203.0.113.9, 10.0.0.2",
+      trusted,
+    ),
+    "203.0.113.9",
+  );
+  assert.equal(
+    forwardedClient("192.0.2.1", "203.0.113.9", trusted),
+    "192.0.2.1",
+  );
+  assert.equal(forwardedClient("127.0.0.1", null, trusted), "127.0.0.1");
+  assert.equal(
+    forwardedClient("127.0.0.1", "junk, 10.0.0.3", trusted),
+    "10.0.0.3",
+  );
+  assert.equal(
+    forwardedClient("127.0.0.1", "[2001:db8::1]", trusted),
+    "2001:db8::1",
+  );
 });

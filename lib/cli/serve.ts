@@ -128,6 +128,15 @@ export const HEARTBEAT = {
   help: "ping a silent tunnel after D; close it when no pong comes within D",
 } satisfies Flag<number>;
 
+/** `--trusted-proxy ADDRS`. */
+export const TRUSTED_PROXY = {
+  flag: "trusted-proxy",
+  type: text("ADDRS"),
+  help:
+    "reverse proxies (addresses, CIDR blocks, commas between) whose X-Forwarded-For names the client, for the log and the rate limit",
+  unset: "none",
+} satisfies Flag<string>;
+
 /** `--allow RULES`, repeatable. */
 export const ALLOW_SWITCH = {
   flag: "allow",
@@ -149,6 +158,7 @@ export const SERVE_OPTIONS: readonly Flag<unknown>[] = [
   MAX_TUNNELS,
   SERVE_CONNECT_TIMEOUT,
   HEARTBEAT,
+  TRUSTED_PROXY,
   SHUTDOWN_TIMEOUT,
   STATUS,
   LOG,
@@ -211,6 +221,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     connectTimeoutMs: flagValue(values, SERVE_CONNECT_TIMEOUT),
   };
   if (base.allow?.length === 0) delete (base as { allow?: unknown }).allow;
+  const trusted = flagValue(values, TRUSTED_PROXY);
+  const trustedProxies = trusted === undefined
+    ? []
+    : trustedProxyRules(trusted);
   const shutdownTimeoutMs = flagValue(values, SHUTDOWN_TIMEOUT);
   const logFile = flagValue(values, LOG);
 
@@ -247,6 +261,7 @@ export async function serveCommand(args: string[]): Promise<number> {
         Math.round(flagValue(values, HEARTBEAT) / 1000),
       ),
       label,
+      trustedProxies,
     });
     let listener: FarListener;
     try {
@@ -324,6 +339,20 @@ function allowFromFlags(values: string[]): AllowRule[] {
     if (typeof rules === "string") throw new UsageError(`--allow: ${rules}`);
     return rules;
   });
+}
+
+function trustedProxyRules(text: string): AllowRule[] {
+  const rules = parseAllowList(
+    text.split(",").map((each) => `${each.trim()}:*`).join(","),
+  );
+  if (
+    typeof rules === "string" || rules.some((rule) => rule.host.kind !== "cidr")
+  ) {
+    throw new UsageError(
+      `--trusted-proxy must be addresses or CIDR blocks, commas between (127.0.0.1,[::1],10.0.0.0/8); got "${text}"`,
+    );
+  }
+  return rules;
 }
 
 function noTokens(settings: ServeSettings): string {

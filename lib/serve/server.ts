@@ -30,7 +30,12 @@ import { dialTcp } from "../net/tcp.ts";
 import { formatBytes, logger } from "../observe/log.ts";
 import { Metrics } from "../observe/metrics.ts";
 import { formatDuration } from "../time/duration.ts";
-import { addressRulesCover, matchAddress, matchName } from "./allow.ts";
+import {
+  addressRulesCover,
+  type AllowRule,
+  matchAddress,
+  matchName,
+} from "./allow.ts";
 import type { ServeSettings } from "./config.ts";
 import { FailureLimiter, sourceKey } from "./rate_limit.ts";
 import { siteResponse } from "./site.ts";
@@ -71,6 +76,11 @@ export interface FarEndOptions {
   readonly limiter?: FailureLimiter;
   /** The name the counters are kept under, e.g. the listen address. */
   readonly label: string;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` is believed: rules of
+   * addresses and blocks (any port). @default none
+   */
+  readonly trustedProxies?: readonly AllowRule[];
 }
 
 /** An open tunnel as /status shows it. */
@@ -132,12 +142,21 @@ export class FarEnd {
     if (!this.#isTunnelRequest(request)) {
       return await siteResponse(request, this.#options.siteRoot);
     }
-    const client = formatHostPort({
+    const peer = formatHostPort({
       host: info.remoteAddr.hostname,
       port: info.remoteAddr.port,
     });
+    const address = forwardedClient(
+      info.remoteAddr.hostname,
+      request.headers.get("x-forwarded-for"),
+      (each) =>
+        matchAddress(this.#options.trustedProxies ?? [], each, 1) !== undefined,
+    );
+    const client = address === info.remoteAddr.hostname
+      ? peer
+      : `${address} (via ${peer})`;
     const started = performance.now();
-    const admitted = this.#admit(request, info.remoteAddr.hostname, client);
+    const admitted = this.#admit(request, address, client);
     if (admitted instanceof Response) return admitted;
     const { name, target } = admitted;
     this.#connecting++;
@@ -403,6 +422,42 @@ export class FarEnd {
     this.#closed.add(closed);
     closed.finally(() => this.#closed.delete(closed));
   }
+}
+
+/** Most `X-Forwarded-For` entries looked at. */
+const MAX_FORWARDED = 16;
+
+/**
+ * The client's address behind trusted reverse proxies: walking
+ * `X-Forwarded-For` from the right (the entry the nearest proxy added)
+ * past trusted proxies, the first other address. A client can write any
+ * left part itself, so nothing left of that is believed. Pure.
+ *
+ * @param peer The address of the connection's other end.
+ * @param header `X-Forwarded-For`, or `null`.
+ * @param trusted Whether an address is a trusted proxy.
+ * @returns The client's address; `peer` unless `peer` is trusted.
+ *
+ * @example
+ * ```ts
+ * forwardedClient("127.0.0.1", "203.0.113.9, 10.0.0.2", (a) => a === "127.0.0.1"); // "10.0.0.2"
+ * ```
+ */
+export function forwardedClient(
+  peer: string,
+  header: string | null,
+  trusted: (address: string) => boolean,
+): string {
+  if (header === null || header.length > 4096 || !trusted(peer)) return peer;
+  const entries = header.split(",").slice(-MAX_FORWARDED).reverse();
+  let client = peer;
+  for (const raw of entries) {
+    const address = raw.trim().replace(/^\[(.*)\]$/, "$1");
+    if (!isIPv4(address) && !isIPv6(address)) return client;
+    client = address;
+    if (!trusted(address)) return address;
+  }
+  return client;
 }
 
 /**
