@@ -571,3 +571,70 @@ Deno.test({
     assert.match(log, /stopped\n$/);
   },
 });
+
+Deno.test({
+  name:
+    "serve: a client ignoring the window is cut off 1008 with bounded memory; --max-tunnels answers 503",
+  ignore,
+  async fn() {
+    // A target that never reads: what the client sends piles up.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => release = resolve);
+    await using deaf = startServer(() => held);
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: [
+        "--allow",
+        `127.0.0.1:${deaf.port},127.0.0.1:${echo.port}`,
+        "--max-tunnels",
+        "1",
+      ],
+    });
+    const url = `ws://127.0.0.1:${serve.port}/`;
+    try {
+      const flood = await pythonClient({
+        url,
+        token: ALICE_TOKEN,
+        target: `127.0.0.1:${deaf.port}`,
+        send: "x".repeat(64 * 1024),
+        repeat: 512,
+        ignore_window: true,
+        eof: false,
+      });
+      assert.equal(flood.status, 101);
+      // 1008, or 1006 when the close frame is lost to the reset that
+      // closing a socket with unread data sends.
+      assert.ok(
+        [1008, 1006].includes(flood.close_code!),
+        `${flood.close_code}`,
+      );
+      assert.ok(flood.sent! < 32 * 1024 * 1024);
+    } finally {
+      release();
+    }
+    await logMatches(
+      serve,
+      /tunnel 1 closed: .*client ignored the flow-control window/,
+    );
+
+    const first = pythonClient({
+      url,
+      token: ALICE_TOKEN,
+      target: `127.0.0.1:${echo.port}`,
+      send: "first",
+      hold: 3,
+    });
+    await logMatches(serve, /tunnel 2 open/);
+    const second = await pythonClient({
+      url,
+      token: ALICE_TOKEN,
+      target: `127.0.0.1:${echo.port}`,
+    });
+    assert.deepEqual([second.status, second.refusal], [503, "busy"]);
+    assert.equal((await first).received, "first");
+    await logMatches(
+      serve,
+      /refused 503 busy: .*the server has 1 tunnels open, its limit/,
+    );
+  },
+});

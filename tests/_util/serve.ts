@@ -157,6 +157,7 @@ export interface ClientSpec {
   eof?: boolean;
   hold?: number;
   extra_headers?: Record<string, string>;
+  ignore_window?: boolean;
 }
 
 /**

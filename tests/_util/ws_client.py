@@ -6,7 +6,8 @@ Reads one JSON object from argv[1]:
   send (bytes to send, as text), repeat (send that many times, default 1),
   eof (send "eof" after the data, default true), hold (seconds to wait
   after sending before the eof, unless the server closes first; default 0),
-  extra_headers (optional dict).
+  extra_headers (optional dict), ignore_window (send without waiting for
+  acks, as a broken client would).
 Prints one JSON object: status (101 or the refusal status), refusal,
 received (bytes received, as text, when short), received_len, received_sha256,
 eof (whether the server sent eof), acked (last ack), close_code, close_reason.
@@ -79,10 +80,16 @@ async def main(spec):
     for _ in range(repeat):
         for offset in range(0, len(data), CHUNK):
             piece = data[offset : offset + CHUNK]
-            while sent + len(piece) - state["acked"] > WINDOW:
+            while (
+                not spec.get("ignore_window")
+                and sent + len(piece) - state["acked"] > WINDOW
+            ):
                 acked.clear()
                 await asyncio.wait_for(acked.wait(), 30)
-            await ws.send(piece)
+            try:
+                await ws.send(piece)
+            except ConnectionClosed:
+                break
             sent += len(piece)
     if spec.get("hold", 0):
         # Ends early when the server closes the tunnel meanwhile.
