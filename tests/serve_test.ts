@@ -638,3 +638,31 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "serve: a client that answers no ping is closed after --heartbeat",
+  ignore,
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`, "--heartbeat", "1s"],
+    });
+    // A raw connection: upgraded, then silent, so no pong ever comes.
+    using conn = await connect(serve.port);
+    await writeAll(
+      conn,
+      bytes(
+        upgradeRequest("/", {
+          Authorization: `Bearer ${ALICE_TOKEN}`,
+          "X-Httptunneling-Target": `127.0.0.1:${echo.port}`,
+        }).replace("Connection: close\r\n", ""),
+      ),
+    );
+    const head = new Uint8Array(1024);
+    const n = await within(conn.read(head), 10_000, "the 101");
+    assert.match(text(head.subarray(0, n ?? 0)), /^HTTP\/1\.1 101 /);
+    const log = await logMatches(serve, /tunnel 1 closed: .*/, 20_000);
+    console.log(log.split("\n").filter((l) => /tunnel 1/.test(l)));
+    assert.match(log, /tunnel 1 closed: .*: (no pong|client closed)/);
+  },
+});
