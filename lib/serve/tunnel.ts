@@ -115,9 +115,12 @@ export function startTunnel(
     socket.onclose = (event) => {
       closed = true;
       end(
-        `client closed (${event.code}${
-          event.reason ? ` ${event.reason}` : ""
-        })`,
+        // Deno's own words when idleTimeout passed without a pong.
+        event.reason === "No response from ping frame."
+          ? "no pong within the heartbeat"
+          : `client closed (${event.code}${
+            event.reason ? ` ${event.reason}` : ""
+          })`,
       );
       resolve();
     };
