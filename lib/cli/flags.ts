@@ -343,7 +343,11 @@ export function tunnelOptionsFrom(
     const value = option.type.file ? readFlagFile(option.flag, text) : text;
     const setting = readTunnelOption(option, value);
     if (setting === undefined) {
-      throw wrongValue(option.flag, option.type.expected, text);
+      throw wrongValue(
+        option.flag,
+        option.type.expected,
+        option.type.secret ? "…" : text,
+      );
     }
     options = { ...options, ...setting };
   }

@@ -279,7 +279,9 @@ function parseEntry(
       if (setting === undefined) {
         throw new EntryError(
           value.column,
-          `${key}=${value.text} is not valid: use ${type.kind}${
+          `${key}=${
+            type.secret ? "…" : value.text
+          } is not valid: use ${type.kind}${
             example ? ` such as ${example}` : ""
           }`,
         );
