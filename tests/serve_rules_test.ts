@@ -23,6 +23,7 @@ import {
 import { FailureLimiter, sourceKey } from "../lib/serve/rate_limit.ts";
 import { forwardedClient, parseTarget } from "../lib/serve/server.ts";
 import { sitePath } from "../lib/serve/site.ts";
+import { SERVE_USAGE_LINES } from "../lib/cli/serve.ts";
 import { bearerToken, matchToken, parseTokens } from "../lib/serve/tokens.ts";
 
 const GOOD = "0123456789abcdef0123";
@@ -310,4 +311,21 @@ Deno.test("X-Forwarded-For is believed only from trusted proxies, from the right
     forwardedClient("127.0.0.1", "[2001:db8::1]", trusted),
     "2001:db8::1",
   );
+});
+
+Deno.test("README: the serve option table names every flag serve --help lists", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const section = readme.slice(
+    readme.indexOf("| option of `serve`"),
+    readme.indexOf("**Tokens file.**"),
+  );
+  for (const { name } of SERVE_USAGE_LINES) {
+    const flag = name.split(" ")[0];
+    assert.ok(
+      section.includes(`\`${flag}`),
+      `${flag} is missing from the README`,
+    );
+  }
 });
