@@ -243,9 +243,8 @@ function watchForChanges(
 }
 
 /** The signal that reloads the config, where there is one. */
-export const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows"
-  ? undefined
-  : "SIGHUP";
+export const RELOAD_SIGNAL: Deno.Signal | undefined =
+  Deno.build.os === "windows" ? undefined : "SIGHUP";
 
 const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT", "SIGBREAK"]
