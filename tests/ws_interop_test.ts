@@ -20,9 +20,10 @@ import {
 } from "./_util/net.ts";
 import { missing, startSquid } from "./_util/proxies.ts";
 import { makeCertificates } from "./_util/certs.ts";
-import { missingPythonWebsockets, startWsPeer } from "./_util/ws_peer.ts";
+import { missingWebsockets } from "./_util/serve.ts";
+import { startWsPeer } from "./_util/ws_peer.ts";
 
-const ignore = missingPythonWebsockets();
+const ignore = missingWebsockets();
 
 const OPTIONS: DialOptions = {
   connectTimeoutMs: 5_000,

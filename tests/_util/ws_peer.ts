@@ -13,11 +13,8 @@
  * @module
  */
 
-import { IN_CI } from "./proxies.ts";
+import { DEBIAN_PYTHON } from "./serve.ts";
 import { eventually, within } from "./net.ts";
-
-/** Debian's python, which has python3-websockets (not a pyenv shim's). */
-export const SYSTEM_PYTHON = "/usr/bin/python3";
 
 const SERVER_PY = `
 import asyncio, http, ssl, sys
@@ -110,26 +107,6 @@ export interface WsPeer extends AsyncDisposable {
 }
 
 /**
- * Tells whether the python3-websockets tests should be skipped (never
- * under CI), printing why.
- */
-export function missingPythonWebsockets(): boolean {
-  if (IN_CI) return false;
-  try {
-    const { code } = new Deno.Command(SYSTEM_PYTHON, {
-      args: ["-c", "import websockets"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    if (code === 0) return false;
-  } catch { /* no python at all */ }
-  console.log(
-    "skipping tests that need python3-websockets: apt-get install python3-websockets",
-  );
-  return true;
-}
-
-/**
  * Starts the python server.
  *
  * @param tls A certificate and key file, for wss://.
@@ -137,7 +114,7 @@ export function missingPythonWebsockets(): boolean {
 export async function startWsPeer(
   tls?: { cert: string; key: string },
 ): Promise<WsPeer> {
-  const child = new Deno.Command(SYSTEM_PYTHON, {
+  const child = new Deno.Command(DEBIAN_PYTHON, {
     args: ["-c", SERVER_PY, ...(tls ? [tls.cert, tls.key] : [])],
     stdin: "null",
     stdout: "piped",
