@@ -472,6 +472,7 @@ export type WsRefusalKind =
   | "auth"
   | "not-allowed"
   | "rate-limited"
+  | "busy"
   | "refused"
   | "unreachable"
   | "timeout"
@@ -479,8 +480,8 @@ export type WsRefusalKind =
 
 /**
  * A ws:// or wss:// tunnel server refused the tunnel. Blame as for a proxy:
- * a wrong token or too many failures is the server's (another may take
- * the token), a target outside its allow rules would be refused anywhere,
+ * a wrong token, too many failures or a busy server is the server's
+ * (another may take the tunnel), a target outside its allow rules would be refused anywhere,
  * and a target it could not reach is the next hop's, like a proxy's 502.
  * The message holds the server's one-line reason, never the token.
  */
@@ -524,6 +525,10 @@ export class WsRefusedError extends RouteError {
         "refuses this address, after too many wrong tokens, for",
         "wait, and check token=",
       ],
+      "busy": [
+        "is busy (at its tunnel limit, or shutting down) and refused",
+        "",
+      ],
       "refused": ["was refused by", ""],
       "unreachable": ["cannot reach", ""],
       "timeout": ["timed out connecting to", ""],
@@ -540,7 +545,7 @@ export class WsRefusedError extends RouteError {
         hint === "" ? "" : `: ${hint}`
       }`,
       {
-        proxyFault: beyond || refusal === "auth" ||
+        proxyFault: beyond || refusal === "auth" || refusal === "busy" ||
           refusal === "rate-limited" || refusal === "not-a-tunnel",
         unreachable: beyond,
       },

@@ -12,12 +12,17 @@ import { diagnose } from "../lib/probe/diagnose.ts";
 import { pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 import {
   bytes,
+  connect,
+  freePort,
   pause,
   readAll,
+  readExactly,
   startServer,
   text,
   within,
 } from "./_util/net.ts";
+import { rawRequest } from "./_util/local.ts";
+import { startTool } from "./_util/tool.ts";
 import { missing, startSquid } from "./_util/proxies.ts";
 import { makeCertificates } from "./_util/certs.ts";
 import { missingWebsockets } from "./_util/serve.ts";
@@ -63,6 +68,8 @@ async function upload(stream: Duplex, total: number): Promise<string> {
   await stream.closeWrite();
   return sha256Of(sent);
 }
+
+const from = (...values: number[]) => Uint8Array.from(values);
 
 const sha = (data: Uint8Array) =>
   createHash("sha256").update(data).digest("hex");
@@ -198,6 +205,7 @@ Deno.test({
       { target: "blocked.example:22", refusal: "not-allowed", fault: false },
       { target: "unreachable.example:22", refusal: "unreachable", fault: true },
       { target: "slow.example:22", refusal: "timeout", fault: true },
+      { target: "busy.example:22", refusal: "busy", fault: true },
     ] as const;
     for (const each of cases) {
       const error = await failure(
@@ -330,5 +338,70 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "local proxy entries take a ws:// hop: CONNECT and SOCKS5 through it, its refusal as 403 and SOCKS reply 2",
+  ignore,
+  async fn() {
+    await using peer = await startWsPeer();
+    const [http, socks] = [freePort(), freePort()];
+    const hop = `ws://127.0.0.1:${peer.port}/t token=good-token`;
+    await using _tool = await startTool(
+      `${http} proxy ${hop}\n${socks} socks ${hop}\n`,
+    );
+    {
+      using conn = await connect(http);
+      await writeAll(
+        conn,
+        bytes(
+          "CONNECT echo:7 HTTP/1.1\r\nHost: echo:7\r\n\r\nthrough the proxy",
+        ),
+      );
+      let answer = "";
+      const buffer = new Uint8Array(1024);
+      await within(
+        (async () => {
+          while (!answer.endsWith("through the proxy")) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            answer += text(buffer.subarray(0, n));
+          }
+        })(),
+        10_000,
+        "the CONNECT answer and the echo",
+      );
+      assert.match(answer, /^HTTP\/1\.1 200 [^\r]*\r\n\r\nthrough the proxy$/);
+    }
+    const blocked = await rawRequest(
+      http,
+      "CONNECT blocked.example:22 HTTP/1.1\r\nHost: blocked.example:22\r\n\r\n",
+      10_000,
+    );
+    assert.match(blocked.statusLine, /^HTTP\/1\.1 403 /);
+    assert.match(blocked.text, /matches no allow rule/);
+    // SOCKS5: no auth; CONNECT to a domain name.
+    const socksConnect = async (host: string) => {
+      const conn = await connect(socks);
+      await writeAll(conn, from(5, 1, 0));
+      assert.deepEqual(await readExactly(conn, 2), from(5, 0));
+      await writeAll(conn, from(5, 1, 0, 3, host.length, ...bytes(host), 0, 7));
+      const reply = await within(readExactly(conn, 2), 10_000, "SOCKS reply");
+      return { conn, reply: reply[1] };
+    };
+    const ok = await socksConnect("echo");
+    try {
+      assert.equal(ok.reply, 0);
+      await readExactly(ok.conn, 8); // the rest of the reply: IPv4 and port
+      await writeAll(ok.conn, bytes("socks"));
+      assert.equal(text(await readExactly(ok.conn, 5)), "socks");
+    } finally {
+      ok.conn.close();
+    }
+    const refused = await socksConnect("blocked.example");
+    refused.conn.close();
+    assert.equal(refused.reply, 2);
   },
 });

@@ -36,6 +36,7 @@ export type WsRefusal =
   | "auth"
   | "not-allowed"
   | "rate-limited"
+  | "busy"
   | "refused"
   | "unreachable"
   | "timeout";
@@ -46,6 +47,7 @@ export const WS_REFUSALS: readonly WsRefusal[] = [
   "auth",
   "not-allowed",
   "rate-limited",
+  "busy",
   "refused",
   "unreachable",
   "timeout",

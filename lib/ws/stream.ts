@@ -388,8 +388,8 @@ export class WsStream implements Duplex {
 
   // The server closed: answer with a close (RFC 6455 §5.5.1) and end.
   #closeReceived(code: number | undefined, reason: string): void {
-    const normal = code === undefined || code === CLOSE_CODE.normal ||
-      code === CLOSE_CODE.goingAway;
+    // 1001 is no clean end: the server is going away, or saw no pong.
+    const normal = code === undefined || code === CLOSE_CODE.normal;
     const said = reason === "" ? "" : `: ${printable(reason)}`;
     if (normal) {
       // What was received stays readable; then read() says end of stream.

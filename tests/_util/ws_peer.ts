@@ -6,7 +6,8 @@
  * and a 1000 close), `fragments` (a message in three fragments, then
  * `eof`), `reset` (a 1011 close after the first message), `ackless`
  * (never acks). Refusals as the protocol has them: token `good-token`,
- * path `/t`, targets `blocked…` (403), `unreachable…` (502), `slow…` (504).
+ * path `/t`, targets `blocked…` (403), `unreachable…` (502), `busy…`
+ * (503), `slow…` (504).
  * It pings every 200 ms and closes a client that does not answer. What it
  * saw goes to its stdout, one line each, for the tests to read.
  *
@@ -43,6 +44,8 @@ async def process_request(path, headers):
         return refuse(403, "not-allowed", f"target {target} matches no allow rule")
     if target.startswith("unreachable"):
         return refuse(502, "unreachable", "cannot resolve unreachable.example")
+    if target.startswith("busy"):
+        return refuse(503, "busy", "65536 tunnels open: the limit")
     if target.startswith("slow"):
         return refuse(504, "timeout", "connect to slow.example:22 timed out")
     return None
