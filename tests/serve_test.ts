@@ -272,6 +272,12 @@ Deno.test({
     assert.match(
       metrics,
       new RegExp(
+        `httptunneling_connections_failed_total\\{entry="127\\.0\\.0\\.1:${serve.port}",reason="refused"\\} 1`,
+      ),
+    );
+    assert.match(
+      metrics,
+      new RegExp(
         `httptunneling_bytes_total\\{entry="127\\.0\\.0\\.1:${serve.port}",direction="up"\\} ${
           24 + 3 * 1024 * 1024 + 7
         }`,

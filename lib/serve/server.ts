@@ -16,7 +16,12 @@
  */
 
 import { lookup } from "node:dns/promises";
-import { DialError, errorMessage, TimeoutError } from "../errors.ts";
+import {
+  DialError,
+  errorMessage,
+  type FailureReason,
+  TimeoutError,
+} from "../errors.ts";
 import {
   formatHostPort,
   type HostPort,
@@ -374,6 +379,10 @@ export class FarEnd {
     target?: string,
   ): Response {
     this.refusals.set(word, (this.refusals.get(word) ?? 0) + 1);
+    const failure = FAILURES[word];
+    if (failure !== undefined) {
+      this.metrics.failed(this.#options.label, failure);
+    }
     log.warn(
       `refused ${status} ${word}: client ${client}${
         name === undefined ? "" : ` token ${name}`
@@ -423,6 +432,14 @@ export class FarEnd {
     closed.finally(() => this.#closed.delete(closed));
   }
 }
+
+/** The refusals that count as failed tunnels in /metrics, by their reason label. */
+const FAILURES: Partial<Record<RefusalWord, FailureReason>> = {
+  auth: "auth",
+  refused: "refused",
+  unreachable: "connect",
+  timeout: "timeout",
+};
 
 /** Most `X-Forwarded-For` entries looked at. */
 const MAX_FORWARDED = 16;
