@@ -68,7 +68,8 @@ Usage:
 Config lines:
   <source> <destination host> <destination port> [<route>] [key=value ...]
   <route>: <proxy host> <proxy port> | <hop> [<hop> ...] | direct | env
-  <hop>:   <proxy URL>[,<alternative URL> ...]   (http://, https://, socks5://, socks5h://, with user:pass@)
+  <hop>:   <proxy URL>[,<alternative URL> ...]   (http://, https://, socks5://, socks5h://, with user:pass@;
+           ws://, wss:// with token=)
   <source> proxy [<route>] [key=value ...]   a local HTTP proxy (CONNECT and http:// requests)
   <source> socks [<route>] [key=value ...]   a local SOCKS5/SOCKS4a server
      with direct-for=PATTERN,... (go direct, NO_PROXY style), allow=CIDR,... (other clients

@@ -245,16 +245,14 @@ export const TUNNEL_OPTIONS: {
     flag: "ca-file",
     type: CERTIFICATES,
     help:
-      "PEM certificates to trust for https:// proxies, besides the system's",
+      "PEM certificates to trust for https:// proxies and wss:// servers, besides the system's",
   },
   token: {
     field: "token",
     key: "token",
     flag: "token",
     type: TOKEN,
-    help:
-      "bearer token for ws:// and wss:// hops (on a command line, ps shows it)",
-    unset: "none",
+    help: "bearer token for ws:// and wss:// hops (ps shows it: prefer token=)",
   },
   heartbeatMs: {
     field: "heartbeatMs",
@@ -272,7 +270,6 @@ export const TUNNEL_OPTIONS: {
     type: FINGERPRINT,
     example: "sha256:<64 hex digits>",
     help: "pin the certificate a wss:// server presents, by its SHA-256",
-    unset: "none",
   },
 };
 
