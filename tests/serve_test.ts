@@ -22,6 +22,7 @@ import {
   within,
   writeAll,
 } from "./_util/net.ts";
+import { startBlackHole } from "./_util/proxies.ts";
 import { runTool } from "./_util/tool.ts";
 import {
   ALICE_TOKEN,
@@ -669,5 +670,27 @@ Deno.test({
     assert.match(text(head.subarray(0, n ?? 0)), /^HTTP\/1\.1 101 /);
     const log = await logMatches(serve, /tunnel 1 closed: .*/, 20_000);
     assert.match(log, /tunnel 1 closed: .*: no pong within the heartbeat/);
+  },
+});
+
+Deno.test({
+  name:
+    "serve: a target whose connect hangs gets 504 timeout after --connect-timeout",
+  ignore,
+  async fn() {
+    await using hole = await startBlackHole();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${hole.port}`, "--connect-timeout", "1s"],
+    });
+    const report = await pythonClient({
+      url: `ws://127.0.0.1:${serve.port}/`,
+      token: ALICE_TOKEN,
+      target: `127.0.0.1:${hole.port}`,
+    });
+    assert.deepEqual([report.status, report.refusal], [504, "timeout"]);
+    await logMatches(
+      serve,
+      /refused 504 timeout: .*connect to 127\.0\.0\.1:\d+ timed out after 1 s/,
+    );
   },
 });
