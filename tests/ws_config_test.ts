@@ -116,3 +116,15 @@ Deno.test("heartbeat= and fingerprint= are read; a bad token is refused without 
   );
   assert.equal(tunnelOptionsFrom({ heartbeat: "5s" }).heartbeatMs, 5000);
 });
+
+Deno.test("token=, heartbeat= and fingerprint= on an entry without a ws:// or wss:// hop are refused", () => {
+  const { errors } = parseConfig(
+    "2222 h 22 http://p:3128 token=${TUNNEL_TOKEN}\n2223 h 22 heartbeat=5s\n",
+    "t.conf",
+    CONTEXT,
+  );
+  assert.deepEqual(errors.map((e) => e.message), [
+    "t.conf:1:25: option token applies to ws:// and wss:// hops, and this entry has none",
+    "t.conf:2:11: option heartbeat applies to ws:// and wss:// hops, and this entry has none",
+  ]);
+});
