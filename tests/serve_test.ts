@@ -694,3 +694,31 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "serve: a client that reads nothing stalls the target through TCP instead of filling the server's memory",
+  ignore,
+  async fn() {
+    let written = 0;
+    // A target that sends as fast as it is let.
+    await using source = startServer(async (conn) => {
+      const chunk = new Uint8Array(64 * 1024);
+      while (true) written += await conn.write(chunk);
+    });
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${source.port}`],
+    });
+    const report = await pythonClient({
+      url: `ws://127.0.0.1:${serve.port}/`,
+      token: ALICE_TOKEN,
+      target: `127.0.0.1:${source.port}`,
+      stall: 3,
+    });
+    assert.equal(report.status, 101);
+    // The WebSocket's 1 MiB and the socket buffers of two loopback hops;
+    // without backpressure the target would have sent hundreds of MiB.
+    assert.ok(written < 32 * 1024 * 1024, `${written} bytes written`);
+    await logMatches(serve, /tunnel 1 closed/);
+  },
+});

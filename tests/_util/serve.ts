@@ -158,6 +158,7 @@ export interface ClientSpec {
   hold?: number;
   extra_headers?: Record<string, string>;
   ignore_window?: boolean;
+  stall?: number;
 }
 
 /**

@@ -6,7 +6,8 @@ Reads one JSON object from argv[1]:
   send (bytes to send, as text), repeat (send that many times, default 1),
   eof (send "eof" after the data, default true), hold (seconds to wait
   after sending before the eof, unless the server closes first; default 0),
-  extra_headers (optional dict), ignore_window (send without waiting for
+  extra_headers (optional dict), stall (read nothing for that many seconds,
+  then drop the connection), ignore_window (send without waiting for
   acks, as a broken client would).
 Prints one JSON object: status (101 or the refusal status), refusal,
 received (bytes received, as text, when short), received_len, received_sha256,
@@ -75,6 +76,14 @@ async def main(spec):
         except ConnectionClosed:
             pass
 
+    if spec.get("stall"):
+        # Reads nothing for a while, then leaves: the server must not buffer
+        # what the target sends meanwhile.
+        await asyncio.sleep(spec["stall"])
+        # Dropped rather than closed: a close handshake would wait behind
+        # the data queued toward us.
+        ws.transport.abort()
+        return result
     task = asyncio.create_task(reader())
     sent = 0
     for _ in range(repeat):
