@@ -123,7 +123,6 @@ export class WsStream implements Duplex {
 
   #lastReceived = Date.now();
   #heartbeat: CoarseTimer | undefined;
-  readonly #loop: Promise<void>;
 
   /**
    * Starts reading the server's frames and sending heartbeats.
@@ -139,12 +138,8 @@ export class WsStream implements Duplex {
     this.#random = options.random ??
       ((bytes) => crypto.getRandomValues(bytes));
     this.#scheduleHeartbeat();
-    this.#loop = this.#readLoop();
-  }
-
-  /** Tunnel bytes acknowledged by the server so far. */
-  get acked(): number {
-    return this.#acked;
+    // Never rejects: every failure ends the tunnel through #fail.
+    this.#readLoop();
   }
 
   /** Returns received tunnel bytes; `null` once the server sent `eof`. */
@@ -211,11 +206,6 @@ export class WsStream implements Duplex {
       timer.cancel();
       closeQuietly(this.#inner);
     });
-  }
-
-  /** Resolves once the reader loop has ended (after {@link close}). */
-  get done(): Promise<void> {
-    return this.#loop;
   }
 
   // Stops the heartbeat and wakes every waiter; the stream is done.
