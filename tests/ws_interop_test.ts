@@ -405,3 +405,60 @@ Deno.test({
     assert.equal(refused.reply, 2);
   },
 });
+
+Deno.test({
+  name:
+    "wss://: a self-signed server certificate, made as the README says, is trusted when named with ca-file=",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "httptunneling-selfsigned-" });
+    try {
+      const { code, stderr } = await new Deno.Command("openssl", {
+        args: [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-keyout",
+          "key.pem",
+          "-out",
+          "cert.pem",
+          "-days",
+          "2",
+          "-subj",
+          "/CN=localhost",
+          "-addext",
+          "subjectAltName=DNS:localhost",
+          "-addext",
+          "basicConstraints=critical,CA:FALSE",
+        ],
+        cwd: dir,
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.equal(code, 0, text(stderr));
+      await using peer = await startWsPeer({
+        cert: `${dir}/cert.pem`,
+        key: `${dir}/key.pem`,
+      });
+      const stream = await open([`wss://localhost:${peer.port}/t`], "echo:7", {
+        caCerts: [await Deno.readTextFile(`${dir}/cert.pem`)],
+      });
+      try {
+        const [hash, received] = await within(
+          Promise.all([upload(stream, 10_000), readAll(stream)]),
+          30_000,
+          "echo",
+        );
+        assert.equal(sha(received), hash);
+      } finally {
+        stream.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
