@@ -9,10 +9,8 @@
  */
 
 import { resolve } from "node:path";
-import { readRegularFile } from "../config/load.ts";
 import { COUNT, DURATION } from "../config/options.ts";
-import { type ConfigWatch, watchConfig } from "../config/watch.ts";
-import { ConfigError, errorMessage, UsageError } from "../errors.ts";
+import { errorMessage, UsageError } from "../errors.ts";
 import { formatHostPort } from "../net/address.ts";
 import { logger, setupLogging } from "../observe/log.ts";
 import {
@@ -24,13 +22,19 @@ import {
   completeSettings,
   DEFAULT_CONNECT_TIMEOUT_MS,
   mergeSettings,
-  parseServeConfig,
-  type ServeConfigFile,
   type ServeSettings,
 } from "../serve/config.ts";
 import { type FarListener, startFarListener } from "../serve/listener.ts";
+import {
+  noTokens,
+  readServeConfig,
+  readTokens,
+  Reloads,
+  type ReloadState,
+  warnAboutRules,
+} from "../serve/reload.ts";
 import { FarEnd } from "../serve/server.ts";
-import { type NamedToken, parseTokens } from "../serve/tokens.ts";
+import { serveMetrics, serveStatus } from "../serve/status.ts";
 import { VERSION } from "../version.ts";
 import { parseCommandLine } from "./args.ts";
 import { parseStatusAddress } from "./entry_args.ts";
@@ -282,7 +286,7 @@ export async function serveCommand(args: string[]): Promise<number> {
         certFile ? "wss" : "ws"
       }://${bound}${path} (${tokens.length} token(s), ${settings.allow.length} allow rule(s))`,
     );
-    const state: { lastReload?: { time: string; result: string } } = {};
+    const state: ReloadState = {};
     const reloads = new Reloads(farEnd, base, configPath, state);
     reloads.start();
     const onHangup = () => reloads.reloadAll("SIGHUP");
@@ -353,219 +357,4 @@ function trustedProxyRules(text: string): AllowRule[] {
     );
   }
   return rules;
-}
-
-function noTokens(settings: ServeSettings): string {
-  return `${settings.tokensFile} holds no token: write one NAME TOKEN per line (e.g. "alice $(openssl rand -hex 24)")`;
-}
-
-/** The config file's settings, or its errors as lines. */
-function readServeConfig(path: string): ServeConfigFile | string[] {
-  let text: string;
-  try {
-    text = readRegularFile(path);
-  } catch (error) {
-    return [`cannot read config file ${path}: ${errorMessage(error)}`];
-  }
-  const { settings, errors } = parseServeConfig(text, path);
-  return errors.length > 0 ? errors.map((each) => each.message) : settings;
-}
-
-/** The tokens, or the file's errors (an empty list when it holds none). */
-function readTokens(path: string): NamedToken[] | { errors: string[] } {
-  let text: string;
-  try {
-    text = readRegularFile(path);
-  } catch (error) {
-    return {
-      errors: [`cannot read tokens file ${path}: ${errorMessage(error)}`],
-    };
-  }
-  const { tokens, errors } = parseTokens(text, path);
-  return errors.length > 0
-    ? { errors: errors.map((each: ConfigError) => each.message) }
-    : tokens;
-}
-
-function warnAboutRules(rules: readonly AllowRule[]): void {
-  for (const rule of rules) {
-    if (rule.host.kind === "any") {
-      log.warn(
-        `allow rule ${rule.text} lets token holders reach any host on ${
-          rule.fromPort === rule.toPort
-            ? `port ${rule.fromPort}`
-            : `ports ${rule.fromPort}-${rule.toPort}`
-        }`,
-      );
-    }
-  }
-}
-
-/**
- * Reloads the config file and the tokens file when they change or on
- * SIGHUP; a bad version is logged with its errors and the last good one
- * stays in force.
- */
-class Reloads {
-  readonly #farEnd: FarEnd;
-  readonly #base: Partial<ServeSettings>;
-  readonly #configPath?: string;
-  readonly #state: { lastReload?: { time: string; result: string } };
-  #configWatch?: ConfigWatch;
-  #tokensWatch?: ConfigWatch;
-  #tokensPath?: string;
-
-  constructor(
-    farEnd: FarEnd,
-    base: Partial<ServeSettings>,
-    configPath: string | undefined,
-    state: { lastReload?: { time: string; result: string } },
-  ) {
-    this.#farEnd = farEnd;
-    this.#base = base;
-    this.#configPath = configPath;
-    this.#state = state;
-  }
-
-  start(): void {
-    if (this.#configPath !== undefined) {
-      this.#configWatch = watchConfig(
-        this.#configPath,
-        () => this.reloadConfig("file changed"),
-      );
-    }
-    this.#watchTokens();
-  }
-
-  reloadAll(why: string): void {
-    this.reloadConfig(why);
-    this.reloadTokens(why);
-  }
-
-  reloadConfig(why: string): void {
-    if (this.#configPath === undefined) return;
-    const file = readServeConfig(this.#configPath);
-    const settings = file instanceof Array
-      ? file
-      : completeSettings(mergeSettings(this.#base, file));
-    if (settings instanceof Array) {
-      for (const message of settings) log.error(message);
-      return this.#done(
-        `${this.#configPath} (${why}) not applied: the last good config stays in force`,
-        "error",
-      );
-    }
-    this.#farEnd.settings = settings;
-    warnAboutRules(settings.allow);
-    this.#done(
-      `${this.#configPath} (${why}) applied: ${settings.allow.length} allow rule(s), max-tunnels ${
-        settings.maxTunnels ?? "none"
-      }, connect-timeout ${settings.connectTimeoutMs / 1000} s`,
-      "applied",
-    );
-    if (settings.tokensFile !== this.#tokensPath) {
-      this.reloadTokens("tokens file changed in the config");
-      this.#watchTokens();
-    }
-  }
-
-  reloadTokens(why: string): void {
-    const path = this.#farEnd.settings.tokensFile;
-    const tokens = readTokens(path);
-    if (!Array.isArray(tokens) || tokens.length === 0) {
-      const errors = Array.isArray(tokens)
-        ? [noTokens(this.#farEnd.settings)]
-        : tokens.errors;
-      for (const message of errors) log.error(message);
-      return this.#done(
-        `${path} (${why}) not applied: the last good tokens stay in force`,
-        "error",
-      );
-    }
-    this.#farEnd.tokens = tokens;
-    this.#done(
-      `${path} (${why}) applied: ${tokens.length} token(s)`,
-      "applied",
-    );
-  }
-
-  async stop(): Promise<void> {
-    await this.#configWatch?.close();
-    await this.#tokensWatch?.close();
-  }
-
-  #watchTokens(): void {
-    const path = this.#farEnd.settings.tokensFile;
-    const previous = this.#tokensWatch;
-    this.#tokensPath = path;
-    this.#tokensWatch = watchConfig(
-      path,
-      () => this.reloadTokens("file changed"),
-    );
-    previous?.close();
-  }
-
-  #done(message: string, result: "applied" | "error"): void {
-    if (result === "applied") log.info(message);
-    else log.error(message);
-    this.#state.lastReload = { time: new Date().toISOString(), result };
-    this.#farEnd.metrics.reloaded(result);
-  }
-}
-
-/** The /status document of serve. */
-function serveStatus(
-  farEnd: FarEnd,
-  listen: string,
-  configPath: string | undefined,
-  state: { lastReload?: { time: string; result: string } },
-) {
-  const now = Date.now();
-  return {
-    version: VERSION,
-    pid: Deno.pid,
-    memory: Deno.memoryUsage(),
-    listen,
-    config: {
-      path: configPath ?? null,
-      tokensFile: farEnd.settings.tokensFile,
-      lastReload: state.lastReload ?? null,
-    },
-    tokens: farEnd.tokens.map((token) => token.name),
-    allow: farEnd.settings.allow.map((rule) => rule.text),
-    maxTunnels: farEnd.settings.maxTunnels ?? null,
-    refusals: Object.fromEntries(farEnd.refusals),
-    tunnels: [...farEnd.open].map((each) => ({
-      id: each.id,
-      token: each.token,
-      client: each.client,
-      target: each.target,
-      bytesUp: each.tunnel.counters.bytesUp,
-      bytesDown: each.tunnel.counters.bytesDown,
-      ageMs: now - each.startedAt,
-    })),
-  };
-}
-
-/** The /metrics text of serve: the tool's families and the refusals. */
-function serveMetrics(farEnd: FarEnd, label: string): string {
-  let bytesUp = 0;
-  let bytesDown = 0;
-  for (const each of farEnd.open) {
-    bytesUp += each.tunnel.counters.bytesUp;
-    bytesDown += each.tunnel.counters.bytesDown;
-  }
-  const live = new Map([[label, {
-    active: farEnd.open.size,
-    bytesUp,
-    bytesDown,
-  }]]);
-  const refusals = [...farEnd.refusals].sort().map(([word, count]) =>
-    `httptunneling_serve_refusals_total{reason="${word}"} ${count}`
-  );
-  return farEnd.metrics.render(live) + [
-    "# HELP httptunneling_serve_refusals_total Tunnel requests refused, by reason.",
-    "# TYPE httptunneling_serve_refusals_total counter",
-    ...refusals,
-  ].join("\n") + "\n";
 }
