@@ -8,6 +8,7 @@
 import { checkCommand } from "./lib/cli/check.ts";
 import { probeCommand } from "./lib/cli/probe.ts";
 import { runCommand } from "./lib/cli/run.ts";
+import { serveCommand } from "./lib/cli/serve.ts";
 import { statusCommand } from "./lib/cli/status.ts";
 import { stdioCommand } from "./lib/cli/stdio.ts";
 import { commandUsage, USAGE } from "./lib/cli/usage.ts";
@@ -20,6 +21,7 @@ const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
   stdio: stdioCommand,
   probe: probeCommand,
   status: statusCommand,
+  serve: serveCommand,
 };
 
 /**

@@ -129,7 +129,8 @@ export type RouteFailure =
   | ProxyAuthError
   | SocksError
   | ProxyTlsError
-  | ProxyProtocolError;
+  | ProxyProtocolError
+  | WsRefusedError;
 
 /**
  * The route failure in `error`, if it is one.
@@ -475,6 +476,108 @@ export class ProxyTlsError extends RouteError {
     });
     this.name = "ProxyTlsError";
     this.untrusted = untrusted;
+  }
+}
+
+/**
+ * Why a WebSocket tunnel server refused, as its `X-Httptunneling-Refusal`
+ * names it (see lib/ws/handshake.ts); `not-a-tunnel` when the answer named
+ * no refusal: the URL's path is wrong, or something else answered.
+ */
+export type WsRefusalKind =
+  | "bad-request"
+  | "auth"
+  | "not-allowed"
+  | "rate-limited"
+  | "busy"
+  | "refused"
+  | "unreachable"
+  | "timeout"
+  | "not-a-tunnel";
+
+/**
+ * A ws:// or wss:// tunnel server refused the tunnel. Blame as for a proxy:
+ * a wrong token, too many failures or a busy server is the server's
+ * (another may take the tunnel), a target outside its allow rules would be refused anywhere,
+ * and a target it could not reach is the next hop's, like a proxy's 502.
+ * The message holds the server's one-line reason, never the token.
+ */
+export class WsRefusedError extends RouteError {
+  /** See {@link RouteError.kind}. */
+  readonly kind = "ws-refused";
+  /** See {@link RouteError.reason}. */
+  readonly reason: FailureReason;
+  /** Which refusal. */
+  readonly refusal: WsRefusalKind;
+  /** The status code, e.g. 403. */
+  readonly status: number;
+  /** The server's one-line reason, printable, possibly empty. */
+  readonly serverReason: string;
+
+  /**
+   * @param server `host:port` and path of the server, e.g. `tunnel.example.org:443/t`.
+   * @param target `host:port` the tunnel was asked for.
+   * @param status The status code.
+   * @param refusal Which refusal.
+   * @param serverReason The server's reason, already made printable.
+   */
+  constructor(
+    server: string,
+    target: string,
+    status: number,
+    refusal: WsRefusalKind,
+    serverReason: string,
+  ) {
+    const [what, hint] = {
+      "bad-request": [
+        "refused the request for",
+        "the server may speak another version of the protocol",
+      ],
+      "auth": ["refused the token for", "check token= (or --token)"],
+      "not-allowed": [
+        "does not allow",
+        "its allow rules leave this target out",
+      ],
+      "rate-limited": [
+        "refuses this address, after too many wrong tokens, for",
+        "wait, and check token=",
+      ],
+      "busy": [
+        "is busy (at its tunnel limit, or shutting down) and refused",
+        "",
+      ],
+      "refused": ["was refused by", ""],
+      "unreachable": ["cannot reach", ""],
+      "timeout": ["timed out connecting to", ""],
+      "not-a-tunnel": [
+        "is no tunnel endpoint for",
+        "check the path of the ws:// or wss:// URL",
+      ],
+    }[refusal];
+    const said = serverReason === "" ? "" : `; server says: ${serverReason}`;
+    const beyond = refusal === "refused" || refusal === "unreachable" ||
+      refusal === "timeout";
+    super(
+      `Tunnel server ${server} ${what} ${target} (status ${status}${said})${
+        hint === "" ? "" : `: ${hint}`
+      }`,
+      {
+        proxyFault: beyond || refusal === "auth" || refusal === "busy" ||
+          refusal === "rate-limited" || refusal === "not-a-tunnel",
+        unreachable: beyond,
+      },
+    );
+    this.name = "WsRefusedError";
+    this.reason = refusal === "auth"
+      ? "auth"
+      : refusal === "timeout"
+      ? "timeout"
+      : refusal === "not-a-tunnel"
+      ? "protocol"
+      : "refused";
+    this.refusal = refusal;
+    this.status = status;
+    this.serverReason = serverReason;
   }
 }
 

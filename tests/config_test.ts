@@ -118,7 +118,7 @@ Deno.test("every error names file:line:column and what to fix", () => {
     "t.conf:1:30: a proxy URL already has its port: remove the field after it",
   ]);
   assert.deepEqual(errorsOf("22 host 22 ftp://proxy:21"), [
-    't.conf:1:12: unsupported proxy scheme "ftp": use http://, https://, socks5://, socks5h://',
+    't.conf:1:12: unsupported proxy scheme "ftp": use http://, https://, socks5://, socks5h://, ws://, wss://',
   ]);
   assert.deepEqual(errorsOf("22 host 22 http://proxy"), [
     "t.conf:1:19: the proxy URL needs a host and a port and nothing after them: http://host:port",
@@ -276,7 +276,7 @@ Deno.test("option errors point at the option and never show a secret", () => {
     "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=kerberos\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
   ).errors.map((e) => e.message);
   assert.deepEqual(messages, [
-    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, auth, credentials, spn-host, direct-for, allow, client-auth',
+    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, token, heartbeat, fingerprint, auth, credentials, spn-host, direct-for, allow, client-auth',
     "t.conf:2:11: option auth applies to a proxy, and this entry has none",
     "t.conf:3:27: auth=kerberos is not an option: write auth=negotiate|ntlm|digest|basic to answer the proxy with that scheme only (auth=basic also sends it before the proxy asks)",
     "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",
@@ -333,7 +333,7 @@ Deno.test("route errors point at the offending token", () => {
     [
       't.conf:1:14: "direct" is the whole route: remove what follows it, or write options as key=value',
       "t.conf:2:18: a chain lists proxy URLs only: write every hop as scheme://host:port",
-      't.conf:3:18: unsupported proxy scheme "ftp": use http://, https://, socks5://, socks5h://',
+      't.conf:3:18: unsupported proxy scheme "ftp": use http://, https://, socks5://, socks5h://, ws://, wss://',
       "t.conf:4:19: cannot read CA file nope.pem: No such file or directory",
     ],
   );

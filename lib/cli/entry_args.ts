@@ -88,11 +88,15 @@ export function parseForward(
  * `9191` (loopback), `host:port` or `[v6]:port`.
  *
  * @param text The address.
+ * @param flag The flag it was given with, for the message.
  * @returns The address.
- * @throws {UsageError} saying what is wrong, as a `--status` problem.
+ * @throws {UsageError} saying what is wrong, as a problem of `flag`.
  */
-export function parseStatusAddress(text: string): HostPort {
-  return fromCommandLine(() => parseSource(field(text)), "--status: ");
+export function parseStatusAddress(
+  text: string,
+  flag = "--status",
+): HostPort {
+  return fromCommandLine(() => parseSource(field(text)), `${flag}: `);
 }
 
 function field(text: string): Token {

@@ -43,8 +43,13 @@ export interface Flag<T> {
   readonly unset?: string;
 }
 
-/** Any text, e.g. a path. */
-function text(placeholder: string): ValueType<string> {
+/**
+ * Any text, e.g. a path.
+ *
+ * @param placeholder Stands for the value in the usage text, e.g. `FILE`.
+ * @returns The value type.
+ */
+export function text(placeholder: string): ValueType<string> {
   return {
     placeholder,
     kind: "text",
@@ -181,6 +186,9 @@ export const RUN_OPTIONS: readonly (Flag<unknown> | AnyTunnelOption)[] = [
   MAX_CONNECTIONS,
   SHUTDOWN_TIMEOUT,
   TUNNEL_OPTIONS.caCerts,
+  TUNNEL_OPTIONS.token,
+  TUNNEL_OPTIONS.heartbeatMs,
+  TUNNEL_OPTIONS.fingerprint,
   FAILOVER_BACKOFF,
   STATUS,
   LOG_FORMAT,
@@ -344,7 +352,11 @@ export function tunnelOptionsFrom(
     const value = option.type.file ? readFlagFile(option.flag, text) : text;
     const setting = readTunnelOption(option, value);
     if (setting === undefined) {
-      throw wrongValue(option.flag, option.type.expected, text);
+      throw wrongValue(
+        option.flag,
+        option.type.expected,
+        option.type.secret ? "…" : text,
+      );
     }
     options = { ...options, ...setting };
   }

@@ -248,9 +248,9 @@ function watchForChanges(
   };
 }
 
-const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows"
-  ? undefined
-  : "SIGHUP";
+/** The signal that reloads the config, where there is one. */
+export const RELOAD_SIGNAL: Deno.Signal | undefined =
+  Deno.build.os === "windows" ? undefined : "SIGHUP";
 
 const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT", "SIGBREAK"]
@@ -258,8 +258,10 @@ const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
 
 /**
  * Resolves with the first stop signal; a second one ends the process at once.
+ *
+ * @returns The signal received.
  */
-function nextStopSignal(): Promise<Deno.Signal> {
+export function nextStopSignal(): Promise<Deno.Signal> {
   return new Promise((resolve) => {
     let stopping = false;
     for (const signal of STOP_SIGNALS) {

@@ -19,6 +19,7 @@ import {
   WATCH_SWITCH,
   WIDE_SWITCH,
 } from "./flags.ts";
+import { SERVE_USAGE_LINES } from "./serve.ts";
 import { DEFAULT_STATUS_ADDRESS } from "./status.ts";
 
 /** Where an option's help starts: after the longest flag and its placeholder. */
@@ -62,12 +63,14 @@ Usage:
   httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
   httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
   httptunneling status [ADDR] [--watch | --json]   entries and live tunnels of a tool run with --status
+  httptunneling serve --tokens FILE --allow RULES [options]   the far end of ws:// and wss:// hops
   httptunneling --help | --version
 
 Config lines:
   <source> <destination host> <destination port> [<route>] [key=value ...]
   <route>: <proxy host> <proxy port> | <hop> [<hop> ...] | direct | env
-  <hop>:   <proxy URL>[,<alternative URL> ...]   (http://, https://, socks5://, socks5h://, with user:pass@)
+  <hop>:   <proxy URL>[,<alternative URL> ...]   (http://, https://, socks5://, socks5h://, with user:pass@;
+           ws://, wss:// with token=)
   <source> proxy [<route>] [key=value ...]   a local HTTP proxy (CONNECT and http:// requests)
   <source> socks [<route>] [key=value ...]   a local SOCKS5/SOCKS4a server
      with direct-for=PATTERN,... (go direct, NO_PROXY style), allow=CIDR,... (other clients
@@ -135,6 +138,13 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     about:
       `Shows the entries and live tunnels of a tool run with --status (default ADDR: ${DEFAULT_STATUS_ADDRESS}).`,
     options: lines([WATCH_SWITCH, JSON_SWITCH, WIDE_SWITCH]),
+  },
+  serve: {
+    synopsis:
+      "httptunneling serve --tokens FILE --allow RULES [--listen ADDR] [--cert FILE --key FILE] [options]",
+    about:
+      "Accepts WebSocket tunnels (protocol httptunneling.v1) from token holders and connects them to the targets the allow rules name; everything else gets a plain web server's answer.",
+    options: SERVE_USAGE_LINES,
   },
 };
 

@@ -279,7 +279,9 @@ function parseEntry(
       if (setting === undefined) {
         throw new EntryError(
           value.column,
-          `${key}=${value.text} is not valid: use ${type.kind}${
+          `${key}=${
+            type.secret ? "…" : value.text
+          } is not valid: use ${type.kind}${
             example ? ` such as ${example}` : ""
           }`,
         );
@@ -307,6 +309,7 @@ function parseEntry(
       );
     }
   }
+  checkWebOptions(options, route);
   if (!local) {
     const [host, port] = tokens.slice(1, 3).map((token) =>
       expandVariables(token, context)
@@ -339,6 +342,24 @@ function parseEntry(
     line,
     ...localSettings,
   };
+}
+
+// token=, heartbeat= and fingerprint= mean something only to a ws:// or
+// wss:// hop: on another route they are a mistake, said so.
+function checkWebOptions(options: readonly Token[], route: Route): void {
+  const web = route.kind === "chain" &&
+    route.hops.some((hop) => hop.some((proxy) => proxy.path !== undefined));
+  if (web) return;
+  const misplaced = options.find((option) =>
+    /^(token|heartbeat|fingerprint)=/.test(option.text)
+  );
+  if (misplaced === undefined) return;
+  throw new EntryError(
+    misplaced.column,
+    `option ${
+      misplaced.text.slice(0, misplaced.text.indexOf("="))
+    } applies to ws:// and wss:// hops, and this entry has none`,
+  );
 }
 
 // direct-for=, allow= and client-auth= of a local proxy entry.

@@ -28,6 +28,12 @@ export interface TunnelOptions {
   readonly drainTimeoutMs?: number;
   /** PEM certificates trusted for https:// proxies, besides the system's. */
   readonly caCerts?: readonly string[];
+  /** The bearer token for ws:// and wss:// hops. Never logged. */
+  readonly token?: string;
+  /** Time between a ws:// or wss:// tunnel's pings; 30 s when absent. */
+  readonly heartbeatMs?: number;
+  /** SHA-256 of the certificate a wss:// server must present (pinning). */
+  readonly fingerprint?: Uint8Array;
 }
 
 /** The defaults: 10 s connect, 10 s handshake, 2 min linger, keepalive on. */
@@ -53,6 +59,8 @@ export interface ValueType<T> {
   readonly choices?: readonly string[];
   /** Set when the value names a file; {@link ValueType.parse} then reads its contents. */
   readonly file?: FileKind;
+  /** Set when the value is a secret: messages and listings never show it. */
+  readonly secret?: boolean;
   /** Reads a value as written; `undefined` when it is not one. */
   parse(text: string): T | undefined;
   /** Writes a value as {@link ValueType.parse} reads it; `String` when absent. */
@@ -94,6 +102,60 @@ const CERTIFICATES: ValueType<readonly string[]> = {
   file: "certificates",
   parse: (contents) => [contents],
 };
+
+/** A bearer token: visible ASCII, no spaces. */
+const TOKEN: ValueType<string> = {
+  placeholder: "TOKEN",
+  kind: "a token of visible ASCII characters without spaces",
+  expected: "a token of visible ASCII characters without spaces",
+  secret: true,
+  parse: (text) => /^[\x21-\x7e]{1,4096}$/.test(text) ? text : undefined,
+  format: () => "***",
+};
+
+/**
+ * A certificate's SHA-256: `sha256:` then 64 hex digits (colons allowed,
+ * as `openssl x509 -fingerprint -sha256` prints them) or base64.
+ */
+export const FINGERPRINT: ValueType<Uint8Array> = {
+  placeholder: "sha256:HEX",
+  kind: "sha256: followed by the certificate's SHA-256 in hex or base64",
+  expected: "sha256: followed by the certificate's SHA-256 in hex or base64",
+  parse: parseFingerprint,
+  format: (value) =>
+    `sha256:${
+      Array.from(value, (byte) => byte.toString(16).padStart(2, "0")).join("")
+    }`,
+};
+
+/**
+ * Reads a certificate fingerprint.
+ *
+ * @param text `sha256:` and 32 bytes in hex (colons allowed) or base64.
+ * @returns The 32 bytes, or `undefined` when `text` is not one.
+ *
+ * @example
+ * ```ts
+ * parseFingerprint("sha256:" + "ab".repeat(32))?.length; // 32
+ * ```
+ */
+export function parseFingerprint(text: string): Uint8Array | undefined {
+  const match = /^sha256:(.+)$/i.exec(text);
+  if (!match) return undefined;
+  const hex = match[1].replaceAll(":", "");
+  if (/^[0-9a-fA-F]{64}$/.test(hex)) {
+    return Uint8Array.from(
+      hex.match(/../g)!,
+      (pair) => parseInt(pair, 16),
+    );
+  }
+  if (!/^[A-Za-z0-9+/]{43}=?$/.test(match[1])) return undefined;
+  const bytes = Uint8Array.from(
+    atob(match[1].endsWith("=") ? match[1] : `${match[1]}=`),
+    (c) => c.charCodeAt(0),
+  );
+  return bytes.length === 32 ? bytes : undefined;
+}
 
 /** One row of the table: the setting of one {@link TunnelOptions} field. */
 export interface TunnelOption<F extends keyof TunnelOptions> {
@@ -183,7 +245,31 @@ export const TUNNEL_OPTIONS: {
     flag: "ca-file",
     type: CERTIFICATES,
     help:
-      "PEM certificates to trust for https:// proxies, besides the system's",
+      "PEM certificates to trust for https:// proxies and wss:// servers, besides the system's",
+  },
+  token: {
+    field: "token",
+    key: "token",
+    flag: "token",
+    type: TOKEN,
+    help: "bearer token for ws:// and wss:// hops (ps shows it: prefer token=)",
+  },
+  heartbeatMs: {
+    field: "heartbeatMs",
+    key: "heartbeat",
+    flag: "heartbeat",
+    type: DURATION,
+    example: "30s",
+    help: "ping a ws:// or wss:// hop every D; end the tunnel after 2 D silent",
+    unset: "30s",
+  },
+  fingerprint: {
+    field: "fingerprint",
+    key: "fingerprint",
+    flag: "fingerprint",
+    type: FINGERPRINT,
+    example: "sha256:<64 hex digits>",
+    help: "pin the certificate a wss:// server presents, by its SHA-256",
   },
 };
 

@@ -7,7 +7,12 @@
  */
 
 import { splitHostPort } from "../net/address.ts";
-import { type Hop, type Proxy, PROXY_SCHEMES } from "../route/types.ts";
+import {
+  type Hop,
+  type Proxy,
+  PROXY_SCHEMES,
+  type ProxyScheme,
+} from "../route/types.ts";
 import { type Environment, expandVariables, NO_ENVIRONMENT } from "./expand.ts";
 import {
   EntryError,
@@ -90,10 +95,22 @@ function parseProxyUrl(token: Token, environment: Environment): Proxy {
       }`,
     );
   }
-  const rest = text.slice(scheme[0].length).replace(/\/$/, "");
+  let rest = text.slice(scheme[0].length).replace(/\/$/, "");
+  // A ws:// or wss:// URL keeps its path; its port may be left out.
+  const web = WEB_PORTS[schemeName];
+  let path: string | undefined;
+  if (web !== undefined) {
+    const slash = rest.indexOf("/");
+    path = slash < 0 ? "/" : rest.slice(slash);
+    if (slash >= 0) rest = rest.slice(0, slash);
+    checkPath(path, column + scheme[0].length + rest.length);
+  }
   const at = rest.lastIndexOf("@");
   const userinfo = at >= 0 ? rest.slice(0, at) : undefined;
-  const hostPort = rest.slice(at + 1);
+  const authority = rest.slice(at + 1);
+  const hostPort = web !== undefined && splitHostPort(authority) === undefined
+    ? `${authority}:${web}`
+    : authority;
   const hostColumn = column + scheme[0].length + at + 1;
   const parts = hostPort.includes("/") ? undefined : splitHostPort(hostPort);
   if (!parts) {
@@ -125,6 +142,15 @@ function parseProxyUrl(token: Token, environment: Environment): Proxy {
       `invalid proxy ${which} (not shown, in case it is a user name or password written without @host:port): write scheme://[user:password@]host:port`,
     );
   }
+  if (path !== undefined) {
+    if (userinfo !== undefined) {
+      throw new EntryError(
+        column,
+        `a ${schemeName}:// URL takes no user:password: give the server's token with token=`,
+      );
+    }
+    return { scheme: schemeName, host, port, path };
+  }
   if (userinfo === undefined) return { scheme: schemeName, host, port };
   return {
     scheme: schemeName,
@@ -132,6 +158,20 @@ function parseProxyUrl(token: Token, environment: Environment): Proxy {
     port,
     ...parseUserinfo(userinfo, column + scheme[0].length, environment),
   };
+}
+
+/** The default ports of the schemes whose URLs keep a path. */
+const WEB_PORTS: Partial<Record<ProxyScheme, number>> = { ws: 80, wss: 443 };
+
+// The path goes into the upgrade request line: visible ASCII only, no
+// spaces, no fragment, bounded.
+function checkPath(path: string, column: number): void {
+  if (!/^\/[\x21-\x7e]{0,1023}$/.test(path) || path.includes("#")) {
+    throw new EntryError(
+      column,
+      "the URL's path may hold only printable characters without spaces or #, up to 1024 of them: percent-encode the others",
+    );
+  }
 }
 
 function parseUserinfo(

@@ -150,6 +150,10 @@ async function refuse(client: BufferedDuplex, error: unknown): Promise<void> {
 export function connectStatus(error: unknown): number {
   const failure = routeFailure(error);
   if (failure?.kind === "timeout") return 504;
+  if (failure?.kind === "ws-refused") {
+    if (failure.refusal === "not-allowed") return 403;
+    if (failure.refusal === "timeout") return 504;
+  }
   if (
     failure?.kind === "refused" && failure.status >= 400 &&
     failure.status < 500 && failure.status !== 407

@@ -272,6 +272,14 @@ function replyFor(error: unknown): number {
       return failure.status >= 500
         ? SOCKS_REPLY.hostUnreachable
         : SOCKS_REPLY.generalFailure;
+    case "ws-refused":
+      return failure.refusal === "not-allowed"
+        ? SOCKS_REPLY.notAllowed
+        : failure.refusal === "refused"
+        ? SOCKS_REPLY.connectionRefused
+        : failure.unreachable
+        ? SOCKS_REPLY.hostUnreachable
+        : SOCKS_REPLY.generalFailure;
     case "socks":
       return failure.reply !== undefined && failure.reply in SOCKS_REPLIES
         ? failure.reply

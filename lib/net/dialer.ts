@@ -20,6 +20,12 @@ export interface DialOptions {
   readonly keepAlive: boolean;
   /** Extra trusted CA certificates, PEM, for TLS. @default the system's */
   readonly caCerts?: readonly string[];
+  /** The bearer token for ws:// and wss:// hops. @default none */
+  readonly token?: string;
+  /** Time between a ws:// or wss:// tunnel's pings. @default 30 s */
+  readonly heartbeatMs?: number;
+  /** SHA-256 of the certificate a wss:// server must present. @default no pinning */
+  readonly fingerprint?: Uint8Array;
 }
 
 /** Opens byte streams to one kind of hop. */

@@ -151,11 +151,8 @@ const STATUS_MAX_HEAD_BYTES = 8 * 1024;
 const ACCEPT_BACKOFF_MS = 200;
 
 /**
- * Serves `/status` and `/metrics` on `address`: HTTP/1.1, one request per
- * connection, at most 16 connections at once, 5 s and 8 KiB for a request
- * head. `Host` must name a loopback host or the bound address (against DNS
- * rebinding). Nothing a client does, running out of file descriptors
- * included, ends the process.
+ * Serves `/status` and `/metrics` on `address` for `run`. See
+ * {@link startStatusPages} for the limits.
  *
  * @param address Where to listen; loopback unless the user says otherwise.
  * @param source Reads the running set when a request comes.
@@ -167,6 +164,40 @@ export function startStatusServer(
   address: HostPort,
   source: () => StatusSource | Promise<StatusSource>,
   state: RunState,
+  options: StatusServerOptions = {},
+): StatusServer {
+  return startStatusPages(address, {
+    status: async () => statusDocument(await source(), state),
+    metrics: async () => {
+      const supervisor = await source();
+      return supervisor.metrics.render(liveByEntry(supervisor));
+    },
+  }, options);
+}
+
+/** The two documents a status server shows, made when a request comes. */
+export interface StatusPages {
+  /** The `/status` document, plain data for JSON. */
+  status(): unknown | Promise<unknown>;
+  /** The `/metrics` text, Prometheus exposition format. */
+  metrics(): string | Promise<string>;
+}
+
+/**
+ * Serves `/status` and `/metrics` on `address`: HTTP/1.1, one request per
+ * connection, at most 16 connections at once, 5 s and 8 KiB for a request
+ * head. `Host` must name a loopback host or the bound address (against DNS
+ * rebinding). Nothing a client does, running out of file descriptors
+ * included, ends the process.
+ *
+ * @param address Where to listen; loopback unless the user says otherwise.
+ * @param pages Makes the documents when a request comes.
+ * @param options The request head's time limit.
+ * @returns The server.
+ */
+export function startStatusPages(
+  address: HostPort,
+  pages: StatusPages,
   options: StatusServerOptions = {},
 ): StatusServer {
   const headTimeoutMs = options.headTimeoutMs ?? STATUS_HEAD_TIMEOUT_MS;
@@ -185,15 +216,14 @@ export function startStatusServer(
     }
     const get = request.method === "GET" || request.method === "HEAD";
     if (get && request.path === "/status") {
-      const body = JSON.stringify(statusDocument(await source(), state));
+      const body = JSON.stringify(await pages.status());
       return response(200, "application/json", body, request.method);
     }
     if (get && request.path === "/metrics") {
-      const supervisor = await source();
       return response(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
-        supervisor.metrics.render(liveByEntry(supervisor)),
+        await pages.metrics(),
         request.method,
       );
     }

@@ -109,6 +109,7 @@ export function diagnose(error: Error, place: FailurePlace): string {
       return `${who} refused CONNECT to ${target} (${status})`;
     }
     case "socks":
+    case "ws-refused":
       return failure.message;
     case "tls":
       return failure.untrusted

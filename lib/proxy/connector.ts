@@ -8,6 +8,7 @@
  */
 
 import type { HostPort } from "../net/address.ts";
+import type { DialOptions } from "../net/dialer.ts";
 import type { Duplex } from "../net/duplex.ts";
 import type { Proxy } from "../route/types.ts";
 import type { ResponseHead } from "./http_head.ts";
@@ -32,6 +33,11 @@ export interface ConnectRequest {
   readonly reconnect?: () => Promise<Duplex>;
   /** Told of the exchange. */
   readonly observer?: ConnectObserver;
+  /**
+   * The tunnel's settings, for a connector that needs more than the proxy
+   * (ws:// and wss://: `token=`, `heartbeat=`). @default none
+   */
+  readonly settings?: DialOptions;
 }
 
 /** Asks a proxy for a connection onwards. */

@@ -110,6 +110,7 @@ export async function openChain(
           signal,
           reconnect,
           observer,
+          settings: options,
         }),
     );
   };

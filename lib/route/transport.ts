@@ -12,6 +12,8 @@ import { tlsDialer } from "../net/tls.ts";
 import type { Connector } from "../proxy/connector.ts";
 import { httpConnector } from "../proxy/http_connect.ts";
 import { socks5Connector } from "../proxy/socks5.ts";
+import { wsConnector } from "../proxy/ws_connect.ts";
+import { wssDialer } from "../ws/pinned_tls.ts";
 import type { ProxyScheme } from "./types.ts";
 
 /** How a hop of one scheme is reached and spoken to. */
@@ -37,6 +39,8 @@ const TRANSPORTS: Readonly<Record<ProxyScheme, Transport>> = {
     connector: socks5Connector,
     verb: "SOCKS5 CONNECT",
   },
+  ws: { dialer: tcpDialer, connector: wsConnector, verb: "WebSocket upgrade" },
+  wss: { dialer: wssDialer, connector: wsConnector, verb: "WebSocket upgrade" },
 };
 
 /**

@@ -9,7 +9,13 @@
 import { formatHostPort, type HostPort } from "../net/address.ts";
 
 /** The proxy protocols a hop may speak. */
-export type ProxyScheme = "http" | "https" | "socks5" | "socks5h";
+export type ProxyScheme =
+  | "http"
+  | "https"
+  | "socks5"
+  | "socks5h"
+  | "ws"
+  | "wss";
 
 /** The schemes a proxy URL may use. */
 export const PROXY_SCHEMES: readonly ProxyScheme[] = [
@@ -17,12 +23,19 @@ export const PROXY_SCHEMES: readonly ProxyScheme[] = [
   "https",
   "socks5",
   "socks5h",
+  "ws",
+  "wss",
 ];
 
 /** A proxy, with optional credentials. */
 export interface Proxy extends HostPort {
-  /** `http` and `https` speak CONNECT; `socks5`/`socks5h` speak SOCKS5. */
+  /**
+   * `http` and `https` speak CONNECT; `socks5`/`socks5h` speak SOCKS5;
+   * `ws`/`wss` are this tool's tunnel server (`serve`), over WebSocket.
+   */
   readonly scheme: ProxyScheme;
+  /** The URL's path, from `/`, for `ws`/`wss`; absent for the others. */
+  readonly path?: string;
   /** User name, percent-decoded. */
   readonly username?: string;
   /** Password, percent-decoded. Never logged. */
@@ -70,7 +83,7 @@ export function describeProxy(proxy: Proxy): string {
   const user = proxy.username === undefined
     ? ""
     : `${encodeURIComponent(proxy.username)}:***@`;
-  return `${proxy.scheme}://${user}${formatHostPort(proxy)}`;
+  return `${proxy.scheme}://${user}${formatHostPort(proxy)}${proxy.path ?? ""}`;
 }
 
 /**

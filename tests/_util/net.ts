@@ -111,7 +111,9 @@ export function connect(
 }
 
 /** Reads until end of stream and returns everything. */
-export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+export async function readAll(
+  conn: Pick<Deno.Conn, "read">,
+): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   const buffer = new Uint8Array(64 * 1024);
   while (true) {

@@ -1,0 +1,233 @@
+/**
+ * The far end's HTTP listener: `Deno.serve` (HTTP/1.1; HTTP/2 too), plain
+ * or with TLS from a certificate and key file that are reloaded when they
+ * change.
+ *
+ * Deno.serve cannot change its certificate, and shutting a server down
+ * closes every WebSocket it upgraded, so replacing the server on a
+ * renewal would cut every open tunnel. With TLS, then, the TLS listener is
+ * ours (`Deno.listenTls`, ALPN h2 and http/1.1) and each decrypted
+ * connection is relayed to a `Deno.serve` on a loopback port that nothing
+ * else may use: a renewal opens a new TLS listener beside the old one
+ * (SO_REUSEPORT) and closes the old one, while connections already
+ * accepted go on. The client's address is carried over by the port of the
+ * loopback connection.
+ *
+ * ```
+ * client ─TLS─▶ listenTls ─relay─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
+ * ```
+ *
+ * @module
+ */
+
+import { errorMessage } from "../errors.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import { closeQuietly } from "../net/duplex.ts";
+import { logger } from "../observe/log.ts";
+import { relay } from "../relay.ts";
+import { watchConfig } from "../config/watch.ts";
+import { notFound } from "./site.ts";
+
+const log = logger("serve");
+
+/** Quiet time after the certificate or key changed before both are read. */
+const RELOAD_SETTLE_MS = 300;
+
+/** How long a client has for its TLS handshake. */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** The certificate and key files of a TLS listener. */
+export interface TlsFiles {
+  /** PEM certificate chain. */
+  readonly certFile: string;
+  /** PEM private key. */
+  readonly keyFile: string;
+}
+
+/** The listener of {@link startFarListener}. */
+export interface FarListener {
+  /** Where it listens. */
+  readonly addr: Deno.NetAddr;
+  /**
+   * Stops taking new connections where that leaves open ones alone (TLS);
+   * plain Deno.serve cannot, so the handler refuses new tunnels instead.
+   */
+  stopAccepting(): void;
+  /** Closes everything, open tunnels included; call after draining. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts the listener.
+ *
+ * @param address Where to listen.
+ * @param tls The certificate and key files, or none for plain HTTP.
+ * @param handler Answers each request; `info.remoteAddr` is the client's.
+ * @returns The listener.
+ * @throws when the address cannot be bound or the certificate cannot be used.
+ */
+export function startFarListener(
+  address: HostPort,
+  tls: TlsFiles | undefined,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+): FarListener {
+  const onError = (error: unknown) => {
+    log.error(`request failed: ${errorMessage(error)}`);
+    return new Response("500 Internal Server Error\n", { status: 500 });
+  };
+  if (tls === undefined) {
+    const server = Deno.serve({
+      hostname: address.host,
+      port: address.port,
+      onListen: () => {},
+      onError,
+    }, handler);
+    return {
+      addr: server.addr,
+      stopAccepting: () => {},
+      shutdown: () => server.shutdown(),
+    };
+  }
+  return startTlsFront(address, tls, handler, onError);
+}
+
+function startTlsFront(
+  address: HostPort,
+  tls: TlsFiles,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  onError: (error: unknown) => Response,
+): FarListener {
+  // Loopback connections from the relay, by their port: the real client.
+  const clients = new Map<number, Deno.NetAddr>();
+  const inner = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: () => {},
+    onError,
+  }, (request, info) => {
+    const client = clients.get(info.remoteAddr.port);
+    // Anyone else on this machine reaching the inner port directly gets
+    // nothing: tunnels come through TLS only.
+    if (client === undefined) return notFound();
+    return handler(request, { ...info, remoteAddr: client });
+  });
+  const relays = new Set<Promise<unknown>>();
+  const conns = new Set<Deno.TlsConn>();
+  const open = (port: number) =>
+    Deno.listenTls({
+      hostname: address.host,
+      port,
+      reusePort: true,
+      alpnProtocols: ["h2", "http/1.1"],
+      cert: Deno.readTextFileSync(tls.certFile),
+      key: Deno.readTextFileSync(tls.keyFile),
+    });
+  const forward = async (conn: Deno.TlsConn) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let local: Deno.TcpConn | undefined;
+    conns.add(conn);
+    try {
+      await Promise.race([
+        conn.handshake(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("TLS handshake timed out")),
+            TLS_HANDSHAKE_TIMEOUT_MS,
+          );
+        }),
+      ]);
+      clearTimeout(timer);
+      local = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: inner.addr.port,
+      });
+      local.setNoDelay(true);
+      clients.set(local.localAddr.port, conn.remoteAddr);
+      await relay(conn, local);
+    } catch (error) {
+      log.debug(
+        `TLS connection from ${
+          formatHostPort({
+            host: conn.remoteAddr.hostname,
+            port: conn.remoteAddr.port,
+          })
+        } ended: ${errorMessage(error)}`,
+      );
+    } finally {
+      clearTimeout(timer);
+      if (local !== undefined) {
+        clients.delete(local.localAddr.port);
+        closeQuietly(local);
+      }
+      conns.delete(conn);
+      closeQuietly(conn);
+    }
+  };
+  const acceptAll = async (listener: Deno.TlsListener) => {
+    for await (const conn of listener) {
+      const task = forward(conn);
+      relays.add(task);
+      task.finally(() => relays.delete(task));
+    }
+  };
+  let current = open(address.port);
+  const addr = current.addr;
+  const loops = new Set<Promise<void>>();
+  const run = (listener: Deno.TlsListener) => {
+    const loop = acceptAll(listener).catch(() => {});
+    loops.add(loop);
+    loop.finally(() => loops.delete(loop));
+  };
+  run(current);
+  let accepting = true;
+  const reload = () => {
+    if (!accepting) return;
+    let next: Deno.TlsListener;
+    try {
+      next = open(addr.port);
+    } catch (error) {
+      log.error(
+        `${tls.certFile} or ${tls.keyFile} changed but they cannot be used (${
+          errorMessage(error)
+        }); still serving the previous certificate`,
+      );
+      return;
+    }
+    run(next);
+    closeQuietly(current);
+    current = next;
+    log.info(
+      `${tls.certFile} changed: TLS on ${
+        formatHostPort({ host: addr.hostname, port: addr.port })
+      } uses the new certificate for new connections`,
+    );
+  };
+  // A renewal writes the certificate and the key one after the other: one
+  // reload after both, not one with a new certificate and the old key.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const changed = () => {
+    clearTimeout(timer);
+    timer = setTimeout(reload, RELOAD_SETTLE_MS);
+  };
+  const watches = [tls.certFile, tls.keyFile].map((file) =>
+    watchConfig(file, changed)
+  );
+  const stopAccepting = () => {
+    if (!accepting) return;
+    accepting = false;
+    clearTimeout(timer);
+    closeQuietly(current);
+  };
+  return {
+    addr,
+    stopAccepting,
+    async shutdown() {
+      stopAccepting();
+      await Promise.all(watches.map((watch) => watch.close()));
+      await Promise.all([...loops]);
+      await inner.shutdown();
+      for (const conn of conns) closeQuietly(conn);
+      await Promise.all([...relays]);
+    },
+  };
+}

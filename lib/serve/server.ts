@@ -1,0 +1,559 @@
+/**
+ * The far end's request handler: decides what each HTTP request gets. A
+ * WebSocket upgrade for httptunneling.v1 on the tunnel path is checked in
+ * this order — rate limit, token, target header, tunnel limit, allow
+ * rules, connect — and answered 101 only with the target connected;
+ * any refusal is a status, an `X-Httptunneling-Refusal` word and a
+ * one-line body. Every other request gets the plain web site (404 or
+ * `--site` files). Keeps the open tunnels and the counters.
+ *
+ * ```
+ * handle ─┬─ not a tunnel request → siteResponse
+ *         └─ admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
+ * ```
+ *
+ * @module
+ */
+
+import { lookup } from "node:dns/promises";
+import {
+  DialError,
+  errorMessage,
+  type FailureReason,
+  TimeoutError,
+} from "../errors.ts";
+import {
+  formatHostPort,
+  type HostPort,
+  isHostName,
+  isIPv4,
+  isIPv6,
+  parsePort,
+  splitHostPort,
+} from "../net/address.ts";
+import { dialTcp } from "../net/tcp.ts";
+import { formatBytes, logger } from "../observe/log.ts";
+import { Metrics } from "../observe/metrics.ts";
+import { formatDuration } from "../time/duration.ts";
+import {
+  addressRulesCover,
+  type AllowRule,
+  matchAddress,
+  matchName,
+} from "./allow.ts";
+import type { ServeSettings } from "./config.ts";
+import { FailureLimiter, sourceKey } from "./rate_limit.ts";
+import { siteResponse } from "./site.ts";
+import { bearerToken, matchToken, type NamedToken } from "./tokens.ts";
+import { startTunnel, type WsTunnel } from "./tunnel.ts";
+
+const log = logger("serve");
+
+/** The WebSocket subprotocol of this protocol version. */
+export const SUBPROTOCOL = "httptunneling.v1";
+
+/** The header naming the target. */
+export const TARGET_HEADER = "x-httptunneling-target";
+
+/** The header saying why a tunnel was refused. */
+export const REFUSAL_HEADER = "x-httptunneling-refusal";
+
+/** The refusal words of the protocol. */
+export type RefusalWord =
+  | "bad-request"
+  | "auth"
+  | "not-allowed"
+  | "rate-limited"
+  | "busy"
+  | "refused"
+  | "unreachable"
+  | "timeout";
+
+/** What the handler needs besides the reloadable settings. */
+export interface FarEndOptions {
+  /** The tunnel path, e.g. `/` or `/t`. */
+  readonly path: string;
+  /** The site directory's real path, or none for 404 to everything. */
+  readonly siteRoot?: string;
+  /** Seconds without a pong before a tunnel is closed (WebSocket idleTimeout). */
+  readonly heartbeatSeconds: number;
+  /** Failed authentications per source and window before 429. */
+  readonly limiter?: FailureLimiter;
+  /** The name the counters are kept under, e.g. the listen address. */
+  readonly label: string;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` is believed: rules of
+   * addresses and blocks (any port). @default none
+   */
+  readonly trustedProxies?: readonly AllowRule[];
+}
+
+/** An open tunnel as /status shows it. */
+export interface OpenTunnel {
+  readonly id: number;
+  readonly token: string;
+  readonly client: string;
+  readonly target: string;
+  readonly startedAt: number;
+  readonly tunnel: WsTunnel;
+}
+
+/** The far end: settings, tokens, open tunnels, counters. */
+export class FarEnd {
+  /** The settings in force; replaced on reload. */
+  settings: ServeSettings;
+  /** The tokens in force; replaced on reload. */
+  tokens: readonly NamedToken[];
+  /** Open tunnels. */
+  readonly open: Set<OpenTunnel> = new Set();
+  /** Tunnel counters for /metrics. */
+  readonly metrics: Metrics = new Metrics();
+  /** Refusals by word, for /metrics. */
+  readonly refusals: Map<RefusalWord, number> = new Map();
+  readonly #options: FarEndOptions;
+  readonly #limiter: FailureLimiter;
+  #nextId = 1;
+  #stopping = false;
+  #connecting = 0;
+  #closed = new Set<Promise<unknown>>();
+
+  /**
+   * @param settings The first settings.
+   * @param tokens The first tokens.
+   * @param options Path, site, heartbeat, limiter.
+   */
+  constructor(
+    settings: ServeSettings,
+    tokens: readonly NamedToken[],
+    options: FarEndOptions,
+  ) {
+    this.settings = settings;
+    this.tokens = tokens;
+    this.#options = options;
+    this.#limiter = options.limiter ?? new FailureLimiter();
+  }
+
+  /**
+   * Answers one request (the `Deno.serve` handler).
+   *
+   * @param request The request.
+   * @param info Where it came from.
+   * @returns The response: 101, a refusal, or the web site's answer.
+   */
+  async handle(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Promise<Response> {
+    if (!this.#isTunnelRequest(request)) {
+      return await siteResponse(request, this.#options.siteRoot);
+    }
+    const peer = formatHostPort({
+      host: info.remoteAddr.hostname,
+      port: info.remoteAddr.port,
+    });
+    const address = forwardedClient(
+      info.remoteAddr.hostname,
+      request.headers.get("x-forwarded-for"),
+      (each) =>
+        matchAddress(this.#options.trustedProxies ?? [], each, 1) !== undefined,
+    );
+    const client = address === info.remoteAddr.hostname
+      ? peer
+      : `${address} (via ${peer})`;
+    const started = performance.now();
+    const admitted = this.#admit(request, address, client);
+    if (admitted instanceof Response) return admitted;
+    const { name, target } = admitted;
+    this.#connecting++;
+    let conn: Deno.TcpConn;
+    try {
+      const address = await this.#allowedAddress(target);
+      if (isRefusal(address)) {
+        return this.#refuse(address, name, client, formatHostPort(target));
+      }
+      try {
+        conn = await dialTcp(address, {
+          connectTimeoutMs: this.settings.connectTimeoutMs,
+          keepAlive: true,
+        });
+      } catch (error) {
+        return this.#refuse(
+          connectFailure(error, target, this.settings.connectTimeoutMs),
+          name,
+          client,
+          formatHostPort(target),
+        );
+      }
+    } finally {
+      this.#connecting--;
+    }
+    let upgraded;
+    try {
+      upgraded = Deno.upgradeWebSocket(request, {
+        protocol: SUBPROTOCOL,
+        idleTimeout: this.#options.heartbeatSeconds,
+      });
+    } catch (error) {
+      conn.close();
+      return this.#refuse(
+        refusal(
+          400,
+          "bad-request",
+          `not a valid upgrade: ${errorMessage(error)}`,
+        ),
+        name,
+        client,
+        formatHostPort(target),
+      );
+    }
+    this.metrics.opened(performance.now() - started);
+    this.#track(upgraded.socket, conn, name, client, target);
+    return upgraded.response;
+  }
+
+  /** From now on tunnel requests get 503: the server is shutting down. */
+  stopAccepting(): void {
+    this.#stopping = true;
+  }
+
+  /** Tunnels open or connecting, for the limit. */
+  get active(): number {
+    return this.open.size + this.#connecting;
+  }
+
+  /**
+   * Waits up to `ms` for the open tunnels to end, then ends the rest with
+   * close 1001, and waits for them.
+   *
+   * @param ms How long tunnels may finish on their own.
+   */
+  async drain(ms: number): Promise<void> {
+    const all = Promise.all([...this.open].map((each) => each.tunnel.done));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([
+      all.then(() => false),
+      new Promise<boolean>((resolve) => timer = setTimeout(resolve, ms, true)),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      log.info(
+        `${this.open.size} tunnel(s) still open after ${
+          formatDuration(ms)
+        }: closing them`,
+      );
+      for (const each of this.open) each.tunnel.close("server shutting down");
+    }
+    await Promise.all([...this.#closed]);
+  }
+
+  #isTunnelRequest(request: Request): boolean {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return false;
+    }
+    if (new URL(request.url).pathname !== this.#options.path) return false;
+    const protocols = request.headers.get("sec-websocket-protocol") ?? "";
+    return protocols.split(",").some((each) => each.trim() === SUBPROTOCOL);
+  }
+
+  #admit(
+    request: Request,
+    address: string,
+    client: string,
+  ): { name: string; target: HostPort } | Response {
+    const source = sourceKey(address);
+    const label = this.#options.label;
+    this.metrics.accepted(label);
+    if (this.#limiter.blocked(source)) {
+      return this.#refuse(
+        refusal(
+          429,
+          "rate-limited",
+          "too many failed authentications from this address; try again later",
+        ),
+        undefined,
+        client,
+      );
+    }
+    const token = bearerToken(request.headers.get("authorization"));
+    const name = token === undefined
+      ? undefined
+      : matchToken(this.tokens, token);
+    if (name === undefined) {
+      const blocked = this.#limiter.failed(source);
+      if (blocked) {
+        log.warn(
+          `${source}: too many failed authentications; refused for a while`,
+        );
+      }
+      return this.#refuse(
+        refusal(
+          401,
+          "auth",
+          token === undefined
+            ? "no bearer token: send Authorization: Bearer <token>"
+            : "unknown token",
+        ),
+        undefined,
+        client,
+      );
+    }
+    const target = parseTarget(request.headers.get(TARGET_HEADER));
+    if (target === undefined) {
+      return this.#refuse(
+        refusal(
+          400,
+          "bad-request",
+          `missing or invalid ${TARGET_HEADER}: write host:port or [v6]:port`,
+        ),
+        name,
+        client,
+      );
+    }
+    if (this.#stopping) {
+      return this.#refuse(
+        refusal(503, "busy", "the server is shutting down"),
+        name,
+        client,
+        formatHostPort(target),
+      );
+    }
+    const max = this.settings.maxTunnels;
+    if (max !== undefined && this.active >= max) {
+      return this.#refuse(
+        refusal(503, "busy", `the server has ${max} tunnels open, its limit`),
+        name,
+        client,
+        formatHostPort(target),
+      );
+    }
+    return { name, target };
+  }
+
+  /**
+   * Where to connect for `target`, when an allow rule lets it through: a
+   * name allowed by a name rule is dialed as it is; otherwise the address
+   * (given, or resolved) must match an address rule, and that address is
+   * dialed, so what was checked is what is reached.
+   */
+  async #allowedAddress(target: HostPort): Promise<HostPort | Refusal> {
+    const rules = this.settings.allow;
+    const literal = isIPv4(target.host) || isIPv6(target.host);
+    if (literal) {
+      return matchAddress(rules, target.host, target.port)
+        ? target
+        : notAllowed(target);
+    }
+    if (matchName(rules, target.host, target.port)) return target;
+    if (!addressRulesCover(rules, target.port)) return notAllowed(target);
+    let addresses: string[];
+    try {
+      addresses = (await withTimeout(
+        lookup(target.host, { all: true }),
+        this.settings.connectTimeoutMs,
+      )).map((each) => each.address);
+    } catch (error) {
+      return refusal(
+        502,
+        "unreachable",
+        `cannot resolve ${target.host}: ${errorMessage(error)}`,
+      );
+    }
+    const allowed = addresses.find((each) =>
+      matchAddress(rules, each, target.port)
+    );
+    return allowed === undefined
+      ? refusal(
+        403,
+        "not-allowed",
+        `${formatHostPort(target)} resolves to ${
+          addresses.slice(0, 4).join(", ")
+        }, which no allow rule covers`,
+      )
+      : { host: allowed, port: target.port };
+  }
+
+  #refuse(
+    { status, word, reason }: Refusal,
+    name: string | undefined,
+    client: string,
+    target?: string,
+  ): Response {
+    this.refusals.set(word, (this.refusals.get(word) ?? 0) + 1);
+    const failure = FAILURES[word];
+    if (failure !== undefined) {
+      this.metrics.failed(this.#options.label, failure);
+    }
+    log.warn(
+      `refused ${status} ${word}: client ${client}${
+        name === undefined ? "" : ` token ${name}`
+      }${target === undefined ? "" : ` target ${target}`}: ${reason}`,
+    );
+    return new Response(`${reason}\n`, {
+      status,
+      headers: {
+        "content-type": "text/plain; charset=utf-8",
+        [REFUSAL_HEADER]: word,
+      },
+    });
+  }
+
+  #track(
+    socket: WebSocket,
+    conn: Deno.TcpConn,
+    token: string,
+    client: string,
+    target: HostPort,
+  ): void {
+    const tunnel = startTunnel(socket, conn);
+    const entry: OpenTunnel = {
+      id: this.#nextId++,
+      token,
+      client,
+      target: formatHostPort(target),
+      startedAt: Date.now(),
+      tunnel,
+    };
+    this.open.add(entry);
+    log.info(
+      `tunnel ${entry.id} open: token ${token} client ${client} target ${entry.target}`,
+    );
+    const closed = tunnel.done.then((end) => {
+      this.open.delete(entry);
+      this.metrics.closed(this.#options.label, end.bytesUp, end.bytesDown);
+      log.info(
+        `tunnel ${entry.id} closed: token ${token} client ${client} target ${entry.target}, ${
+          formatBytes(end.bytesUp)
+        } up, ${formatBytes(end.bytesDown)} down, ${
+          formatDuration(Date.now() - entry.startedAt)
+        }: ${end.reason}`,
+      );
+    });
+    this.#closed.add(closed);
+    closed.finally(() => this.#closed.delete(closed));
+  }
+}
+
+/** The refusals that count as failed tunnels in /metrics, by their reason label. */
+const FAILURES: Partial<Record<RefusalWord, FailureReason>> = {
+  auth: "auth",
+  refused: "refused",
+  unreachable: "connect",
+  timeout: "timeout",
+};
+
+/** Most `X-Forwarded-For` entries looked at. */
+const MAX_FORWARDED = 16;
+
+/**
+ * The client's address behind trusted reverse proxies: walking
+ * `X-Forwarded-For` from the right (the entry the nearest proxy added)
+ * past trusted proxies, the first other address. A client can write any
+ * left part itself, so nothing left of that is believed. Pure.
+ *
+ * @param peer The address of the connection's other end.
+ * @param header `X-Forwarded-For`, or `null`.
+ * @param trusted Whether an address is a trusted proxy.
+ * @returns The client's address; `peer` unless `peer` is trusted.
+ *
+ * @example
+ * ```ts
+ * forwardedClient("127.0.0.1", "203.0.113.9, 10.0.0.2", (a) => a === "127.0.0.1"); // "10.0.0.2"
+ * ```
+ */
+export function forwardedClient(
+  peer: string,
+  header: string | null,
+  trusted: (address: string) => boolean,
+): string {
+  if (header === null || header.length > 4096 || !trusted(peer)) return peer;
+  const entries = header.split(",").slice(-MAX_FORWARDED).reverse();
+  let client = peer;
+  for (const raw of entries) {
+    const address = raw.trim().replace(/^\[(.*)\]$/, "$1");
+    if (!isIPv4(address) && !isIPv6(address)) return client;
+    client = address;
+    if (!trusted(address)) return address;
+  }
+  return client;
+}
+
+/**
+ * Parses the target header: `host:port` or `[v6]:port`. Pure.
+ *
+ * @param value The header's value, or `null`.
+ * @returns The target, or `undefined` when absent or malformed.
+ */
+export function parseTarget(value: string | null): HostPort | undefined {
+  if (value === null || value.length > 300) return undefined;
+  const split = splitHostPort(value.trim());
+  if (split === undefined) return undefined;
+  const port = parsePort(split.port);
+  const bracketed = split.host.startsWith("[");
+  const host = bracketed ? split.host.slice(1, -1) : split.host;
+  const valid = bracketed ? isIPv6(host) : isIPv4(host) || isHostName(host);
+  return port === undefined || !valid ? undefined : { host, port };
+}
+
+/** A refused tunnel: status, refusal word, and the one line both the client and the log get. */
+interface Refusal {
+  readonly status: number;
+  readonly word: RefusalWord;
+  readonly reason: string;
+}
+
+function refusal(status: number, word: RefusalWord, reason: string): Refusal {
+  return { status, word, reason };
+}
+
+function isRefusal(value: unknown): value is Refusal {
+  return typeof value === "object" && value !== null && "word" in value;
+}
+
+function notAllowed(target: HostPort): Refusal {
+  return refusal(
+    403,
+    "not-allowed",
+    `${formatHostPort(target)} is not covered by any allow rule`,
+  );
+}
+
+function connectFailure(
+  error: unknown,
+  target: HostPort,
+  timeoutMs: number,
+): Refusal {
+  const where = formatHostPort(target);
+  if (error instanceof TimeoutError) {
+    return refusal(
+      504,
+      "timeout",
+      `connect to ${where} timed out after ${formatDuration(timeoutMs)}`,
+    );
+  }
+  const cause = error instanceof DialError ? error.cause : error;
+  if (cause instanceof Deno.errors.ConnectionRefused) {
+    return refusal(502, "refused", `${where} refused the connection`);
+  }
+  return refusal(
+    502,
+    "unreachable",
+    `cannot reach ${where}: ${errorMessage(cause)}`,
+  );
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${formatDuration(ms)}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * TLS to a wss:// tunnel server, with certificate pinning: with
+ * `fingerprint=`, the server's certificate is accepted by its SHA-256
+ * alone (for a self-signed server; no CA, name or expiry checks, as ssh
+ * checks a host key), otherwise as for an https:// proxy. Deno's own TLS
+ * does not show the peer's certificate, so a pinned connection runs
+ * through `node:tls`, whose `getPeerCertificate()` does, over an adapter
+ * from {@link Duplex} to a Node stream and back.
+ *
+ * @module
+ */
+
+import { Duplex as NodeDuplex } from "node:stream";
+import { createHash } from "node:crypto";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { ProxyTlsError } from "../errors.ts";
+import {
+  formatHostPort,
+  type HostPort,
+  isIPv4,
+  isIPv6,
+} from "../net/address.ts";
+import { sameBytes } from "../net/bytes.ts";
+import type { Dialer, DialOptions } from "../net/dialer.ts";
+import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { dialTcpLinked } from "../net/tcp.ts";
+import { tlsHandshake } from "../net/tls.ts";
+
+const READ_CHUNK_BYTES = 16 * 1024;
+
+/**
+ * Starts TLS with a wss:// server over `stream`: pinned to
+ * `options.fingerprint` when it is set, checked against the CAs otherwise.
+ *
+ * @param stream A stream that reaches the server.
+ * @param server The server.
+ * @param options The pin, or the extra CAs.
+ * @returns The TLS stream.
+ * @throws {ProxyTlsError} when TLS fails or the certificate is not the pinned one.
+ */
+export function wssHandshake(
+  stream: Duplex,
+  server: HostPort,
+  options: DialOptions,
+): Promise<Duplex> {
+  return options.fingerprint === undefined
+    ? tlsHandshake(stream, server, options)
+    : pinnedHandshake(stream, server, options.fingerprint);
+}
+
+/** TLS for wss:// hops, pinned when `fingerprint=` is set. */
+export const wssDialer: Dialer = {
+  handshakeName: "TLS",
+  async dial(target, options, signal) {
+    return wssHandshake(
+      await dialTcpLinked(target, options, signal),
+      target,
+      options,
+    );
+  },
+  handshake: wssHandshake,
+};
+
+async function pinnedHandshake(
+  stream: Duplex,
+  server: HostPort,
+  pin: Uint8Array,
+): Promise<Duplex> {
+  const label = formatHostPort(server);
+  const named = !isIPv4(server.host) && !isIPv6(server.host);
+  const socket = tlsConnect({
+    socket: toNodeStream(stream),
+    // The pin is the check; the chain and name are not looked at.
+    rejectUnauthorized: false,
+    ...(named ? { servername: server.host } : {}),
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+      socket.once("close", () => reject(new Error("connection closed")));
+    });
+    const raw: Uint8Array | undefined = socket.getPeerCertificate(true)?.raw;
+    const seen = raw && createHash("sha256").update(raw).digest();
+    if (!seen || !sameBytes(new Uint8Array(seen), pin)) {
+      const hex = seen
+        ? `sha256:${Buffer.from(seen).toString("hex")}`
+        : "no certificate";
+      throw new Error(
+        `the server's certificate (${hex}) is not the one fingerprint= pins: if the server has a new certificate, pin its fingerprint`,
+      );
+    }
+    socket.removeAllListeners("error");
+    socket.removeAllListeners("close");
+    return fromNodeStream(socket);
+  } catch (error) {
+    socket.destroy();
+    closeQuietly(stream);
+    throw new ProxyTlsError(label, { cause: error });
+  }
+}
+
+// Our stream as a Node stream, for node:tls to run over.
+function toNodeStream(stream: Duplex): NodeDuplex {
+  return new NodeDuplex({
+    read() {
+      const buffer = new Uint8Array(READ_CHUNK_BYTES);
+      stream.read(buffer).then(
+        (n) => this.push(n === null ? null : buffer.subarray(0, n)),
+        (error) => this.destroy(error),
+      );
+    },
+    write(chunk: Uint8Array, _encoding, done) {
+      writeAll(stream, chunk).then(() => done(), done);
+    },
+    final(done) {
+      stream.closeWrite().then(() => done(), done);
+    },
+    destroy(error, done) {
+      closeQuietly(stream);
+      done(error);
+    },
+  });
+}
+
+// A Node TLS socket as our stream.
+function fromNodeStream(socket: TLSSocket): Duplex {
+  let failure: Error | undefined;
+  let ended = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const waiting = wake;
+    wake = undefined;
+    waiting?.();
+  };
+  socket.on("readable", notify);
+  socket.on("end", () => {
+    ended = true;
+    notify();
+  });
+  socket.on("error", (error) => {
+    failure = error;
+    notify();
+  });
+  socket.on("close", () => {
+    ended = true;
+    notify();
+  });
+  return {
+    async read(buffer) {
+      while (true) {
+        const chunk: Uint8Array | null = socket.read();
+        if (chunk !== null) {
+          const n = Math.min(buffer.length, chunk.length);
+          buffer.set(chunk.subarray(0, n));
+          if (n < chunk.length) socket.unshift(chunk.subarray(n));
+          return n;
+        }
+        if (failure) throw failure;
+        if (ended) return null;
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+    },
+    write(data) {
+      if (failure) return Promise.reject(failure);
+      return new Promise((resolve, reject) =>
+        socket.write(
+          data,
+          (error) => error ? reject(error) : resolve(data.length),
+        )
+      );
+    },
+    closeWrite() {
+      return new Promise((resolve) => socket.end(resolve));
+    },
+    close() {
+      socket.destroy();
+    },
+  };
+}
