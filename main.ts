@@ -6,6 +6,7 @@
  */
 
 import { checkCommand } from "./lib/cli/check.ts";
+import { pacCommand } from "./lib/cli/pac.ts";
 import { probeCommand } from "./lib/cli/probe.ts";
 import { runCommand } from "./lib/cli/run.ts";
 import { statusCommand } from "./lib/cli/status.ts";
@@ -20,6 +21,7 @@ const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
   stdio: stdioCommand,
   probe: probeCommand,
   status: statusCommand,
+  pac: pacCommand,
 };
 
 /**

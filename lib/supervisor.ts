@@ -16,6 +16,7 @@ import { ConnectionLimit } from "./limit.ts";
 import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth } from "./route/health.ts";
+import { PacEngines } from "./route/pac/engine.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
 import type { TunnelHost } from "./tunnel_host.ts";
@@ -25,6 +26,7 @@ import { UpstreamPool } from "./local/upstream_pool.ts";
 import { errorMessage } from "./errors.ts";
 
 const log = logger("supervisor");
+const pacLog = logger("pac");
 
 const BIND_RETRY_MIN_MS = 1_000;
 const BIND_RETRY_MAX_MS = 30_000;
@@ -88,6 +90,10 @@ export class Supervisor implements TunnelHost {
       dial: {
         health: new ProxyHealth(options.failoverBackoffMs),
         environment: options.environment ?? { noProxy: [] },
+        pac: new PacEngines({
+          log: (level, message) => pacLog[level](message),
+          refreshSignal: Deno.build.os === "windows" ? undefined : "SIGHUP",
+        }),
       },
       metrics,
       reusePort: options.reusePort,
@@ -179,6 +185,7 @@ export class Supervisor implements TunnelHost {
    */
   async shutdown(graceMs = 0): Promise<void> {
     this.#upstreams.close();
+    await this.#shared.dial.pac?.close();
     for (const pending of this.#pending.values()) clearTimeout(pending.timer);
     this.#pending.clear();
     for (const timer of this.#drainTimers) clearTimeout(timer);

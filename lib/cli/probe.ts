@@ -16,6 +16,11 @@ import { routeFor } from "../local/rules.ts";
 import { loadConfig } from "../config/load.ts";
 import { ConfigLoadError, UsageError } from "../errors.ts";
 import { type ProbeReport, probeRoute } from "../probe/route_probe.ts";
+import { errorMessage } from "../errors.ts";
+import { PacEngines } from "../route/pac/engine.ts";
+import { alternativeRoutes } from "../route/pac/proxies.ts";
+import { formatPacResult } from "../route/pac/result.ts";
+import { tunnelQuery } from "../route/pac/url.ts";
 import type { Route } from "../route/types.ts";
 import {
   parseCommandLine,
@@ -87,13 +92,48 @@ export async function probeCommand(args: string[]): Promise<number> {
     throw new UsageError("probe takes a config file, or a host and a port");
   }
   const results: (ProbeReport & { entry?: string })[] = [];
+  await using pac = closing(new PacEngines());
   for (const target of targets) {
-    const reports = await probeRoute(
-      target.route,
-      target,
-      { ...options },
-      environment,
-    );
+    let routes = [target.route];
+    if (target.route.kind === "pac") {
+      // The PAC's answer first, then each of its alternatives probed.
+      const query = tunnelQuery(target);
+      try {
+        const { alternatives, scriptName } = await pac.engines.engineFor(
+          target.route,
+          options.caCerts,
+        ).askRaw(query);
+        if (!values.json) {
+          console.log(
+            `${
+              target.label ? `${target.label} ` : ""
+            }PAC ${scriptName}: FindProxyForURL("${query.url}", "${query.host}") = "${
+              formatPacResult(alternatives)
+            }"`,
+          );
+        }
+        routes = alternativeRoutes(alternatives, target.route, scriptName);
+      } catch (error) {
+        const report: ProbeReport & { entry?: string } = {
+          destination: formatHostPort(target),
+          path: `via pac ${target.route.source}`,
+          ok: false,
+          steps: [],
+          diagnosis: errorMessage(error),
+        };
+        results.push(
+          target.label ? { entry: target.label, ...report } : report,
+        );
+        if (!values.json) printReport(target.label, report);
+        continue;
+      }
+    }
+    const reports: ProbeReport[] = [];
+    for (const route of routes) {
+      reports.push(
+        ...await probeRoute(route, target, { ...options }, environment),
+      );
+    }
     for (const report of reports) {
       results.push(target.label ? { entry: target.label, ...report } : report);
       if (!values.json) printReport(target.label, report);
@@ -101,6 +141,11 @@ export async function probeCommand(args: string[]): Promise<number> {
   }
   if (values.json) console.log(JSON.stringify(results, null, 2));
   return results.every((report) => report.ok) ? 0 : 1;
+}
+
+// The PAC engines, closed when the probe ends.
+function closing(engines: PacEngines) {
+  return { engines, [Symbol.asyncDispose]: () => engines.close() };
 }
 
 function printReport(label: string, report: ProbeReport): void {

@@ -12,6 +12,7 @@ import { logger, setupLogging } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { dialRoute } from "../route/dial.ts";
 import { ProxyHealth } from "../route/health.ts";
+import { PacEngines } from "../route/pac/engine.ts";
 import { describeRoute } from "../route/types.ts";
 import { parseCommandLine, proxyEnvironment } from "./args.ts";
 import { parseDestination, parseRouteArguments } from "./entry_args.ts";
@@ -74,15 +75,22 @@ export async function stdioCommand(args: string[]): Promise<number> {
       }`,
     );
     let stream;
+    const pac = new PacEngines({
+      log: (level, message) => log[level === "warn" ? "warn" : "info"](message),
+    });
     try {
       ({ stream } = await dialRoute(route, destination, options, {
         health: new ProxyHealth(),
         environment,
+        pac,
         onFailover: (message) => log.warn(message),
       }));
     } catch (error) {
       log.error(`cannot open the tunnel: ${errorMessage(error)}`);
       return 1;
+    } finally {
+      // One connection: the PAC is not needed once it is open.
+      await pac.close();
     }
     const result = await relay(stdio(), stream, {
       idleTimeoutMs: options.idleTimeoutMs,
