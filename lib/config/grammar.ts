@@ -100,7 +100,7 @@ const OPTION_NAMES = [
 ];
 
 const FIELDS =
-  "<source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env | pac=FILE|URL|auto] [key=value ...]";
+  "<source> <destination host> <destination port> [<proxy host> <proxy port> | <proxy URL>[,<alternative>] ... | direct | env] [key=value ...]";
 
 /** The keywords that make an entry a local proxy, and the kind each makes. */
 const LOCAL_KINDS: Readonly<Record<string, LocalProxyEntry["kind"]>> = {

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { fileURLToPath } from "node:url";
 import { errorMessage } from "../../errors.ts";
 import { newBridgeBuffer, readQuestion, writeAnswer } from "./dns_bridge.ts";
 import type { PacLookups } from "./lookups.ts";
@@ -82,6 +83,26 @@ export interface PacSandboxOptions {
 }
 
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
+
+/**
+ * Run from source, Deno loads a Worker's code like a dynamic import, with
+ * the parent's read permission; a compiled binary loads it from itself.
+ * Without that permission the Worker would fail with Deno's own message.
+ *
+ * @throws {PacScriptError} naming the flag to add.
+ */
+function assertWorkerReadable(): void {
+  if (Deno.build.standalone || WORKER_URL.protocol !== "file:") return;
+  const path = fileURLToPath(WORKER_URL);
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") {
+    throw new PacScriptError(
+      "pac",
+      `PAC scripts run from source need read access to the tool's code: add --allow-read=${
+        fileURLToPath(new URL("../../..", import.meta.url))
+      } (deno task start and a compiled binary have it)`,
+    );
+  }
+}
 
 interface Running {
   readonly worker: Worker;
@@ -207,6 +228,7 @@ export class PacSandbox {
   }
 
   #start(): void {
+    assertWorkerReadable();
     const worker = new Worker(WORKER_URL, {
       type: "module",
       name: `pac ${this.#script.name}`,
