@@ -93,7 +93,7 @@ Deno.test("the URL a PAC sees: https://host:port/ for tunnels, the request's URL
   assert.deepEqual(plain, {
     url: "http://intranet:8080/a?b=1",
     host: "intranet",
-    cacheKey: "http intranet 8080",
+    cacheKey: "http http://intranet:8080/a?b=1",
   });
 });
 

@@ -15,7 +15,9 @@ import {
   within,
   writeAll,
 } from "./_util/net.ts";
-import { missing, startSquid } from "./_util/proxies.ts";
+import { curl } from "./_util/clients.ts";
+import { startHttpOrigin } from "./_util/origins.ts";
+import { missing, startSquid, startSquidWithBasic } from "./_util/proxies.ts";
 import { ROOT, startRun, tempConfig, tool, waitForLog } from "./_util/tool.ts";
 
 /**
@@ -492,4 +494,122 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test({
+  name:
+    "a plain http:// request through the local proxy shows the PAC its real URL, chosen per path",
+  ignore: missing("squid") || missing("curl"),
+  async fn() {
+    await using squid = await startSquid();
+    await using origin = startHttpOrigin();
+    const port = freePort();
+    const dir = await tempConfig(`${port} proxy pac=path.pac\n`);
+    await Deno.writeTextFile(
+      `${dir}/path.pac`,
+      `function FindProxyForURL(url, host) {
+         if (shExpMatch(url, "http://*/hello?via-squid*")) return "PROXY 127.0.0.1:${squid.port}";
+         return "DIRECT";
+       }\n`,
+    );
+    await using run = startRun(dir, [], READ_SOURCE);
+    await waitForLog(run.log, /config applied/);
+    for (
+      const path of [
+        "/hello?via-squid-a",
+        "/hello?direct-b",
+        "/hello?via-squid-c",
+      ]
+    ) {
+      const got = await curl([
+        "-x",
+        `http://127.0.0.1:${port}`,
+        `${origin.url}${path}`,
+      ]);
+      assert.equal(got.httpCode, 200, got.stderr);
+    }
+    // squid logs URLs without their query: two GETs went through it.
+    const log = await squidLogged(
+      squid.dir,
+      /GET http:\/\/127\.0\.0\.1:\d+\/hello/,
+      2,
+    );
+    assert.equal(log.filter((line) => line.includes("/hello")).length, 2);
+    assert.deepEqual(origin.requests.map((request) => request.query), [
+      "?via-squid-a",
+      "?direct-b",
+      "?via-squid-c",
+    ]);
+  },
+});
+
+Deno.test({
+  name:
+    "credentials go only to the proxies credentials-for= names, and never into the log",
+  ignore: missing("squid") || missing("htpasswd"),
+  async fn() {
+    await using squid = await startSquidWithBasic("jane", "s3cret-pac");
+    await using echo = startEchoOn("127.0.0.3");
+    const [allowed, other] = [freePort(), freePort()];
+    const dir = await tempConfig(
+      `${allowed} 127.0.0.3 ${echo.port} pac=p.pac credentials=proxy.cred credentials-for=127.0.0.1\n` +
+        `${other} 127.0.0.3 ${echo.port} pac=p.pac credentials=proxy.cred credentials-for=proxy.elsewhere.example\n`,
+    );
+    await Deno.writeTextFile(`${dir}/proxy.cred`, "jane:s3cret-pac\n", {
+      mode: 0o600,
+    });
+    await Deno.writeTextFile(
+      `${dir}/p.pac`,
+      `function FindProxyForURL() { return "PROXY 127.0.0.1:${squid.port}"; }\n`,
+    );
+    await using run = startRun(dir, [], READ_SOURCE);
+    await waitForLog(run.log, /config applied/);
+    await echoThrough(allowed, "with credentials");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: other });
+    try {
+      assert.equal(
+        await within(conn.read(new Uint8Array(16)), 10_000, "close"),
+        null,
+      );
+    } finally {
+      conn.close();
+    }
+    const log = await waitForLog(
+      run.log,
+      /failed .*via pac p\.pac: .*requires authentication/,
+    );
+    assert.ok(!log.includes("s3cret-pac"));
+    const squidLog = await squidAccessLog(squid.dir);
+    assert.ok(squidLog.some((line) => / jane /.test(line)));
+  },
+});
+
+Deno.test("pac=auto: the pac command finds the PAC that PAC_URL names and logs the attempt", async () => {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        'function FindProxyForURL() { return "PROXY found.example:3128"; }',
+      ),
+  );
+  const dir = await tempConfig("");
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}/auto.pac`;
+    const { code, stdout, stderr } = await tool(
+      ["pac", "auto", "a.example", "443"],
+      dir,
+      { PAC_URL: url },
+      READ_SOURCE,
+    ).output();
+    assert.equal(code, 0, text(stderr));
+    assert.equal(text(stdout), "PROXY found.example:3128\n");
+    assert.match(text(stderr), new RegExp(`PAC discovery: trying ${url}`));
+    assert.match(
+      text(stderr),
+      new RegExp(`${url}: FindProxyForURL\\("https://a\\.example/"`),
+    );
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -7,7 +7,8 @@
  * tool cannot read, so it is shown as what a browser would ask for when it
  * opens such a tunnel: `https://host:port/`, without the port for 443. A
  * plain `http://` request through the local proxy is shown its real URL,
- * as a browser shows it.
+ * as a browser shows it (the URL may carry a query; it stays inside the
+ * sandbox and the cache, and is never logged).
  *
  * @module
  */
@@ -20,7 +21,10 @@ export interface PacQuery {
   readonly url: string;
   /** The host argument: the URL's host, IPv6 without brackets. */
   readonly host: string;
-  /** Answers are cached per scheme, host and port: this is that key. */
+  /**
+   * The key its answer is cached under: scheme, host and port for a
+   * tunnel, the URL for a plain request.
+   */
   readonly cacheKey: string;
 }
 
@@ -50,9 +54,9 @@ export function tunnelQuery(destination: HostPort): PacQuery {
 }
 
 /**
- * The query for a plain HTTP request: its own URL, fragment dropped.
- * Answers are still cached per scheme, host and port, as the PAC rarely
- * looks at the path and a cache per URL would hardly ever hit.
+ * The query for a plain HTTP request: its own URL, fragment dropped. Its
+ * answer is cached per URL, since a PAC may choose by path
+ * (`shExpMatch(url, "http://downloads.example/big*")`).
  *
  * @param url The request's absolute URL, e.g. `http://intranet/page?x=1`.
  * @param destination The host and port it names.
@@ -64,6 +68,6 @@ export function requestQuery(url: string, destination: HostPort): PacQuery {
   return {
     url: hash < 0 ? url : url.slice(0, hash),
     host,
-    cacheKey: `http ${host} ${destination.port}`,
+    cacheKey: `http ${hash < 0 ? url : url.slice(0, hash)}`,
   };
 }
