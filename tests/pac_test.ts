@@ -613,3 +613,46 @@ Deno.test("pac=auto: the pac command finds the PAC that PAC_URL names and logs t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a PAC file is watched, and SIGHUP fetches a PAC URL again", async () => {
+  await using echo = startEchoOn("127.0.0.2");
+  let served = 'function FindProxyForURL() { return "DIRECT"; }';
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response(served),
+  );
+  const [fromFile, fromUrl] = [freePort(), freePort()];
+  const dir = await tempConfig(
+    `${fromFile} 127.0.0.2 ${echo.port} pac=watched.pac\n` +
+      `${fromUrl} 127.0.0.2 ${echo.port} pac=http://127.0.0.1:${server.addr.port}/hup.pac pac-refresh=1h\n`,
+  );
+  const child = tool(["run"], dir, {}, READ_SOURCE).spawn();
+  const log = `${dir}/HTTPTunneling.log`;
+  try {
+    await Deno.writeTextFile(
+      `${dir}/watched.pac`,
+      'function FindProxyForURL() { return "DIRECT"; }\n',
+    );
+    await waitForLog(log, /config applied/);
+    await echoThrough(fromFile, "file");
+    await echoThrough(fromUrl, "url");
+    await Deno.writeTextFile(
+      `${dir}/watched.pac`,
+      'function FindProxyForURL() { return "PROXY 127.0.0.1:9; DIRECT"; }\n',
+    );
+    await waitForLog(log, /PAC watched\.pac changed; reloaded/);
+    served =
+      'function FindProxyForURL() { return "PROXY 127.0.0.1:9; DIRECT"; }';
+    child.kill("SIGHUP");
+    await waitForLog(
+      log,
+      /PAC http:\/\/127\.0\.0\.1:\d+\/hup\.pac changed; reloaded/,
+    );
+  } finally {
+    child.kill("SIGTERM");
+    const { code } = await within(child.output(), 10_000, "exit");
+    assert.equal(code, 0);
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
