@@ -656,3 +656,25 @@ Deno.test("a PAC file is watched, and SIGHUP fetches a PAC URL again", async () 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("run --workers 2: each worker runs the PAC in a sandbox of its own", async () => {
+  await using echo = startEchoOn("127.0.0.2");
+  const port = freePort();
+  const dir = await tempConfig(`${port} 127.0.0.2 ${echo.port} pac=d.pac\n`);
+  await Deno.writeTextFile(
+    `${dir}/d.pac`,
+    'function FindProxyForURL() { return "DIRECT"; }\n',
+  );
+  await using run = startRun(dir, ["--workers", "2"], READ_SOURCE);
+  await waitForLog(run.log, /config applied/);
+  for (let i = 0; i < 4; i++) await echoThrough(port, `worker ${i}`);
+  // The workers' log lines reach the file a moment later.
+  await eventually(
+    async () =>
+      (await Deno.readTextFile(run.log)).match(
+        / open .* direct \(pac d\.pac\)/g,
+      )?.length === 4,
+    10_000,
+    "four tunnels logged as direct (pac d.pac)",
+  );
+});

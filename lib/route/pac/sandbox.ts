@@ -24,6 +24,13 @@ import type { FromPacWorker, ToPacWorker } from "./worker.ts";
 /** Default limit for one call (and for loading the script). */
 export const DEFAULT_PAC_TIMEOUT_MS = 1_000;
 
+/**
+ * Limit for a Worker to load its own code, before the script's clock
+ * starts: run from source, a Worker started from another Worker (`run
+ * --workers`) compiles its modules first.
+ */
+export const SANDBOX_START_TIMEOUT_MS = 30_000;
+
 /** Timeouts after which a script is not run again until it changes. */
 export const MAX_TIMEOUTS = 3;
 
@@ -107,6 +114,8 @@ function assertWorkerReadable(): void {
 interface Running {
   readonly worker: Worker;
   readonly bridge: SharedArrayBuffer;
+  /** Resolves once the Worker's code has loaded. */
+  readonly ready: Promise<void>;
   /** The pending call's handler. */
   pending?: (message: FromPacWorker & { type: "answer" | "loaded" }) => void;
 }
@@ -203,15 +212,17 @@ export class PacSandbox {
     }
     if (this.#loaded === undefined) {
       this.#start();
-      const loaded = this.#exchange(
-        {
-          type: "load",
-          text: this.#script.text,
-          name: this.#script.name,
-          bridge: this.#running!.bridge,
-          lookupTimeoutMs: Math.max(this.#timeoutMs - 50, 1),
-        },
-        "evaluating the script",
+      const loaded = this.#started().then(() =>
+        this.#exchange(
+          {
+            type: "load",
+            text: this.#script.text,
+            name: this.#script.name,
+            bridge: this.#running!.bridge,
+            lookupTimeoutMs: Math.max(this.#timeoutMs - 50, 1),
+          },
+          "evaluating the script",
+        )
       ).then((answer) => {
         if (answer.type === "answer" && answer.error !== undefined) {
           throw new PacScriptError(
@@ -234,9 +245,21 @@ export class PacSandbox {
       name: `pac ${this.#script.name}`,
       deno: { permissions: "none" },
     });
-    const running: Running = { worker, bridge: newBridgeBuffer() };
+    let started!: () => void;
+    let failed!: (error: Error) => void;
+    const running: Running = {
+      worker,
+      bridge: newBridgeBuffer(),
+      ready: new Promise((resolve, reject) => {
+        started = resolve;
+        failed = reject;
+      }),
+    };
+    // Only a Worker that never started rejects this; nobody may wait.
+    running.ready.catch(() => {});
     worker.onmessage = ({ data }: MessageEvent<FromPacWorker>) => {
-      if (data.type === "lookup") this.#answerLookup(running.bridge);
+      if (data.type === "ready") started();
+      else if (data.type === "lookup") this.#answerLookup(running.bridge);
       else if (data.type === "alert") {
         this.#options.log?.(
           "debug",
@@ -246,12 +269,38 @@ export class PacSandbox {
     };
     worker.onerror = (event) => {
       event.preventDefault();
+      failed(
+        new PacScriptError(
+          this.#script.name,
+          `the sandbox failed: ${event.message}`,
+        ),
+      );
       running.pending?.({
         type: "answer",
         error: `the sandbox failed: ${event.message}`,
       });
     };
     this.#running = running;
+  }
+
+  // Waits for the Worker's code to load, which is not the script's time.
+  #started(): Promise<void> {
+    const running = this.#running!;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.#stop();
+        reject(
+          new PacScriptError(
+            this.#script.name,
+            `the PAC sandbox did not start within ${SANDBOX_START_TIMEOUT_MS} ms`,
+          ),
+        );
+      }, SANDBOX_START_TIMEOUT_MS);
+    });
+    return Promise.race([running.ready, late]).finally(() =>
+      clearTimeout(timer)
+    );
   }
 
   async #answerLookup(bridge: SharedArrayBuffer): Promise<void> {

@@ -46,6 +46,7 @@ export type FromPacWorker =
     readonly error?: string;
     readonly line?: number;
   }
+  | { readonly type: "ready" }
   | { readonly type: "lookup" }
   | { readonly type: "alert"; readonly message: string };
 
@@ -188,3 +189,7 @@ scope.onmessage = ({ data }) => {
 function describeValue(value: unknown): unknown {
   return value === null || value === undefined ? value : { type: typeof value };
 }
+
+// Module loading is not the script's time: the main side starts its
+// clock once this arrives.
+post({ type: "ready" });
