@@ -164,6 +164,7 @@ export class Supervisor implements TunnelHost {
     }
     for (const entry of diff.added) this.#bind(entry, BIND_RETRY_MIN_MS);
     this.#entries = [...entries];
+    await this.#shared.dial.pac?.retain(entries.map((entry) => entry.route));
     const waiting = this.#pending.size;
     log.info(
       `config applied: ${diff.added.length} added, ${diff.removed.length} removed, ${diff.changed.length} changed, ${diff.unchanged.length} unchanged in ${

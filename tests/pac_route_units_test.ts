@@ -300,6 +300,7 @@ Deno.test("config: pac= mistakes are located and say what to write", () => {
       "7 h 7 pac=a.pac credentials-for=p",
       "8 h 8 pac=a.pac pac-cache=soon",
       "9 h 9 pac=a.pac credentials=cred credentials-for=*",
+      "10 h 10 pac=http://jane:pw@wpad/wpad.dat",
     ].join("\n"),
     "t.conf",
     FILES,
@@ -314,5 +315,6 @@ Deno.test("config: pac= mistakes are located and say what to write", () => {
     "t.conf:7:17: credentials-for= says which proxies get the credentials=FILE of the entry; add credentials=FILE",
     "t.conf:8:27: pac-cache=soon is not valid: use a duration such as 60s",
     "t.conf:9:50: credentials-for= lists the proxy hosts that may receive credentials (names, which match their subdomains, addresses or CIDR ranges) separated by commas, none empty and not *",
+    "t.conf:10:13: a pac= URL cannot carry user:password@ (a PAC is fetched without authentication, and the URL is logged): remove it",
   ]);
 });

@@ -213,6 +213,13 @@ export function parseRoute(
         "pac= needs a PAC file, an http(s):// URL, or auto",
       );
     }
+    // The source is shown in logs and tables as written.
+    if (/^https?:\/\/[^/?#]*@/i.test(source)) {
+      throw new EntryError(
+        first.column + 4,
+        "a pac= URL cannot carry user:password@ (a PAC is fetched without authentication, and the URL is logged): remove it",
+      );
+    }
     return { kind: "pac", source };
   }
   if (first.text.includes("://")) {

@@ -10,7 +10,7 @@
  */
 
 import { errorMessage } from "../../errors.ts";
-import type { PacRoute } from "../types.ts";
+import type { PacRoute, Route } from "../types.ts";
 import { type PacLookups, systemLookups } from "./lookups.ts";
 import {
   type PacAlternative,
@@ -260,13 +260,7 @@ export class PacEngines {
     if (this.#engines.size === 0 && refreshSignal !== undefined) {
       Deno.addSignalListener(refreshSignal, this.#onSignal);
     }
-    const key = JSON.stringify([
-      route.source,
-      route.timeoutMs,
-      route.cacheMs,
-      route.refreshMs,
-      route.fallback,
-    ]);
+    const key = engineKey(route);
     let engine = this.#engines.get(key);
     if (engine === undefined) {
       engine = new PacEngine(route, {
@@ -276,6 +270,28 @@ export class PacEngines {
       this.#engines.set(key, engine);
     }
     return engine;
+  }
+
+  /**
+   * Closes the engines no route of the running config uses any more, so
+   * that a removed PAC is no longer fetched or watched.
+   *
+   * @param routes The routes of the config just applied.
+   */
+  async retain(routes: readonly Route[]): Promise<void> {
+    const kept = new Set(
+      routes.flatMap((route) => route.kind === "pac" ? [engineKey(route)] : []),
+    );
+    const dropped = [...this.#engines].filter(([key]) => !kept.has(key));
+    for (const [key] of dropped) this.#engines.delete(key);
+    const { refreshSignal } = this.#options;
+    if (
+      dropped.length > 0 && this.#engines.size === 0 &&
+      refreshSignal !== undefined
+    ) {
+      Deno.removeSignalListener(refreshSignal, this.#onSignal);
+    }
+    await Promise.all(dropped.map(([, engine]) => engine.close()));
   }
 
   /** Reads or fetches every script again (SIGHUP). */
@@ -293,4 +309,15 @@ export class PacEngines {
     this.#engines.clear();
     await Promise.all(engines.map((engine) => engine.close()));
   }
+}
+
+// Routes that share this share an engine: same script, same limits.
+function engineKey(route: PacRoute): string {
+  return JSON.stringify([
+    route.source,
+    route.timeoutMs,
+    route.cacheMs,
+    route.refreshMs,
+    route.fallback,
+  ]);
 }
