@@ -137,6 +137,11 @@ Deno.test("sandbox: hostile scripts reach no file, no network and no module", as
         `new WebSocket("ws://127.0.0.1:${port}/"); return "DIRECT";`,
       ],
       ["Worker", 'new Worker("data:text/javascript,1"); return "DIRECT";'],
+      ["close", 'close(); return "DIRECT";'],
+      [
+        "postMessage",
+        'postMessage({ type: "answer", id: 1, value: "PROXY evil:1" }); return "DIRECT";',
+      ],
     ]
   ) {
     const error = await failure(`function FindProxyForURL() { ${body} }`);

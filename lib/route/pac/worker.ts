@@ -112,7 +112,8 @@ async function load(message: ToPacWorker & { type: "load" }): Promise<void> {
   const global = globalThis as Record<string, unknown>;
   Object.assign(global, helpers);
   // The Worker has no permissions; these go too, so that a script finds
-  // nothing to try. Deno's own global stays reachable to the runtime.
+  // nothing to try, and cannot end its Worker or speak for it (the module
+  // keeps its own reference to postMessage).
   for (
     const name of [
       "Deno",
@@ -127,6 +128,8 @@ async function load(message: ToPacWorker & { type: "load" }): Promise<void> {
       "sessionStorage",
       "indexedDB",
       "navigator",
+      "close",
+      "postMessage",
     ]
   ) {
     try {
