@@ -10,6 +10,7 @@ import {
   PacSourceError,
   readPacFile,
 } from "../lib/route/pac/source.ts";
+import { tempCertificates } from "./_util/local.ts";
 import { freePort, startServer, writeAll } from "./_util/net.ts";
 
 const PAC = 'function FindProxyForURL() { return "DIRECT"; }';
@@ -157,5 +158,23 @@ Deno.test("PacSource auto: tries PAC_URL, then AUTO_PROXY_URL, logging each atte
     );
   } finally {
     await none.close();
+  }
+});
+
+Deno.test("fetchPac over https: trusted with ca-file's CA, refused without", async () => {
+  await using certs = await tempCertificates();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: await Deno.readTextFile(`${certs.dir}/server.pem`),
+    key: await Deno.readTextFile(`${certs.dir}/server.key`),
+    onListen: () => {},
+  }, () => new Response(PAC));
+  try {
+    const url = `https://127.0.0.1:${server.addr.port}/proxy.pac`;
+    assert.equal(await fetchPac(url, { caCerts: [certs.caPem] }), PAC);
+    await assert.rejects(fetchPac(url), /UnknownIssuer|certificate/i);
+  } finally {
+    await server.shutdown();
   }
 });

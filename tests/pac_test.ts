@@ -17,7 +17,12 @@ import {
 } from "./_util/net.ts";
 import { curl } from "./_util/clients.ts";
 import { startHttpOrigin } from "./_util/origins.ts";
-import { missing, startSquid, startSquidWithBasic } from "./_util/proxies.ts";
+import {
+  missing,
+  startSquid,
+  startSquidWithBasic,
+  startTlsFront,
+} from "./_util/proxies.ts";
 import { ROOT, startRun, tempConfig, tool, waitForLog } from "./_util/tool.ts";
 
 /**
@@ -677,4 +682,38 @@ Deno.test("run --workers 2: each worker runs the PAC in a sandbox of its own", a
     10_000,
     "four tunnels logged as direct (pac d.pac)",
   );
+});
+
+Deno.test({
+  name:
+    "an HTTPS proxy the PAC names is trusted with the entry's ca-file, and SOCKS4 is skipped",
+  ignore: missing("squid") || missing("stunnel4"),
+  async fn() {
+    await using squid = await startSquid();
+    await using front = await startTlsFront(squid.port);
+    await using echo = startEchoOn("127.0.0.3");
+    const port = freePort();
+    const dir = await tempConfig(
+      `${port} 127.0.0.3 ${echo.port} pac=tls.pac ca-file=ca.pem\n`,
+    );
+    await Deno.writeTextFile(`${dir}/ca.pem`, front.caPem);
+    await Deno.writeTextFile(
+      `${dir}/tls.pac`,
+      `function FindProxyForURL() { return "SOCKS 127.0.0.1:9; HTTPS 127.0.0.1:${front.port}"; }\n`,
+    );
+    await using run = startRun(dir, [], READ_SOURCE);
+    await waitForLog(run.log, /config applied/);
+    await echoThrough(port, "over tls");
+    const log = await waitForLog(
+      run.log,
+      new RegExp(
+        `open .* via https://127\\.0\\.0\\.1:${front.port} \\(pac tls\\.pac\\)`,
+      ),
+    );
+    assert.match(
+      log,
+      /the PAC names socks4:\/\/127\.0\.0\.1:9, which httptunneling cannot use \(SOCKS4\); it is skipped/,
+    );
+    await squidLogged(squid.dir, /CONNECT 127\.0\.0\.3:/);
+  },
 });
