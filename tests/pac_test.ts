@@ -23,7 +23,14 @@ import {
   startSquidWithBasic,
   startTlsFront,
 } from "./_util/proxies.ts";
-import { ROOT, startRun, tempConfig, tool, waitForLog } from "./_util/tool.ts";
+import {
+  ROOT,
+  runArgs,
+  startRun,
+  tempConfig,
+  tool,
+  waitForLog,
+} from "./_util/tool.ts";
 
 /**
  * Run from source, the PAC Worker's code must be readable besides the
@@ -716,4 +723,38 @@ Deno.test({
     );
     await squidLogged(squid.dir, /CONNECT 127\.0\.0\.3:/);
   },
+});
+
+Deno.test("stdio --proxy pac=: one connection along the PAC's answer", async () => {
+  await using echo = startEchoOn("127.0.0.2");
+  const dir = await tempConfig("");
+  try {
+    await Deno.writeTextFile(
+      `${dir}/d.pac`,
+      `function FindProxyForURL(url, host) { return url == "https://127.0.0.2:${echo.port}/" ? "DIRECT" : "PROXY 127.0.0.1:9"; }\n`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: runArgs(
+        ["stdio", "127.0.0.2", String(echo.port), "--proxy", "pac=d.pac", "-v"],
+        READ_SOURCE,
+      ),
+      cwd: dir,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(bytes("through stdio"));
+    await writer.close();
+    const { code, stdout, stderr } = await within(
+      child.output(),
+      20_000,
+      "stdio",
+    );
+    assert.equal(code, 0, text(stderr));
+    assert.equal(text(stdout), "through stdio");
+    assert.match(text(stderr), /connecting to 127\.0\.0\.2:\d+ via pac d\.pac/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
