@@ -45,7 +45,7 @@ export interface PacScript {
 /** A script that does not compile, throws, or answers with garbage. */
 export class PacScriptError extends Error {
   /**
-   * @param name The script's name.
+   * @param script The script's name, e.g. `corp.pac`.
    * @param message What went wrong.
    * @param line The script's line, when the engine told it.
    */

@@ -36,6 +36,7 @@ export class PacSourceError extends Error {
   /**
    * @param source The file, URL or `auto`.
    * @param reason Why.
+   * @param options The underlying cause.
    */
   constructor(source: string, reason: string, options?: ErrorOptions) {
     super(`cannot load PAC ${source}: ${reason}`, options);
