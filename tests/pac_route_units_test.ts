@@ -27,6 +27,7 @@ import {
 } from "../lib/route/pac/proxies.ts";
 import { requestQuery, tunnelQuery } from "../lib/route/pac/url.ts";
 import { describeRoute, type PacRoute } from "../lib/route/types.ts";
+import { routeFor } from "../lib/local/rules.ts";
 
 Deno.test("dns bridge: a question and its answer cross the buffer", () => {
   const buffer = newBridgeBuffer();
@@ -317,4 +318,23 @@ Deno.test("config: pac= mistakes are located and say what to write", () => {
     "t.conf:9:50: credentials-for= lists the proxy hosts that may receive credentials (names, which match their subdomains, addresses or CIDR ranges) separated by commas, none empty and not *",
     "t.conf:10:13: a pac= URL cannot carry user:password@ (a PAC is fetched without authentication, and the URL is logged): remove it",
   ]);
+});
+
+Deno.test("a local proxy's direct-for= applies before its pac= route", () => {
+  const { entries } = parseConfig(
+    "3128 proxy pac=corp.pac direct-for=*.corp,10.0.0.0/8\n",
+    "t.conf",
+  );
+  const [entry] = entries;
+  assert.ok(entry.kind === "http-proxy");
+  assert.deepEqual(routeFor(entry, { host: "wiki.corp", port: 443 }), {
+    kind: "direct",
+  });
+  assert.deepEqual(routeFor(entry, { host: "10.2.3.4", port: 22 }), {
+    kind: "direct",
+  });
+  assert.deepEqual(routeFor(entry, { host: "example.com", port: 443 }), {
+    kind: "pac",
+    source: "corp.pac",
+  });
 });

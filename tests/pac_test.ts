@@ -758,3 +758,56 @@ Deno.test("stdio --proxy pac=: one connection along the PAC's answer", async () 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("hostile PACs in a running tool: file, network, import() and allocation attempts fail inside the sandbox, and each entry falls back direct", async () => {
+  await using echo = startEchoOn("127.0.0.2");
+  const hostile: Record<string, string> = {
+    "read.pac": 'return Deno.readTextFileSync("/etc/passwd");',
+    "fetch.pac":
+      'fetch("http://127.0.0.1:9/"); return "DIRECT; PROXY 127.0.0.1:9";',
+    "import.pac": 'return import("file:///etc/passwd");',
+    "alloc.pac": 'return "x".repeat(2 ** 31);',
+  };
+  const ports = Object.keys(hostile).map(() => freePort());
+  const dir = await tempConfig(
+    Object.keys(hostile).map((name, i) =>
+      `${ports[i]} 127.0.0.2 ${echo.port} pac=${name} pac-fallback=direct\n`
+    ).join(""),
+  );
+  for (const [name, body] of Object.entries(hostile)) {
+    await Deno.writeTextFile(
+      `${dir}/${name}`,
+      `function FindProxyForURL(url, host) {\n  ${body}\n}\n`,
+    );
+  }
+  await using run = startRun(dir, [], READ_SOURCE);
+  await waitForLog(run.log, /config applied/);
+  for (const port of ports) await echoThrough(port, "still here");
+  const log = await eventually(
+    async () => {
+      const log = await Deno.readTextFile(run.log);
+      return log.match(
+            / open .* direct \(pac .* failed; pac-fallback=direct\)/g,
+          )
+            ?.length === 4 && log;
+    },
+    10_000,
+    "four tunnels opened directly after the PAC failed",
+  );
+  assert.match(
+    log,
+    /read\.pac:2: FindProxyForURL\(.*\) threw ReferenceError: Deno is not defined; connecting directly/,
+  );
+  assert.match(
+    log,
+    /fetch\.pac:2: FindProxyForURL\(.*\) threw ReferenceError: fetch is not defined; connecting directly/,
+  );
+  assert.match(
+    log,
+    /import\.pac: FindProxyForURL\(.*\) returned an answer that is not a PAC result: .*; connecting directly/,
+  );
+  assert.match(
+    log,
+    /alloc\.pac:2: FindProxyForURL\(.*\) threw RangeError: Invalid string length; connecting directly/,
+  );
+});
