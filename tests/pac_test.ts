@@ -811,3 +811,38 @@ Deno.test("hostile PACs in a running tool: file, network, import() and allocatio
     /alloc\.pac:2: FindProxyForURL\(.*\) threw RangeError: Invalid string length; connecting directly/,
   );
 });
+
+Deno.test("probe CONFIG: a pac= entry shows the PAC's answer, then each alternative's probe", async () => {
+  await using echo = startEchoOn("127.0.0.2");
+  const dead = freePort();
+  const port = freePort();
+  const dir = await tempConfig(`${port} 127.0.0.2 ${echo.port} pac=p.pac\n`);
+  try {
+    await Deno.writeTextFile(
+      `${dir}/p.pac`,
+      `function FindProxyForURL() { return "PROXY 127.0.0.1:${dead}; DIRECT"; }\n`,
+    );
+    const { code, stdout } = await runTool(["probe", "tunnels.conf"], dir);
+    // The dead proxy fails its probe, so the exit status says so.
+    assert.equal(code, 1, stdout);
+    assert.match(
+      stdout,
+      new RegExp(
+        `^line 1: 127\\.0\\.0\\.1:${port} PAC p\\.pac: FindProxyForURL\\("https://127\\.0\\.0\\.2:${echo.port}/", "127\\.0\\.0\\.2"\\) = "PROXY 127\\.0\\.0\\.1:${dead}; DIRECT"\\n`,
+      ),
+    );
+    assert.match(
+      stdout,
+      new RegExp(
+        `-> 127\\.0\\.0\\.2:${echo.port} via http://127\\.0\\.0\\.1:${dead}\\n`,
+      ),
+    );
+    assert.match(stdout, /=> nothing accepts connections at proxy/);
+    assert.match(
+      stdout,
+      new RegExp(`-> 127\\.0\\.0\\.2:${echo.port} direct\\n[^]*=> works`),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
