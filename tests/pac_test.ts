@@ -846,3 +846,22 @@ Deno.test("probe CONFIG: a pac= entry shows the PAC's answer, then each alternat
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("run from source without read access to the tool's code, a PAC says which flag to add", async () => {
+  const dir = await tempConfig("");
+  try {
+    await Deno.writeTextFile(
+      `${dir}/d.pac`,
+      'function FindProxyForURL() { return "DIRECT"; }\n',
+    );
+    const { code, stderr } = await tool(["pac", "d.pac", "a.example"], dir)
+      .output();
+    assert.equal(code, 1);
+    assert.match(
+      text(stderr),
+      /^error: pac: PAC scripts run from source need read access to the tool's code: add --allow-read=\/.+ \(deno task start and a compiled binary have it\)\n$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
