@@ -6,6 +6,7 @@
  */
 
 import { checkCommand } from "./lib/cli/check.ts";
+import { pacCommand } from "./lib/cli/pac.ts";
 import { probeCommand } from "./lib/cli/probe.ts";
 import { runCommand } from "./lib/cli/run.ts";
 import { serveCommand } from "./lib/cli/serve.ts";
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
   probe: probeCommand,
   status: statusCommand,
   serve: serveCommand,
+  pac: pacCommand,
 };
 
 /**

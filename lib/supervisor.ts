@@ -17,6 +17,7 @@ import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth, type ProxyHealthView } from "./route/health.ts";
 import { describeProxy } from "./route/types.ts";
+import { PacEngines } from "./route/pac/engine.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
 import type { TunnelHost } from "./tunnel_host.ts";
@@ -27,6 +28,7 @@ import { errorMessage } from "./errors.ts";
 import { findPortHolder } from "./net/port_holder.ts";
 
 const log = logger("supervisor");
+const pacLog = logger("pac");
 
 const BIND_RETRY_MIN_MS = 1_000;
 const BIND_RETRY_MAX_MS = 30_000;
@@ -101,6 +103,10 @@ export class Supervisor implements TunnelHost {
       dial: {
         health: new ProxyHealth(options.failoverBackoffMs),
         environment: options.environment ?? { noProxy: [] },
+        pac: new PacEngines({
+          log: (level, message) => pacLog[level](message),
+          refreshSignal: Deno.build.os === "windows" ? undefined : "SIGHUP",
+        }),
       },
       metrics,
       reusePort: options.reusePort,
@@ -183,6 +189,7 @@ export class Supervisor implements TunnelHost {
     }
     for (const entry of diff.added) this.#bind(entry, BIND_RETRY_MIN_MS);
     this.#entries = [...entries];
+    await this.#shared.dial.pac?.retain(entries.map((entry) => entry.route));
     const waiting = this.#pending.size;
     log.info(
       `config applied: ${diff.added.length} added, ${diff.removed.length} removed, ${diff.changed.length} changed, ${diff.unchanged.length} unchanged in ${
@@ -204,6 +211,7 @@ export class Supervisor implements TunnelHost {
    */
   async shutdown(graceMs = 0): Promise<void> {
     this.#upstreams.close();
+    await this.#shared.dial.pac?.close();
     for (const pending of this.#pending.values()) clearTimeout(pending.timer);
     this.#pending.clear();
     for (const timer of this.#drainTimers) clearTimeout(timer);

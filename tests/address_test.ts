@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ipBytes, ipText, isIPv4 } from "../lib/net/address.ts";
+import {
+  ipBytes,
+  ipText,
+  isIPv4,
+  isLinkLocal,
+  prefixMatches,
+} from "../lib/net/address.ts";
 import { concat } from "../lib/net/bytes.ts";
 
 Deno.test("isIPv4 accepts dotted quads 0-255 only", () => {
@@ -53,4 +59,29 @@ Deno.test("ipText: the inverse of ipBytes, IPv6 in the RFC 5952 form", () => {
     ]
   ) assert.equal(ipText(ipBytes(written)!), canonical);
   assert.throws(() => ipText(Uint8Array.of(1, 2, 3)), RangeError);
+});
+
+Deno.test("isLinkLocal: 169.254.0.0/16 and fe80::/10 (RFC 3927, RFC 4291 §2.5.6)", () => {
+  for (const yes of ["169.254.0.1", "169.254.255.255", "fe80::1", "febf::1"]) {
+    assert.ok(isLinkLocal(yes), yes);
+  }
+  for (
+    const no of ["169.253.0.1", "10.0.0.1", "fec0::1", "fe7f::1", "::1", "host"]
+  ) {
+    assert.ok(!isLinkLocal(no), no);
+  }
+});
+
+Deno.test("prefixMatches compares the first bits, whole and partial bytes", () => {
+  const bytes = (address: string) => ipBytes(address)!;
+  assert.ok(prefixMatches(bytes("198.95.1.1"), bytes("198.95.3.3"), 16));
+  assert.ok(!prefixMatches(bytes("198.96.1.1"), bytes("198.95.3.3"), 16));
+  assert.ok(prefixMatches(bytes("10.0.0.127"), bytes("10.0.0.0"), 25));
+  assert.ok(!prefixMatches(bytes("10.0.0.128"), bytes("10.0.0.0"), 25));
+  assert.ok(prefixMatches(bytes("1.2.3.4"), bytes("5.6.7.8"), 0));
+  assert.ok(prefixMatches(bytes("2001:db8::1"), bytes("2001:db8::"), 32));
+  assert.ok(!prefixMatches(bytes("2001:db9::1"), bytes("2001:db8::"), 32));
+  assert.ok(!prefixMatches(bytes("1.2.3.4"), bytes("::1.2.3.4"), 8));
+  assert.ok(!prefixMatches(bytes("1.2.3.4"), bytes("1.2.3.4"), 33));
+  assert.ok(!prefixMatches(bytes("1.2.3.4"), bytes("1.2.3.4"), -1));
 });

@@ -15,11 +15,19 @@ Deno.test("the compile task bakes network, env, and reads and writes below the w
     "--allow-env",
     "--allow-net",
     "--allow-read=.",
+    // A PAC's myIpAddress() and pac=auto's host name, nothing more.
+    "--allow-sys=hostname,networkInterfaces",
     "--allow-write=.",
     "--unstable-net",
+    // The PAC sandbox's Worker without permissions.
+    "--unstable-worker-options",
   ]);
   // The workers' code is loaded at run time, so it is named to be included.
   assert.match(manifest.tasks.compile, / --include lib\/workers\/worker\.ts /);
+  assert.match(
+    manifest.tasks.compile,
+    / --include lib\/route\/pac\/worker\.ts /,
+  );
 });
 
 Deno.test("compile:kerberos bakes in the same permissions and FFI, for Negotiate's GSSAPI, and nothing more", () => {

@@ -14,12 +14,18 @@ import {
 } from "../net/address.ts";
 import { routeFor } from "../local/rules.ts";
 import { loadConfig } from "../config/load.ts";
-import { ConfigLoadError, UsageError } from "../errors.ts";
+import { ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
 import {
   type ProbeReport,
   probeRoute,
   type RouteReport,
 } from "../probe/route_probe.ts";
+import { PacEngines } from "../route/pac/engine.ts";
+import { alternativeRoutes } from "../route/pac/proxies.ts";
+import { formatPacResult } from "../route/pac/result.ts";
+import { tunnelQuery } from "../route/pac/url.ts";
+import type { TunnelOptions } from "../config/options.ts";
+import type { ProxyEnvironment } from "../route/env.ts";
 import type { Route } from "../route/types.ts";
 import {
   parseCommandLine,
@@ -33,6 +39,12 @@ import {
   TUNNEL_FLAGS,
   tunnelOptionsFrom,
 } from "./flags.ts";
+
+/** A route to probe and where it leads; `label` names its entry. */
+interface ProbeTarget extends HostPort {
+  readonly label: string;
+  readonly route: Route;
+}
 
 /** Where a local proxy entry's route is tested, unless `--to` says. */
 const DEFAULT_TEST_DESTINATION = "example.com:443";
@@ -55,8 +67,7 @@ export async function probeCommand(args: string[]): Promise<number> {
   const environment = proxyEnvironment((level, message) => {
     if (level === "error") console.error(`warning: ${message}`);
   });
-  const targets: { label: string; route: Route; host: string; port: number }[] =
-    [];
+  const targets: ProbeTarget[] = [];
   if (positionals.length === 1) {
     if (values.proxy) {
       throw new UsageError(
@@ -92,18 +103,97 @@ export async function probeCommand(args: string[]): Promise<number> {
     throw new UsageError("probe takes a config file, or a host and a port");
   }
   const results: (RouteReport & { entry?: string })[] = [];
+  await using pac = closing(new PacEngines());
   for (const target of targets) {
-    const report = await probeRoute(
-      target.route,
-      target,
-      { ...options },
-      environment,
-    );
+    let report: RouteReport;
+    if (target.route.kind === "pac") {
+      report = await probePac(
+        target,
+        target.route,
+        pac.engines,
+        {
+          ...options,
+        },
+        environment,
+        values.json === true,
+      );
+    } else {
+      report = await probeRoute(
+        target.route,
+        target,
+        { ...options },
+        environment,
+      );
+    }
     results.push(target.label ? { entry: target.label, ...report } : report);
     if (!values.json) printReport(target.label, report);
   }
   if (values.json) console.log(JSON.stringify(results, null, 2));
   return results.every((report) => report.ok) ? 0 : 1;
+}
+
+// The PAC engines, closed when the probe ends.
+function closing(engines: PacEngines) {
+  return { engines, [Symbol.asyncDispose]: () => engines.close() };
+}
+
+/**
+ * Probes a `pac=` route: prints the PAC's answer for the destination, then
+ * probes each alternative it names. Like a hop's alternatives, the route
+ * works when one of them does.
+ */
+async function probePac(
+  target: ProbeTarget,
+  route: Extract<Route, { kind: "pac" }>,
+  engines: PacEngines,
+  options: TunnelOptions,
+  environment: ProxyEnvironment,
+  json: boolean,
+): Promise<RouteReport> {
+  const destination = formatHostPort(target);
+  const described = `via pac ${route.source}`;
+  const query = tunnelQuery(target);
+  let routes: Route[];
+  try {
+    const { alternatives, scriptName } = await engines.engineFor(
+      route,
+      options.caCerts,
+    ).askRaw(query);
+    if (!json) {
+      console.log(
+        `${
+          target.label ? `${target.label} ` : ""
+        }PAC ${scriptName}: FindProxyForURL("${query.url}", "${query.host}") = "${
+          formatPacResult(alternatives)
+        }"`,
+      );
+    }
+    routes = alternativeRoutes(alternatives, route, scriptName);
+  } catch (error) {
+    return {
+      destination,
+      route: described,
+      ok: false,
+      paths: [],
+      diagnosis: errorMessage(error),
+    };
+  }
+  const reports: RouteReport[] = [];
+  for (const alternative of routes) {
+    reports.push(
+      await probeRoute(alternative, target, { ...options }, environment),
+    );
+  }
+  const ok = reports.some((report) => report.ok);
+  return {
+    destination,
+    route: described,
+    ok,
+    paths: reports.flatMap((report) => report.paths),
+    ...(ok ? {} : {
+      diagnosis: reports.map((report) => report.diagnosis).join("; "),
+    }),
+  };
 }
 
 function printReport(label: string, report: RouteReport): void {

@@ -12,6 +12,7 @@ import { logger, setupLogging } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { dialRoute } from "../route/dial.ts";
 import { ProxyHealth } from "../route/health.ts";
+import { PacEngines } from "../route/pac/engine.ts";
 import { describeRoute } from "../route/types.ts";
 import type { ChainStep } from "../route/chain.ts";
 import { diagnose, failurePlace } from "../probe/diagnose.ts";
@@ -81,11 +82,15 @@ export async function stdioCommand(args: string[]): Promise<number> {
     // The last step begun is where a failure happened, for the advice.
     let last: ChainStep | undefined;
     const started = performance.now();
+    const pac = new PacEngines({
+      log: (level, message) => log[level === "warn" ? "warn" : "info"](message),
+    });
     try {
       let path;
       ({ stream, path } = await dialRoute(route, destination, options, {
         health: new ProxyHealth(),
         environment,
+        pac,
         onFailover: (message) => log.warn(message),
         hook: {
           step: (step, run) => {
@@ -107,6 +112,9 @@ export async function stdioCommand(args: string[]): Promise<number> {
         }`,
       );
       return 1;
+    } finally {
+      // One connection: the PAC is not needed once it is open.
+      await pac.close();
     }
     const result = await relay(stdio(), stream, {
       idleTimeoutMs: options.idleTimeoutMs,

@@ -64,11 +64,12 @@ Usage:
   httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
   httptunneling status [ADDR] [--watch | --json]   entries and live tunnels of a tool run with --status
   httptunneling serve --tokens FILE --allow RULES [options]   the far end of ws:// and wss:// hops
+  httptunneling pac FILE|URL|auto HOST [PORT]   what a PAC file answers for HOST (like pactester)
   httptunneling --help | --version
 
 Config lines:
   <source> <destination host> <destination port> [<route>] [key=value ...]
-  <route>: <proxy host> <proxy port> | <hop> [<hop> ...] | direct | env
+  <route>: <proxy host> <proxy port> | <hop> [<hop> ...] | direct | env | pac=FILE|URL|auto
   <hop>:   <proxy URL>[,<alternative URL> ...]   (http://, https://, socks5://, socks5h://, with user:pass@;
            ws://, wss:// with token=)
   <source> proxy [<route>] [key=value ...]   a local HTTP proxy (CONNECT and http:// requests)
@@ -132,6 +133,12 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
       ...lines([PROXY_SWITCH, TO_SWITCH, JSON_SWITCH]),
       ...TUNNEL_LINES,
     ],
+  },
+  pac: {
+    synopsis: "httptunneling pac FILE|URL|auto HOST [PORT]",
+    about:
+      "Prints what the PAC file answers for HOST, as the tool would ask it: for HOST PORT a tunnel's URL https://HOST:PORT/, for HOST alone a plain request's URL http://HOST/.",
+    options: [],
   },
   status: {
     synopsis: "httptunneling status [ADDR] [--watch | --json] [--wide]",

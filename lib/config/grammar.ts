@@ -15,7 +15,13 @@
 import { formatHostPort, ipBytes, isLoopback } from "../net/address.ts";
 import { nearest } from "../suggest.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
-import { AUTH_SCHEMES, type Proxy, type Route } from "../route/types.ts";
+import { parseDuration } from "../time/duration.ts";
+import {
+  AUTH_SCHEMES,
+  type PacRoute,
+  type Proxy,
+  type Route,
+} from "../route/types.ts";
 import {
   type LocalProxyEntry,
   parseSource,
@@ -74,12 +80,22 @@ const EMPTY_CONTEXT: ConfigContext = {
 
 const PROXY_OPTION_NAMES = ["auth", "credentials", "spn-host"];
 
+/** Options of `pac=` routes only. */
+const PAC_OPTION_NAMES = [
+  "pac-timeout",
+  "pac-cache",
+  "pac-refresh",
+  "pac-fallback",
+  "credentials-for",
+];
+
 /** Options of `proxy` and `socks` entries only. */
 const LOCAL_OPTION_NAMES = ["direct-for", "allow", "client-auth"];
 
 const OPTION_NAMES = [
   ...TUNNEL_OPTION_ROWS.map((option) => option.key),
   ...PROXY_OPTION_NAMES,
+  ...PAC_OPTION_NAMES,
   ...LOCAL_OPTION_NAMES,
 ];
 
@@ -157,8 +173,8 @@ export function parseConfig(
 
 /**
  * Parses the route fields of an entry: nothing (direct), `direct`, `env`,
- * proxy URLs (one hop each, commas between alternatives), or the proxy
- * host and port.
+ * `pac=FILE|URL|auto`, proxy URLs (one hop each, commas between
+ * alternatives), or the proxy host and port.
  *
  * @param tokens The fields after the destination port, options excluded.
  * @param environment The variables `${NAME}` may name.
@@ -179,6 +195,32 @@ export function parseRoute(
       );
     }
     return { kind: first.text };
+  }
+  if (first.text.startsWith("pac=")) {
+    if (tokens.length > 1) {
+      throw new EntryError(
+        tokens[1].column,
+        "pac= is the whole route: the PAC names the proxies; remove what follows it, or write options as key=value",
+      );
+    }
+    const source = expandVariables({
+      text: first.text.slice(4),
+      column: first.column + 4,
+    }, environment).text;
+    if (source === "") {
+      throw new EntryError(
+        first.column,
+        "pac= needs a PAC file, an http(s):// URL, or auto",
+      );
+    }
+    // The source is shown in logs and tables as written.
+    if (/^https?:\/\/[^/?#]*@/i.test(source)) {
+      throw new EntryError(
+        first.column + 4,
+        "a pac= URL cannot carry user:password@ (a PAC is fetched without authentication, and the URL is logged): remove it",
+      );
+    }
+    return { kind: "pac", source };
   }
   if (first.text.includes("://")) {
     const hops = tokens.map((token) => {
@@ -236,8 +278,10 @@ function parseEntry(
   line: number,
   context: ConfigContext,
 ): TunnelEntry {
+  // `pac=` is a route, written like an option.
   const firstOption = allTokens.findIndex((token, index) =>
-    index >= 2 && /^[A-Za-z][A-Za-z0-9-]*=/.test(token.text)
+    index >= 2 && /^[A-Za-z][A-Za-z0-9-]*=/.test(token.text) &&
+    !token.text.startsWith("pac=")
   );
   const tokens = firstOption < 0 ? allTokens : allTokens.slice(0, firstOption);
   const options = firstOption < 0 ? [] : allTokens.slice(firstOption);
@@ -287,6 +331,10 @@ function parseEntry(
         );
       }
       settings = { ...settings, ...setting };
+    } else if (route.kind === "pac" && key === "credentials") {
+      route = { ...route, credentials: readCredentials(value, context) };
+    } else if (PAC_OPTION_NAMES.includes(key)) {
+      route = applyPacOption(option, key, value, route);
     } else if (PROXY_OPTION_NAMES.includes(key)) {
       route = applyProxyOption(option, key, value, route, context);
     } else if (LOCAL_OPTION_NAMES.includes(key)) {
@@ -310,6 +358,7 @@ function parseEntry(
     }
   }
   checkWebOptions(options, route);
+  if (route.kind === "pac") checkPacCredentials(route, options);
   if (!local) {
     const [host, port] = tokens.slice(1, 3).map((token) =>
       expandVariables(token, context)
@@ -419,6 +468,103 @@ function isAddressPattern(pattern: string): boolean {
   return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
 }
 
+// `credentials=FILE`: one line user:password.
+function readCredentials(
+  valueToken: Token,
+  context: ConfigContext,
+): { username: string; password: string } {
+  const contents = readFileOption(valueToken, context, "credentials");
+  const first = contents.split(/\r?\n/).find((line) => line.trim() !== "") ??
+    "";
+  const colon = first.indexOf(":");
+  if (colon < 0) {
+    throw new EntryError(
+      valueToken.column,
+      `credentials file ${valueToken.text} must hold one line user:password`,
+    );
+  }
+  const username = first.slice(0, colon);
+  const password = first.slice(colon + 1);
+  checkCredential(username, valueToken.column);
+  checkCredential(password, valueToken.column);
+  return { username, password };
+}
+
+// pac-timeout=, pac-cache=, pac-refresh=, pac-fallback=, credentials-for=.
+function applyPacOption(
+  option: Token,
+  key: string,
+  value: Token,
+  route: Route,
+): PacRoute {
+  if (route.kind !== "pac") {
+    throw new EntryError(
+      option.column,
+      `option ${key} applies to a pac= route, and this entry has none`,
+    );
+  }
+  if (key === "pac-fallback") {
+    if (value.text !== "direct" && value.text !== "error") {
+      throw new EntryError(
+        value.column,
+        `pac-fallback=${value.text} is not an option: write pac-fallback=error (the default: refuse the connection while the PAC cannot answer) or pac-fallback=direct`,
+      );
+    }
+    return { ...route, fallback: value.text };
+  }
+  if (key === "credentials-for") {
+    const patterns = value.text.split(",").map((pattern) =>
+      pattern.trim().toLowerCase().replace(/^\*\./, ".")
+    );
+    if (patterns.some((pattern) => pattern === "" || pattern === "*")) {
+      throw new EntryError(
+        value.column,
+        "credentials-for= lists the proxy hosts that may receive credentials (names, which match their subdomains, addresses or CIDR ranges) separated by commas, none empty and not *",
+      );
+    }
+    return { ...route, credentialsFor: patterns };
+  }
+  const ms = parseDuration(value.text);
+  if (ms === undefined) {
+    throw new EntryError(
+      value.column,
+      `${key}=${value.text} is not valid: use a duration such as ${
+        key === "pac-timeout" ? "1s" : key === "pac-cache" ? "60s" : "15m"
+      }`,
+    );
+  }
+  const field = key === "pac-timeout"
+    ? "timeoutMs"
+    : key === "pac-cache"
+    ? "cacheMs"
+    : "refreshMs";
+  return { ...route, [field]: ms };
+}
+
+// Credentials of a PAC read from a file have no domain to default to.
+function checkPacCredentials(route: PacRoute, options: Token[]): void {
+  const at = (key: string) =>
+    options.find((option) => option.text.startsWith(`${key}=`))?.column ?? 1;
+  if (route.credentials === undefined) {
+    if (route.credentialsFor !== undefined) {
+      throw new EntryError(
+        at("credentials-for"),
+        "credentials-for= says which proxies get the credentials=FILE of the entry; add credentials=FILE",
+      );
+    }
+    return;
+  }
+  if (
+    route.credentialsFor === undefined && route.source !== "auto" &&
+    !/^https?:\/\//i.test(route.source)
+  ) {
+    throw new EntryError(
+      at("credentials"),
+      "a PAC read from a file can name any proxy: add credentials-for=HOST,... naming the proxies that may receive these credentials (e.g. credentials-for=proxy.corp.example)",
+    );
+  }
+}
+
 function readFileOption(
   value: Token,
   context: ConfigContext,
@@ -447,7 +593,9 @@ function applyProxyOption(
   if (route.kind !== "chain") {
     throw new EntryError(
       option.column,
-      `option ${key} applies to a proxy, and this entry has none`,
+      route.kind === "pac"
+        ? `option ${key} does not apply to pac= routes: the PAC names the proxies, and they get credentials=FILE only`
+        : `option ${key} applies to a proxy, and this entry has none`,
     );
   }
   const value = valueToken.text;
@@ -484,20 +632,7 @@ function applyProxyOption(
         }
         : proxy;
   } else {
-    const contents = readFileOption(valueToken, context, "credentials");
-    const first = contents.split(/\r?\n/).find((line) => line.trim() !== "") ??
-      "";
-    const colon = first.indexOf(":");
-    if (colon < 0) {
-      throw new EntryError(
-        valueToken.column,
-        `credentials file ${value} must hold one line user:password`,
-      );
-    }
-    const username = first.slice(0, colon);
-    const password = first.slice(colon + 1);
-    checkCredential(username, valueToken.column);
-    checkCredential(password, valueToken.column);
+    const { username, password } = readCredentials(valueToken, context);
     change = (proxy) =>
       proxy.username !== undefined
         ? proxy

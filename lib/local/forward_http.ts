@@ -39,11 +39,14 @@ import {
 import { type DialContext, dialRoute } from "../route/dial.ts";
 import { routeFromEnvironment } from "../route/env.ts";
 import { dialWithFailover } from "../route/failover.ts";
+import { proxyFor } from "../route/pac/proxies.ts";
+import { requestQuery } from "../route/pac/url.ts";
 import { transportFor } from "../route/transport.ts";
 import {
   type AuthScheme,
   describeProxy,
   describeRoute,
+  type PacRoute,
   type Proxy,
   type Route,
 } from "../route/types.ts";
@@ -218,7 +221,7 @@ async function answer(
 ): Promise<Outcome> {
   const { entry, options, context } = session;
   const framing = requestFraming(head);
-  const upstream = upstreamFor(entry, url, context);
+  const upstream = await upstreamFor(entry, url, context, options);
   const open = async () => {
     const opened = await openUpstream(upstream, url, options, context, session);
     inFlight.add(opened.stream);
@@ -393,12 +396,16 @@ function challengesOf(response: ResponseHead): HeaderField[] {
  * Where a request to `url` goes: to the last proxy of the route when it
  * speaks HTTP, otherwise to the origin server along the route.
  */
-function upstreamFor(
+async function upstreamFor(
   entry: LocalProxyEntry,
-  url: HostPort,
+  url: AbsoluteTarget,
   context: DialContext,
-): Upstream {
-  const chosen = routeFor(entry, url);
+  options: TunnelOptions,
+): Promise<Upstream> {
+  let chosen = routeFor(entry, url);
+  if (chosen.kind === "pac") {
+    chosen = await pacChoice(chosen, url, context, options);
+  }
   const route = chosen.kind === "env"
     ? routeFromEnvironment(context.environment, url)
     : chosen;
@@ -424,6 +431,35 @@ function upstreamFor(
     route,
     key: JSON.stringify(["origin", formatHostPort(url), route]),
   };
+}
+
+/**
+ * The route a PAC gives a plain request, shown its real URL: its first
+ * alternative, with the proxies that follow it up to the next DIRECT as
+ * the hop's failover alternatives; DIRECT first means direct.
+ */
+async function pacChoice(
+  route: PacRoute,
+  url: AbsoluteTarget,
+  context: DialContext,
+  options: TunnelOptions,
+): Promise<Route> {
+  if (context.pac === undefined) {
+    throw new Error(`pac ${route.source}: PAC scripts are not run here`);
+  }
+  const decision = await context.pac.engineFor(route, options.caCerts).decide(
+    requestQuery(`http://${url.authority}${url.path}`, url),
+  );
+  const hop: Proxy[] = [];
+  for (const alternative of decision.alternatives) {
+    if (alternative.kind === "direct") break;
+    try {
+      hop.push(proxyFor(alternative, route, decision.scriptName));
+    } catch (error) {
+      log.warn(errorMessage(error));
+    }
+  }
+  return hop.length === 0 ? { kind: "direct" } : { kind: "chain", hops: [hop] };
 }
 
 async function openUpstream(

@@ -74,6 +74,56 @@ export function isLoopback(host: string): boolean {
 }
 
 /**
+ * Tells whether `host` is a link-local address: 169.254.0.0/16 or
+ * fe80::/10, usable on one network segment only.
+ *
+ * @param host An IP address, IPv6 without brackets.
+ * @returns `true` for a link-local address; `false` for anything else,
+ *   host names included.
+ */
+export function isLinkLocal(host: string): boolean {
+  const bytes = ipBytes(host);
+  if (bytes === undefined) return false;
+  return bytes.length === 4
+    ? bytes[0] === 169 && bytes[1] === 254
+    : bytes[0] === 0xfe && (bytes[1] & 0xc0) === 0x80;
+}
+
+/**
+ * Tells whether the first `bits` bits of two addresses of the same family
+ * are equal: whether `address` lies in the network `network/bits`.
+ *
+ * @param address The address to test, from {@link ipBytes}.
+ * @param network The network's address, from {@link ipBytes}; its bits past
+ *   the prefix do not matter.
+ * @param bits The prefix length, 0 to the address's bit count.
+ * @returns `false` when the lengths differ or `bits` is out of range.
+ *
+ * @example
+ * ```ts
+ * prefixMatches(ipBytes("198.95.1.1")!, ipBytes("198.95.3.3")!, 16); // true
+ * ```
+ */
+export function prefixMatches(
+  address: Uint8Array,
+  network: Uint8Array,
+  bits: number,
+): boolean {
+  if (address.length !== network.length) return false;
+  if (!Number.isInteger(bits) || bits < 0 || bits > address.length * 8) {
+    return false;
+  }
+  const whole = bits >> 3;
+  for (let i = 0; i < whole; i++) {
+    if (address[i] !== network[i]) return false;
+  }
+  const rest = bits & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (address[whole] & mask) === (network[whole] & mask);
+}
+
+/**
  * Formats `host:port`, with brackets around an IPv6 address.
  *
  * @param hostPort The address to format.

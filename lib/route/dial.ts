@@ -1,23 +1,29 @@
 /**
  * Opens the connection a tunnel needs, by its route: straight to the
- * destination, through the proxy the environment names, or through a chain
- * of proxies with failover.
+ * destination, through the proxy the environment names, through a chain
+ * of proxies with failover, or along what a PAC script answers.
  *
  * @module
  */
 
+import { errorMessage, routeFailure } from "../errors.ts";
 import type { HostPort } from "../net/address.ts";
 import type { DialOptions } from "../net/dialer.ts";
 import type { Duplex } from "../net/duplex.ts";
-import { dialTcp } from "../net/tcp.ts";
+import { dialTcp, dialTcpLinked } from "../net/tcp.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
 import { dialWithFailover, type FailoverContext } from "./failover.ts";
-import type { Route } from "./types.ts";
+import type { PacEngines } from "./pac/engine.ts";
+import { proxyFor } from "./pac/proxies.ts";
+import { type PacQuery, tunnelQuery } from "./pac/url.ts";
+import type { PacRoute, Proxy, Route } from "./types.ts";
 
 /** What dialing shares across tunnels. */
 export interface DialContext extends FailoverContext {
   /** The proxy environment read at start, for `env` routes. */
   readonly environment: ProxyEnvironment;
+  /** The PAC engines, for `pac=` routes; such routes fail without. */
+  readonly pac?: PacEngines;
 }
 
 /** An open path to the destination. */
@@ -47,6 +53,16 @@ export function dialRoute(
   context: DialContext,
   abort: AbortController = new AbortController(),
 ): Promise<DialResult> {
+  if (route.kind === "pac") {
+    return dialPac(
+      route,
+      tunnelQuery(destination),
+      destination,
+      options,
+      context,
+      abort,
+    );
+  }
   const resolved = route.kind === "env"
     ? routeFromEnvironment(context.environment, destination)
     : route;
@@ -68,4 +84,104 @@ export function dialRoute(
     stream,
     path,
   }));
+}
+
+/**
+ * Opens a stream to `destination` along a PAC's answer: its alternatives
+ * in order, each run of proxies one hop with failover among them, DIRECT
+ * a direct connect. A proxy failure moves on to the next alternative; a
+ * refusal of the request itself (403, a SOCKS rule) does not.
+ *
+ * @param route The PAC route.
+ * @param query What the script is shown for this connection.
+ * @param destination Where the stream leads.
+ * @param options Time limits, keepalive and trusted CAs.
+ * @param context Proxy failure memory and the PAC engines.
+ * @param abort Gives up when aborted.
+ * @returns The stream, and the path naming the PAC.
+ * @throws {PacUnavailableError} when the script cannot answer (and
+ *   `pac-fallback=error`); the last alternative's failure otherwise.
+ */
+export async function dialPac(
+  route: PacRoute,
+  query: PacQuery,
+  destination: HostPort,
+  options: DialOptions,
+  context: DialContext,
+  abort: AbortController = new AbortController(),
+): Promise<DialResult> {
+  if (context.pac === undefined) {
+    throw new Error(
+      `pac ${route.source}: this command does not run PAC scripts`,
+    );
+  }
+  const decision = await context.pac.engineFor(route, options.caCerts).decide(
+    query,
+  );
+  const from = decision.fallback === undefined
+    ? `(pac ${decision.scriptName})`
+    : `(pac ${route.source} failed; pac-fallback=direct)`;
+  const { alternatives } = decision;
+  let failure: unknown = new Error(
+    `pac ${decision.scriptName} answered no alternative this tool can use`,
+  );
+  let index = 0;
+  while (index < alternatives.length) {
+    const alternative = alternatives[index];
+    if (alternative.kind === "direct") {
+      index++;
+      try {
+        const stream = await dialTcpLinked(destination, options, abort.signal);
+        return { stream, path: `direct ${from}` };
+      } catch (error) {
+        if (abort.signal.aborted || index >= alternatives.length) throw error;
+        failure = error;
+        context.onFailover?.(
+          `DIRECT failed (${
+            errorMessage(error)
+          }); trying the PAC's next alternative`,
+        );
+        continue;
+      }
+    }
+    const hop: Proxy[] = [];
+    while (alternatives[index]?.kind === "proxy") {
+      try {
+        hop.push(proxyFor(
+          alternatives[index] as typeof alternative,
+          route,
+          decision.scriptName,
+        ));
+      } catch (error) {
+        failure = error;
+        context.onFailover?.(errorMessage(error));
+      }
+      index++;
+    }
+    if (hop.length === 0) continue;
+    try {
+      const { stream, path } = await dialWithFailover(
+        [hop],
+        destination,
+        options,
+        context,
+        abort.signal,
+      );
+      return { stream, path: `${path} ${from}` };
+    } catch (error) {
+      if (
+        abort.signal.aborted || !routeFailure(error)?.proxyFault ||
+        index >= alternatives.length
+      ) {
+        throw error;
+      }
+      failure = error;
+      context.onFailover?.(
+        `the PAC's proxies failed (${
+          errorMessage(error)
+        }); trying its next alternative`,
+      );
+    }
+  }
+  throw failure;
 }

@@ -67,11 +67,44 @@ export const AUTH_SCHEMES: readonly AuthScheme[] = [
 /** One hop of a chain: alternatives, tried in order when one fails. */
 export type Hop = readonly Proxy[];
 
+/** What a `pac=` route does when its PAC cannot answer. */
+export type PacFallback = "direct" | "error";
+
+/**
+ * A route a PAC script chooses per destination (`pac=`): its answer is an
+ * ordered list of proxies and DIRECT, tried with failover.
+ */
+export interface PacRoute {
+  /** Tells the kinds of route apart. */
+  readonly kind: "pac";
+  /** A file path, an `http(s)://` URL, or `auto`. */
+  readonly source: string;
+  /** Limit for one script call (`pac-timeout=`); 1 s when absent. */
+  readonly timeoutMs?: number;
+  /** How long an answer is reused (`pac-cache=`); 60 s when absent. */
+  readonly cacheMs?: number;
+  /** Time between fetches of a URL (`pac-refresh=`); 15 min when absent. */
+  readonly refreshMs?: number;
+  /** What to do when the script cannot answer (`pac-fallback=`); `error` when absent. */
+  readonly fallback?: PacFallback;
+  /** Credentials for the proxies the script names (`credentials=`). */
+  readonly credentials?: {
+    readonly username: string;
+    readonly password: string;
+  };
+  /**
+   * The proxy hosts the credentials may be sent to (`credentials-for=`),
+   * NO_PROXY-style patterns; absent: see `mayReceiveCredentials`.
+   */
+  readonly credentialsFor?: readonly string[];
+}
+
 /** The way from this tool to a destination. */
 export type Route =
   | { readonly kind: "direct" }
   | { readonly kind: "env" }
-  | { readonly kind: "chain"; readonly hops: readonly Hop[] };
+  | { readonly kind: "chain"; readonly hops: readonly Hop[] }
+  | PacRoute;
 
 /**
  * Describes a proxy for logs, with the password masked.
@@ -90,11 +123,13 @@ export function describeProxy(proxy: Proxy): string {
  * Describes a route for logs and tables, without passwords.
  *
  * @param route The route to describe.
- * @returns `direct`, `via env`, or `via http://a:3128 -> socks5://b:1080,socks5://c:1080`.
+ * @returns `direct`, `via env`, `via pac /etc/corp.pac`, or
+ *   `via http://a:3128 -> socks5://b:1080,socks5://c:1080`.
  */
 export function describeRoute(route: Route): string {
   if (route.kind === "direct") return "direct";
   if (route.kind === "env") return "via env";
+  if (route.kind === "pac") return `via pac ${route.source}`;
   return `via ${
     route.hops.map((hop) => hop.map(describeProxy).join(",")).join(" -> ")
   }`;
