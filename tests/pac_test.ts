@@ -491,17 +491,16 @@ Deno.test({
           `^PAC p\\.pac: FindProxyForURL\\("https://127\\.0\\.0\\.3:${echo.port}/", "127\\.0\\.0\\.3"\\) = "PROXY 127\\.0\\.0\\.1:${squid.port}; DIRECT"\\n`,
         ),
       );
+      // One route, its alternatives each probed, as a hop's are.
       assert.match(
         stdout,
         new RegExp(
-          `-> 127\\.0\\.0\\.3:${echo.port} via http://127\\.0\\.0\\.1:${squid.port}\\n`,
+          `-> 127\\.0\\.0\\.3:${echo.port} via pac p\\.pac\\n  alternative 1 of 2: via http://127\\.0\\.0\\.1:${squid.port}\\n`,
         ),
       );
-      assert.match(
-        stdout,
-        new RegExp(`-> 127\\.0\\.0\\.3:${echo.port} direct\\n`),
-      );
-      assert.equal(stdout.match(/=> works/g)?.length, 2);
+      assert.match(stdout, /\n {2}alternative 2 of 2: direct\n/);
+      assert.equal(stdout.match(/ {4}=> works/g)?.length, 2);
+      assert.match(stdout, /\n {2}=> works\n/);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -823,8 +822,9 @@ Deno.test("probe CONFIG: a pac= entry shows the PAC's answer, then each alternat
       `function FindProxyForURL() { return "PROXY 127.0.0.1:${dead}; DIRECT"; }\n`,
     );
     const { code, stdout } = await runTool(["probe", "tunnels.conf"], dir);
-    // The dead proxy fails its probe, so the exit status says so.
-    assert.equal(code, 1, stdout);
+    // The dead proxy fails its probe, and the route works all the same:
+    // tunnels fail over to DIRECT.
+    assert.equal(code, 0, stdout);
     assert.match(
       stdout,
       new RegExp(
@@ -834,14 +834,12 @@ Deno.test("probe CONFIG: a pac= entry shows the PAC's answer, then each alternat
     assert.match(
       stdout,
       new RegExp(
-        `-> 127\\.0\\.0\\.2:${echo.port} via http://127\\.0\\.0\\.1:${dead}\\n`,
+        `-> 127\\.0\\.0\\.2:${echo.port} via pac p\\.pac\\n  alternative 1 of 2: via http://127\\.0\\.0\\.1:${dead}\\n`,
       ),
     );
     assert.match(stdout, /=> nothing accepts connections at proxy/);
-    assert.match(
-      stdout,
-      new RegExp(`-> 127\\.0\\.0\\.2:${echo.port} direct\\n[^]*=> works`),
-    );
+    assert.match(stdout, /alternative 2 of 2: direct\n[^]*=> works/);
+    assert.match(stdout, /=> works \(1 of 2 alternatives failed/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
