@@ -1,7 +1,4 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { fromBase64 } from "../lib/net/bytes.ts";
-import { makeCertificates } from "./_util/certs.ts";
 import { pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 import {
   bytes,
@@ -18,8 +15,10 @@ import {
 import { missing, startSquid } from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
+  fingerprintOf,
   logMatches,
   missingWebsockets,
+  serveCertificates,
   startServe,
 } from "./_util/serve.ts";
 import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
@@ -27,37 +26,12 @@ import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 // serve itself needs no python, but its helpers share the skip.
 const ignore = missingWebsockets() || missing("squid");
 
-/** The SHA-256 of a PEM certificate's DER bytes, as fingerprint= takes it. */
-async function fingerprintOf(pemFile: string): Promise<string> {
-  const pem = await Deno.readTextFile(pemFile);
-  const body = pem.split("-----")[2].replace(/\s+/g, "");
-  return `sha256:${
-    createHash("sha256").update(fromBase64(body)).digest("hex")
-  }`;
-}
-
-/** A directory with a test CA and a server certificate, removed on disposal. */
-async function certificates() {
-  const dir = await Deno.makeTempDir({ prefix: "httptunneling-wss-" });
-  await makeCertificates(dir);
-  return {
-    cert: `${dir}/server.pem`,
-    ca: `${dir}/ca.pem`,
-    // serve reads only its own directory: the files go there.
-    files: {
-      "server.pem": await Deno.readTextFile(`${dir}/server.pem`),
-      "server.key": await Deno.readTextFile(`${dir}/server.key`),
-    },
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
-}
-
 Deno.test({
   name:
     "client -> squid -> serve over wss:// (pinned): 2 MiB both ways with half-close, both ends log the tunnel",
   ignore,
   async fn() {
-    await using certs = await certificates();
+    await using certs = await serveCertificates();
     await using echo = startEchoServer();
     await using squid = await startSquid();
     await using serve = await startServe({
@@ -173,7 +147,7 @@ Deno.test({
     "heartbeat=1s keeps a wss:// tunnel alive through a squid that drops tunnels idle for 3 s; a plain CONNECT tunnel idle as long is dropped",
   ignore,
   async fn() {
-    await using certs = await certificates();
+    await using certs = await serveCertificates();
     await using echo = startEchoServer();
     await using squid = await startSquid(
       "read_timeout 3 seconds\nclient_idle_pconn_timeout 3 seconds\n",
