@@ -44,7 +44,7 @@ export function wssHandshake(
   options: DialOptions,
 ): Promise<Duplex> {
   return options.fingerprint === undefined
-    ? tlsHandshake(stream, server, options)
+    ? tlsHandshake(stream, server, options, "tunnel server")
     : pinnedHandshake(stream, server, options.fingerprint);
 }
 
@@ -68,6 +68,7 @@ async function pinnedHandshake(
 ): Promise<Duplex> {
   const label = formatHostPort(server);
   const named = !isIPv4(server.host) && !isIPv6(server.host);
+  let mismatch = false;
   const socket = tlsConnect({
     socket: toNodeStream(stream),
     // The pin is the check; the chain and name are not looked at.
@@ -86,8 +87,9 @@ async function pinnedHandshake(
       const hex = seen
         ? `sha256:${Buffer.from(seen).toString("hex")}`
         : "no certificate";
+      mismatch = true;
       throw new Error(
-        `the server's certificate (${hex}) is not the one fingerprint= pins: if the server has a new certificate, pin its fingerprint`,
+        `the server's certificate (${hex}) is not the one fingerprint= pins`,
       );
     }
     socket.removeAllListeners("error");
@@ -96,7 +98,11 @@ async function pinnedHandshake(
   } catch (error) {
     socket.destroy();
     closeQuietly(stream);
-    throw new ProxyTlsError(label, { cause: error });
+    throw new ProxyTlsError(label, {
+      cause: error,
+      peer: "tunnel server",
+      pinMismatch: mismatch,
+    });
   }
 }
 
