@@ -18,6 +18,7 @@ import {
   fingerprintOf,
   logMatches,
   missingWebsockets,
+  SERVE_TLS_ARGS,
   serveCertificates,
   startServe,
 } from "./_util/serve.ts";
@@ -199,5 +200,43 @@ Deno.test({
       "the plain tunnel's end",
     );
     assert.equal(ended, null);
+  },
+});
+
+Deno.test({
+  name:
+    "64-byte round trips through wss:// to serve do not wait for delayed ACKs (serve's TLS sockets have TCP_NODELAY)",
+  ignore,
+  async fn() {
+    await using certs = await serveCertificates();
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      files: certs.files,
+      args: [...SERVE_TLS_ARGS, "--allow", `127.0.0.1:${echo.port}`],
+    });
+    const ca = await Deno.readTextFile(certs.ca);
+    const port = freePort();
+    await using _tool = await startTool(
+      `${port} 127.0.0.1 ${echo.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem`,
+      { defaults: TEST_OPTIONS },
+      { env: () => undefined, readFile: () => ca },
+    );
+    using conn = await connect(port);
+    conn.setNoDelay(true);
+    const times: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      const started = performance.now();
+      await writeAll(conn, new Uint8Array(64).fill(i));
+      const back = await within(readExactly(conn, 64), 10_000, "the echo");
+      assert.equal(back[63], i);
+      times.push(performance.now() - started);
+    }
+    // With Nagle's algorithm on serve's socket, the echoed data frame and
+    // the ack message after it go out only once the client's delayed ACK
+    // comes: Linux waits at least 40 ms for that, whatever the machine's
+    // speed, so every round trip took over 40 ms.
+    times.sort((a, b) => a - b);
+    const median = times[Math.floor(times.length / 2)];
+    assert.ok(median < 20, `median round trip ${median.toFixed(1)} ms`);
   },
 });
