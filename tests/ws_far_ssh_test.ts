@@ -131,7 +131,8 @@ Deno.test({
       ],
     });
     // sshd's port is allowed too, for the control. squid 5.7 applies
-    // read_timeout to an established CONNECT tunnel: that is what cuts it.
+    // read_timeout to an established CONNECT tunnel: that is what cuts it
+    // (client_idle_pconn_timeout alone leaves an idle tunnel open).
     await using squid = await startSquid(
       connectOnlyTo(serve.port, sshd.port) +
         "read_timeout 5 seconds\nclient_idle_pconn_timeout 5 seconds\n",
