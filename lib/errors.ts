@@ -459,24 +459,56 @@ export class ProxyTlsError extends RouteError {
   readonly reason = "tls";
   /** Whether the proxy's certificate was refused (rather than TLS failing). */
   readonly untrusted: boolean;
+  /** Whose TLS failed: an https:// proxy's or a wss:// tunnel server's. */
+  readonly peer: TlsPeer;
+  /** What to do about a refused certificate, or `""`. */
+  readonly hint: string;
 
   /**
-   * @param proxy `host:port` of the proxy.
-   * @param options The underlying cause.
+   * @param proxy `host:port` of the proxy (or tunnel server).
+   * @param options The underlying cause, and whose TLS it was.
    */
-  constructor(proxy: string, options: ErrorOptions) {
+  constructor(proxy: string, options: ProxyTlsErrorOptions) {
     const cause = errorMessage(options.cause);
-    const untrusted = /certificate|UnknownIssuer|issuer/i.test(cause);
-    const hint = untrusted
+    const peer = options.peer ?? "proxy";
+    const untrusted = options.pinMismatch === true ||
+      /certificate|UnknownIssuer|issuer/i.test(cause);
+    const hint = !untrusted
+      ? ""
+      : peer === "proxy"
       ? ": if the proxy uses a private CA, name its certificate with ca-file=FILE (or --ca-file)"
-      : "";
-    super(`TLS with proxy ${proxy} failed: ${cause}${hint}`, {
+      : options.pinMismatch
+      ? ": if the server has a new certificate, pin its new fingerprint; otherwise something on the way shows a certificate of its own (a proxy that intercepts TLS), and the pin kept the tunnel from running through it"
+      : ": if the server's certificate is self-signed or from a private CA, pin it with fingerprint= or name the CA with ca-file=; a proxy on the way that intercepts TLS shows certificates from a CA of its own, which ca-file= can name to let it read the tunnel";
+    super(`TLS with ${peer} ${proxy} failed: ${cause}${hint}`, {
       ...options,
       proxyFault: true,
     });
     this.name = "ProxyTlsError";
     this.untrusted = untrusted;
+    this.peer = peer;
+    this.hint = hint;
   }
+}
+
+/** Whose TLS a {@link ProxyTlsError} is about. */
+export type TlsPeer = "proxy" | "tunnel server";
+
+/** Options of {@link ProxyTlsError}. */
+export interface ProxyTlsErrorOptions extends ErrorOptions {
+  /**
+   * Whose TLS it was: an https:// proxy, or a wss:// tunnel server.
+   *
+   * @default {"proxy"}
+   */
+  peer?: TlsPeer;
+  /**
+   * The certificate was refused because it is not the one `fingerprint=`
+   * pins.
+   *
+   * @default {false}
+   */
+  pinMismatch?: boolean;
 }
 
 /**

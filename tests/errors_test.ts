@@ -67,6 +67,30 @@ Deno.test("route errors say their metric reason and whether another proxy may do
   assert.equal(routeFailure("a string"), undefined);
 });
 
+Deno.test("a tunnel server's refused certificate: the message names the server, and for a pin mismatch says interception may be why, not ca-file=", () => {
+  const unknown = new ProxyTlsError(P, {
+    cause: new Error("invalid peer certificate: UnknownIssuer"),
+    peer: "tunnel server",
+  });
+  assert.ok(unknown.untrusted);
+  assert.ok(
+    unknown.message.startsWith(`TLS with tunnel server ${P} failed: `),
+    unknown.message,
+  );
+  assert.match(unknown.message, /fingerprint=.*ca-file=.*intercepts TLS/);
+  const pinned = new ProxyTlsError(P, {
+    cause: new Error(
+      "the server's certificate (sha256:00) is not the one fingerprint= pins",
+    ),
+    peer: "tunnel server",
+    pinMismatch: true,
+  });
+  assert.ok(pinned.untrusted);
+  assert.match(pinned.message, /pin its new fingerprint; .*intercepts TLS/);
+  assert.doesNotMatch(pinned.message, /ca-file/);
+  assert.equal(pinned.peer, "tunnel server");
+});
+
 Deno.test("an untrusted proxy certificate is told apart and its message says how to trust it", () => {
   const untrusted = new ProxyTlsError(P, {
     cause: new Error("invalid peer certificate: UnknownIssuer"),

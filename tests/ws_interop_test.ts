@@ -3,7 +3,6 @@ import { createHash } from "node:crypto";
 import { HopFailure, openChain } from "../lib/route/chain.ts";
 import type { DialOptions } from "../lib/net/dialer.ts";
 import { type Duplex, writeAll } from "../lib/net/duplex.ts";
-import { fromBase64 } from "../lib/net/bytes.ts";
 import { parseProxyUrlText } from "../lib/config/proxy_url.ts";
 import { ProxyTlsError, routeFailure, WsRefusedError } from "../lib/errors.ts";
 import { SEND_WINDOW_BYTES, WsTunnelError } from "../lib/ws/stream.ts";
@@ -25,7 +24,7 @@ import { rawRequest } from "./_util/local.ts";
 import { startTool } from "./_util/tool.ts";
 import { missing, startSquid } from "./_util/proxies.ts";
 import { makeCertificates } from "./_util/certs.ts";
-import { missingWebsockets } from "./_util/serve.ts";
+import { fingerprintOf, missingWebsockets } from "./_util/serve.ts";
 import { startWsPeer } from "./_util/ws_peer.ts";
 
 const ignore = missingWebsockets();
@@ -282,13 +281,6 @@ Deno.test({
     }
   },
 });
-
-/** The SHA-256 of a PEM certificate's DER bytes, as fingerprint= takes it. */
-async function fingerprintOf(pemFile: string): Promise<string> {
-  const pem = await Deno.readTextFile(pemFile);
-  const body = pem.split("-----")[2].replace(/\s+/g, "");
-  return `sha256:${sha(fromBase64(body))}`;
-}
 
 Deno.test({
   name:

@@ -1,7 +1,4 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { fromBase64 } from "../lib/net/bytes.ts";
-import { makeCertificates } from "./_util/certs.ts";
 import { pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 import {
   bytes,
@@ -18,8 +15,11 @@ import {
 import { missing, startSquid } from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
+  fingerprintOf,
   logMatches,
   missingWebsockets,
+  SERVE_TLS_ARGS,
+  serveCertificates,
   startServe,
 } from "./_util/serve.ts";
 import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
@@ -27,37 +27,12 @@ import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 // serve itself needs no python, but its helpers share the skip.
 const ignore = missingWebsockets() || missing("squid");
 
-/** The SHA-256 of a PEM certificate's DER bytes, as fingerprint= takes it. */
-async function fingerprintOf(pemFile: string): Promise<string> {
-  const pem = await Deno.readTextFile(pemFile);
-  const body = pem.split("-----")[2].replace(/\s+/g, "");
-  return `sha256:${
-    createHash("sha256").update(fromBase64(body)).digest("hex")
-  }`;
-}
-
-/** A directory with a test CA and a server certificate, removed on disposal. */
-async function certificates() {
-  const dir = await Deno.makeTempDir({ prefix: "httptunneling-wss-" });
-  await makeCertificates(dir);
-  return {
-    cert: `${dir}/server.pem`,
-    ca: `${dir}/ca.pem`,
-    // serve reads only its own directory: the files go there.
-    files: {
-      "server.pem": await Deno.readTextFile(`${dir}/server.pem`),
-      "server.key": await Deno.readTextFile(`${dir}/server.key`),
-    },
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
-}
-
 Deno.test({
   name:
     "client -> squid -> serve over wss:// (pinned): 2 MiB both ways with half-close, both ends log the tunnel",
   ignore,
   async fn() {
-    await using certs = await certificates();
+    await using certs = await serveCertificates();
     await using echo = startEchoServer();
     await using squid = await startSquid();
     await using serve = await startServe({
@@ -173,7 +148,7 @@ Deno.test({
     "heartbeat=1s keeps a wss:// tunnel alive through a squid that drops tunnels idle for 3 s; a plain CONNECT tunnel idle as long is dropped",
   ignore,
   async fn() {
-    await using certs = await certificates();
+    await using certs = await serveCertificates();
     await using echo = startEchoServer();
     await using squid = await startSquid(
       "read_timeout 3 seconds\nclient_idle_pconn_timeout 3 seconds\n",
@@ -225,5 +200,43 @@ Deno.test({
       "the plain tunnel's end",
     );
     assert.equal(ended, null);
+  },
+});
+
+Deno.test({
+  name:
+    "64-byte round trips through wss:// to serve do not wait for delayed ACKs (serve's TLS sockets have TCP_NODELAY)",
+  ignore,
+  async fn() {
+    await using certs = await serveCertificates();
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      files: certs.files,
+      args: [...SERVE_TLS_ARGS, "--allow", `127.0.0.1:${echo.port}`],
+    });
+    const ca = await Deno.readTextFile(certs.ca);
+    const port = freePort();
+    await using _tool = await startTool(
+      `${port} 127.0.0.1 ${echo.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem`,
+      { defaults: TEST_OPTIONS },
+      { env: () => undefined, readFile: () => ca },
+    );
+    using conn = await connect(port);
+    conn.setNoDelay(true);
+    const times: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      const started = performance.now();
+      await writeAll(conn, new Uint8Array(64).fill(i));
+      const back = await within(readExactly(conn, 64), 10_000, "the echo");
+      assert.equal(back[63], i);
+      times.push(performance.now() - started);
+    }
+    // With Nagle's algorithm on serve's socket, the echoed data frame and
+    // the ack message after it go out only once the client's delayed ACK
+    // comes: Linux waits at least 40 ms for that, whatever the machine's
+    // speed, so every round trip took over 40 ms.
+    times.sort((a, b) => a - b);
+    const median = times[Math.floor(times.length / 2)];
+    assert.ok(median < 20, `median round trip ${median.toFixed(1)} ms`);
   },
 });

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { ProxyTlsError } from "../errors.ts";
+import { ProxyTlsError, type TlsPeer } from "../errors.ts";
 import { formatHostPort, type HostPort } from "./address.ts";
 import { BufferedDuplex } from "./buffered.ts";
 import type { Dialer, DialOptions } from "./dialer.ts";
@@ -19,6 +19,7 @@ import { dialTcpLinked } from "./tcp.ts";
  * @param stream A plain connection to the proxy (not itself TLS).
  * @param proxy The proxy, whose host name the certificate must match.
  * @param options Extra trusted CAs.
+ * @param peer Whose TLS it is, for the error's words.
  * @returns The TLS stream.
  * @throws {ProxyTlsError} when TLS cannot start or the certificate is refused.
  */
@@ -26,6 +27,7 @@ export async function tlsHandshake(
   stream: Duplex,
   proxy: HostPort,
   options: Pick<DialOptions, "caCerts">,
+  peer: TlsPeer = "proxy",
 ): Promise<Duplex> {
   const tcp = stream instanceof BufferedDuplex ? stream.unwrap() : stream;
   if (!tcp || !isPlainTcp(tcp)) {
@@ -46,7 +48,7 @@ export async function tlsHandshake(
     return tls;
   } catch (error) {
     closeQuietly(tls ?? tcp);
-    throw new ProxyTlsError(formatHostPort(proxy), { cause: error });
+    throw new ProxyTlsError(formatHostPort(proxy), { cause: error, peer });
   }
 }
 

@@ -112,6 +112,11 @@ export function diagnose(error: Error, place: FailurePlace): string {
     case "ws-refused":
       return failure.message;
     case "tls":
+      if (failure.untrusted && failure.peer === "tunnel server") {
+        return `the TLS certificate of ${who} is not trusted (${
+          errorMessage(failure.cause)
+        })${failure.hint}`;
+      }
       return failure.untrusted
         ? `the TLS certificate of ${who} is not trusted (${
           errorMessage(failure.cause)

@@ -6,15 +6,16 @@
  * Deno.serve cannot change its certificate, and shutting a server down
  * closes every WebSocket it upgraded, so replacing the server on a
  * renewal would cut every open tunnel. With TLS, then, the TLS listener is
- * ours (`Deno.listenTls`, ALPN h2 and http/1.1) and each decrypted
- * connection is relayed to a `Deno.serve` on a loopback port that nothing
- * else may use: a renewal opens a new TLS listener beside the old one
- * (SO_REUSEPORT) and closes the old one, while connections already
- * accepted go on. The client's address is carried over by the port of the
- * loopback connection.
+ * ours and each decrypted connection is relayed to a `Deno.serve` on a
+ * loopback port that nothing else may use: a renewal swaps the certificate
+ * for the connections accepted next, while connections already accepted
+ * go on. The client's address is carried over by the port of the loopback
+ * connection. TLS is `node:tls` (ALPN h2 and http/1.1) over a TCP socket
+ * accepted by `Deno.listen`, not `Deno.listenTls`, whose sockets keep
+ * Nagle's algorithm on.
  *
  * ```
- * client ─TLS─▶ listenTls ─relay─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
+ * client ─TCP─▶ Deno.listen ─node:tls─▶ relay ─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
  * ```
  *
  * @module
@@ -22,7 +23,10 @@
 
 import { errorMessage } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
-import { closeQuietly } from "../net/duplex.ts";
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createSecureContext, TLSSocket } from "node:tls";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
+import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { logger } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { watchConfig } from "../config/watch.ts";
@@ -112,38 +116,55 @@ function startTlsFront(
     return handler(request, { ...info, remoteAddr: client });
   });
   const relays = new Set<Promise<unknown>>();
-  const conns = new Set<Deno.TlsConn>();
-  const open = (port: number) =>
-    Deno.listenTls({
-      hostname: address.host,
-      port,
-      reusePort: true,
-      alpnProtocols: ["h2", "http/1.1"],
-      cert: Deno.readTextFileSync(tls.certFile),
-      key: Deno.readTextFileSync(tls.keyFile),
-    });
-  const forward = async (conn: Deno.TlsConn) => {
+  const sockets = new Set<Duplex>();
+  // node:tls reads the files only at a handshake: they are checked here,
+  // so that a broken renewal keeps the previous certificate.
+  const secureContext = () => {
+    const cert = Deno.readTextFileSync(tls.certFile);
+    const key = Deno.readTextFileSync(tls.keyFile);
+    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
+      throw new Error("the key does not belong to the certificate");
+    }
+    return createSecureContext({ cert, key });
+  };
+  let context = secureContext();
+  const listener = Deno.listen({ hostname: address.host, port: address.port });
+  const addr = listener.addr;
+  const forward = async (conn: Deno.TcpConn) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let local: Deno.TcpConn | undefined;
-    conns.add(conn);
+    // Deno.listenTls leaves Nagle's algorithm on and offers no way to turn
+    // it off: every small write that follows one not yet acknowledged
+    // (a data frame, then its ack) would wait for the client's delayed
+    // ACK. Here the TCP socket is ours, so TLS runs over it with
+    // TCP_NODELAY.
+    conn.setNoDelay(true);
+    const socket = new TLSSocket(toNodeStream(conn), {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ["h2", "http/1.1"],
+    });
+    const stream = fromNodeStream(socket);
+    sockets.add(stream);
     try {
-      await Promise.race([
-        conn.handshake(),
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error("TLS handshake timed out")),
-            TLS_HANDSHAKE_TIMEOUT_MS,
-          );
-        }),
-      ]);
+      await new Promise<void>((resolve, reject) => {
+        socket.once("secure", resolve);
+        socket.once("error", reject);
+        socket.once("close", () => reject(new Error("connection closed")));
+        timer = setTimeout(
+          () => reject(new Error("TLS handshake timed out")),
+          TLS_HANDSHAKE_TIMEOUT_MS,
+        );
+      });
       clearTimeout(timer);
+      socket.removeAllListeners("secure");
       local = await Deno.connect({
         hostname: "127.0.0.1",
         port: inner.addr.port,
       });
       local.setNoDelay(true);
       clients.set(local.localAddr.port, conn.remoteAddr);
-      await relay(conn, local);
+      await relay(stream, local);
     } catch (error) {
       log.debug(
         `TLS connection from ${
@@ -159,32 +180,22 @@ function startTlsFront(
         clients.delete(local.localAddr.port);
         closeQuietly(local);
       }
-      conns.delete(conn);
-      closeQuietly(conn);
+      sockets.delete(stream);
+      closeQuietly(stream);
     }
   };
-  const acceptAll = async (listener: Deno.TlsListener) => {
+  let accepting = true;
+  const loop = (async () => {
     for await (const conn of listener) {
       const task = forward(conn);
       relays.add(task);
       task.finally(() => relays.delete(task));
     }
-  };
-  let current = open(address.port);
-  const addr = current.addr;
-  const loops = new Set<Promise<void>>();
-  const run = (listener: Deno.TlsListener) => {
-    const loop = acceptAll(listener).catch(() => {});
-    loops.add(loop);
-    loop.finally(() => loops.delete(loop));
-  };
-  run(current);
-  let accepting = true;
+  })().catch(() => {});
   const reload = () => {
     if (!accepting) return;
-    let next: Deno.TlsListener;
     try {
-      next = open(addr.port);
+      context = secureContext();
     } catch (error) {
       log.error(
         `${tls.certFile} or ${tls.keyFile} changed but they cannot be used (${
@@ -193,9 +204,6 @@ function startTlsFront(
       );
       return;
     }
-    run(next);
-    closeQuietly(current);
-    current = next;
     log.info(
       `${tls.certFile} changed: TLS on ${
         formatHostPort({ host: addr.hostname, port: addr.port })
@@ -216,7 +224,7 @@ function startTlsFront(
     if (!accepting) return;
     accepting = false;
     clearTimeout(timer);
-    closeQuietly(current);
+    closeQuietly(listener);
   };
   return {
     addr,
@@ -224,9 +232,9 @@ function startTlsFront(
     async shutdown() {
       stopAccepting();
       await Promise.all(watches.map((watch) => watch.close()));
-      await Promise.all([...loops]);
+      await loop;
       await inner.shutdown();
-      for (const conn of conns) closeQuietly(conn);
+      for (const socket of sockets) closeQuietly(socket);
       await Promise.all([...relays]);
     },
   };

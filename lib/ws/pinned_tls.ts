@@ -10,9 +10,8 @@
  * @module
  */
 
-import { Duplex as NodeDuplex } from "node:stream";
 import { createHash } from "node:crypto";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { connect as tlsConnect } from "node:tls";
 import { ProxyTlsError } from "../errors.ts";
 import {
   formatHostPort,
@@ -22,11 +21,10 @@ import {
 } from "../net/address.ts";
 import { sameBytes } from "../net/bytes.ts";
 import type { Dialer, DialOptions } from "../net/dialer.ts";
-import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
+import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { dialTcpLinked } from "../net/tcp.ts";
 import { tlsHandshake } from "../net/tls.ts";
-
-const READ_CHUNK_BYTES = 16 * 1024;
 
 /**
  * Starts TLS with a wss:// server over `stream`: pinned to
@@ -44,7 +42,7 @@ export function wssHandshake(
   options: DialOptions,
 ): Promise<Duplex> {
   return options.fingerprint === undefined
-    ? tlsHandshake(stream, server, options)
+    ? tlsHandshake(stream, server, options, "tunnel server")
     : pinnedHandshake(stream, server, options.fingerprint);
 }
 
@@ -68,6 +66,7 @@ async function pinnedHandshake(
 ): Promise<Duplex> {
   const label = formatHostPort(server);
   const named = !isIPv4(server.host) && !isIPv6(server.host);
+  let mismatch = false;
   const socket = tlsConnect({
     socket: toNodeStream(stream),
     // The pin is the check; the chain and name are not looked at.
@@ -86,8 +85,9 @@ async function pinnedHandshake(
       const hex = seen
         ? `sha256:${Buffer.from(seen).toString("hex")}`
         : "no certificate";
+      mismatch = true;
       throw new Error(
-        `the server's certificate (${hex}) is not the one fingerprint= pins: if the server has a new certificate, pin its fingerprint`,
+        `the server's certificate (${hex}) is not the one fingerprint= pins`,
       );
     }
     socket.removeAllListeners("error");
@@ -96,85 +96,10 @@ async function pinnedHandshake(
   } catch (error) {
     socket.destroy();
     closeQuietly(stream);
-    throw new ProxyTlsError(label, { cause: error });
+    throw new ProxyTlsError(label, {
+      cause: error,
+      peer: "tunnel server",
+      pinMismatch: mismatch,
+    });
   }
-}
-
-// Our stream as a Node stream, for node:tls to run over.
-function toNodeStream(stream: Duplex): NodeDuplex {
-  return new NodeDuplex({
-    read() {
-      const buffer = new Uint8Array(READ_CHUNK_BYTES);
-      stream.read(buffer).then(
-        (n) => this.push(n === null ? null : buffer.subarray(0, n)),
-        (error) => this.destroy(error),
-      );
-    },
-    write(chunk: Uint8Array, _encoding, done) {
-      writeAll(stream, chunk).then(() => done(), done);
-    },
-    final(done) {
-      stream.closeWrite().then(() => done(), done);
-    },
-    destroy(error, done) {
-      closeQuietly(stream);
-      done(error);
-    },
-  });
-}
-
-// A Node TLS socket as our stream.
-function fromNodeStream(socket: TLSSocket): Duplex {
-  let failure: Error | undefined;
-  let ended = false;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const waiting = wake;
-    wake = undefined;
-    waiting?.();
-  };
-  socket.on("readable", notify);
-  socket.on("end", () => {
-    ended = true;
-    notify();
-  });
-  socket.on("error", (error) => {
-    failure = error;
-    notify();
-  });
-  socket.on("close", () => {
-    ended = true;
-    notify();
-  });
-  return {
-    async read(buffer) {
-      while (true) {
-        const chunk: Uint8Array | null = socket.read();
-        if (chunk !== null) {
-          const n = Math.min(buffer.length, chunk.length);
-          buffer.set(chunk.subarray(0, n));
-          if (n < chunk.length) socket.unshift(chunk.subarray(n));
-          return n;
-        }
-        if (failure) throw failure;
-        if (ended) return null;
-        await new Promise<void>((resolve) => wake = resolve);
-      }
-    },
-    write(data) {
-      if (failure) return Promise.reject(failure);
-      return new Promise((resolve, reject) =>
-        socket.write(
-          data,
-          (error) => error ? reject(error) : resolve(data.length),
-        )
-      );
-    },
-    closeWrite() {
-      return new Promise((resolve) => socket.end(resolve));
-    },
-    close() {
-      socket.destroy();
-    },
-  };
 }

@@ -136,14 +136,18 @@ export async function startBlackHole(): Promise<TestProcess> {
  * to any port.
  *
  * @param extra More squid.conf lines, placed before the access rules.
+ * @param portOptions Options of its `http_port` line (`ssl-bump …`).
  */
-export function startSquid(extra = ""): Promise<TestProcess> {
+export function startSquid(
+  extra = "",
+  portOptions = "",
+): Promise<TestProcess> {
   return startProgram(
     "squid",
     "squid",
     (dir) => ["-N", "-f", `${dir}/squid.conf`],
     (dir, port) =>
-      `http_port 127.0.0.1:${port}
+      `http_port 127.0.0.1:${port} ${portOptions}
 pid_filename ${dir}/squid.pid
 cache_log ${dir}/cache.log
 access_log stdio:${dir}/access.log
@@ -158,6 +162,75 @@ http_access deny all
 `,
     "squid.conf",
   );
+}
+
+/** A squid that intercepts TLS, from {@linkcode startBumpingSquid}. */
+export interface BumpingSquid extends TestProcess {
+  /** The CA squid signs its forged certificates with (PEM file). */
+  readonly caFile: string;
+}
+
+/**
+ * Starts squid as a TLS-intercepting proxy (Debian's squid-openssl): every
+ * CONNECT is bumped (`ssl_bump peek` then `bump`), the client is shown a
+ * certificate squid forges with a CA of its own, mimicking the server's,
+ * and WebSocket upgrades inside are passed on.
+ *
+ * @param upstreamCa The CA file squid checks the servers' certificates
+ *   against (read by squid, which runs as its own user).
+ */
+export async function startBumpingSquid(
+  upstreamCa: string,
+): Promise<BumpingSquid> {
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-bump-" });
+  try {
+    await makeCertificates(dir);
+    // squid drops root: the CA key, the upstream CA and the certificate
+    // database must be readable and writable by its user.
+    await Deno.chmod(dir, 0o755);
+    await Deno.chmod(`${dir}/ca.key`, 0o644);
+    await Deno.writeTextFile(
+      `${dir}/upstream-ca.pem`,
+      await Deno.readTextFile(upstreamCa),
+    );
+    const certgen = `${SQUID_HELPERS}/security_file_certgen`;
+    const { code, stderr } = await new Deno.Command(certgen, {
+      args: ["-c", "-s", `${dir}/ssl_db`, "-M", "4MB"],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (code !== 0) {
+      throw new Error(
+        `security_file_certgen -c failed: ${new TextDecoder().decode(stderr)}`,
+      );
+    }
+    await new Deno.Command("chmod", {
+      args: ["-R", "a+rwX", `${dir}/ssl_db`],
+    }).output();
+    const squid = await startSquid(
+      `sslcrtd_program ${certgen} -s ${dir}/ssl_db -M 4MB
+sslcrtd_children 2 startup=1 idle=1
+tls_outgoing_options cafile=${dir}/upstream-ca.pem
+acl step1 at_step SslBump1
+ssl_bump peek step1
+ssl_bump bump all
+http_upgrade_request_protocols OTHER allow all
+`,
+      `ssl-bump tls-cert=${dir}/ca.pem tls-key=${dir}/ca.key generate-host-certificates=on dynamic_cert_mem_cache_size=4MB`,
+    );
+    return {
+      port: squid.port,
+      dir: squid.dir,
+      caFile: `${dir}/ca.pem`,
+      async [Symbol.asyncDispose]() {
+        await squid[Symbol.asyncDispose]();
+        await Deno.remove(dir, { recursive: true });
+      },
+    };
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
 }
 
 /**

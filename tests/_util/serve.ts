@@ -8,6 +8,9 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { fromBase64 } from "../../lib/net/bytes.ts";
+import { makeCertificates } from "./certs.ts";
 import { freePort, pause, text, within } from "./net.ts";
 import { IN_CI } from "./proxies.ts";
 import { ROOT, tool, waitForLog } from "./tool.ts";
@@ -196,4 +199,45 @@ export async function logMatches(
     }
     await pause(50);
   }
+}
+
+/** The SHA-256 of a PEM certificate's DER bytes, as fingerprint= takes it. */
+export async function fingerprintOf(pemFile: string): Promise<string> {
+  const pem = await Deno.readTextFile(pemFile);
+  const body = pem.split("-----")[2].replace(/\s+/g, "");
+  return `sha256:${
+    createHash("sha256").update(fromBase64(body)).digest("hex")
+  }`;
+}
+
+/** A test CA and a certificate it signed for serve, from {@linkcode serveCertificates}. */
+export interface ServeCertificates extends AsyncDisposable {
+  /** serve's certificate (PEM file), for 127.0.0.1 and localhost. */
+  readonly cert: string;
+  /** The CA that signed it (PEM file), for ca-file=. */
+  readonly ca: string;
+  /** serve.pem and server.key by name, for {@linkcode StartServeOptions.files}. */
+  readonly files: Record<string, string>;
+}
+
+/** The arguments that make serve use {@linkcode ServeCertificates.files}. */
+export const SERVE_TLS_ARGS = ["--cert", "server.pem", "--key", "server.key"];
+
+/**
+ * Makes a CA and a server certificate in a new directory, removed on
+ * disposal; serve reads only its own directory, so the files are also
+ * given by content for {@linkcode startServe}.
+ */
+export async function serveCertificates(): Promise<ServeCertificates> {
+  const dir = await Deno.makeTempDir({ prefix: "httptunneling-wss-" });
+  await makeCertificates(dir);
+  return {
+    cert: `${dir}/server.pem`,
+    ca: `${dir}/ca.pem`,
+    files: {
+      "server.pem": await Deno.readTextFile(`${dir}/server.pem`),
+      "server.key": await Deno.readTextFile(`${dir}/server.key`),
+    },
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
 }
