@@ -860,7 +860,7 @@ Deno.test("run from source without read access to the tool's code, a PAC says wh
     assert.equal(code, 1);
     assert.match(
       text(stderr),
-      /^warning: d\.pac: without --allow-run the PAC runs inside the tool, where a script that loops or allocates without end cannot be stopped .*\nerror: pac: PAC scripts run from source need read access to the tool's code: add --allow-read=\/.+ \(deno task start and a compiled binary have it\)\n$/,
+      /^warn: d\.pac: without --allow-run the PAC runs inside the tool, where a script that loops or allocates without end cannot be stopped .*\nerror: pac: PAC scripts run from source need read access to the tool's code: add --allow-read=\/.+ \(deno task start and a compiled binary have it\)\n$/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
