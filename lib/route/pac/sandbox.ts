@@ -4,13 +4,15 @@
  * bounded in time, and the Worker's name lookups answered through the
  * shared-memory bridge.
  *
- * A call that takes longer than the limit is abandoned: the Worker is
- * terminated and a new one loads the script for the next call. Deno's
- * `Worker.terminate()` does not stop a thread that is running JavaScript
- * (denoland/deno#35657), so a script that loops for ever keeps its thread
- * busy until the process ends; a script that times out
- * {@link MAX_TIMEOUTS} times is therefore not run again, and every call
- * fails at once until the script changes.
+ * It runs inside the sandbox process (process.ts, child.ts), which the
+ * tool kills when a call overruns; in the tool itself only when the tool
+ * may not start that process. A call that takes longer than the limit is
+ * abandoned: the Worker is terminated and a new one loads the script for
+ * the next call. Deno's `Worker.terminate()` does not stop a thread that
+ * is running JavaScript (denoland/deno#35657), so in the tool a script
+ * that loops for ever keeps its thread busy until the process ends; a
+ * script that times out {@link MAX_TIMEOUTS} times is therefore not run
+ * again, and every call fails at once until the script changes.
  *
  * @module
  */
