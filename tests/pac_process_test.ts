@@ -10,6 +10,7 @@ import type { PacLookups } from "../lib/route/pac/lookups.ts";
 import { PacProcess } from "../lib/route/pac/process.ts";
 import { PacScriptError, PacTimeoutError } from "../lib/route/pac/sandbox.ts";
 import { startServer } from "./_util/net.ts";
+import { cpuSeconds } from "./_util/tool.ts";
 
 const FAKE_DNS: PacLookups = {
   resolveIpv4: (host) =>
@@ -33,18 +34,6 @@ function gone(pid: number): boolean {
   } catch {
     return true;
   }
-}
-
-// Clock ticks of CPU this process (all its threads) used so far. Deno
-// refuses /proc/self without --allow-all, so cat reads it.
-async function cpuTicks(): Promise<number> {
-  const { stdout } = await new Deno.Command("cat", {
-    args: [`/proc/${Deno.pid}/stat`],
-  }).output();
-  const stat = new TextDecoder().decode(stdout);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // utime and stime, fields 14 and 15 of proc(5), counted from field 3.
-  return Number(fields[11]) + Number(fields[12]);
 }
 
 async function until(check: () => boolean, ms: number): Promise<boolean> {
@@ -123,10 +112,9 @@ Deno.test("process: a script that loops for ever is abandoned at the limit, its 
     );
     // Nothing of the loop is left: over two seconds this process uses a
     // small share of one core (a spinning thread would use all of it).
-    const ticksPerSecond = 100;
-    const before = await cpuTicks();
+    const before = await cpuSeconds(Deno.pid);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
-    const used = (await cpuTicks() - before) / ticksPerSecond;
+    const used = await cpuSeconds(Deno.pid) - before;
     assert.ok(used < 0.8, `the process used ${used} s of CPU in 2 s`);
     assert.equal(
       await sandbox.find("https://intranet.test/", "intranet.test"),
