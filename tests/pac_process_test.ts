@@ -6,11 +6,12 @@
  * call gets a fresh process. Real processes.
  */
 import assert from "node:assert/strict";
+import { PAC_SANDBOX_COMMAND } from "../lib/route/pac/child.ts";
 import type { PacLookups } from "../lib/route/pac/lookups.ts";
 import { PacProcess } from "../lib/route/pac/process.ts";
 import { PacScriptError, PacTimeoutError } from "../lib/route/pac/sandbox.ts";
 import { startServer } from "./_util/net.ts";
-import { cpuSeconds } from "./_util/tool.ts";
+import { COMPILE_FLAGS, cpuSeconds, ROOT, runTool } from "./_util/tool.ts";
 
 const FAKE_DNS: PacLookups = {
   resolveIpv4: (host) =>
@@ -216,4 +217,43 @@ Deno.test("process: a process that keeps dying is started again only after a bac
   } finally {
     await sandbox.close();
   }
+});
+
+Deno.test("process: the hidden __pac-sandbox subcommand, as a compiled binary starts it, with the binary's permissions, answers and is not in the usage", async () => {
+  const sandbox = new PacProcess({
+    text: `function FindProxyForURL(url, host) {
+      var reached = [];
+      try { Deno.readTextFileSync("deno.json"); reached.push("read"); } catch (e) {}
+      return "PROXY " + dnsResolve(host) + ":3128" + reached.join(" ");
+    }`,
+    name: "compiled.pac",
+  }, {
+    lookups: FAKE_DNS,
+    timeoutMs: 5_000,
+    spawn: {
+      command: Deno.execPath(),
+      // What the binary carries; run from source, the Worker's code must
+      // be readable too (the binary embeds it).
+      args: [
+        "run",
+        "--quiet",
+        `--config=${ROOT}deno.json`,
+        ...COMPILE_FLAGS,
+        `--allow-read=.,${ROOT}`,
+        `${ROOT}main.ts`,
+        PAC_SANDBOX_COMMAND,
+      ],
+      env: {},
+    },
+  });
+  try {
+    assert.equal(
+      await sandbox.find("https://intranet.test/", "intranet.test"),
+      "PROXY 10.1.2.3:3128",
+    );
+  } finally {
+    await sandbox.close();
+  }
+  const usage = await runTool(["--help"]);
+  assert.doesNotMatch(usage.stdout + usage.stderr, /pac-sandbox/);
 });
