@@ -13,6 +13,7 @@ import { serveCommand } from "./lib/cli/serve.ts";
 import { statusCommand } from "./lib/cli/status.ts";
 import { stdioCommand } from "./lib/cli/stdio.ts";
 import { commandUsage, USAGE } from "./lib/cli/usage.ts";
+import { PAC_SANDBOX_COMMAND, pacChildMain } from "./lib/route/pac/child.ts";
 import { errorMessage, UsageError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -24,6 +25,8 @@ const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
   status: statusCommand,
   serve: serveCommand,
   pac: pacCommand,
+  // Not in the usage: the PAC sandbox process a compiled binary starts.
+  [PAC_SANDBOX_COMMAND]: pacChildMain,
 };
 
 /**

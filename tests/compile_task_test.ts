@@ -15,6 +15,8 @@ Deno.test("the compile task bakes network, env, and reads and writes below the w
     "--allow-env",
     "--allow-net",
     "--allow-read=.",
+    // The PAC sandbox process: the binary itself, found on PATH.
+    "--allow-run=httptunneling",
     // A PAC's myIpAddress() and pac=auto's host name, nothing more.
     "--allow-sys=hostname,networkInterfaces",
     "--allow-write=.",

@@ -2,8 +2,9 @@
  * The PAC sandbox: a Worker without permissions answering
  * FindProxyForURL, its name lookups bridged to the main thread, located
  * errors, and hostile scripts contained (file and network access,
- * import(), huge allocations). A script that loops for ever is tested in
- * a child process (cli_pac_test.ts), since Deno cannot stop its thread.
+ * import(), huge allocations). A script that loops for ever is tested
+ * with the sandbox process (pac_process_test.ts), since Deno cannot stop
+ * a Worker's thread.
  */
 import assert from "node:assert/strict";
 import type { PacLookups } from "../lib/route/pac/lookups.ts";

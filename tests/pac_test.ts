@@ -24,6 +24,8 @@ import {
   startTlsFront,
 } from "./_util/proxies.ts";
 import {
+  childPids,
+  cpuSeconds,
   ROOT,
   runArgs,
   startRun,
@@ -34,9 +36,10 @@ import {
 
 /**
  * Run from source, the PAC Worker's code must be readable besides the
- * working directory (a compiled binary carries it).
+ * working directory (a compiled binary carries it), and the PAC sandbox
+ * process is `deno` itself.
  */
-const READ_SOURCE = [`--allow-read=.,${ROOT}`];
+const READ_SOURCE = [`--allow-read=.,${ROOT}`, "--allow-run=deno"];
 
 async function runTool(args: string[], cwd: string) {
   const { code, stdout, stderr } = await tool(args, cwd, {}, READ_SOURCE)
@@ -334,7 +337,7 @@ Deno.test({
   },
 });
 
-Deno.test("a PAC that loops for ever: the call is abandoned, the entry falls back direct, other entries are unaffected", async () => {
+Deno.test("a PAC that loops for ever: the call is abandoned, its process killed, nothing spins, the entry falls back direct, other entries are unaffected", async () => {
   await using echo = startEchoOn("127.0.0.2");
   const [looping, plain] = [freePort(), freePort()];
   const dir = await tempConfig(
@@ -355,8 +358,17 @@ Deno.test("a PAC that loops for ever: the call is abandoned, the entry falls bac
   );
   assert.match(
     log,
-    /loop\.pac: FindProxyForURL\("https:\/\/127\.0\.0\.2:\d+\/", "127\.0\.0\.2"\) took longer than 500 ms and was abandoned/,
+    /loop\.pac: FindProxyForURL\("https:\/\/127\.0\.0\.2:\d+\/", "127\.0\.0\.2"\) took longer than 500 ms and was abandoned .*; its sandbox process was killed/,
   );
+  // The loop died with its process: the tool has no child left, and over
+  // two seconds it uses a small share of one core (a spinning thread would
+  // use all of it).
+  assert.deepEqual(await childPids(run.pid), []);
+  const before = await cpuSeconds(run.pid);
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const used = await cpuSeconds(run.pid) - before;
+  assert.ok(used < 0.8, `the tool used ${used} s of CPU in 2 s`);
+  await echoThrough(looping, "again");
 });
 
 Deno.test("a PAC that cannot answer refuses the connection by default (pac-fallback=error)", async () => {
@@ -857,7 +869,7 @@ Deno.test("run from source without read access to the tool's code, a PAC says wh
     assert.equal(code, 1);
     assert.match(
       text(stderr),
-      /^error: pac: PAC scripts run from source need read access to the tool's code: add --allow-read=\/.+ \(deno task start and a compiled binary have it\)\n$/,
+      /^warn: d\.pac: without --allow-run the PAC runs inside the tool, where a script that loops or allocates without end cannot be stopped .*\nerror: pac: PAC scripts run from source need read access to the tool's code: add --allow-read=\/.+ \(deno task start and a compiled binary have it\)\n$/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

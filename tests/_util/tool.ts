@@ -187,6 +187,8 @@ export async function waitForLog(
 export interface StartedRun extends AsyncDisposable {
   /** Its log file. */
   readonly log: string;
+  /** The `deno run` process's id. */
+  readonly pid: number;
 }
 
 /**
@@ -201,6 +203,7 @@ export function startRun(
   const child = tool(["run", ...options], dir, {}, denoFlags).spawn();
   return {
     log: `${dir}/HTTPTunneling.log`,
+    pid: child.pid,
     async [Symbol.asyncDispose]() {
       child.kill("SIGTERM");
       const { code } = await within(child.output(), 10_000, "exit");
@@ -208,6 +211,30 @@ export function startRun(
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/**
+ * The CPU time (user and system, all threads) process `pid` has used so
+ * far, from /proc (Linux). Deno refuses /proc/self without --allow-all,
+ * so `cat` reads it.
+ */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const { stdout } = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/stat`],
+  }).output();
+  const stat = text(stdout);
+  // utime and stime, fields 14 and 15 of proc(5), counted after the name.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSecond = 100;
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+}
+
+/** The ids of the processes whose parent is `pid`. */
+export async function childPids(pid: number): Promise<number[]> {
+  const { stdout } = await new Deno.Command("pgrep", {
+    args: ["-P", String(pid)],
+  }).output();
+  return text(stdout).split("\n").filter((line) => line !== "").map(Number);
 }
 
 /** `run` started by spawnRun; disposing it kills it and removes its directory. */

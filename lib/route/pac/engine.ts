@@ -17,7 +17,8 @@ import {
   PacResultError,
   parsePacResult,
 } from "./result.ts";
-import { PacSandbox, type PacScript } from "./sandbox.ts";
+import { PacProcess, pacSpawn } from "./process.ts";
+import { type PacEvaluator, PacSandbox, type PacScript } from "./sandbox.ts";
 import { PacSource } from "./source.ts";
 import type { PacQuery } from "./url.ts";
 
@@ -74,7 +75,8 @@ export class PacEngine {
   readonly #options: PacEngineOptions;
   readonly #source: PacSource;
   readonly #lookups: PacLookups;
-  #sandbox: PacSandbox | undefined;
+  #sandbox: PacEvaluator | undefined;
+  #warned = false;
   #cache = new Map<
     string,
     { until: number; decision: Promise<PacAlternative[]> }
@@ -193,23 +195,38 @@ export class PacEngine {
 
   /** Stops the sandbox, the refresh timer and the watch. */
   async close(): Promise<void> {
-    this.#sandbox?.close();
+    const sandbox = this.#sandbox;
     this.#sandbox = undefined;
-    await this.#source.close();
+    await Promise.all([sandbox?.close(), this.#source.close()]);
   }
 
-  async #current(): Promise<PacSandbox> {
+  async #current(): Promise<PacEvaluator> {
     const script = await this.#source.script();
     this.#sandbox ??= this.#newSandbox(script);
     return this.#sandbox;
   }
 
-  #newSandbox(script: PacScript): PacSandbox {
-    return new PacSandbox(script, {
+  // A process the tool can kill when it may start one; otherwise a
+  // Worker in this process, which a script that loops cannot be taken out
+  // of.
+  #newSandbox(script: PacScript): PacEvaluator {
+    const options = {
       timeoutMs: this.#route.timeoutMs,
       lookups: this.#lookups,
       log: this.#options.log,
-    });
+    };
+    const spawn = pacSpawn();
+    if (spawn !== undefined) {
+      return new PacProcess(script, { ...options, spawn });
+    }
+    if (!this.#warned) {
+      this.#warned = true;
+      this.#options.log?.(
+        "warn",
+        `${script.name}: without --allow-run the PAC runs inside the tool, where a script that loops or allocates without end cannot be stopped (give the tool --allow-run=deno, or --allow-run=httptunneling for the binary)`,
+      );
+    }
+    return new PacSandbox(script, options);
   }
 
   // A changed script takes over once it loads; a broken one is reported
@@ -219,7 +236,7 @@ export class PacEngine {
     try {
       await next.load();
     } catch (error) {
-      next.close();
+      await next.close();
       this.#options.log?.(
         "warn",
         `the new PAC does not load (${
@@ -228,8 +245,9 @@ export class PacEngine {
       );
       return;
     }
-    this.#sandbox?.close();
+    const previous = this.#sandbox;
     this.#sandbox = next;
+    await previous?.close();
     this.#cache.clear();
   }
 }

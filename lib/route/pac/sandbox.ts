@@ -4,13 +4,15 @@
  * bounded in time, and the Worker's name lookups answered through the
  * shared-memory bridge.
  *
- * A call that takes longer than the limit is abandoned: the Worker is
- * terminated and a new one loads the script for the next call. Deno's
- * `Worker.terminate()` does not stop a thread that is running JavaScript
- * (denoland/deno#35657), so a script that loops for ever keeps its thread
- * busy until the process ends; a script that times out
- * {@link MAX_TIMEOUTS} times is therefore not run again, and every call
- * fails at once until the script changes.
+ * It runs inside the sandbox process (process.ts, child.ts), which the
+ * tool kills when a call overruns; in the tool itself only when the tool
+ * may not start that process. A call that takes longer than the limit is
+ * abandoned: the Worker is terminated and a new one loads the script for
+ * the next call. Deno's `Worker.terminate()` does not stop a thread that
+ * is running JavaScript (denoland/deno#35657), so in the tool a script
+ * that loops for ever keeps its thread busy until the process ends; a
+ * script that times out {@link MAX_TIMEOUTS} times is therefore not run
+ * again, and every call fails at once until the script changes.
  *
  * @module
  */
@@ -46,16 +48,16 @@ export interface PacScript {
 export class PacScriptError extends Error {
   /**
    * @param script The script's name, e.g. `corp.pac`.
-   * @param message What went wrong.
+   * @param detail What went wrong, without the name and line.
    * @param line The script's line, when the engine told it.
    */
   constructor(
     readonly script: string,
-    message: string,
+    readonly detail: string,
     readonly line?: number,
   ) {
     super(
-      `${script}${line === undefined ? "" : `:${line}`}: ${message}`,
+      `${script}${line === undefined ? "" : `:${line}`}: ${detail}`,
     );
     this.name = "PacScriptError";
   }
@@ -77,6 +79,18 @@ export class PacTimeoutError extends Error {
     );
     this.name = "PacTimeoutError";
   }
+}
+
+/** What evaluates one script: in a process (process.ts) or a Worker. */
+export interface PacEvaluator {
+  /** The script's name. */
+  readonly name: string;
+  /** Evaluates the script; throws what {@link PacSandbox.load} throws. */
+  load(): Promise<void>;
+  /** Asks the script; answers and throws as {@link PacSandbox.find}. */
+  find(url: string, host: string): Promise<unknown>;
+  /** Stops the evaluation for good. */
+  close(): Promise<void>;
 }
 
 /** Options of {@link PacSandbox}. */
@@ -121,7 +135,7 @@ interface Running {
 }
 
 /** One PAC script, evaluated in a Worker without permissions. */
-export class PacSandbox {
+export class PacSandbox implements PacEvaluator {
   readonly #script: PacScript;
   readonly #timeoutMs: number;
   readonly #options: PacSandboxOptions;
@@ -188,9 +202,10 @@ export class PacSandbox {
   }
 
   /** Terminates the Worker; later calls fail. */
-  close(): void {
+  close(): Promise<void> {
     this.#closed = true;
     this.#stop();
+    return Promise.resolve();
   }
 
   #serial<T>(run: () => Promise<T>): Promise<T> {
