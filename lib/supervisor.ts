@@ -16,6 +16,7 @@ import { ConnectionLimit } from "./limit.ts";
 import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth, type ProxyHealthView } from "./route/health.ts";
+import { SessionPool } from "./route/session_pool.ts";
 import { describeProxy } from "./route/types.ts";
 import type { TunnelOptions } from "./config/options.ts";
 import type { Tunnel } from "./tunnel.ts";
@@ -88,6 +89,7 @@ export class Supervisor implements TunnelHost {
   #lookups = new Set<Promise<void>>();
   #shared: SharedState;
   #upstreams: UpstreamPool;
+  #sessions = new SessionPool();
 
   /** @param options Default tunnel settings, limits and the proxy environment. */
   constructor(options: SupervisorOptions) {
@@ -101,6 +103,7 @@ export class Supervisor implements TunnelHost {
       dial: {
         health: new ProxyHealth(options.failoverBackoffMs),
         environment: options.environment ?? { noProxy: [] },
+        sessions: this.#sessions,
       },
       metrics,
       reusePort: options.reusePort,
@@ -237,6 +240,7 @@ export class Supervisor implements TunnelHost {
     }
     for (const tunnel of left) tunnel.close();
     await ended;
+    this.#sessions.close();
   }
 
   async #remove(entry: TunnelEntry): Promise<void> {

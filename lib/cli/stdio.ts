@@ -11,6 +11,7 @@ import { errorMessage, UsageError } from "../errors.ts";
 import { logger, setupLogging } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { dialRoute } from "../route/dial.ts";
+import { SessionPool } from "../route/session_pool.ts";
 import { ProxyHealth } from "../route/health.ts";
 import { describeRoute } from "../route/types.ts";
 import type { ChainStep } from "../route/chain.ts";
@@ -77,6 +78,8 @@ export async function stdioCommand(args: string[]): Promise<number> {
         describeRoute(route)
       }`,
     );
+    // One tunnel: its session resumes when the connection drops.
+    const sessions = new SessionPool();
     let stream;
     // The last step begun is where a failure happened, for the advice.
     let last: ChainStep | undefined;
@@ -86,6 +89,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
       ({ stream, path } = await dialRoute(route, destination, options, {
         health: new ProxyHealth(),
         environment,
+        sessions,
         onFailover: (message) => log.warn(message),
         hook: {
           step: (step, run) => {
@@ -106,12 +110,13 @@ export async function stdioCommand(args: string[]): Promise<number> {
           diagnose(failure, failurePlace(last, destination))
         }`,
       );
+      sessions.close();
       return 1;
     }
     const result = await relay(stdio(), stream, {
       idleTimeoutMs: options.idleTimeoutMs,
       lingerTimeoutMs: options.lingerTimeoutMs,
-    });
+    }).finally(() => sessions.close());
     if (result.error) {
       log.error(`the tunnel failed: ${result.error.message}`);
       return 1;

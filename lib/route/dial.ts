@@ -12,12 +12,19 @@ import type { Duplex } from "../net/duplex.ts";
 import { dialTcp } from "../net/tcp.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
 import { dialWithFailover, type FailoverContext } from "./failover.ts";
-import type { Route } from "./types.ts";
+import type { SessionPool } from "./session_pool.ts";
+import type { Hop, Route } from "./types.ts";
 
 /** What dialing shares across tunnels. */
 export interface DialContext extends FailoverContext {
   /** The proxy environment read at start, for `env` routes. */
   readonly environment: ProxyEnvironment;
+  /**
+   * The sessions to `serve` far ends: a chain ending at a ws:// or wss://
+   * hop opens its tunnel as a stream of one (unless `mux` and `resume` are
+   * both off). @default none: every such tunnel is its own v1 WebSocket
+   */
+  readonly sessions?: SessionPool;
 }
 
 /** An open path to the destination. */
@@ -51,6 +58,19 @@ export function dialRoute(
     ? routeFromEnvironment(context.environment, destination)
     : route;
   if (resolved.kind === "chain") {
+    if (context.sessions && usesSession(resolved.hops, options)) {
+      const hops = resolved.hops;
+      return context.sessions.open(
+        hops,
+        destination,
+        options,
+        context,
+        abort.signal,
+      ).then((pooled) =>
+        pooled ??
+          dialWithFailover(hops, destination, options, context, abort.signal)
+      );
+    }
     return dialWithFailover(
       resolved.hops,
       destination,
@@ -68,4 +88,26 @@ export function dialRoute(
     stream,
     path,
   }));
+}
+
+/**
+ * Whether a chain's tunnels go over a session: its last hop, and only
+ * that one, is this tool's server (ws:// or wss://), and `mux` or `resume`
+ * is on. A server in the middle of a chain is asked with v1 upgrades.
+ *
+ * @param hops The chain.
+ * @param options `mux` and `resume`.
+ * @returns Whether {@link SessionPool} opens its tunnels.
+ */
+export function usesSession(
+  hops: readonly Hop[],
+  options: Pick<DialOptions, "mux" | "resume">,
+): boolean {
+  if (options.mux === false && options.resume === false) return false;
+  const server = (hop: Hop) =>
+    hop.some((proxy) => proxy.scheme === "ws" || proxy.scheme === "wss");
+  const last = hops[hops.length - 1];
+  return last !== undefined &&
+    last.every((proxy) => proxy.scheme === "ws" || proxy.scheme === "wss") &&
+    !hops.slice(0, -1).some(server);
 }
