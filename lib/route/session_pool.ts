@@ -256,27 +256,29 @@ class ClientSession {
     destination: HostPort,
     signal?: AbortSignal,
   ): Promise<PooledStream> {
-    this.#opening++;
     clearTimeout(this.#idle);
     this.#idle = undefined;
+    // Counted until the stream exists: the endpoint counts it from then on.
+    this.#opening++;
     try {
       await this.#ready;
-      if (this.#ended) throw new Deno.errors.Interrupted("session ended");
-      signal?.throwIfAborted();
-      const pending = this.#endpoint.open(destination.host, destination.port);
-      const stream = await pending.catch((error) => {
-        throw error instanceof StreamRefusedError
-          ? refusedError(this.#server, destination, error.code, error.reason)
-          : error;
-      });
-      return {
-        stream,
-        path: `${this.#path} (session ${this.#label} stream ${stream.id})`,
-      };
     } finally {
       this.#opening--;
-      if (this.load === 0) this.#becameIdle();
     }
+    if (this.#ended) throw new Deno.errors.Interrupted("session ended");
+    signal?.throwIfAborted();
+    const stream = await this.#endpoint.open(
+      destination.host,
+      destination.port,
+    ).catch((error) => {
+      throw error instanceof StreamRefusedError
+        ? refusedError(this.#server, destination, error.code, error.reason)
+        : error;
+    });
+    return {
+      stream,
+      path: `${this.#path} (session ${this.#label} stream ${stream.id})`,
+    };
   }
 
   /**
