@@ -113,13 +113,6 @@ export class SessionPool {
     this.#random = random;
   }
 
-  /** Sessions open or reconnecting. */
-  get size(): number {
-    let count = 0;
-    for (const group of this.#groups.values()) count += group.length;
-    return count;
-  }
-
   /**
    * Opens a stream to `destination` over a session through `hops`, whose
    * last hop is ws:// or wss://.

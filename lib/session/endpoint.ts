@@ -37,6 +37,12 @@ export const SINK_HIGH_WATER_BYTES = 1024 * 1024;
 // Frames are batched into one transport message up to this size.
 const BATCH_BYTES = 64 * 1024;
 const RETRY_MS = 5;
+/**
+ * How long ACKs of small progress wait for other frames to travel with:
+ * an answer to a request, usually. ACKs of a quarter window or an EOF go
+ * at once, so bulk transfers never wait for these.
+ */
+export const ACK_DELAY_MS = 20;
 
 /** Callbacks of a {@link SessionEndpoint}. */
 export interface EndpointHooks {
@@ -78,6 +84,7 @@ export class SessionEndpoint {
   readonly #streams = new Map<number, SessionStream>();
   #sink: FrameSink | undefined;
   #retry: ReturnType<typeof setTimeout> | undefined;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * @param session The session (already connected, or waiting for its
@@ -114,6 +121,8 @@ export class SessionEndpoint {
     this.#sink = undefined;
     clearTimeout(this.#retry);
     this.#retry = undefined;
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
   }
 
   /**
@@ -190,6 +199,10 @@ export class SessionEndpoint {
    * again shortly when it does not.
    */
   flush(): void {
+    this.#send(false);
+  }
+
+  #send(eagerAcks: boolean): void {
     const sink = this.#sink;
     if (sink !== undefined && this.#retry === undefined) {
       const batch: Uint8Array[] = [];
@@ -200,7 +213,7 @@ export class SessionEndpoint {
           full = true;
           break;
         }
-        const frame = this.session.nextFrame();
+        const frame = this.session.nextFrame(eagerAcks);
         if (frame === undefined) break;
         const bytes = encodeFrame(frame);
         batch.push(bytes);
@@ -219,6 +232,11 @@ export class SessionEndpoint {
           this.#retry = undefined;
           this.flush();
         }, RETRY_MS);
+      } else if (this.#ackTimer === undefined && this.session.acksOwed) {
+        this.#ackTimer = setTimeout(() => {
+          this.#ackTimer = undefined;
+          this.#send(true);
+        }, ACK_DELAY_MS);
       }
     }
     this.#dispatch();
