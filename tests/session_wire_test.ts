@@ -375,3 +375,52 @@ Deno.test({
     assert.equal(log.match(/tunnel \d+ open:/g)?.length, 200);
   },
 });
+
+Deno.test({
+  name:
+    "mux=off: each tunnel has a session of its own, which ends (close 1000) with the tunnel; resume=off: a cut ends the tunnel at once",
+  ignore,
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    await using cutter = startCutter(serve.port);
+    await using logs = await captureLogs();
+    const [own, fragile] = [freePort(), freePort()];
+    await using _tool = await startTool(
+      `${own} 127.0.0.1 ${echo.port} ws://127.0.0.1:${serve.port} token=${ALICE_TOKEN} mux=off\n` +
+        `${fragile} 127.0.0.1 ${echo.port} ws://127.0.0.1:${cutter.port} token=${ALICE_TOKEN} resume=off\n`,
+    );
+    const ping = async (port: number) => {
+      const conn = await connect(port);
+      await writeAll(conn, new TextEncoder().encode("ping"));
+      await within(readExactly(conn, 4), 10_000, "the echo");
+      return conn;
+    };
+    for (let i = 0; i < 2; i++) {
+      const conn = await ping(own);
+      await conn.closeWrite();
+      assert.equal(
+        await within(conn.read(new Uint8Array(8)), 10_000, "EOF"),
+        null,
+      );
+      conn.close();
+    }
+    const ended = await logMatches(
+      serve,
+      /(session \S+ ended: token alice[^]*){2}/,
+    );
+    assert.equal(ended.match(/session \S+ new/g)?.length, 2);
+    using conn = await ping(fragile);
+    cutter.cut();
+    const end = await within(
+      conn.read(new Uint8Array(8)).catch(() => null),
+      10_000,
+      "the tunnel's end",
+    );
+    assert.equal(end, null);
+    await logs.waitFor(/ended: .*\(resume=off\)/);
+    assert.ok(!logs.lines.some((line) => /reconnect attempt/.test(line)));
+  },
+});

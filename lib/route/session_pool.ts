@@ -81,7 +81,7 @@ const READ_BYTES = 64 * 1024;
  * @example
  * ```ts
  * reconnectDelay(1, 0); // 100
- * reconnectDelay(3, 0.999); // just under 800
+ * reconnectDelay(3, 0.5); // 600
  * ```
  */
 export function reconnectDelay(attempt: number, random: number): number {

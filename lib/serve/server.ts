@@ -4,12 +4,17 @@
  * this order — rate limit, token, target header, tunnel limit, allow
  * rules, connect — and answered 101 only with the target connected;
  * any refusal is a status, an `X-Httptunneling-Refusal` word and a
- * one-line body. Every other request gets the plain web site (404 or
- * `--site` files). Keeps the open tunnels and the counters.
+ * one-line body. An upgrade for httptunneling.v2 is checked for rate
+ * limit and token only, and carries a session (./sessions.ts) whose
+ * streams get the same tunnel limit, allow rules and connect, answered
+ * with OPENED or REFUSE. Every other request gets the plain web site (404
+ * or `--site` files). Keeps the open tunnels (v1 tunnels and v2 streams
+ * alike) and the counters.
  *
  * ```
  * handle ─┬─ not a tunnel request → siteResponse
- *         └─ admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
+ *         ├─ v1: admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
+ *         └─ v2: admit (429/401/503) → upgrade → ServeSessions.run ─ OPEN → #openStream → relay
  * ```
  *
  * @module
