@@ -332,8 +332,14 @@ Deno.test({
   ignore,
   async fn() {
     await using echo = startEchoServer();
+    const statusPort = freePort();
     await using serve = await startServe({
-      args: ["--allow", `127.0.0.1:${echo.port}`],
+      args: [
+        "--allow",
+        `127.0.0.1:${echo.port}`,
+        "--status",
+        `127.0.0.1:${statusPort}`,
+      ],
     });
     const port = freePort();
     await using _tool = await startTool(
@@ -364,6 +370,15 @@ Deno.test({
         60_000,
         "199 echoes past the stalled tunnel",
       );
+      const status = await (await fetch(
+        `http://127.0.0.1:${statusPort}/status`,
+      )).json();
+      assert.equal(status.sessions.length, 1);
+      assert.equal(status.sessions[0].token, "alice");
+      assert.equal(status.sessions[0].connected, true);
+      assert.equal(status.sessions[0].streams, 200);
+      assert.equal(status.tunnels.length, 200);
+      assert.match(status.tunnels[0].via, /^session \S+ stream \d+$/);
     } finally {
       for (const conn of conns) conn.close();
     }

@@ -58,7 +58,7 @@ const log = logger("session");
 /** Default of `resume-window`: 10 minutes. */
 export const DEFAULT_RESUME_WINDOW_MS = 10 * 60_000;
 /** Default of `max-streams`. */
-export const DEFAULT_MAX_STREAMS = 100;
+export const DEFAULT_STREAMS_PER_SESSION = 100;
 /** How long a session without streams keeps its connection. */
 export const IDLE_SESSION_MS = 30_000;
 /** The first reconnect delay; each attempt doubles it, up to the cap. */
@@ -140,7 +140,7 @@ export class SessionPool {
     const shared = poolKey(hops, options);
     if (this.#v1Only.has(shared)) return undefined;
     const key = mux ? shared : crypto.randomUUID();
-    const cap = options.maxStreams ?? DEFAULT_MAX_STREAMS;
+    const cap = options.maxStreams ?? DEFAULT_STREAMS_PER_SESSION;
     const group = this.#groups.get(key) ?? [];
     let session = mux
       ? group.find((each) => each.usable && each.load < cap)
@@ -220,7 +220,7 @@ class ClientSession {
       new Session({
         role: "client",
         maxStreams: Math.max(
-          options.maxStreams ?? DEFAULT_MAX_STREAMS,
+          options.maxStreams ?? DEFAULT_STREAMS_PER_SESSION,
           1,
         ),
       }),

@@ -20,6 +20,7 @@
 import { errorMessage } from "../errors.ts";
 import { logger } from "../observe/log.ts";
 import { SessionEndpoint, type SessionStream } from "../session/endpoint.ts";
+import { SessionError } from "../session/errors.ts";
 import {
   encodeFrame,
   FrameDecoder,
@@ -166,7 +167,14 @@ export class ServeSessions {
             held ? ` session ${held.owner.label}` : ""
           }: ${errorMessage(error)}; closing its WebSocket`,
         );
-        closeSocket(socket, 1002, "protocol error");
+        // 1013: the server's session limit, worth trying again later.
+        const limit = error instanceof SessionError &&
+          error.problem === "limit";
+        closeSocket(
+          socket,
+          limit ? 1013 : 1002,
+          limit ? "too many sessions" : "protocol error",
+        );
       }
     };
     socket.onclose = (event: CloseEvent) => {
