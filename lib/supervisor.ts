@@ -16,6 +16,7 @@ import { ConnectionLimit } from "./limit.ts";
 import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth, type ProxyHealthView } from "./route/health.ts";
+import { SessionPool } from "./route/session_pool.ts";
 import { describeProxy } from "./route/types.ts";
 import { PacEngines } from "./route/pac/engine.ts";
 import type { TunnelOptions } from "./config/options.ts";
@@ -90,6 +91,7 @@ export class Supervisor implements TunnelHost {
   #lookups = new Set<Promise<void>>();
   #shared: SharedState;
   #upstreams: UpstreamPool;
+  #sessions = new SessionPool();
 
   /** @param options Default tunnel settings, limits and the proxy environment. */
   constructor(options: SupervisorOptions) {
@@ -107,6 +109,7 @@ export class Supervisor implements TunnelHost {
           log: (level, message) => pacLog[level](message),
           refreshSignal: Deno.build.os === "windows" ? undefined : "SIGHUP",
         }),
+        sessions: this.#sessions,
       },
       metrics,
       reusePort: options.reusePort,
@@ -245,6 +248,7 @@ export class Supervisor implements TunnelHost {
     }
     for (const tunnel of left) tunnel.close();
     await ended;
+    this.#sessions.close();
   }
 
   async #remove(entry: TunnelEntry): Promise<void> {

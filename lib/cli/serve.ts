@@ -33,7 +33,7 @@ import {
   type ReloadState,
   warnAboutRules,
 } from "../serve/reload.ts";
-import { FarEnd } from "../serve/server.ts";
+import { DEFAULT_RESUME_WINDOW_MS, FarEnd } from "../serve/server.ts";
 import { serveMetrics, serveStatus } from "../serve/status.ts";
 import { VERSION } from "../version.ts";
 import { parseCommandLine } from "./args.ts";
@@ -132,6 +132,15 @@ export const HEARTBEAT = {
   help: "ping a silent tunnel after D; close it when no pong comes within D",
 } satisfies Flag<number>;
 
+/** `--resume-window D`. */
+export const RESUME_WINDOW = {
+  flag: "resume-window",
+  type: DURATION,
+  default: DEFAULT_RESUME_WINDOW_MS,
+  help:
+    "keep a v2 session whose WebSocket was lost for D, for the client to resume it",
+} satisfies Flag<number>;
+
 /** `--trusted-proxy ADDRS`. */
 export const TRUSTED_PROXY = {
   flag: "trusted-proxy",
@@ -162,6 +171,7 @@ export const SERVE_OPTIONS: readonly Flag<unknown>[] = [
   MAX_TUNNELS,
   SERVE_CONNECT_TIMEOUT,
   HEARTBEAT,
+  RESUME_WINDOW,
   TRUSTED_PROXY,
   SHUTDOWN_TIMEOUT,
   STATUS,
@@ -266,6 +276,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       ),
       label,
       trustedProxies,
+      resumeWindowMs: flagValue(values, RESUME_WINDOW),
     });
     let listener: FarListener;
     try {

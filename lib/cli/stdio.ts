@@ -11,6 +11,7 @@ import { errorMessage, UsageError } from "../errors.ts";
 import { logger, setupLogging } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { dialRoute } from "../route/dial.ts";
+import { SessionPool } from "../route/session_pool.ts";
 import { ProxyHealth } from "../route/health.ts";
 import { PacEngines } from "../route/pac/engine.ts";
 import { describeRoute } from "../route/types.ts";
@@ -78,6 +79,8 @@ export async function stdioCommand(args: string[]): Promise<number> {
         describeRoute(route)
       }`,
     );
+    // One tunnel: its session resumes when the connection drops.
+    const sessions = new SessionPool();
     let stream;
     // The last step begun is where a failure happened, for the advice.
     let last: ChainStep | undefined;
@@ -91,6 +94,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
         health: new ProxyHealth(),
         environment,
         pac,
+        sessions,
         onFailover: (message) => log.warn(message),
         hook: {
           step: (step, run) => {
@@ -111,6 +115,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
           diagnose(failure, failurePlace(last, destination))
         }`,
       );
+      sessions.close();
       return 1;
     } finally {
       // One connection: the PAC is not needed once it is open.
@@ -119,7 +124,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
     const result = await relay(stdio(), stream, {
       idleTimeoutMs: options.idleTimeoutMs,
       lingerTimeoutMs: options.lingerTimeoutMs,
-    });
+    }).finally(() => sessions.close());
     if (result.error) {
       log.error(`the tunnel failed: ${result.error.message}`);
       return 1;

@@ -34,6 +34,14 @@ export interface TunnelOptions {
   readonly heartbeatMs?: number;
   /** SHA-256 of the certificate a wss:// server must present (pinning). */
   readonly fingerprint?: Uint8Array;
+  /** Open ws:// and wss:// tunnels as streams of a shared session; on when absent. */
+  readonly mux?: boolean;
+  /** Reconnect a lost ws:// or wss:// session and resume it; on when absent. */
+  readonly resume?: boolean;
+  /** How long a session may be without its transport; 10 min when absent. */
+  readonly resumeWindowMs?: number;
+  /** Most streams on one session before another is opened; 100 when absent. */
+  readonly maxStreams?: number;
 }
 
 /** The defaults: 10 s connect, 10 s handshake, 2 min linger, keepalive on. */
@@ -270,6 +278,42 @@ export const TUNNEL_OPTIONS: {
     type: FINGERPRINT,
     example: "sha256:<64 hex digits>",
     help: "pin the certificate a wss:// server presents, by its SHA-256",
+  },
+  mux: {
+    field: "mux",
+    key: "mux",
+    flag: "mux",
+    type: ON_OFF,
+    help:
+      "open ws:// and wss:// tunnels as streams of one session per server, without a new handshake",
+    unset: "on",
+  },
+  resume: {
+    field: "resume",
+    key: "resume",
+    flag: "resume",
+    type: ON_OFF,
+    help:
+      "when a ws:// or wss:// session's connection drops, reconnect (whole chain) and go on where the streams stopped",
+    unset: "on",
+  },
+  resumeWindowMs: {
+    field: "resumeWindowMs",
+    key: "resume-window",
+    flag: "resume-window",
+    type: DURATION,
+    example: "10m",
+    help: "give up reconnecting a session after D; its tunnels then end",
+    unset: "10m",
+  },
+  maxStreams: {
+    field: "maxStreams",
+    key: "max-streams",
+    flag: "max-streams",
+    type: COUNT,
+    example: "100",
+    help: "streams per session before another session is opened",
+    unset: "100",
   },
 };
 

@@ -26,6 +26,14 @@ export interface DialOptions {
   readonly heartbeatMs?: number;
   /** SHA-256 of the certificate a wss:// server must present. @default no pinning */
   readonly fingerprint?: Uint8Array;
+  /** ws:// and wss:// tunnels share a session per server. @default true */
+  readonly mux?: boolean;
+  /** A lost session is reconnected and resumed. @default true */
+  readonly resume?: boolean;
+  /** How long a session may be without its transport. @default 10 min */
+  readonly resumeWindowMs?: number;
+  /** Streams per session before another one is opened. @default 100 */
+  readonly maxStreams?: number;
 }
 
 /** Opens byte streams to one kind of hop. */

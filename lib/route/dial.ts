@@ -16,7 +16,8 @@ import { dialWithFailover, type FailoverContext } from "./failover.ts";
 import type { PacEngines } from "./pac/engine.ts";
 import { proxyFor } from "./pac/proxies.ts";
 import { type PacQuery, tunnelQuery } from "./pac/url.ts";
-import type { PacRoute, Proxy, Route } from "./types.ts";
+import type { SessionPool } from "./session_pool.ts";
+import type { Hop, PacRoute, Proxy, Route } from "./types.ts";
 
 /** What dialing shares across tunnels. */
 export interface DialContext extends FailoverContext {
@@ -24,6 +25,12 @@ export interface DialContext extends FailoverContext {
   readonly environment: ProxyEnvironment;
   /** The PAC engines, for `pac=` routes; such routes fail without. */
   readonly pac?: PacEngines;
+  /**
+   * The sessions to `serve` far ends: a chain ending at a ws:// or wss://
+   * hop opens its tunnel as a stream of one (unless `mux` and `resume` are
+   * both off). @default none: every such tunnel is its own v1 WebSocket
+   */
+  readonly sessions?: SessionPool;
 }
 
 /** An open path to the destination. */
@@ -67,6 +74,19 @@ export function dialRoute(
     ? routeFromEnvironment(context.environment, destination)
     : route;
   if (resolved.kind === "chain") {
+    if (context.sessions && usesSession(resolved.hops, options)) {
+      const hops = resolved.hops;
+      return context.sessions.open(
+        hops,
+        destination,
+        options,
+        context,
+        abort.signal,
+      ).then((pooled) =>
+        pooled ??
+          dialWithFailover(hops, destination, options, context, abort.signal)
+      );
+    }
     return dialWithFailover(
       resolved.hops,
       destination,
@@ -184,4 +204,26 @@ export async function dialPac(
     }
   }
   throw failure;
+}
+
+/**
+ * Whether a chain's tunnels go over a session: its last hop, and only
+ * that one, is this tool's server (ws:// or wss://), and `mux` or `resume`
+ * is on. A server in the middle of a chain is asked with v1 upgrades.
+ *
+ * @param hops The chain.
+ * @param options `mux` and `resume`.
+ * @returns Whether {@link SessionPool} opens its tunnels.
+ */
+export function usesSession(
+  hops: readonly Hop[],
+  options: Pick<DialOptions, "mux" | "resume">,
+): boolean {
+  if (options.mux === false && options.resume === false) return false;
+  const server = (hop: Hop) =>
+    hop.some((proxy) => proxy.scheme === "ws" || proxy.scheme === "wss");
+  const last = hops[hops.length - 1];
+  return last !== undefined &&
+    last.every((proxy) => proxy.scheme === "ws" || proxy.scheme === "wss") &&
+    !hops.slice(0, -1).some(server);
 }

@@ -4,12 +4,17 @@
  * this order — rate limit, token, target header, tunnel limit, allow
  * rules, connect — and answered 101 only with the target connected;
  * any refusal is a status, an `X-Httptunneling-Refusal` word and a
- * one-line body. Every other request gets the plain web site (404 or
- * `--site` files). Keeps the open tunnels and the counters.
+ * one-line body. An upgrade for httptunneling.v2 is checked for rate
+ * limit and token only, and carries a session (./sessions.ts) whose
+ * streams get the same tunnel limit, allow rules and connect, answered
+ * with OPENED or REFUSE. Every other request gets the plain web site (404
+ * or `--site` files). Keeps the open tunnels (v1 tunnels and v2 streams
+ * alike) and the counters.
  *
  * ```
  * handle ─┬─ not a tunnel request → siteResponse
- *         └─ admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
+ *         ├─ v1: admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
+ *         └─ v2: admit (429/401/503) → upgrade → ServeSessions.run ─ OPEN → #openStream → relay
  * ```
  *
  * @module
@@ -34,7 +39,11 @@ import {
 import { dialTcp } from "../net/tcp.ts";
 import { formatBytes, logger } from "../observe/log.ts";
 import { Metrics } from "../observe/metrics.ts";
+import { newCounters, relay } from "../relay.ts";
+import type { SessionEndpoint, SessionStream } from "../session/endpoint.ts";
+import type { RefuseCode } from "../session/frame.ts";
 import { formatDuration } from "../time/duration.ts";
+import { SUBPROTOCOL_V2 } from "../ws/handshake.ts";
 import {
   addressRulesCover,
   type AllowRule,
@@ -43,6 +52,7 @@ import {
 } from "./allow.ts";
 import type { ServeSettings } from "./config.ts";
 import { FailureLimiter, sourceKey } from "./rate_limit.ts";
+import { ServeSessions, type SessionOwner } from "./sessions.ts";
 import { siteResponse } from "./site.ts";
 import { bearerToken, matchToken, type NamedToken } from "./tokens.ts";
 import { startTunnel, type WsTunnel } from "./tunnel.ts";
@@ -86,11 +96,21 @@ export interface FarEndOptions {
    * addresses and blocks (any port). @default none
    */
   readonly trustedProxies?: readonly AllowRule[];
+  /**
+   * How long a v2 session whose WebSocket was lost is kept for a resume.
+   * @default 10 minutes
+   */
+  readonly resumeWindowMs?: number;
 }
+
+/** The default of {@link FarEndOptions.resumeWindowMs}: 10 minutes. */
+export const DEFAULT_RESUME_WINDOW_MS = 10 * 60_000;
 
 /** An open tunnel as /status shows it. */
 export interface OpenTunnel {
   readonly id: number;
+  /** The session and stream, for a v2 stream: `session 1a2b3c4d… stream 3`. */
+  readonly via?: string;
   readonly token: string;
   readonly client: string;
   readonly target: string;
@@ -112,6 +132,8 @@ export class FarEnd {
   readonly refusals: Map<RefusalWord, number> = new Map();
   readonly #options: FarEndOptions;
   readonly #limiter: FailureLimiter;
+  /** The v2 sessions. */
+  readonly sessions: ServeSessions;
   #nextId = 1;
   #stopping = false;
   #connecting = 0;
@@ -131,6 +153,11 @@ export class FarEnd {
     this.tokens = tokens;
     this.#options = options;
     this.#limiter = options.limiter ?? new FailureLimiter();
+    this.sessions = new ServeSessions({
+      resumeWindowMs: options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS,
+      onOpen: (endpoint, stream, host, port, owner) =>
+        this.#openStream(endpoint, stream, { host, port }, owner),
+    });
   }
 
   /**
@@ -161,9 +188,13 @@ export class FarEnd {
       ? peer
       : `${address} (via ${peer})`;
     const started = performance.now();
-    const admitted = this.#admit(request, address, client);
+    const v2 = offers(request, SUBPROTOCOL_V2);
+    const admitted = this.#admit(request, address, client, !v2);
     if (admitted instanceof Response) return admitted;
     const { name, target } = admitted;
+    if (target === undefined) {
+      return this.#upgradeSession(request, name, client);
+    }
     this.#connecting++;
     let conn: Deno.TcpConn;
     try {
@@ -207,7 +238,12 @@ export class FarEnd {
       );
     }
     this.metrics.opened(performance.now() - started);
-    this.#track(upgraded.socket, conn, name, client, target);
+    this.#track(
+      startTunnel(upgraded.socket, conn),
+      name,
+      client,
+      target,
+    );
     return upgraded.response;
   }
 
@@ -244,6 +280,7 @@ export class FarEnd {
       for (const each of this.open) each.tunnel.close("server shutting down");
     }
     await Promise.all([...this.#closed]);
+    this.sessions.close();
   }
 
   #isTunnelRequest(request: Request): boolean {
@@ -251,15 +288,114 @@ export class FarEnd {
       return false;
     }
     if (new URL(request.url).pathname !== this.#options.path) return false;
-    const protocols = request.headers.get("sec-websocket-protocol") ?? "";
-    return protocols.split(",").some((each) => each.trim() === SUBPROTOCOL);
+    return offers(request, SUBPROTOCOL) || offers(request, SUBPROTOCOL_V2);
+  }
+
+  // A v2 upgrade: the WebSocket carries a session; its streams are
+  // checked one by one as they open.
+  #upgradeSession(request: Request, name: string, client: string): Response {
+    let upgraded;
+    try {
+      upgraded = Deno.upgradeWebSocket(request, {
+        protocol: SUBPROTOCOL_V2,
+        idleTimeout: this.#options.heartbeatSeconds,
+      });
+    } catch (error) {
+      return this.#refuse(
+        refusal(
+          400,
+          "bad-request",
+          `not a valid upgrade: ${errorMessage(error)}`,
+        ),
+        name,
+        client,
+      );
+    }
+    this.sessions.run(upgraded.socket, name, client);
+    return upgraded.response;
+  }
+
+  // A stream a v2 client opened: the same checks and connect as a v1
+  // tunnel, answered with OPENED or REFUSE instead of a status.
+  async #openStream(
+    endpoint: SessionEndpoint,
+    stream: SessionStream,
+    target: HostPort,
+    owner: SessionOwner,
+  ): Promise<void> {
+    const where = formatHostPort(target);
+    const via = `session ${owner.label} stream ${stream.id}`;
+    const refuse = (failure: Refusal) => {
+      this.#note(failure, owner.token, `${owner.client} ${via}`, where);
+      endpoint.refuse(stream, REFUSE_CODES[failure.word], failure.reason);
+    };
+    this.metrics.accepted(this.#options.label);
+    if (this.#stopping) {
+      return refuse(refusal(503, "busy", "the server is shutting down"));
+    }
+    const max = this.settings.maxTunnels;
+    if (max !== undefined && this.active >= max) {
+      return refuse(
+        refusal(503, "busy", `the server has ${max} tunnels open, its limit`),
+      );
+    }
+    const started = performance.now();
+    this.#connecting++;
+    let conn: Deno.TcpConn;
+    try {
+      const address = await this.#allowedAddress(target);
+      if (isRefusal(address)) return refuse(address);
+      try {
+        conn = await dialTcp(address, {
+          connectTimeoutMs: this.settings.connectTimeoutMs,
+          keepAlive: true,
+        });
+      } catch (error) {
+        return refuse(
+          connectFailure(error, target, this.settings.connectTimeoutMs),
+        );
+      }
+    } finally {
+      this.#connecting--;
+    }
+    if (stream.resetReason !== undefined) {
+      // The client gave up (or the session expired) while we connected.
+      conn.close();
+      return;
+    }
+    endpoint.accept(stream);
+    this.metrics.opened(performance.now() - started);
+    const counters = newCounters();
+    let stop: (() => void) | undefined;
+    const done = relay(stream, conn, {
+      counters,
+      onStart: (each) => stop = each,
+    }).then((result) => ({
+      bytesUp: result.bytesUp,
+      bytesDown: result.bytesDown,
+      reason: stream.resetReason !== undefined
+        ? `stream reset: ${stream.resetReason}`
+        : result.aborted
+        ? "server shutting down"
+        : result.error
+        ? `target reset (${errorMessage(result.error)})`
+        : "done",
+    }));
+    this.#track(
+      { counters, done, close: () => stop?.() },
+      owner.token,
+      owner.client,
+      target,
+      via,
+    );
   }
 
   #admit(
     request: Request,
     address: string,
     client: string,
-  ): { name: string; target: HostPort } | Response {
+    needsTarget: boolean,
+  ): { name: string; target?: HostPort } | Response {
     const source = sourceKey(address);
     const label = this.#options.label;
     this.metrics.accepted(label);
@@ -296,6 +432,15 @@ export class FarEnd {
         undefined,
         client,
       );
+    }
+    if (!needsTarget) {
+      return this.#stopping
+        ? this.#refuse(
+          refusal(503, "busy", "the server is shutting down"),
+          name,
+          client,
+        )
+        : { name };
     }
     const target = parseTarget(request.headers.get(TARGET_HEADER));
     if (target === undefined) {
@@ -373,11 +518,28 @@ export class FarEnd {
   }
 
   #refuse(
-    { status, word, reason }: Refusal,
+    failure: Refusal,
     name: string | undefined,
     client: string,
     target?: string,
   ): Response {
+    this.#note(failure, name, client, target);
+    return new Response(`${failure.reason}\n`, {
+      status: failure.status,
+      headers: {
+        "content-type": "text/plain; charset=utf-8",
+        [REFUSAL_HEADER]: failure.word,
+      },
+    });
+  }
+
+  // Counts and logs a refusal.
+  #note(
+    { status, word, reason }: Refusal,
+    name: string | undefined,
+    client: string,
+    target?: string,
+  ): void {
     this.refusals.set(word, (this.refusals.get(word) ?? 0) + 1);
     const failure = FAILURES[word];
     if (failure !== undefined) {
@@ -388,25 +550,18 @@ export class FarEnd {
         name === undefined ? "" : ` token ${name}`
       }${target === undefined ? "" : ` target ${target}`}: ${reason}`,
     );
-    return new Response(`${reason}\n`, {
-      status,
-      headers: {
-        "content-type": "text/plain; charset=utf-8",
-        [REFUSAL_HEADER]: word,
-      },
-    });
   }
 
   #track(
-    socket: WebSocket,
-    conn: Deno.TcpConn,
+    tunnel: WsTunnel,
     token: string,
     client: string,
     target: HostPort,
+    via?: string,
   ): void {
-    const tunnel = startTunnel(socket, conn);
     const entry: OpenTunnel = {
       id: this.#nextId++,
+      via,
       token,
       client,
       target: formatHostPort(target),
@@ -414,23 +569,40 @@ export class FarEnd {
       tunnel,
     };
     this.open.add(entry);
-    log.info(
-      `tunnel ${entry.id} open: token ${token} client ${client} target ${entry.target}`,
-    );
+    const where = `token ${token} client ${client} target ${entry.target}${
+      via === undefined ? "" : ` (${via})`
+    }`;
+    log.info(`tunnel ${entry.id} open: ${where}`);
     const closed = tunnel.done.then((end) => {
       this.open.delete(entry);
       this.metrics.closed(this.#options.label, end.bytesUp, end.bytesDown);
       log.info(
-        `tunnel ${entry.id} closed: token ${token} client ${client} target ${entry.target}, ${
-          formatBytes(end.bytesUp)
-        } up, ${formatBytes(end.bytesDown)} down, ${
-          formatDuration(Date.now() - entry.startedAt)
-        }: ${end.reason}`,
+        `tunnel ${entry.id} closed: ${where}, ${formatBytes(end.bytesUp)} up, ${
+          formatBytes(end.bytesDown)
+        } down, ${formatDuration(Date.now() - entry.startedAt)}: ${end.reason}`,
       );
     });
     this.#closed.add(closed);
     closed.finally(() => this.#closed.delete(closed));
   }
+}
+
+/** The REFUSE code of each refusal word, for v2 streams. */
+const REFUSE_CODES: Record<RefusalWord, RefuseCode> = {
+  "bad-request": "not-allowed",
+  auth: "auth",
+  "not-allowed": "not-allowed",
+  "rate-limited": "limit",
+  busy: "limit",
+  refused: "refused",
+  unreachable: "unreachable",
+  timeout: "timeout",
+};
+
+/** Whether an upgrade request offers `protocol`. */
+function offers(request: Request, protocol: string): boolean {
+  const protocols = request.headers.get("sec-websocket-protocol") ?? "";
+  return protocols.split(",").some((each) => each.trim() === protocol);
 }
 
 /** The refusals that count as failed tunnels in /metrics, by their reason label. */

@@ -39,8 +39,10 @@ export function serveStatus(
     allow: farEnd.settings.allow.map((rule) => rule.text),
     maxTunnels: farEnd.settings.maxTunnels ?? null,
     refusals: Object.fromEntries(farEnd.refusals),
+    sessions: farEnd.sessions.list(),
     tunnels: [...farEnd.open].map((each) => ({
       id: each.id,
+      via: each.via ?? null,
       token: each.token,
       client: each.client,
       target: each.target,

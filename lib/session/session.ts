@@ -383,13 +383,23 @@ export class Session {
    * The next frame to send, or `undefined` when there is none (or no
    * transport). Frames taken count as sent: if the transport dies before
    * they arrive, {@link resume} sends their bytes again.
+   *
+   * @param eagerAcks Whether to give ACKs of any progress (not only of a
+   *   quarter window, or of an EOF) when nothing else waits. A transport
+   *   may hold these back briefly, so that a request and its answer do not
+   *   each cost a message of their own for an ACK.
    */
-  nextFrame(): Frame | undefined {
+  nextFrame(eagerAcks = true): Frame | undefined {
     if (!this.#connected) return undefined;
     const control = this.#control.shift();
     if (control) return control;
     return this.#takeAck(false) ?? this.#takeStreamFrame() ??
-      this.#takeAck(true);
+      (eagerAcks ? this.#takeAck(true) : undefined);
+  }
+
+  /** Whether some stream may owe the peer an ACK of any progress. */
+  get acksOwed(): boolean {
+    return this.#connected && this.#ackCandidates.size > 0;
   }
 
   /**

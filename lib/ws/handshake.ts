@@ -21,6 +21,12 @@ import { USER_AGENT } from "../version.ts";
 /** The subprotocol of this tool's tunnel protocol, version 1. */
 export const SUBPROTOCOL = "httptunneling.v1";
 
+/**
+ * The subprotocol of version 2: one WebSocket connection carries a session
+ * (lib/session/) of many streams, resumable on another connection.
+ */
+export const SUBPROTOCOL_V2 = "httptunneling.v2";
+
 /** The header naming the tunnel's target. */
 export const TARGET_HEADER = "X-Httptunneling-Target";
 
@@ -89,8 +95,10 @@ export interface UpgradeRequest {
   readonly path: string;
   /** The request's `Sec-WebSocket-Key`. */
   readonly key: string;
-  /** Where the server should connect. */
-  readonly target: HostPort;
+  /** Where the server should connect; none for a v2 session. */
+  readonly target?: HostPort;
+  /** The subprotocol asked for. @default {@link SUBPROTOCOL} */
+  readonly protocol?: string;
   /** The bearer token; no `Authorization` without one. */
   readonly token?: string;
 }
@@ -119,11 +127,13 @@ export function buildUpgradeRequest(request: UpgradeRequest): string {
     "Connection: Upgrade",
     `Sec-WebSocket-Key: ${request.key}`,
     "Sec-WebSocket-Version: 13",
-    `Sec-WebSocket-Protocol: ${SUBPROTOCOL}`,
+    `Sec-WebSocket-Protocol: ${request.protocol ?? SUBPROTOCOL}`,
     ...(request.token === undefined
       ? []
       : [`Authorization: Bearer ${request.token}`]),
-    `${TARGET_HEADER}: ${formatHostPort(request.target)}`,
+    ...(request.target === undefined
+      ? []
+      : [`${TARGET_HEADER}: ${formatHostPort(request.target)}`]),
   ];
   return lines.join("\r\n") + "\r\n\r\n";
 }
@@ -145,6 +155,7 @@ export type UpgradeAnswer =
  * @param head The response head.
  * @param key The request's `Sec-WebSocket-Key`.
  * @param server `host:port` of the server, for messages.
+ * @param subprotocol The subprotocol asked for.
  * @returns Open, or the refusal.
  * @throws {ProxyProtocolError} for a 101 that does not accept the key, the
  *   upgrade or the subprotocol.
@@ -153,6 +164,7 @@ export function checkUpgradeResponse(
   head: ResponseHead,
   key: string,
   server: string,
+  subprotocol: string = SUBPROTOCOL,
 ): UpgradeAnswer {
   if (head.status !== 101) {
     const named = headerValue(head, REFUSAL_HEADER)?.trim().toLowerCase();
@@ -174,11 +186,11 @@ export function checkUpgradeResponse(
     throw broken("with a Sec-WebSocket-Accept that does not match our key");
   }
   const protocol = headerValue(head, "sec-websocket-protocol")?.trim();
-  if (protocol !== SUBPROTOCOL) {
+  if (protocol !== subprotocol) {
     throw broken(
       protocol === undefined
-        ? `without choosing the subprotocol ${SUBPROTOCOL}`
-        : `with subprotocol "${printable(protocol)}" instead of ${SUBPROTOCOL}`,
+        ? `without choosing the subprotocol ${subprotocol}`
+        : `with subprotocol "${printable(protocol)}" instead of ${subprotocol}`,
     );
   }
   if (headerValue(head, "sec-websocket-extensions") !== undefined) {

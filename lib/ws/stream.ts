@@ -90,6 +90,11 @@ export interface WsStreamOptions {
   readonly server: string;
   /** Time between pings; the tunnel ends after twice this with nothing received. @default 30 s */
   readonly heartbeatMs?: number;
+  /**
+   * Whether writes wait for the server's `ack <n>` (v1); a v2 session does
+   * its own flow control per stream. @default true
+   */
+  readonly windowed?: boolean;
   /** Fills an array with random bytes, for masking keys. @default crypto.getRandomValues */
   readonly random?: (bytes: Uint8Array) => Uint8Array;
 }
@@ -99,6 +104,7 @@ export class WsStream implements Duplex {
   readonly #inner: Duplex;
   readonly #server: string;
   readonly #heartbeatMs: number;
+  readonly #windowBytes: number;
   readonly #random: (bytes: Uint8Array) => Uint8Array;
   readonly #decoder = new FrameDecoder({ masked: false });
 
@@ -135,6 +141,9 @@ export class WsStream implements Duplex {
     this.#inner = inner;
     this.#server = options.server;
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#windowBytes = options.windowed === false
+      ? Infinity
+      : SEND_WINDOW_BYTES;
     this.#random = options.random ??
       ((bytes) => crypto.getRandomValues(bytes));
     this.#scheduleHeartbeat();
@@ -167,13 +176,13 @@ export class WsStream implements Duplex {
     if (this.#failure) throw this.#failure;
     if (this.#closed) throw new Deno.errors.BadResource("tunnel closed");
     if (this.#eofSent) throw new Deno.errors.BrokenPipe("eof already sent");
-    while (this.#sent - this.#acked >= SEND_WINDOW_BYTES) {
+    while (this.#sent - this.#acked >= this.#windowBytes) {
       if (this.#failure) throw this.#failure;
       if (this.#closed) throw new Deno.errors.BadResource("tunnel closed");
       await new Promise<void>((resolve) => this.#wakeWriter = resolve);
     }
     if (this.#failure) throw this.#failure;
-    const room = SEND_WINDOW_BYTES - (this.#sent - this.#acked);
+    const room = this.#windowBytes - (this.#sent - this.#acked);
     const n = Math.min(data.length, MAX_SEND_MESSAGE_BYTES, room);
     this.#sent += n;
     await this.#send(OPCODE.binary, data.subarray(0, n));

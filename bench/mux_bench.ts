@@ -1,0 +1,155 @@
+/**
+ * Tunnel setups per second through squid with NTLM authentication: a new
+ * `CONNECT` tunnel per connection (the NTLM handshake each time) against a
+ * stream of a session to `serve` that was set up once through the same
+ * squid (`mux=on`, the default), and against one v1 WebSocket per tunnel
+ * through it (`mux=off resume=off`). Each setup is: connect to the local
+ * port, send one byte, read its echo, close. Repetitions are interleaved;
+ * prints setups per second and the ratio of muxed to CONNECT setups.
+ *
+ * `--delay MS` puts a relay in front of squid that holds every chunk for
+ * MS milliseconds each way: a proxy at a distance, as a corporate one is,
+ * rather than on loopback where its round trips cost next to nothing.
+ *
+ *   deno run -A bench/mux_bench.ts [--reps 3] [--seconds 2] [--delay 0]
+ *
+ * Needs squid (with ntlm_fake_auth) and python3-websockets' neighbours of
+ * tests/_util. Stops everything it started.
+ */
+
+import { parseArgs } from "node:util";
+import {
+  connect,
+  freePort,
+  readExactly,
+  startEchoServer,
+  startServer,
+  writeAll,
+} from "../tests/_util/net.ts";
+import { startSquidWithNtlm } from "../tests/_util/proxies.ts";
+import { ALICE_TOKEN, startServe } from "../tests/_util/serve.ts";
+import { spawnRun } from "../tests/_util/tool.ts";
+
+const { values } = parseArgs({
+  options: {
+    reps: { type: "string", default: "3" },
+    seconds: { type: "string", default: "2" },
+    delay: { type: "string", default: "0" },
+  },
+});
+const REPS = Number(values.reps);
+const SECONDS = Number(values.seconds);
+const DELAY_MS = Number(values.delay);
+
+/** Copies `from` to `to`, each chunk `DELAY_MS` late, in order. */
+async function delayedPipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  const buffer = new Uint8Array(64 * 1024);
+  let last = Promise.resolve();
+  try {
+    while (true) {
+      const n = await from.read(buffer);
+      if (n === null) break;
+      const chunk = buffer.slice(0, n);
+      // Every chunk arrives DELAY_MS after it was read, however many
+      // came at once: a latency, not a rate.
+      const due = performance.now() + DELAY_MS;
+      // A failed write (the other side closed) ends the copy quietly.
+      last = last.then(async () => {
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        await writeAll(to, chunk);
+      }).catch(() => {});
+    }
+    await last;
+    await to.closeWrite();
+  } catch { /* either side closed */ }
+}
+
+await using echo = startEchoServer();
+await using squid = await startSquidWithNtlm();
+await using serve = await startServe({
+  args: ["--allow", `127.0.0.1:${echo.port}`],
+});
+await using far = startServer(async (conn) => {
+  const squidConn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: squid.port,
+  });
+  // Small chunks go at once, as the tool's own sockets send them.
+  conn.setNoDelay(true);
+  squidConn.setNoDelay(true);
+  try {
+    await Promise.all([
+      delayedPipe(conn, squidConn),
+      delayedPipe(squidConn, conn),
+    ]);
+  } finally {
+    squidConn.close();
+  }
+});
+const squidPort = DELAY_MS > 0 ? far.port : squid.port;
+const proxy = `http://DOMAIN%5Cbench:secret@127.0.0.1:${squidPort}`;
+const server = `ws://127.0.0.1:${serve.port} token=${ALICE_TOKEN}`;
+const modes = {
+  "CONNECT (NTLM each time)": freePort(),
+  "ws v1 per tunnel": freePort(),
+  "muxed stream": freePort(),
+};
+const ports = Object.values(modes);
+await using _run = await spawnRun(
+  [
+    `${ports[0]} 127.0.0.1 ${echo.port} ${proxy} auth=ntlm`,
+    `${
+      ports[1]
+    } 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm mux=off resume=off`,
+    `${ports[2]} 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm`,
+  ].join("\n") + "\n",
+);
+
+/** One setup: connect, a byte there and back, close. */
+async function setup(port: number): Promise<void> {
+  const conn = await connect(port);
+  try {
+    await writeAll(conn, Uint8Array.of(42));
+    await readExactly(conn, 1);
+  } finally {
+    conn.close();
+  }
+}
+
+/** Setups per second through `port`, one after the other, for SECONDS. */
+async function rate(port: number): Promise<number> {
+  // The first setup of a muxed route opens its session: not counted.
+  await setup(port);
+  const started = performance.now();
+  let count = 0;
+  while (performance.now() - started < SECONDS * 1000) {
+    await setup(port);
+    count++;
+  }
+  return count / ((performance.now() - started) / 1000);
+}
+
+const results = new Map<string, number[]>();
+for (let rep = 0; rep < REPS; rep++) {
+  for (const [name, port] of Object.entries(modes)) {
+    const each = results.get(name) ?? [];
+    each.push(await rate(port));
+    results.set(name, each);
+  }
+}
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+console.log(
+  `setups per second through squid with NTLM${
+    DELAY_MS > 0 ? ` ${DELAY_MS} ms away (each way)` : ""
+  } (median of ${REPS} × ${SECONDS} s, sequential):`,
+);
+for (const [name, each] of results) {
+  console.log(`  ${name.padEnd(26)} ${median(each).toFixed(0).padStart(7)}`);
+}
+const connectRate = median(results.get("CONNECT (NTLM each time)")!);
+const muxRate = median(results.get("muxed stream")!);
+console.log(
+  `muxed / CONNECT: ${(muxRate / connectRate).toFixed(2)}×`,
+);

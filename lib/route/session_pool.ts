@@ -1,0 +1,627 @@
+/**
+ * The client's sessions (protocol httptunneling.v2) to `serve` far ends:
+ * a route whose last hop is ws:// or wss:// opens its tunnel as a stream
+ * of a session, and the pool keeps one session per route and token, so a
+ * second tunnel needs no proxy handshake, no TLS and no upgrade (`mux`).
+ * Past `max-streams` streams another session is opened.
+ *
+ * When a session's connection is lost the pool reconnects it (`resume`):
+ * the whole chain again (the proxies before the server, their
+ * authentication, failover to another alternative), HELLO with the
+ * session's id, and each stream goes on from the bytes the server has.
+ * Attempts back off exponentially with jitter, each one logged; a session
+ * that cannot come back within `resume-window` ends its streams with that
+ * reason. A session left without streams closes its connection (close
+ * 1000, which tells the server to forget it) after a short idle time.
+ *
+ * ```
+ * dialRoute ─▶ SessionPool.open ─┬─ a session with room ─▶ OPEN a stream
+ *                                └─ none ─▶ dialTransport (chain, TLS, v2 upgrade) ─▶ HELLO/WELCOME
+ * connection lost ─▶ backoff ─▶ dialTransport ─▶ HELLO(id) ─▶ WELCOME(resumed) ─▶ streams resend
+ * ```
+ *
+ * @module
+ */
+
+import { errorMessage, routeFailure, WsRefusedError } from "../errors.ts";
+import { formatHostPort, type HostPort } from "../net/address.ts";
+import type { DialOptions } from "../net/dialer.ts";
+import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { logger } from "../observe/log.ts";
+import {
+  describeServer,
+  NoSessionProtocolError,
+  wsSessionUpgrade,
+} from "../proxy/ws_connect.ts";
+import {
+  type FrameSink,
+  SessionEndpoint,
+  StreamRefusedError,
+} from "../session/endpoint.ts";
+import {
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  type RefuseCode,
+} from "../session/frame.ts";
+import { Session } from "../session/session.ts";
+import { sessionLabel } from "../session/table.ts";
+import { formatDuration } from "../time/duration.ts";
+import type { WsRefusal } from "../ws/handshake.ts";
+import type { WsStream } from "../ws/stream.ts";
+import { dialWithFailover, type FailoverContext } from "./failover.ts";
+import { transportFor } from "./transport.ts";
+import { describeProxy, type Hop } from "./types.ts";
+
+const log = logger("session");
+
+/** Default of `resume-window`: 10 minutes. */
+export const DEFAULT_RESUME_WINDOW_MS = 10 * 60_000;
+/** Default of `max-streams`. */
+export const DEFAULT_STREAMS_PER_SESSION = 100;
+/** How long a session without streams keeps its connection. */
+export const IDLE_SESSION_MS = 30_000;
+/** The first reconnect delay; each attempt doubles it, up to the cap. */
+export const RECONNECT_BASE_MS = 200;
+/** The longest reconnect delay. */
+export const RECONNECT_MAX_MS = 15_000;
+
+const READ_BYTES = 64 * 1024;
+
+/**
+ * The delay before reconnect attempt `attempt` (from 1): exponential from
+ * {@link RECONNECT_BASE_MS} up to {@link RECONNECT_MAX_MS}, then "equal
+ * jitter" (half fixed, half random) so that many clients cut at once do
+ * not come back at once. Pure.
+ *
+ * @param attempt The attempt, from 1.
+ * @param random A number in [0, 1).
+ * @returns Milliseconds.
+ *
+ * @example
+ * ```ts
+ * reconnectDelay(1, 0); // 100
+ * reconnectDelay(3, 0.5); // 600
+ * ```
+ */
+export function reconnectDelay(attempt: number, random: number): number {
+  const ceiling = Math.min(
+    RECONNECT_MAX_MS,
+    RECONNECT_BASE_MS * 2 ** Math.min(attempt - 1, 30),
+  );
+  return Math.round(ceiling / 2 + (ceiling / 2) * random);
+}
+
+/** An open stream and the path its session took. */
+export interface PooledStream {
+  /** The stream, whose bytes are the destination's. */
+  readonly stream: Duplex;
+  /** e.g. `via http://squid:3128 -> ws://far:8080 (session 1a2b3c4d… stream 3)`. */
+  readonly path: string;
+}
+
+/** The sessions of one process, by route and token. */
+export class SessionPool {
+  readonly #groups = new Map<string, ClientSession[]>();
+  // Routes whose server speaks v1 only: their tunnels are v1 WebSockets.
+  readonly #v1Only = new Set<string>();
+  readonly #random: () => number;
+  #closed = false;
+
+  /** @param random Jitter source. @default Math.random */
+  constructor(random: () => number = Math.random) {
+    this.#random = random;
+  }
+
+  /**
+   * Opens a stream to `destination` over a session through `hops`, whose
+   * last hop is ws:// or wss://.
+   *
+   * @param hops The chain; the last hop is the far end.
+   * @param destination Where the stream leads.
+   * @param options Limits, trust, token, `mux`, `resume`, `resume-window`,
+   *   `max-streams`.
+   * @param context Proxy failure memory.
+   * @param signal Gives up when aborted.
+   * @returns The stream and its path; `undefined` when the server speaks
+   *   v1 only, and the caller should open a v1 tunnel.
+   * @throws the chain's failures, or {@link WsRefusedError} when the far
+   *   end refused the session or the stream.
+   */
+  async open(
+    hops: readonly Hop[],
+    destination: HostPort,
+    options: DialOptions,
+    context: FailoverContext,
+    signal?: AbortSignal,
+  ): Promise<PooledStream | undefined> {
+    if (this.#closed) throw new Deno.errors.Interrupted("shutting down");
+    const mux = options.mux !== false;
+    const shared = poolKey(hops, options);
+    if (this.#v1Only.has(shared)) return undefined;
+    const key = mux ? shared : crypto.randomUUID();
+    const cap = options.maxStreams ?? DEFAULT_STREAMS_PER_SESSION;
+    const group = this.#groups.get(key) ?? [];
+    let session = mux
+      ? group.find((each) => each.usable && each.load < cap)
+      : undefined;
+    if (session === undefined) {
+      session = new ClientSession(hops, options, context, this.#random, () => {
+        const left = (this.#groups.get(key) ?? []).filter((each) =>
+          each !== session
+        );
+        if (left.length === 0) this.#groups.delete(key);
+        else this.#groups.set(key, left);
+      }, mux);
+      group.push(session);
+      this.#groups.set(key, group);
+    }
+    try {
+      return await session.openStream(destination, signal);
+    } catch (error) {
+      if (!(error instanceof NoSessionProtocolError)) throw error;
+      if (!this.#v1Only.has(shared)) {
+        log.info(
+          `${error.message} (an older serve?): its tunnels use one WebSocket each, without mux or resume`,
+        );
+        this.#v1Only.add(shared);
+      }
+      return undefined;
+    }
+  }
+
+  /** Ends every session: their connections close, their streams reset. */
+  close(): void {
+    this.#closed = true;
+    for (const group of [...this.#groups.values()]) {
+      for (const session of group) session.end("shutting down");
+    }
+    this.#groups.clear();
+  }
+}
+
+/** One session and the connection that carries it now. */
+class ClientSession {
+  readonly #hops: readonly Hop[];
+  readonly #options: DialOptions;
+  readonly #context: FailoverContext;
+  readonly #random: () => number;
+  readonly #onEnded: () => void;
+  readonly #mux: boolean;
+  readonly #endpoint: SessionEndpoint;
+  readonly #abort = new AbortController();
+  readonly #ready: Promise<void>;
+  #transport: WsStream | undefined;
+  #server = "";
+  #path = "";
+  #opening = 0;
+  #reconnecting = false;
+  #ended = false;
+  #idle: ReturnType<typeof setTimeout> | undefined;
+  #sleep:
+    | { timer: ReturnType<typeof setTimeout>; wake: () => void }
+    | undefined;
+
+  constructor(
+    hops: readonly Hop[],
+    options: DialOptions,
+    context: FailoverContext,
+    random: () => number,
+    onEnded: () => void,
+    mux: boolean,
+  ) {
+    this.#hops = hops;
+    this.#options = options;
+    this.#context = context;
+    this.#random = random;
+    this.#onEnded = onEnded;
+    this.#mux = mux;
+    this.#endpoint = new SessionEndpoint(
+      new Session({
+        role: "client",
+        maxStreams: Math.max(
+          options.maxStreams ?? DEFAULT_STREAMS_PER_SESSION,
+          1,
+        ),
+      }),
+      { onIdle: () => this.#becameIdle() },
+    );
+    this.#ready = this.#connect(this.#abort.signal);
+    this.#ready.catch((error) => this.end(errorMessage(error)));
+  }
+
+  /** Whether new streams may go on this session. */
+  get usable(): boolean {
+    return !this.#ended;
+  }
+
+  /** Streams on it, and streams being opened. */
+  get load(): number {
+    return this.#endpoint.streamCount + this.#opening;
+  }
+
+  get #label(): string {
+    const id = this.#endpoint.session.id;
+    return id === undefined ? "(new)" : sessionLabel(id);
+  }
+
+  async openStream(
+    destination: HostPort,
+    signal?: AbortSignal,
+  ): Promise<PooledStream> {
+    clearTimeout(this.#idle);
+    this.#idle = undefined;
+    // Counted until the stream exists: the endpoint counts it from then on.
+    this.#opening++;
+    try {
+      await this.#ready;
+    } finally {
+      this.#opening--;
+    }
+    if (this.#ended) throw new Deno.errors.Interrupted("session ended");
+    signal?.throwIfAborted();
+    const stream = await this.#endpoint.open(
+      destination.host,
+      destination.port,
+    ).catch((error) => {
+      throw error instanceof StreamRefusedError
+        ? refusedError(this.#server, destination, error.code, error.reason)
+        : error;
+    });
+    return {
+      stream,
+      path: `${this.#path} (session ${this.#label} stream ${stream.id})`,
+    };
+  }
+
+  /**
+   * Ends the session: the connection is closed with 1000 (the server
+   * forgets the session), streams left are reset with `reason`.
+   */
+  end(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#abort.abort();
+    clearTimeout(this.#idle);
+    this.#wakeSleep();
+    const transport = this.#transport;
+    this.#transport = undefined;
+    this.#endpoint.expire(reason);
+    transport?.close();
+    this.#onEnded();
+  }
+
+  #becameIdle(): void {
+    if (this.#ended || this.load > 0 || this.#idle !== undefined) return;
+    if (!this.#mux) return this.end("its only tunnel ended");
+    this.#idle = setTimeout(() => {
+      this.#idle = undefined;
+      if (this.load === 0) this.end("no tunnels for a while");
+    }, IDLE_SESSION_MS);
+  }
+
+  // The whole chain, the v2 upgrade, HELLO and WELCOME; then the session
+  // runs on the new connection.
+  async #connect(signal: AbortSignal): Promise<void> {
+    const { stream, path, server } = await dialTransport(
+      this.#hops,
+      this.#options,
+      this.#context,
+      signal,
+    );
+    try {
+      const { session } = this.#endpoint;
+      await writeAll(stream, encodeFrame(session.hello()));
+      const decoder = new FrameDecoder();
+      const frames = await readWelcome(
+        stream,
+        decoder,
+        this.#options.handshakeTimeoutMs,
+        server,
+      );
+      const [welcome, ...rest] = frames;
+      if (welcome.type !== "welcome") {
+        throw new Error(`${server} sent ${welcome.type} before WELCOME`);
+      }
+      const asked = session.id;
+      session.welcome(welcome);
+      if (this.#ended) throw new Deno.errors.Interrupted("session ended");
+      if (asked !== undefined && welcome.resume !== "resumed") {
+        log.warn(
+          `session ${
+            sessionLabel(asked)
+          } to ${server}: the server did not resume it (its resume window passed, or it restarted); its streams were reset, going on as session ${this.#label}`,
+        );
+      }
+      this.#server = server;
+      this.#path = path;
+      this.#transport = stream;
+      this.#endpoint.attach(queueSink(stream, this.#endpoint));
+      this.#endpoint.receive(rest);
+      this.#readLoop(stream, decoder);
+    } catch (error) {
+      closeQuietly(stream);
+      throw error;
+    }
+  }
+
+  async #readLoop(stream: WsStream, decoder: FrameDecoder): Promise<void> {
+    const buffer = new Uint8Array(READ_BYTES);
+    let why = "the server closed the connection";
+    try {
+      while (this.#transport === stream) {
+        const n = await stream.read(buffer);
+        if (n === null) break;
+        const frames = decoder.push(buffer.subarray(0, n));
+        if (this.#transport !== stream) return;
+        this.#endpoint.receive(frames);
+      }
+    } catch (error) {
+      why = errorMessage(error);
+    }
+    if (this.#transport !== stream) return;
+    this.#lost(stream, why);
+  }
+
+  #lost(stream: WsStream, why: string): void {
+    this.#transport = undefined;
+    this.#endpoint.detach();
+    this.#endpoint.session.transportLost();
+    closeQuietly(stream);
+    if (this.#options.resume === false || this.load === 0) {
+      log.info(
+        `session ${this.#label} to ${this.#server} ended: ${why}${
+          this.load === 0 ? "" : " (resume=off)"
+        }`,
+      );
+      this.end(`the connection to ${this.#server} was lost: ${why}`);
+      return;
+    }
+    log.warn(
+      `session ${this.#label} to ${this.#server} lost its connection (${why}); reconnecting, ${this.#endpoint.streamCount} stream(s) waiting`,
+    );
+    this.#reconnect();
+  }
+
+  async #reconnect(): Promise<void> {
+    if (this.#reconnecting) return;
+    this.#reconnecting = true;
+    const windowMs = this.#options.resumeWindowMs ?? DEFAULT_RESUME_WINDOW_MS;
+    const started = Date.now();
+    try {
+      for (let attempt = 1; !this.#ended; attempt++) {
+        const delay = reconnectDelay(attempt, this.#random());
+        const left = started + windowMs - Date.now();
+        if (delay >= left) {
+          await this.#pause(Math.max(0, left));
+          if (this.#ended) return;
+          const count = this.#endpoint.streamCount;
+          const reason = `resume window of ${
+            formatDuration(windowMs)
+          } passed without reconnecting to ${this.#server}`;
+          log.warn(
+            `session ${this.#label}: ${reason} (${
+              attempt - 1
+            } attempts); ${count} stream(s) end`,
+          );
+          this.end(reason);
+          return;
+        }
+        log.info(
+          `session ${this.#label} to ${this.#server}: reconnect attempt ${attempt} in ${
+            formatDuration(delay)
+          }`,
+        );
+        await this.#pause(delay);
+        if (this.#ended) return;
+        try {
+          await this.#connect(this.#abort.signal);
+          log.info(
+            `session ${this.#label} resumed on attempt ${attempt} after ${
+              formatDuration(Date.now() - started)
+            }: ${this.#path}, ${this.#endpoint.streamCount} stream(s)`,
+          );
+          return;
+        } catch (error) {
+          log.warn(
+            `session ${this.#label} to ${this.#server}: reconnect attempt ${attempt} failed: ${
+              errorMessage(error)
+            }`,
+          );
+        }
+      }
+    } finally {
+      this.#reconnecting = false;
+    }
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#sleep = undefined;
+        resolve();
+      }, ms);
+      this.#sleep = { timer, wake: resolve };
+    });
+  }
+
+  #wakeSleep(): void {
+    const sleep = this.#sleep;
+    this.#sleep = undefined;
+    if (sleep === undefined) return;
+    clearTimeout(sleep.timer);
+    sleep.wake();
+  }
+}
+
+/** What a connection to the far end is, once upgraded. */
+interface SessionTransport {
+  readonly stream: WsStream;
+  readonly path: string;
+  readonly server: string;
+}
+
+/**
+ * The chain to the far end, its TLS, and the v2 upgrade: the hops before
+ * the last with failover, then the last hop's alternatives in the order of
+ * their health.
+ */
+async function dialTransport(
+  hops: readonly Hop[],
+  options: DialOptions,
+  context: FailoverContext,
+  signal: AbortSignal,
+): Promise<SessionTransport> {
+  const before = hops.slice(0, -1);
+  const alternatives = context.health.order(hops[hops.length - 1]);
+  let last: unknown;
+  for (const proxy of alternatives) {
+    const { dialer } = transportFor(proxy.scheme);
+    let stream: Duplex | undefined;
+    try {
+      let path: string;
+      if (before.length === 0) {
+        stream = await dialer.dial(proxy, options, signal);
+        path = `via ${describeProxy(proxy)}`;
+      } else {
+        const reached = await dialWithFailover(
+          before,
+          proxy,
+          options,
+          context,
+          signal,
+        );
+        stream = reached.stream;
+        path = `${reached.path} -> ${describeProxy(proxy)}`;
+        if (dialer.handshakeName !== undefined) {
+          const plain = stream;
+          stream = undefined;
+          stream = await dialer.handshake(plain, proxy, options);
+        }
+      }
+      const upgraded = await wsSessionUpgrade(stream, {
+        proxy,
+        timeoutMs: options.handshakeTimeoutMs,
+        signal,
+        settings: options,
+      });
+      const failures = context.health.succeeded(proxy);
+      if (failures > 0) context.onRecovered?.(proxy, failures);
+      return { stream: upgraded, path, server: describeServer(proxy) };
+    } catch (error) {
+      if (stream !== undefined) closeQuietly(stream);
+      last = error;
+      const classified = routeFailure(error);
+      if (signal.aborted || !classified?.proxyFault) throw error;
+      context.health.failed(proxy, error);
+    }
+  }
+  throw last;
+}
+
+// Reads until WELCOME (and whatever came with it), within the handshake
+// limit.
+async function readWelcome(
+  stream: WsStream,
+  decoder: FrameDecoder,
+  timeoutMs: number,
+  server: string,
+): Promise<Frame[]> {
+  const buffer = new Uint8Array(READ_BYTES);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      closeQuietly(stream);
+      reject(
+        new Error(
+          `${server} sent no WELCOME within ${formatDuration(timeoutMs)}`,
+        ),
+      );
+    }, timeoutMs);
+  });
+  try {
+    while (true) {
+      const n = await Promise.race([stream.read(buffer), deadline]);
+      if (n === null) {
+        throw new Error(`${server} closed the connection before WELCOME`);
+      }
+      const frames = decoder.push(buffer.subarray(0, n));
+      if (frames.length > 0) return frames;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// A sink that writes to the connection one batch after the other, and
+// asks the endpoint for more when it has written what it had.
+function queueSink(stream: WsStream, endpoint: SessionEndpoint): FrameSink {
+  const queue: Uint8Array[] = [];
+  let backlog = 0;
+  let writing = false;
+  const pump = async () => {
+    writing = true;
+    try {
+      while (queue.length > 0) {
+        const bytes = queue.shift()!;
+        await writeAll(stream, bytes);
+        backlog -= bytes.length;
+      }
+    } catch {
+      // The read loop sees the connection fail, and reconnects.
+      queue.length = 0;
+      backlog = 0;
+      return;
+    } finally {
+      writing = false;
+    }
+    endpoint.flush();
+  };
+  return {
+    send(bytes) {
+      queue.push(bytes);
+      backlog += bytes.length;
+      if (!writing) pump();
+    },
+    get backlog() {
+      return backlog;
+    },
+  };
+}
+
+// The same error a v1 upgrade refused with that status would have been,
+// so failover and the log treat both alike.
+function refusedError(
+  server: string,
+  destination: HostPort,
+  code: RefuseCode,
+  reason: string,
+): WsRefusedError {
+  const [status, word]: [number, WsRefusal] = {
+    "not-allowed": [403, "not-allowed"],
+    unreachable: [502, "unreachable"],
+    refused: [502, "refused"],
+    timeout: [504, "timeout"],
+    auth: [401, "auth"],
+    limit: [503, "busy"],
+  }[code] as [number, WsRefusal];
+  return new WsRefusedError(
+    server,
+    formatHostPort(destination),
+    status,
+    word,
+    reason,
+  );
+}
+
+// What makes two tunnels able to share a session: the same hops (with
+// their credentials) and the same token and trust.
+function poolKey(hops: readonly Hop[], options: DialOptions): string {
+  return JSON.stringify([
+    hops,
+    options.token ?? null,
+    options.fingerprint ? [...options.fingerprint] : null,
+    options.caCerts ?? null,
+    options.heartbeatMs ?? null,
+  ]);
+}
