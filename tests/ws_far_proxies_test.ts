@@ -88,7 +88,7 @@ for (
       const ca = await Deno.readTextFile(certs.ca);
       const port = freePort();
       await using _tool = await startTool(
-        `${port} 127.0.0.1 ${echo.port} http://${user}:Secret-123@127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem`,
+        `${port} 127.0.0.1 ${echo.port} http://${user}:Secret-123@127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem mux=off resume=off`,
         { defaults: TEST_OPTIONS },
         { env: () => undefined, readFile: () => ca },
       );
@@ -126,7 +126,7 @@ Deno.test({
     await using logs = await captureLogs();
     const [unchecked, trusted, pinned] = [freePort(), freePort(), freePort()];
     const hops =
-      `127.0.0.1 ${echo.port} http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN}`;
+      `127.0.0.1 ${echo.port} http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} mux=off resume=off`;
     await using _tool = await startTool(
       [
         `${unchecked} ${hops}`,
