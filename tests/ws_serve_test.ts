@@ -18,7 +18,6 @@ import {
   fingerprintOf,
   logMatches,
   missingWebsockets,
-  SERVE_TLS_ARGS,
   serveCertificates,
   startServe,
 } from "./_util/serve.ts";
