@@ -142,7 +142,7 @@ Deno.test({
     await using _tool = await startTool(
       [
         `${plain} 127.0.0.1 ${sshd.port} http://127.0.0.1:${squid.port}`,
-        `${viaWss} 127.0.0.1 ${sshd.port} http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} heartbeat=2s ca-file=ca.pem mux=off resume=off`,
+        `${viaWss} 127.0.0.1 ${sshd.port} http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} heartbeat=2s ca-file=ca.pem`,
       ].join("\n"),
       { defaults: TEST_OPTIONS },
       { env: () => undefined, readFile: () => ca },
