@@ -647,6 +647,45 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "serve over TLS: SIGTERM ends within --shutdown-timeout although a client keeps an idle TLS connection open",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "httptunneling-serve-" });
+    const certs = await makeCertificates(dir);
+    await using serve = await startServe({
+      dir,
+      args: [
+        "--allow",
+        "127.0.0.1:1",
+        "--cert",
+        "server.pem",
+        "--key",
+        "server.key",
+        "--shutdown-timeout",
+        "1s",
+      ],
+    });
+    // A browser-like client: one request, then the kept-alive connection
+    // stays open and silent.
+    using conn = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: serve.port,
+      caCerts: [certs.caPem],
+    });
+    await writeAll(conn, bytes("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    const head = new Uint8Array(64);
+    const n = await within(conn.read(head), 10_000, "the answer");
+    assert.match(text(head.subarray(0, n ?? 0)), /^HTTP\/1\.1 404/);
+    const started = performance.now();
+    assert.equal((await serve.stop()).code, 0);
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(seconds < 10, `serve took ${seconds.toFixed(1)} s to exit`);
+    assert.match(await serve.logText(), /stopped\n$/);
+  },
+});
+
+Deno.test({
   name: "serve: a client that answers no ping is closed after --heartbeat",
   ignore,
   async fn() {

@@ -25,7 +25,7 @@ import { errorMessage } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { createSecureContext, TLSSocket } from "node:tls";
-import { closeQuietly, type Duplex } from "../net/duplex.ts";
+import { closeQuietly } from "../net/duplex.ts";
 import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { logger } from "../observe/log.ts";
 import { relay } from "../relay.ts";
@@ -116,7 +116,11 @@ function startTlsFront(
     return handler(request, { ...info, remoteAddr: client });
   });
   const relays = new Set<Promise<unknown>>();
-  const sockets = new Set<Duplex>();
+  // How to end each relayed connection at shutdown: its TLS stream, the
+  // TCP connection under it and the loopback one to the inner server.
+  // Closing the TLS stream alone leaves a pending read of the relay
+  // waiting on the raw connection.
+  const closers = new Set<() => void>();
   // node:tls reads the files only at a handshake: they are checked here,
   // so that a broken renewal keeps the previous certificate.
   const secureContext = () => {
@@ -145,7 +149,12 @@ function startTlsFront(
       ALPNProtocols: ["h2", "http/1.1"],
     });
     const stream = fromNodeStream(socket);
-    sockets.add(stream);
+    const close = () => {
+      closeQuietly(stream);
+      closeQuietly(conn);
+      if (local !== undefined) closeQuietly(local);
+    };
+    closers.add(close);
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once("secure", resolve);
@@ -180,7 +189,7 @@ function startTlsFront(
         clients.delete(local.localAddr.port);
         closeQuietly(local);
       }
-      sockets.delete(stream);
+      closers.delete(close);
       closeQuietly(stream);
     }
   };
@@ -234,7 +243,7 @@ function startTlsFront(
       await Promise.all(watches.map((watch) => watch.close()));
       await loop;
       await inner.shutdown();
-      for (const socket of sockets) closeQuietly(socket);
+      for (const close of closers) close();
       await Promise.all([...relays]);
     },
   };
