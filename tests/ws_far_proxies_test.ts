@@ -24,7 +24,12 @@ import {
   serveCertificates,
   startServe,
 } from "./_util/serve.ts";
-import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
+import {
+  captureLogs,
+  startTool,
+  TEST_OPTIONS,
+  waitForLog,
+} from "./_util/tool.ts";
 
 // issue #19: the corporate proxies in front of a wss:// hop that users
 // meet, as real squids: NTLM or Basic authentication done by the tool, and
@@ -87,20 +92,22 @@ for (
       });
       const ca = await Deno.readTextFile(certs.ca);
       const port = freePort();
-      await using _tool = await startTool(
-        `${port} 127.0.0.1 ${echo.port} http://${user}:Secret-123@127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem mux=off resume=off`,
-        { defaults: TEST_OPTIONS },
-        { env: () => undefined, readFile: () => ca },
-      );
-      await echoesMegabyte(port);
-      await logMatches(
-        serve,
-        /tunnel \d+ closed: .*1\.0 MiB up, 1\.0 MiB down/,
-      );
-      // squid let the CONNECT through as the authenticated user.
-      const access = await Deno.readTextFile(`${squid.dir}/access.log`);
-      assert.match(
-        access,
+      {
+        await using _tool = await startTool(
+          `${port} 127.0.0.1 ${echo.port} http://${user}:Secret-123@127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem`,
+          { defaults: TEST_OPTIONS },
+          { env: () => undefined, readFile: () => ca },
+        );
+        await echoesMegabyte(port);
+        await logMatches(
+          serve,
+          /tunnel \d+ closed: .*1\.0 MiB up, 1\.0 MiB down/,
+        );
+      }
+      // squid let the CONNECT through as the authenticated user; it logs
+      // the tunnel when it ends, that is when the tool's session closes.
+      await waitForLog(
+        `${squid.dir}/access.log`,
         new RegExp(
           `TCP_TUNNEL/200 .*CONNECT 127\\.0\\.0\\.1:${serve.port} ${logged} `,
         ),
@@ -126,37 +133,44 @@ Deno.test({
     await using logs = await captureLogs();
     const [unchecked, trusted, pinned] = [freePort(), freePort(), freePort()];
     const hops =
-      `127.0.0.1 ${echo.port} http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} mux=off resume=off`;
-    await using _tool = await startTool(
-      [
-        `${unchecked} ${hops}`,
-        `${trusted} ${hops} ca-file=squid-ca.pem`,
-        `${pinned} ${hops} fingerprint=${pin}`,
-      ].join("\n"),
-      { defaults: TEST_OPTIONS },
-      { env: () => undefined, readFile: () => squidCa },
-    );
+      `127.0.0.1 ${echo.port} http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN}`;
+    {
+      await using _tool = await startTool(
+        [
+          `${unchecked} ${hops}`,
+          `${trusted} ${hops} ca-file=squid-ca.pem`,
+          `${pinned} ${hops} fingerprint=${pin}`,
+        ].join("\n"),
+        { defaults: TEST_OPTIONS },
+        { env: () => undefined, readFile: () => squidCa },
+      );
 
-    // Trusting squid's CA: the bumped connection carries the tunnel, and
-    // squid saw the upgrade in the clear.
-    await echoesMegabyte(trusted);
-    await logMatches(serve, /tunnel \d+ closed: .*1\.0 MiB up, 1\.0 MiB down/);
-    const access = await Deno.readTextFile(`${squid.dir}/access.log`);
-    assert.match(
-      access,
+      // Trusting squid's CA: the bumped connection carries the tunnel.
+      await echoesMegabyte(trusted);
+      await logMatches(
+        serve,
+        /tunnel \d+ closed: .*1\.0 MiB up, 1\.0 MiB down/,
+      );
+
+      for (
+        const [port, pattern] of [
+          [unchecked, /UnknownIssuer.*ca-file=/],
+          [pinned, /fingerprint/],
+        ] as const
+      ) {
+        using conn = await connect(port);
+        assert.equal(
+          (await within(readAll(conn), 20_000, "refusal")).length,
+          0,
+        );
+        await logs.waitFor(pattern, 20_000);
+      }
+    }
+    // squid saw the upgrade in the clear; it logs the request when the
+    // connection ends, that is when the tool's session closes.
+    await waitForLog(
+      `${squid.dir}/access.log`,
       new RegExp(`GET https://127\\.0\\.0\\.1:${serve.port}/`),
     );
-
-    for (
-      const [port, pattern] of [
-        [unchecked, /UnknownIssuer.*ca-file=/],
-        [pinned, /fingerprint/],
-      ] as const
-    ) {
-      using conn = await connect(port);
-      assert.equal((await within(readAll(conn), 20_000, "refusal")).length, 0);
-      const line = await logs.waitFor(pattern, 20_000);
-      console.log(line);
-    }
   },
 });
