@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { gitClone } from "./_util/clients.ts";
+import { pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 import { connect, freePort, pause, readAll, within } from "./_util/net.ts";
-import { missing, startSquid } from "./_util/proxies.ts";
+import { missing, startSquid, type TestProcess } from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
   logMatches,
@@ -14,6 +15,7 @@ import {
   gitSshCommand,
   makeBareRepo,
   missingSshd,
+  sshArgs,
   sshRun,
   sshSession,
   startSshd,
@@ -176,5 +178,93 @@ Deno.test({
     const cut = await within(overConnect.ended, 30_000, "ssh's end");
     assert.equal(cut.code, 255, cut.stderr);
     await assert.rejects(overConnect.run("echo too-late", 10_000));
+  },
+});
+
+Deno.test({
+  name:
+    "issue #20's done-when: an ssh session carrying a checksummed stream goes on, byte-exact, while the squid in its path is killed and restarted",
+  ignore,
+  async fn() {
+    const TOTAL = 8 * 1024 * 1024;
+    await using certs = await serveCertificates();
+    await using sshd = await startSshd();
+    await using serve = await startServe({
+      files: certs.files,
+      args: [...SERVE_TLS_ARGS, "--allow", `127.0.0.1:${sshd.port}`],
+    });
+    let squid: TestProcess | undefined = await startSquid(
+      connectOnlyTo(serve.port),
+    );
+    const squidPort = squid.port;
+    let restarted: TestProcess | undefined;
+    await using logs = await captureLogs();
+    const ca = await Deno.readTextFile(certs.ca);
+    const port = freePort();
+    await using _tool = await startTool(
+      `${port} 127.0.0.1 ${sshd.port} http://127.0.0.1:${squidPort} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem resume-window=1m`,
+      { defaults: TEST_OPTIONS },
+      { env: () => undefined, readFile: () => ca },
+    );
+    // `cat` on the far side echoes the stream: both directions are checked.
+    const ssh = new Deno.Command("ssh", {
+      args: [...sshArgs(sshd, port), "cat"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const sent = [...pseudoRandomChunks(20, TOTAL, 32 * 1024)];
+    const received: Uint8Array[] = [];
+    let echoed = 0;
+    let interrupted: Promise<void> | undefined;
+    const interrupt = async () => {
+      await squid![Symbol.asyncDispose]();
+      squid = undefined;
+      await logs.waitFor(/reconnect attempt 1 /, 20_000);
+      // A second http_port line brings squid back on the old port.
+      restarted = await startSquid(
+        connectOnlyTo(serve.port) + `http_port 127.0.0.1:${squidPort}\n`,
+      );
+    };
+    try {
+      const stderr = new Response(ssh.stderr).text();
+      await within(
+        Promise.all([
+          (async () => {
+            for await (const chunk of ssh.stdout) {
+              received.push(chunk);
+              echoed += chunk.length;
+              if (echoed >= TOTAL / 3) interrupted ??= interrupt();
+              if (echoed >= TOTAL) break;
+            }
+          })(),
+          (async () => {
+            const writer = ssh.stdin.getWriter();
+            for (const chunk of sent) {
+              await writer.write(chunk);
+              // Paced, so the interruption falls in the middle.
+              await pause(5);
+            }
+            await writer.close();
+          })(),
+        ]),
+        120_000,
+        "the stream through ssh",
+      );
+      await interrupted;
+      const { code } = await within(ssh.status, 30_000, "ssh's end");
+      assert.equal(code, 0, await stderr);
+      assert.equal(echoed, TOTAL);
+      assert.equal(sha256Of(received), sha256Of(sent));
+      await logs.waitFor(/session \S+ resumed on attempt \d+/, 10_000);
+      await logMatches(serve, /session \S+ resumed: token alice/);
+    } finally {
+      try {
+        ssh.kill("SIGKILL");
+      } catch { /* ended */ }
+      await ssh.status;
+      await squid?.[Symbol.asyncDispose]();
+      await restarted?.[Symbol.asyncDispose]();
+    }
   },
 });

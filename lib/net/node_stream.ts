@@ -50,7 +50,11 @@ export function toNodeStream(stream: Duplex): NodeDuplex {
 export function fromNodeStream(socket: TLSSocket): Duplex {
   let failure: Error | undefined;
   let ended = false;
+  let closed = false;
   let wake: (() => void) | undefined;
+  // Writes and a closeWrite waiting for their callbacks: a destroyed
+  // socket may never call them, so its close settles them.
+  const pending = new Set<(error?: Error) => void>();
   const notify = () => {
     const waiting = wake;
     wake = undefined;
@@ -61,14 +65,33 @@ export function fromNodeStream(socket: TLSSocket): Duplex {
     ended = true;
     notify();
   });
+  const settleAll = (error: Error) => {
+    for (const settle of [...pending]) settle(error);
+  };
   socket.on("error", (error) => {
     failure = error;
     notify();
+    settleAll(error);
   });
   socket.on("close", () => {
     ended = true;
+    closed = true;
     notify();
+    settleAll(failure ?? new Error("connection closed"));
   });
+  const settled = (
+    start: (settle: (error?: Error | null) => void) => void,
+    onError: (error: Error) => void,
+    onDone: () => void,
+  ) => {
+    const settle = (error?: Error | null) => {
+      if (!pending.delete(settle)) return;
+      if (error) onError(error);
+      else onDone();
+    };
+    pending.add(settle);
+    start(settle);
+  };
   return {
     async read(buffer) {
       while (true) {
@@ -86,15 +109,24 @@ export function fromNodeStream(socket: TLSSocket): Duplex {
     },
     write(data) {
       if (failure) return Promise.reject(failure);
+      if (closed) return Promise.reject(new Error("connection closed"));
       return new Promise((resolve, reject) =>
-        socket.write(
-          data,
-          (error) => error ? reject(error) : resolve(data.length),
+        settled(
+          (settle) => socket.write(data, settle),
+          reject,
+          () => resolve(data.length),
         )
       );
     },
     closeWrite() {
-      return new Promise((resolve) => socket.end(resolve));
+      if (closed || failure) return Promise.resolve();
+      return new Promise((resolve) =>
+        settled(
+          (settle) => socket.end(() => settle()),
+          () => resolve(),
+          resolve,
+        )
+      );
     },
     close() {
       socket.destroy();

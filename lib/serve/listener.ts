@@ -29,6 +29,7 @@ import { closeQuietly } from "../net/duplex.ts";
 import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { logger } from "../observe/log.ts";
 import { relay } from "../relay.ts";
+import { formatDuration } from "../time/duration.ts";
 import { watchConfig } from "../config/watch.ts";
 import { notFound } from "./site.ts";
 
@@ -39,6 +40,8 @@ const RELOAD_SETTLE_MS = 300;
 
 /** How long a client has for its TLS handshake. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+// How long shutdown waits for the relays of closed connections to end.
+const RELAY_END_WAIT_MS = 2_000;
 
 /** The certificate and key files of a TLS listener. */
 export interface TlsFiles {
@@ -160,6 +163,9 @@ function startTlsFront(
         socket.once("secure", resolve);
         socket.once("error", reject);
         socket.once("close", () => reject(new Error("connection closed")));
+        // A client that leaves during the handshake ends the socket's
+        // reading side and nothing more: no close, no error.
+        socket.once("end", () => reject(new Error("connection closed")));
         timer = setTimeout(
           () => reject(new Error("TLS handshake timed out")),
           TLS_HANDSHAKE_TIMEOUT_MS,
@@ -242,9 +248,28 @@ function startTlsFront(
       stopAccepting();
       await Promise.all(watches.map((watch) => watch.close()));
       await loop;
+      log.info("DBG inner");
       await inner.shutdown();
+      log.info("DBG inner done");
       for (const close of closers) close();
-      await Promise.all([...relays]);
+      // Closed connections end their relays at once; one that does not
+      // (a Node TLS socket whose callbacks never come) must not keep the
+      // process from exiting.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = await Promise.race([
+        Promise.all([...relays]).then(() => false),
+        new Promise<boolean>((resolve) =>
+          timer = setTimeout(resolve, RELAY_END_WAIT_MS, true)
+        ),
+      ]);
+      clearTimeout(timer);
+      if (late) {
+        log.warn(
+          `${relays.size} TLS connection(s) had not ended ${
+            formatDuration(RELAY_END_WAIT_MS)
+          } after being closed; stopping without them`,
+        );
+      }
     },
   };
 }

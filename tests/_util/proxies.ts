@@ -89,12 +89,22 @@ async function startProgram(
 // Listens with an accept queue of one and fills it itself, so that the
 // kernel drops every later SYN: a destination that never answers, on
 // loopback.
+// A listener that accepts nothing, its queue filled by connections that
+// never complete their accept: further SYNs go unanswered. Several
+// fillers, started without waiting, because how many connections a queue
+// of backlog 0 holds depends on the kernel.
 const BLACK_HOLE_PY = `
-import socket, sys
+import socket, sys, time
 server = socket.socket()
 server.bind(("127.0.0.1", int(sys.argv[1])))
 server.listen(0)
-filler = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+fillers = []
+for _ in range(4):
+    filler = socket.socket()
+    filler.setblocking(False)
+    filler.connect_ex(("127.0.0.1", int(sys.argv[1])))
+    fillers.append(filler)
+time.sleep(0.2)
 print("ready", flush=True)
 sys.stdin.read()
 `;
