@@ -4,6 +4,7 @@ import {
   connect,
   freePort,
   readAll,
+  readExactly,
   startEchoServer,
   within,
   writeAll,
@@ -171,6 +172,57 @@ Deno.test({
     await waitForLog(
       `${squid.dir}/access.log`,
       new RegExp(`GET https://127\\.0\\.0\\.1:${serve.port}/`),
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "issue #20's done-when: one NTLM handshake with squid serves a hundred tunnels, all open at once, each echoing its own bytes",
+  ignore,
+  async fn() {
+    await using echo = startEchoServer();
+    await using squid = await startSquidWithNtlm();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    const port = freePort();
+    {
+      await using _tool = await startTool(
+        `${port} 127.0.0.1 ${echo.port} http://CORP%5Cjane:Secret-123@127.0.0.1:${squid.port} ws://127.0.0.1:${serve.port} token=${ALICE_TOKEN}`,
+        { defaults: TEST_OPTIONS },
+      );
+      const conns = await Promise.all(
+        Array.from({ length: 100 }, () => connect(port)),
+      );
+      try {
+        await within(
+          Promise.all(conns.map(async (conn, i) => {
+            const payload = [...pseudoRandomChunks(100 + i, 4096)][0];
+            await writeAll(conn, payload);
+            const back = await readExactly(conn, payload.length);
+            assert.equal(sha256Of([back]), sha256Of([payload]));
+          })),
+          60_000,
+          "100 echoes",
+        );
+      } finally {
+        for (const conn of conns) conn.close();
+      }
+      await logMatches(serve, /tunnel 100 open:/);
+    }
+    const log = await serve.logText();
+    assert.equal(log.match(/session \S+ new/g)?.length, 1, log);
+    // squid logs the one tunnel when the tool's session closes: one
+    // CONNECT let through, after one NTLM challenge (its 407s).
+    const access = await waitForLog(
+      `${squid.dir}/access.log`,
+      new RegExp(`TCP_TUNNEL/200 .*CONNECT 127\\.0\\.0\\.1:${serve.port} `),
+    );
+    assert.equal(access.match(/TCP_TUNNEL\/200/g)?.length, 1, access);
+    assert.ok(
+      (access.match(/TCP_DENIED\/407/g)?.length ?? 0) <= 2,
+      access,
     );
   },
 });
