@@ -25,6 +25,7 @@
 import { parseArgs } from "node:util";
 import { freePort, pause, waitPort } from "../tests/_util/net.ts";
 import { startSquid } from "../tests/_util/proxies.ts";
+import { usage } from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -88,32 +89,6 @@ async function peerResult<T>(args: string[]): Promise<T> {
     console.error(`peer ${args.join(" ")} failed, trying again`);
     await pause(500);
   }
-}
-
-/**
- * CPU seconds (user + system, reaped children included) of a process, and
- * the RSS of it and its live children (socat forks one per connection).
- */
-function usage(pid: number) {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(
-    " ",
-  );
-  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(stat[i]), 0);
-  const rssOf = (id: string) => {
-    try {
-      return Number(
-        /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${id}/status`))![1],
-      );
-    } catch {
-      return 0;
-    }
-  };
-  const children = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`)
-    .trim()
-    .split(/\s+/).filter(Boolean);
-  const rss = rssOf(String(pid)) +
-    children.reduce((sum, child) => sum + rssOf(child), 0);
-  return { cpu: ticks / 100, rssKiB: rss };
 }
 
 // Targets: an iperf3 server, a sink, and squid (the echo server follows).

@@ -11,7 +11,12 @@
  * MS milliseconds each way: a proxy at a distance, as a corporate one is,
  * rather than on loopback where its round trips cost next to nothing.
  *
- *   deno run -A bench/mux_bench.ts [--reps 3] [--seconds 2] [--delay 0]
+ * Then memory per idle tunnel of each kind: in a fresh tool process per
+ * kind, the slope of its RSS (and serve's, for the kinds that use it)
+ * between `--idle FROM,TO` open, echoed, idle tunnels, each count read
+ * after the processes have settled.
+ *
+ *   deno run -A bench/mux_bench.ts [--reps 3] [--seconds 2] [--delay 0] [--idle 100,600]
  *
  * Needs squid (with ntlm_fake_auth) and python3-websockets' neighbours of
  * tests/_util. Stops everything it started.
@@ -29,14 +34,17 @@ import {
 import { startSquidWithNtlm } from "../tests/_util/proxies.ts";
 import { ALICE_TOKEN, startServe } from "../tests/_util/serve.ts";
 import { spawnRun } from "../tests/_util/tool.ts";
+import { usage } from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
     reps: { type: "string", default: "3" },
     seconds: { type: "string", default: "2" },
     delay: { type: "string", default: "0" },
+    idle: { type: "string", default: "100,600" },
   },
 });
+const [IDLE_FROM, IDLE_TO] = values.idle.split(",").map(Number);
 const REPS = Number(values.reps);
 const SECONDS = Number(values.seconds);
 const DELAY_MS = Number(values.delay);
@@ -96,15 +104,14 @@ const modes = {
   "muxed stream": freePort(),
 };
 const ports = Object.values(modes);
-await using _run = await spawnRun(
-  [
-    `${ports[0]} 127.0.0.1 ${echo.port} ${proxy} auth=ntlm`,
-    `${
-      ports[1]
-    } 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm mux=off resume=off`,
-    `${ports[2]} 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm`,
-  ].join("\n") + "\n",
-);
+const lines = [
+  `${ports[0]} 127.0.0.1 ${echo.port} ${proxy} auth=ntlm`,
+  `${
+    ports[1]
+  } 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm mux=off resume=off`,
+  `${ports[2]} 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm`,
+];
+const run = await spawnRun(lines.join("\n") + "\n");
 
 /** One setup: connect, a byte there and back, close. */
 async function setup(port: number): Promise<void> {
@@ -153,3 +160,71 @@ const muxRate = median(results.get("muxed stream")!);
 console.log(
   `muxed / CONNECT: ${(muxRate / connectRate).toFixed(2)}×`,
 );
+await run[Symbol.asyncDispose]();
+
+/**
+ * Opens `count` echoed connections to `port` in a peer process that holds
+ * them until its stdin closes.
+ */
+async function holdIdle(port: number, count: number) {
+  const holder = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./peer.ts", import.meta.url).pathname,
+      "idle",
+      String(port),
+      String(count),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = holder.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  while (!((await reader.read()).value ?? "").includes("ready")) {
+    /* wait */
+  }
+  reader.releaseLock();
+  return {
+    async [Symbol.asyncDispose]() {
+      await holder.stdin.close();
+      await holder.stdout.cancel().catch(() => {});
+      await holder.status;
+    },
+  };
+}
+
+console.log(
+  `memory per idle tunnel, KiB (RSS slope between ${IDLE_FROM} and ${IDLE_TO} tunnels, fresh processes):`,
+);
+for (const [i, name] of Object.keys(modes).entries()) {
+  // A fresh serve too, so that earlier load has not grown its heap.
+  await using fresh = await startServe({
+    args: ["--allow", `127.0.0.1:${echo.port}`],
+  });
+  const port = freePort();
+  const line = lines[i].replace(/^\d+/, String(port)).replace(
+    `ws://127.0.0.1:${serve.port}`,
+    `ws://127.0.0.1:${fresh.port}`,
+  );
+  await using tool = await spawnRun(line + "\n");
+  const sample = async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    return {
+      tool: usage(tool.child.pid).rssKiB,
+      serve: usage(fresh.child.pid).rssKiB,
+    };
+  };
+  await using _low = await holdIdle(port, IDLE_FROM);
+  const low = await sample();
+  await using _high = await holdIdle(port, IDLE_TO - IDLE_FROM);
+  const high = await sample();
+  const slope = (key: "tool" | "serve") =>
+    ((high[key] - low[key]) / (IDLE_TO - IDLE_FROM)).toFixed(1);
+  console.log(
+    `  ${name.padEnd(26)} tool ${slope("tool").padStart(6)}${
+      i === 0 ? "" : `   serve ${slope("serve").padStart(6)}`
+    }`,
+  );
+}

@@ -1,0 +1,31 @@
+/**
+ * What a benchmark reads of a process it started, from /proc (Linux).
+ *
+ * @module
+ */
+
+/**
+ * CPU seconds (user + system, reaped children included) of a process, and
+ * the RSS of it and its live children (socat forks one per connection).
+ */
+export function usage(pid: number): { cpu: number; rssKiB: number } {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(
+    " ",
+  );
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(stat[i]), 0);
+  const rssOf = (id: string) => {
+    try {
+      return Number(
+        /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${id}/status`))![1],
+      );
+    } catch {
+      return 0;
+    }
+  };
+  const children = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`)
+    .trim()
+    .split(/\s+/).filter(Boolean);
+  const rss = rssOf(String(pid)) +
+    children.reduce((sum, child) => sum + rssOf(child), 0);
+  return { cpu: ticks / 100, rssKiB: rss };
+}
