@@ -25,7 +25,7 @@
 import { parseArgs } from "node:util";
 import { freePort, pause, waitPort } from "../tests/_util/net.ts";
 import { startSquid } from "../tests/_util/proxies.ts";
-import { usage } from "./proc.ts";
+import { holdIdle, usage } from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -62,13 +62,8 @@ function spawn(
   return child;
 }
 
-const peer = (args: string[], stdin: "null" | "piped" = "null") =>
-  spawn(
-    Deno.execPath(),
-    ["run", "-A", `${ROOT}bench/peer.ts`, ...args],
-    stdin,
-    stdin === "piped" ? "piped" : "null",
-  );
+const peer = (args: string[]) =>
+  spawn(Deno.execPath(), ["run", "-A", `${ROOT}bench/peer.ts`, ...args]);
 
 async function peerResult<T>(args: string[]): Promise<T> {
   // A run that loses its connection (it happens now and then right after a
@@ -277,31 +272,18 @@ async function iperf(port: number, extra: string[]) {
  */
 async function idleSlope(relay: Relay, target: number): Promise<number> {
   const fresh = await front(relay, target);
-  const holders: Deno.ChildProcess[] = [];
-  const hold = async (count: number) => {
-    const holder = peer(["idle", String(fresh.port), String(count)], "piped");
-    holders.push(holder);
-    const reader = holder.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    while (!((await reader.read()).value ?? "").includes("ready")) {
-      /* wait */
-    }
-    reader.releaseLock();
+  const settled = async () => {
     await pause(1500);
     return usage(fresh.process!.pid).rssKiB;
   };
   try {
     await peerResult(["setups", String(fresh.port), "0.2", "1"]);
-    const low = await hold(IDLE_FROM);
-    const high = await hold(IDLE_TO - IDLE_FROM);
+    await using _low = await holdIdle(fresh.port, IDLE_FROM);
+    const low = await settled();
+    await using _high = await holdIdle(fresh.port, IDLE_TO - IDLE_FROM);
+    const high = await settled();
     return (high - low) / (IDLE_TO - IDLE_FROM);
   } finally {
-    for (const holder of holders) {
-      await holder.stdin.close();
-      await holder.stdout.cancel().catch(() => {});
-      await holder.status;
-      children.splice(children.indexOf(holder), 1);
-    }
     await fresh.stop();
   }
 }

@@ -34,7 +34,7 @@ import {
 import { startSquidWithNtlm } from "../tests/_util/proxies.ts";
 import { ALICE_TOKEN, startServe } from "../tests/_util/serve.ts";
 import { spawnRun } from "../tests/_util/tool.ts";
-import { usage } from "./proc.ts";
+import { holdIdle, usage } from "./proc.ts";
 
 const { values } = parseArgs({
   options: {
@@ -161,39 +161,6 @@ console.log(
   `muxed / CONNECT: ${(muxRate / connectRate).toFixed(2)}×`,
 );
 await run[Symbol.asyncDispose]();
-
-/**
- * Opens `count` echoed connections to `port` in a peer process that holds
- * them until its stdin closes.
- */
-async function holdIdle(port: number, count: number) {
-  const holder = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./peer.ts", import.meta.url).pathname,
-      "idle",
-      String(port),
-      String(count),
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = holder.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  while (!((await reader.read()).value ?? "").includes("ready")) {
-    /* wait */
-  }
-  reader.releaseLock();
-  return {
-    async [Symbol.asyncDispose]() {
-      await holder.stdin.close();
-      await holder.stdout.cancel().catch(() => {});
-      await holder.status;
-    },
-  };
-}
 
 console.log(
   `memory per idle tunnel, KiB (RSS slope between ${IDLE_FROM} and ${IDLE_TO} tunnels, fresh processes):`,

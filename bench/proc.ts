@@ -1,5 +1,6 @@
 /**
- * What a benchmark reads of a process it started, from /proc (Linux).
+ * What a benchmark reads of a process it started, from /proc (Linux), and
+ * the idle connections it holds open while it reads.
  *
  * @module
  */
@@ -28,4 +29,43 @@ export function usage(pid: number): { cpu: number; rssKiB: number } {
   const rss = rssOf(String(pid)) +
     children.reduce((sum, child) => sum + rssOf(child), 0);
   return { cpu: ticks / 100, rssKiB: rss };
+}
+
+/**
+ * Opens `count` echoed connections to `port` in a peer process that holds
+ * them until its stdin closes; disposing of it closes them.
+ *
+ * @param port Where to connect.
+ * @param count How many connections.
+ */
+export async function holdIdle(
+  port: number,
+  count: number,
+): Promise<AsyncDisposable> {
+  const holder = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./peer.ts", import.meta.url).pathname,
+      "idle",
+      String(port),
+      String(count),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = holder.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  while (!((await reader.read()).value ?? "").includes("ready")) {
+    /* wait */
+  }
+  reader.releaseLock();
+  return {
+    async [Symbol.asyncDispose]() {
+      await holder.stdin.close();
+      await holder.stdout.cancel().catch(() => {});
+      await holder.status;
+    },
+  };
 }

@@ -43,7 +43,13 @@ import { newCounters, relay } from "../relay.ts";
 import type { SessionEndpoint, SessionStream } from "../session/endpoint.ts";
 import type { RefuseCode } from "../session/frame.ts";
 import { formatDuration } from "../time/duration.ts";
-import { SUBPROTOCOL_V2 } from "../ws/handshake.ts";
+import {
+  REFUSAL_HEADER,
+  SUBPROTOCOL,
+  SUBPROTOCOL_V2,
+  TARGET_HEADER,
+  type WsRefusal,
+} from "../ws/handshake.ts";
 import {
   addressRulesCover,
   type AllowRule,
@@ -58,26 +64,6 @@ import { bearerToken, matchToken, type NamedToken } from "./tokens.ts";
 import { startTunnel, type WsTunnel } from "./tunnel.ts";
 
 const log = logger("serve");
-
-/** The WebSocket subprotocol of this protocol version. */
-export const SUBPROTOCOL = "httptunneling.v1";
-
-/** The header naming the target. */
-export const TARGET_HEADER = "x-httptunneling-target";
-
-/** The header saying why a tunnel was refused. */
-export const REFUSAL_HEADER = "x-httptunneling-refusal";
-
-/** The refusal words of the protocol. */
-export type RefusalWord =
-  | "bad-request"
-  | "auth"
-  | "not-allowed"
-  | "rate-limited"
-  | "busy"
-  | "refused"
-  | "unreachable"
-  | "timeout";
 
 /** What the handler needs besides the reloadable settings. */
 export interface FarEndOptions {
@@ -129,7 +115,7 @@ export class FarEnd {
   /** Tunnel counters for /metrics. */
   readonly metrics: Metrics = new Metrics();
   /** Refusals by word, for /metrics. */
-  readonly refusals: Map<RefusalWord, number> = new Map();
+  readonly refusals: Map<WsRefusal, number> = new Map();
   readonly #options: FarEndOptions;
   readonly #limiter: FailureLimiter;
   /** The v2 sessions. */
@@ -588,7 +574,7 @@ export class FarEnd {
 }
 
 /** The REFUSE code of each refusal word, for v2 streams. */
-const REFUSE_CODES: Record<RefusalWord, RefuseCode> = {
+const REFUSE_CODES: Record<WsRefusal, RefuseCode> = {
   "bad-request": "not-allowed",
   auth: "auth",
   "not-allowed": "not-allowed",
@@ -606,7 +592,7 @@ function offers(request: Request, protocol: string): boolean {
 }
 
 /** The refusals that count as failed tunnels in /metrics, by their reason label. */
-const FAILURES: Partial<Record<RefusalWord, FailureReason>> = {
+const FAILURES: Partial<Record<WsRefusal, FailureReason>> = {
   auth: "auth",
   refused: "refused",
   unreachable: "connect",
@@ -669,11 +655,11 @@ export function parseTarget(value: string | null): HostPort | undefined {
 /** A refused tunnel: status, refusal word, and the one line both the client and the log get. */
 interface Refusal {
   readonly status: number;
-  readonly word: RefusalWord;
+  readonly word: WsRefusal;
   readonly reason: string;
 }
 
-function refusal(status: number, word: RefusalWord, reason: string): Refusal {
+function refusal(status: number, word: WsRefusal, reason: string): Refusal {
   return { status, word, reason };
 }
 

@@ -36,19 +36,8 @@ export const REFUSAL_HEADER = "X-Httptunneling-Refusal";
 // RFC 6455 §1.3: appended to the key before hashing.
 const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/** Why the server refused a tunnel, as its refusal header names it. */
-export type WsRefusal =
-  | "bad-request"
-  | "auth"
-  | "not-allowed"
-  | "rate-limited"
-  | "busy"
-  | "refused"
-  | "unreachable"
-  | "timeout";
-
-/** The refusals a server may name. */
-export const WS_REFUSALS: readonly WsRefusal[] = [
+/** The refusals a server may name in its refusal header. */
+export const WS_REFUSALS = [
   "bad-request",
   "auth",
   "not-allowed",
@@ -57,7 +46,10 @@ export const WS_REFUSALS: readonly WsRefusal[] = [
   "refused",
   "unreachable",
   "timeout",
-];
+] as const;
+
+/** Why the server refused a tunnel, as its refusal header names it. */
+export type WsRefusal = typeof WS_REFUSALS[number];
 
 /**
  * The `Sec-WebSocket-Accept` value a server must answer `key` with.
