@@ -558,6 +558,10 @@ export class WsRefusedError extends RouteError {
         "the server may speak another version of the protocol",
       ],
       "auth": ["refused the token for", "check token= (or --token)"],
+      "certificate": [
+        "refused the client certificate for",
+        "give client-cert= and client-key= (or --client-cert and --client-key) with a certificate from a CA the server's --client-ca names",
+      ],
       "not-allowed": [
         "does not allow",
         "its allow rules leave this target out",
@@ -586,13 +590,14 @@ export class WsRefusedError extends RouteError {
         hint === "" ? "" : `: ${hint}`
       }`,
       {
-        proxyFault: beyond || refusal === "auth" || refusal === "busy" ||
+        proxyFault: beyond || refusal === "auth" ||
+          refusal === "certificate" || refusal === "busy" ||
           refusal === "rate-limited" || refusal === "not-a-tunnel",
         unreachable: beyond,
       },
     );
     this.name = "WsRefusedError";
-    this.reason = refusal === "auth"
+    this.reason = refusal === "auth" || refusal === "certificate"
       ? "auth"
       : refusal === "timeout"
       ? "timeout"

@@ -22,6 +22,7 @@ import {
 } from "../config/options.ts";
 import { readRegularFile } from "../config/load.ts";
 import { errorMessage, UsageError } from "../errors.ts";
+import { keyPairProblem } from "../net/key_pair.ts";
 import { DEFAULT_LOG_FILE, LOG_LEVELS } from "../observe/log.ts";
 import { DEFAULT_FAILOVER_BACKOFF_MS } from "../route/health.ts";
 
@@ -189,6 +190,8 @@ export const RUN_OPTIONS: readonly (Flag<unknown> | AnyTunnelOption)[] = [
   TUNNEL_OPTIONS.token,
   TUNNEL_OPTIONS.heartbeatMs,
   TUNNEL_OPTIONS.fingerprint,
+  TUNNEL_OPTIONS.clientCert,
+  TUNNEL_OPTIONS.clientKey,
   TUNNEL_OPTIONS.mux,
   TUNNEL_OPTIONS.resume,
   TUNNEL_OPTIONS.resumeWindowMs,
@@ -363,6 +366,17 @@ export function tunnelOptionsFrom(
       );
     }
     options = { ...options, ...setting };
+  }
+  if (
+    (options.clientCert === undefined) !== (options.clientKey === undefined)
+  ) {
+    throw new UsageError(
+      "--client-cert and --client-key go together: give both",
+    );
+  }
+  if (options.clientCert !== undefined) {
+    const problem = keyPairProblem(options.clientCert, options.clientKey!);
+    if (problem !== undefined) throw new UsageError(`--client-key: ${problem}`);
   }
   return options;
 }

@@ -77,6 +77,15 @@ export const KEY = {
   help: "TLS private key (PEM), with --cert",
 } satisfies Flag<string>;
 
+/** `--client-ca FILE`. */
+export const CLIENT_CA = {
+  flag: "client-ca",
+  type: text("FILE"),
+  help:
+    "with --cert: require a client certificate issued by one of these CAs (PEM); reloaded when it changes",
+  unset: "no client certificates",
+} satisfies Flag<string>;
+
 /** `--tokens FILE`. */
 export const TOKENS = {
   flag: "tokens",
@@ -164,6 +173,7 @@ export const SERVE_OPTIONS: readonly Flag<unknown>[] = [
   LISTEN,
   CERT,
   KEY,
+  CLIENT_CA,
   TOKENS,
   PATH,
   SITE,
@@ -215,6 +225,12 @@ export async function serveCommand(args: string[]): Promise<number> {
   const keyFile = flagValue(values, KEY);
   if ((certFile === undefined) !== (keyFile === undefined)) {
     throw new UsageError("--cert and --key go together: give both or neither");
+  }
+  const clientCa = flagValue(values, CLIENT_CA);
+  if (clientCa !== undefined && certFile === undefined) {
+    throw new UsageError(
+      "--client-ca needs --cert and --key: serve asks for client certificates only over its own TLS (behind a reverse proxy, let it check them)",
+    );
   }
   const path = flagValue(values, PATH);
   if (!path.startsWith("/")) {
@@ -282,7 +298,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     try {
       listener = startFarListener(
         listen,
-        certFile === undefined ? undefined : { certFile, keyFile: keyFile! },
+        certFile === undefined
+          ? undefined
+          : { certFile, keyFile: keyFile!, clientCaFile: clientCa },
         (request, info) => farEnd.handle(request, info),
       );
     } catch (error) {
@@ -295,7 +313,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     log.info(
       `serving tunnels on ${
         certFile ? "wss" : "ws"
-      }://${bound}${path} (${tokens.length} token(s), ${settings.allow.length} allow rule(s))`,
+      }://${bound}${path} (${tokens.length} token(s), ${settings.allow.length} allow rule(s)${
+        clientCa === undefined ? "" : ", client certificates required"
+      })`,
     );
     const state: ReloadState = {};
     const reloads = new Reloads(farEnd, base, configPath, state);

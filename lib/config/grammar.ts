@@ -13,6 +13,7 @@
  */
 
 import { formatHostPort, ipBytes, isLoopback } from "../net/address.ts";
+import { keyPairProblem } from "../net/key_pair.ts";
 import { nearest } from "../suggest.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { parseDuration } from "../time/duration.ts";
@@ -36,6 +37,7 @@ import {
   type Token,
 } from "./field.ts";
 import {
+  FILE_KIND_WORDS,
   type FileKind,
   readTunnelOption,
   TUNNEL_OPTION_ROWS,
@@ -358,6 +360,7 @@ function parseEntry(
     }
   }
   checkWebOptions(options, route);
+  checkClientCertificate(options, settings);
   if (route.kind === "pac") checkPacCredentials(route, options);
   if (!local) {
     const [host, port] = tokens.slice(1, 3).map((token) =>
@@ -393,14 +396,15 @@ function parseEntry(
   };
 }
 
-// token=, heartbeat=, fingerprint=, mux=, resume=, resume-window= and
-// max-streams= mean something only to a ws:// or wss:// hop: on another route they are a mistake, said so.
+// token=, heartbeat=, fingerprint=, client-cert=, client-key=, mux=,
+// resume=, resume-window= and max-streams= mean something only to a ws:// or
+// wss:// hop: on another route they are a mistake, said so.
 function checkWebOptions(options: readonly Token[], route: Route): void {
   const web = route.kind === "chain" &&
     route.hops.some((hop) => hop.some((proxy) => proxy.path !== undefined));
   if (web) return;
   const misplaced = options.find((option) =>
-    /^(token|heartbeat|fingerprint|mux|resume|resume-window|max-streams)=/
+    /^(token|heartbeat|fingerprint|client-cert|client-key|mux|resume|resume-window|max-streams)=/
       .test(option.text)
   );
   if (misplaced === undefined) return;
@@ -410,6 +414,28 @@ function checkWebOptions(options: readonly Token[], route: Route): void {
       misplaced.text.slice(0, misplaced.text.indexOf("="))
     } applies to ws:// and wss:// hops, and this entry has none`,
   );
+}
+
+// client-cert= and client-key= go together, and must be one pair.
+function checkClientCertificate(
+  options: readonly Token[],
+  settings: Partial<TunnelOptions>,
+): void {
+  const { clientCert, clientKey } = settings;
+  if (clientCert === undefined && clientKey === undefined) return;
+  const at = (key: string) =>
+    options.find((option) => option.text.startsWith(`${key}=`))!.column;
+  if (clientCert === undefined || clientKey === undefined) {
+    const given = clientCert === undefined ? "client-key" : "client-cert";
+    throw new EntryError(
+      at(given),
+      "client-cert= and client-key= go together: give both",
+    );
+  }
+  const problem = keyPairProblem(clientCert, clientKey);
+  if (problem !== undefined) {
+    throw new EntryError(at("client-key"), `client-key=: ${problem}`);
+  }
 }
 
 // direct-for=, allow= and client-auth= of a local proxy entry.
@@ -574,7 +600,7 @@ function readFileOption(
   try {
     return context.readFile(value.text, kind);
   } catch (error) {
-    const what = kind === "credentials" ? "credentials file" : "CA file";
+    const what = FILE_KIND_WORDS[kind];
     throw new EntryError(
       value.column,
       `cannot read ${what} ${value.text}: ${errorMessage(error)}`,

@@ -9,6 +9,7 @@ import { dirname, isAbsolute, join } from "node:path";
 import { ConfigLoadError, errorMessage } from "../errors.ts";
 import type { TunnelEntry } from "./entry.ts";
 import { type ConfigContext, parseConfig } from "./grammar.ts";
+import { FILE_KIND_WORDS } from "./options.ts";
 
 /** A config file's text and entries. */
 export interface LoadedConfig {
@@ -51,10 +52,12 @@ export function loadConfig(path: string): LoadedConfig {
       const text = readRegularFile(full);
       const mode = Deno.statSync(full).mode;
       // Once per file, however many entries name it.
-      const warning =
-        `credentials file ${full} can be read by other users: chmod 600 ${full}`;
+      const warning = `${
+        FILE_KIND_WORDS[kind]
+      } ${full} can be read by other users: chmod 600 ${full}`;
       if (
-        kind === "credentials" && mode !== null && (mode & 0o077) !== 0 &&
+        (kind === "credentials" || kind === "key") && mode !== null &&
+        (mode & 0o077) !== 0 &&
         !warnings.includes(warning)
       ) {
         warnings.push(warning);

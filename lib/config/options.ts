@@ -34,6 +34,10 @@ export interface TunnelOptions {
   readonly heartbeatMs?: number;
   /** SHA-256 of the certificate a wss:// server must present (pinning). */
   readonly fingerprint?: Uint8Array;
+  /** PEM certificate (chain) shown to a wss:// server that asks for one. */
+  readonly clientCert?: string;
+  /** PEM private key of {@link TunnelOptions.clientCert}. Never logged. */
+  readonly clientKey?: string;
   /** Open ws:// and wss:// tunnels as streams of a shared session; on when absent. */
   readonly mux?: boolean;
   /** Reconnect a lost ws:// or wss:// session and resume it; on when absent. */
@@ -53,7 +57,15 @@ export const DEFAULT_TUNNEL_OPTIONS: TunnelOptions = {
 };
 
 /** What a file an option names holds: it decides how the file is read. */
-export type FileKind = "credentials" | "certificates";
+export type FileKind = "credentials" | "certificates" | "certificate" | "key";
+
+/** How messages name each kind of file. */
+export const FILE_KIND_WORDS: Readonly<Record<FileKind, string>> = {
+  credentials: "credentials file",
+  certificates: "CA file",
+  certificate: "certificate file",
+  key: "private key file",
+};
 
 /** How an option's value is written, read and shown. */
 export interface ValueType<T> {
@@ -109,6 +121,31 @@ const CERTIFICATES: ValueType<readonly string[]> = {
   expected: "a file of PEM certificates",
   file: "certificates",
   parse: (contents) => [contents],
+};
+
+/** A file holding a PEM certificate (chain); the value is its contents. */
+const CERTIFICATE: ValueType<string> = {
+  placeholder: "FILE",
+  kind: "a file holding a PEM certificate",
+  expected: "a file holding a PEM certificate",
+  file: "certificate",
+  parse: (contents) =>
+    contents.includes("-----BEGIN CERTIFICATE-----") ? contents : undefined,
+  format: () => "(certificate)",
+};
+
+/** A file holding a PEM private key; the value is its contents, a secret. */
+const PRIVATE_KEY: ValueType<string> = {
+  placeholder: "FILE",
+  kind: "a file holding a PEM private key",
+  expected: "a file holding a PEM private key",
+  file: "key",
+  secret: true,
+  parse: (contents) =>
+    /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(contents)
+      ? contents
+      : undefined,
+  format: () => "***",
 };
 
 /** A bearer token: visible ASCII, no spaces. */
@@ -278,6 +315,21 @@ export const TUNNEL_OPTIONS: {
     type: FINGERPRINT,
     example: "sha256:<64 hex digits>",
     help: "pin the certificate a wss:// server presents, by its SHA-256",
+  },
+  clientCert: {
+    field: "clientCert",
+    key: "client-cert",
+    flag: "client-cert",
+    type: CERTIFICATE,
+    help:
+      "client certificate (PEM) for a wss:// server that asks for one (serve --client-ca), with client-key",
+  },
+  clientKey: {
+    field: "clientKey",
+    key: "client-key",
+    flag: "client-key",
+    type: PRIVATE_KEY,
+    help: "private key (PEM) of client-cert",
   },
   mux: {
     field: "mux",

@@ -26,6 +26,10 @@ export interface DialOptions {
   readonly heartbeatMs?: number;
   /** SHA-256 of the certificate a wss:// server must present. @default no pinning */
   readonly fingerprint?: Uint8Array;
+  /** PEM client certificate for a wss:// server that asks for one. @default none */
+  readonly clientCert?: string;
+  /** PEM private key of the client certificate. @default none */
+  readonly clientKey?: string;
   /** ws:// and wss:// tunnels share a session per server. @default true */
   readonly mux?: boolean;
   /** A lost session is reconnected and resumed. @default true */

@@ -621,6 +621,7 @@ function poolKey(hops: readonly Hop[], options: DialOptions): string {
     hops,
     options.token ?? null,
     options.fingerprint ? [...options.fingerprint] : null,
+    options.clientCert ?? null,
     options.caCerts ?? null,
     options.heartbeatMs ?? null,
   ]);

@@ -23,9 +23,10 @@
 
 import { errorMessage } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
-import { createPrivateKey, X509Certificate } from "node:crypto";
 import { createSecureContext, TLSSocket } from "node:tls";
-import { closeQuietly } from "../net/duplex.ts";
+import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { REFUSAL_HEADER } from "../ws/handshake.ts";
+import { keyPairProblem } from "../net/key_pair.ts";
 import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { logger } from "../observe/log.ts";
 import { relay } from "../relay.ts";
@@ -49,6 +50,11 @@ export interface TlsFiles {
   readonly certFile: string;
   /** PEM private key. */
   readonly keyFile: string;
+  /**
+   * PEM certificates of the CAs whose client certificates are accepted;
+   * when set, a client without one is refused. @default no client certificates
+   */
+  readonly clientCaFile?: string;
 }
 
 /** The listener of {@link startFarListener}. */
@@ -129,10 +135,16 @@ function startTlsFront(
   const secureContext = () => {
     const cert = Deno.readTextFileSync(tls.certFile);
     const key = Deno.readTextFileSync(tls.keyFile);
-    if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
-      throw new Error("the key does not belong to the certificate");
+    const problem = keyPairProblem(cert, key);
+    if (problem !== undefined) throw new Error(problem);
+    if (tls.clientCaFile === undefined) {
+      return createSecureContext({ cert, key });
     }
-    return createSecureContext({ cert, key });
+    const ca = Deno.readTextFileSync(tls.clientCaFile);
+    if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new Error(`${tls.clientCaFile} holds no PEM certificate`);
+    }
+    return createSecureContext({ cert, key, ca });
   };
   let context = secureContext();
   const listener = Deno.listen({ hostname: address.host, port: address.port });
@@ -150,6 +162,10 @@ function startTlsFront(
       isServer: true,
       secureContext: context,
       ALPNProtocols: ["h2", "http/1.1"],
+      // The certificate is checked below, so that a client without a good
+      // one is told why in an HTTP answer rather than by a TLS alert.
+      requestCert: tls.clientCaFile !== undefined,
+      rejectUnauthorized: false,
     });
     const stream = fromNodeStream(socket);
     const close = () => {
@@ -173,6 +189,16 @@ function startTlsFront(
       });
       clearTimeout(timer);
       socket.removeAllListeners("secure");
+      if (tls.clientCaFile !== undefined) {
+        const problem = clientCertificateProblem(socket);
+        if (problem !== undefined) {
+          log.warn(
+            `TLS client ${formatAddr(conn.remoteAddr)} refused: ${problem}`,
+          );
+          await refuseClient(stream, socket.alpnProtocol, problem);
+          return;
+        }
+      }
       local = await Deno.connect({
         hostname: "127.0.0.1",
         port: inner.addr.port,
@@ -182,12 +208,9 @@ function startTlsFront(
       await relay(stream, local);
     } catch (error) {
       log.debug(
-        `TLS connection from ${
-          formatHostPort({
-            host: conn.remoteAddr.hostname,
-            port: conn.remoteAddr.port,
-          })
-        } ended: ${errorMessage(error)}`,
+        `TLS connection from ${formatAddr(conn.remoteAddr)} ended: ${
+          errorMessage(error)
+        }`,
       );
     } finally {
       clearTimeout(timer);
@@ -232,9 +255,9 @@ function startTlsFront(
     clearTimeout(timer);
     timer = setTimeout(reload, RELOAD_SETTLE_MS);
   };
-  const watches = [tls.certFile, tls.keyFile].map((file) =>
-    watchConfig(file, changed)
-  );
+  const watches = [tls.certFile, tls.keyFile, tls.clientCaFile]
+    .filter((file) => file !== undefined)
+    .map((file) => watchConfig(file, changed));
   const stopAccepting = () => {
     if (!accepting) return;
     accepting = false;
@@ -248,9 +271,7 @@ function startTlsFront(
       stopAccepting();
       await Promise.all(watches.map((watch) => watch.close()));
       await loop;
-      log.info("DBG inner");
       await inner.shutdown();
-      log.info("DBG inner done");
       for (const close of closers) close();
       // Closed connections end their relays at once; one that does not
       // (a Node TLS socket whose callbacks never come) must not keep the
@@ -272,4 +293,55 @@ function startTlsFront(
       }
     },
   };
+}
+
+function formatAddr(addr: Deno.NetAddr): string {
+  return formatHostPort({ host: addr.hostname, port: addr.port });
+}
+
+/**
+ * Why a TLS client's certificate is not accepted, or `undefined` when it
+ * is: issued by a client CA, in its validity period. node:tls asks the
+ * TLS layer (`ssl.verifyError()`, what Node's own `tls.Server` calls to
+ * set `authorized`), which a TLSSocket made by hand leaves to its owner.
+ */
+function clientCertificateProblem(socket: TLSSocket): string | undefined {
+  const certificate = socket.getPeerCertificate();
+  if (!certificate || Object.keys(certificate).length === 0) {
+    return "no client certificate";
+  }
+  const subject = certificate.subject?.CN;
+  const ssl = (socket as unknown as { ssl?: { verifyError?(): unknown } }).ssl;
+  if (typeof ssl?.verifyError !== "function") {
+    return "this Deno cannot check client certificates";
+  }
+  const code = ssl.verifyError();
+  if (!code) return undefined;
+  const why = typeof code === "string" ? code : errorMessage(code);
+  return `client certificate${
+    subject ? ` "${subject}"` : ""
+  } not accepted (${why}): it must be issued by a CA of --client-ca and valid now`;
+}
+
+// An HTTP/1.1 client (every httptunneling client) reads why in the
+// refusal the tunnel protocol defines; an HTTP/2 one is only closed.
+async function refuseClient(
+  stream: Duplex,
+  alpn: string | false | null,
+  reason: string,
+): Promise<void> {
+  if (alpn !== "h2") {
+    const body = `${reason}\n`;
+    const answer = [
+      "HTTP/1.1 403 Forbidden",
+      `${REFUSAL_HEADER}: certificate`,
+      "Content-Type: text/plain; charset=utf-8",
+      `Content-Length: ${new TextEncoder().encode(body).length}`,
+      "Connection: close",
+      "",
+      body,
+    ].join("\r\n");
+    await writeAll(stream, new TextEncoder().encode(answer)).catch(() => {});
+  }
+  closeQuietly(stream);
 }

@@ -577,6 +577,7 @@ export class FarEnd {
 const REFUSE_CODES: Record<WsRefusal, RefuseCode> = {
   "bad-request": "not-allowed",
   auth: "auth",
+  certificate: "auth",
   "not-allowed": "not-allowed",
   "rate-limited": "limit",
   busy: "limit",

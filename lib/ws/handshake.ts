@@ -40,6 +40,7 @@ const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 export const WS_REFUSALS = [
   "bad-request",
   "auth",
+  "certificate",
   "not-allowed",
   "rate-limited",
   "busy",

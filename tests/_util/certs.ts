@@ -1,6 +1,7 @@
 /**
  * Certificates for TLS tests: a throwaway CA and a server certificate for
- * 127.0.0.1 and localhost that it signed, made with openssl.
+ * 127.0.0.1 and localhost that it signed, and client certificates from
+ * the same CA, made with openssl.
  *
  * @module
  */
@@ -24,6 +25,15 @@ async function run(
   }
 }
 
+// New EC P-256 keys, unencrypted.
+const ec = [
+  "-newkey",
+  "ec",
+  "-pkeyopt",
+  "ec_paramgen_curve:prime256v1",
+  "-nodes",
+];
+
 /** A test CA and a server certificate for 127.0.0.1 and localhost it signed. */
 export interface TestCertificates {
   /** The directory holding `ca.pem`, `server.pem` and `server.key`. */
@@ -43,13 +53,6 @@ export async function makeCertificates(
   dir: string,
   serverSubject = "/CN=127.0.0.1",
 ): Promise<TestCertificates> {
-  const ec = [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-  ];
   await run("openssl", [
     "req",
     "-x509",
@@ -63,38 +66,72 @@ export async function makeCertificates(
     "-subj",
     "/CN=httptunneling test CA",
   ], dir);
+  await issue(
+    dir,
+    "server",
+    serverSubject,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+  );
+  await Deno.chmod(`${dir}/server.key`, 0o644);
+  return { dir, caPem: await Deno.readTextFile(`${dir}/ca.pem`) };
+}
+
+/**
+ * Makes a client certificate (extended key usage clientAuth) that the CA
+ * of {@link makeCertificates} in `dir` signed.
+ *
+ * @param dir A directory {@link makeCertificates} wrote.
+ * @param name The files' name: `<name>.pem` and `<name>.key`; also the CN.
+ * @returns The two files' paths.
+ */
+export async function makeClientCertificate(
+  dir: string,
+  name: string,
+): Promise<{ cert: string; key: string }> {
+  await issue(
+    dir,
+    name,
+    `/CN=${name}`,
+    "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+  );
+  return { cert: `${dir}/${name}.pem`, key: `${dir}/${name}.key` };
+}
+
+// A new key `<name>.key` and a certificate `<name>.pem` for it, signed by
+// the CA in `dir`, with the given subject and openssl extensions.
+async function issue(
+  dir: string,
+  name: string,
+  subject: string,
+  extensions: string,
+): Promise<void> {
   await run("openssl", [
     "req",
     ...ec,
     "-keyout",
-    "server.key",
+    `${name}.key`,
     "-out",
-    "server.csr",
+    `${name}.csr`,
     "-utf8",
     "-subj",
-    serverSubject,
+    subject,
   ], dir);
-  await Deno.writeTextFile(
-    `${dir}/server.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-  );
+  await Deno.writeTextFile(`${dir}/${name}.ext`, extensions);
   await run("openssl", [
     "x509",
     "-req",
     "-in",
-    "server.csr",
+    `${name}.csr`,
     "-CA",
     "ca.pem",
     "-CAkey",
     "ca.key",
     "-CAcreateserial",
     "-out",
-    "server.pem",
+    `${name}.pem`,
     "-days",
     "2",
     "-extfile",
-    "server.ext",
+    `${name}.ext`,
   ], dir);
-  await Deno.chmod(`${dir}/server.key`, 0o644);
-  return { dir, caPem: await Deno.readTextFile(`${dir}/ca.pem`) };
 }

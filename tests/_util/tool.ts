@@ -160,10 +160,19 @@ export async function runTool(
   return { code, stdout: text(stdout), stderr: text(stderr) };
 }
 
-/** A new temporary directory holding `tunnels.conf` with `content`. */
-export async function tempConfig(content: string): Promise<string> {
+/**
+ * A new temporary directory holding `tunnels.conf` with `content`, and
+ * `files` by name (the tool reads only below its directory).
+ */
+export async function tempConfig(
+  content: string,
+  files: Record<string, string> = {},
+): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "httptunneling-cli-" });
   await Deno.writeTextFile(`${dir}/tunnels.conf`, content);
+  for (const [name, contents] of Object.entries(files)) {
+    await Deno.writeTextFile(`${dir}/${name}`, contents);
+  }
   return dir;
 }
 
@@ -250,13 +259,15 @@ export interface SpawnedRun extends AsyncDisposable {
  * is applied; `child` and `log` for the test.
  *
  * @param wrap A shell command run first in the same process (`ulimit …`).
+ * @param files Files to put beside the config, by name.
  */
 export async function spawnRun(
   config: string,
   options: string[] = [],
   wrap?: string,
+  files?: Record<string, string>,
 ): Promise<SpawnedRun> {
-  const dir = await tempConfig(config);
+  const dir = await tempConfig(config, files);
   const command = tool(["run", ...options], dir);
   const child = wrap
     ? new Deno.Command("sh", {
