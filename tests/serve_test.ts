@@ -16,6 +16,7 @@ import {
   connect,
   freePort,
   readAll,
+  readExactly,
   startEchoServer,
   startServer,
   text,
@@ -23,12 +24,15 @@ import {
   writeAll,
 } from "./_util/net.ts";
 import { startBlackHole } from "./_util/proxies.ts";
-import { runTool } from "./_util/tool.ts";
+import { liveTunnel, runTool, startTool } from "./_util/tool.ts";
 import {
   ALICE_TOKEN,
+  fingerprintOf,
   logMatches,
   missingWebsockets,
   pythonClient,
+  SERVE_TLS_ARGS,
+  serveCertificates,
   startServe,
 } from "./_util/serve.ts";
 
@@ -682,6 +686,59 @@ Deno.test({
     const seconds = (performance.now() - started) / 1000;
     assert.ok(seconds < 10, `serve took ${seconds.toFixed(1)} s to exit`);
     assert.match(await serve.logText(), /stopped\n$/);
+  },
+});
+
+Deno.test({
+  name:
+    "serve over TLS closes a connection that sends no request for two heartbeats and 5 s; a wss:// tunnel idle longer goes on",
+  ignore,
+  async fn() {
+    await using certs = await serveCertificates();
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      files: certs.files,
+      args: [
+        ...SERVE_TLS_ARGS,
+        "--allow",
+        `127.0.0.1:${echo.port}`,
+        "--heartbeat",
+        "1s",
+      ],
+    });
+    const port = freePort();
+    await using _tool = await startTool(
+      `${port} 127.0.0.1 ${echo.port} wss://127.0.0.1:${serve.port}/ token=${ALICE_TOKEN} fingerprint=${await fingerprintOf(
+        certs.cert,
+      )}\n`,
+    );
+    using tunnel = await liveTunnel(port);
+    // TLS done, then not a byte: a slow or idle client's connection.
+    using silent = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: serve.port,
+      caCerts: [await Deno.readTextFile(certs.ca)],
+    });
+    await silent.handshake();
+    const started = performance.now();
+    const end = await within(
+      silent.read(new Uint8Array(16)).catch(() => null),
+      20_000,
+      "serve closing the silent connection",
+    );
+    assert.equal(end, null);
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(seconds >= 6, `closed after ${seconds.toFixed(1)} s`);
+    await logMatches(
+      serve,
+      /TLS connection from .* closed: nothing moved for 7/,
+    );
+    // The tunnel, silent all along but pinged by serve, still carries bytes.
+    await writeAll(tunnel, bytes("after"));
+    assert.equal(
+      text(await within(readExactly(tunnel, 5), 5_000, "echo")),
+      "after",
+    );
   },
 });
 

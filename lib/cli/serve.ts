@@ -24,7 +24,11 @@ import {
   mergeSettings,
   type ServeSettings,
 } from "../serve/config.ts";
-import { type FarListener, startFarListener } from "../serve/listener.ts";
+import {
+  type FarListener,
+  startFarListener,
+  tlsIdleLimitMs,
+} from "../serve/listener.ts";
 import {
   noTokens,
   readServeConfig,
@@ -302,6 +306,7 @@ export async function serveCommand(args: string[]): Promise<number> {
           ? undefined
           : { certFile, keyFile: keyFile!, clientCaFile: clientCa },
         (request, info) => farEnd.handle(request, info),
+        tlsIdleLimitMs(flagValue(values, HEARTBEAT)),
       );
     } catch (error) {
       return fail([`cannot serve on ${label}: ${errorMessage(error)}`]);

@@ -57,6 +57,19 @@ export interface TlsFiles {
   readonly clientCaFile?: string;
 }
 
+/**
+ * How long a TLS connection may carry nothing before it is closed: a
+ * `Deno.serve` keeps a connection that sends no request, or half of one,
+ * for ever. Two heartbeats and then some, so that a tunnel, pinged every
+ * heartbeat, is never cut by it.
+ *
+ * @param heartbeatMs serve's `--heartbeat`.
+ * @returns Milliseconds.
+ */
+export function tlsIdleLimitMs(heartbeatMs: number): number {
+  return 2 * heartbeatMs + 5_000;
+}
+
 /** The listener of {@link startFarListener}. */
 export interface FarListener {
   /** Where it listens. */
@@ -76,6 +89,8 @@ export interface FarListener {
  * @param address Where to listen.
  * @param tls The certificate and key files, or none for plain HTTP.
  * @param handler Answers each request; `info.remoteAddr` is the client's.
+ * @param idleLimitMs With TLS: how long a connection may carry nothing
+ *   (see {@link tlsIdleLimitMs}).
  * @returns The listener.
  * @throws when the address cannot be bound or the certificate cannot be used.
  */
@@ -83,6 +98,7 @@ export function startFarListener(
   address: HostPort,
   tls: TlsFiles | undefined,
   handler: Deno.ServeHandler<Deno.NetAddr>,
+  idleLimitMs: number,
 ): FarListener {
   const onError = (error: unknown) => {
     log.error(`request failed: ${errorMessage(error)}`);
@@ -101,7 +117,7 @@ export function startFarListener(
       shutdown: () => server.shutdown(),
     };
   }
-  return startTlsFront(address, tls, handler, onError);
+  return startTlsFront(address, tls, handler, onError, idleLimitMs);
 }
 
 function startTlsFront(
@@ -109,6 +125,7 @@ function startTlsFront(
   tls: TlsFiles,
   handler: Deno.ServeHandler<Deno.NetAddr>,
   onError: (error: unknown) => Response,
+  idleLimitMs: number,
 ): FarListener {
   // Loopback connections from the relay, by their port: the real client.
   const clients = new Map<number, Deno.NetAddr>();
@@ -205,7 +222,17 @@ function startTlsFront(
       });
       local.setNoDelay(true);
       clients.set(local.localAddr.port, conn.remoteAddr);
-      await relay(stream, local);
+      const ended = await relay(stream, local, {
+        idleTimeoutMs: idleLimitMs,
+        lingerTimeoutMs: idleLimitMs,
+      });
+      if (ended.timedOut !== undefined) {
+        log.debug(
+          `TLS connection from ${
+            formatAddr(conn.remoteAddr)
+          } closed: nothing moved for ${formatDuration(ended.idleMs)}`,
+        );
+      }
     } catch (error) {
       log.debug(
         `TLS connection from ${formatAddr(conn.remoteAddr)} ended: ${
