@@ -7,14 +7,17 @@
  * one-line body. An upgrade for httptunneling.v2 is checked for rate
  * limit and token only, and carries a session (./sessions.ts) whose
  * streams get the same tunnel limit, allow rules and connect, answered
- * with OPENED or REFUSE. Every other request gets the plain web site (404
+ * with OPENED or REFUSE. A request of the poll transport (lib/poll/) on
+ * the tunnel path is checked for rate limit and token as well, and carries
+ * a session the same way. Every other request gets the plain web site (404
  * or `--site` files). Keeps the open tunnels (v1 tunnels and v2 streams
  * alike) and the counters.
  *
  * ```
  * handle ─┬─ not a tunnel request → siteResponse
  *         ├─ v1: admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
- *         └─ v2: admit (429/401/503) → upgrade → ServeSessions.run ─ OPEN → #openStream → relay
+ *         ├─ v2: admit (429/401/503) → upgrade → ServeSessions.run ─ OPEN → #openStream → relay
+ *         └─ poll: admit (429/401/503) → PollServer.handle ─ open → ServeSessions.run
  * ```
  *
  * @module
@@ -53,7 +56,10 @@ import {
 import type { ServeSettings } from "./config.ts";
 import { FailureLimiter, sourceKey } from "./rate_limit.ts";
 import { ServeSessions, type SessionOwner } from "./sessions.ts";
+import { PollServer, type PollRefusal } from "../poll/server.ts";
+import { POLL_HEADER } from "../poll/wire.ts";
 import { siteResponse } from "./site.ts";
+import { webSocketTransport } from "./transport.ts";
 import { bearerToken, matchToken, type NamedToken } from "./tokens.ts";
 import { startTunnel, type WsTunnel } from "./tunnel.ts";
 
@@ -77,7 +83,8 @@ export type RefusalWord =
   | "busy"
   | "refused"
   | "unreachable"
-  | "timeout";
+  | "timeout"
+  | PollRefusal["word"];
 
 /** What the handler needs besides the reloadable settings. */
 export interface FarEndOptions {
@@ -134,6 +141,7 @@ export class FarEnd {
   readonly #limiter: FailureLimiter;
   /** The v2 sessions. */
   readonly sessions: ServeSessions;
+  readonly #polls: PollServer;
   #nextId = 1;
   #stopping = false;
   #connecting = 0;
@@ -158,6 +166,9 @@ export class FarEnd {
       onOpen: (endpoint, stream, host, port, owner) =>
         this.#openStream(endpoint, stream, { host, port }, owner),
     });
+    this.#polls = new PollServer(this.sessions, {
+      idleMs: options.heartbeatSeconds * 1000,
+    });
   }
 
   /**
@@ -171,7 +182,8 @@ export class FarEnd {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> {
-    if (!this.#isTunnelRequest(request)) {
+    const poll = this.#isPollRequest(request);
+    if (!poll && !this.#isTunnelRequest(request)) {
       return await siteResponse(request, this.#options.siteRoot);
     }
     const peer = formatHostPort({
@@ -187,6 +199,7 @@ export class FarEnd {
     const client = address === info.remoteAddr.hostname
       ? peer
       : `${address} (via ${peer})`;
+    if (poll) return await this.#poll(request, address, client);
     const started = performance.now();
     const v2 = offers(request, SUBPROTOCOL_V2);
     const admitted = this.#admit(request, address, client, !v2);
@@ -283,6 +296,35 @@ export class FarEnd {
     this.sessions.close();
   }
 
+  #isPollRequest(request: Request): boolean {
+    return request.headers.has(POLL_HEADER) &&
+      new URL(request.url).pathname === this.#options.path;
+  }
+
+  // A request of the poll transport: an open is admitted like a v2
+  // upgrade; the other kinds are checked for rate limit and token too, and
+  // belong to a running session, so they go on while shutting down.
+  async #poll(
+    request: Request,
+    address: string,
+    client: string,
+  ): Promise<Response> {
+    const poll = this.#polls.read(request);
+    if (!("kind" in poll)) return this.#refuse(poll, undefined, client);
+    const open = poll.kind === "open";
+    const admitted = this.#admit(request, address, client, false, open);
+    if (admitted instanceof Response) return admitted;
+    const answer = await this.#polls.handle(
+      request,
+      poll,
+      admitted.name,
+      client,
+    );
+    return answer instanceof Response
+      ? answer
+      : this.#refuse(answer, admitted.name, client);
+  }
+
   #isTunnelRequest(request: Request): boolean {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return false;
@@ -311,7 +353,7 @@ export class FarEnd {
         client,
       );
     }
-    this.sessions.run(upgraded.socket, name, client);
+    this.sessions.run(webSocketTransport(upgraded.socket), name, client);
     return upgraded.response;
   }
 
@@ -395,10 +437,11 @@ export class FarEnd {
     address: string,
     client: string,
     needsTarget: boolean,
+    opens = true,
   ): { name: string; target?: HostPort } | Response {
     const source = sourceKey(address);
     const label = this.#options.label;
-    this.metrics.accepted(label);
+    if (opens) this.metrics.accepted(label);
     if (this.#limiter.blocked(source)) {
       return this.#refuse(
         refusal(
@@ -434,7 +477,7 @@ export class FarEnd {
       );
     }
     if (!needsTarget) {
-      return this.#stopping
+      return this.#stopping && opens
         ? this.#refuse(
           refusal(503, "busy", "the server is shutting down"),
           name,
@@ -597,6 +640,9 @@ const REFUSE_CODES: Record<RefusalWord, RefuseCode> = {
   refused: "refused",
   unreachable: "unreachable",
   timeout: "timeout",
+  // Poll refusals answer requests of a transport, never a stream's OPEN.
+  "unknown-poll": "not-allowed",
+  "too-large": "not-allowed",
 };
 
 /** Whether an upgrade request offers `protocol`. */
