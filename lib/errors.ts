@@ -525,6 +525,7 @@ export type WsRefusalKind =
   | "refused"
   | "unreachable"
   | "timeout"
+  | "no-upgrade"
   | "not-a-tunnel";
 
 /**
@@ -581,6 +582,10 @@ export class WsRefusedError extends RouteError {
       "refused": ["was refused by", ""],
       "unreachable": ["cannot reach", ""],
       "timeout": ["timed out connecting to", ""],
+      "no-upgrade": [
+        "received the WebSocket upgrade without its Upgrade header for",
+        "a proxy on the way removed it; use transport=poll (or transport=auto, the default)",
+      ],
       "not-a-tunnel": [
         "is no tunnel endpoint for",
         "check the path of the ws:// or wss:// URL",
@@ -595,7 +600,8 @@ export class WsRefusedError extends RouteError {
       }`,
       {
         proxyFault: beyond || refusal === "auth" || refusal === "busy" ||
-          refusal === "rate-limited" || refusal === "not-a-tunnel",
+          refusal === "rate-limited" || refusal === "not-a-tunnel" ||
+          refusal === "no-upgrade",
         unreachable: beyond,
       },
     );
@@ -604,7 +610,7 @@ export class WsRefusedError extends RouteError {
       ? "auth"
       : refusal === "timeout"
       ? "timeout"
-      : refusal === "not-a-tunnel"
+      : refusal === "not-a-tunnel" || refusal === "no-upgrade"
       ? "protocol"
       : "refused";
     this.refusal = refusal;

@@ -393,14 +393,14 @@ function parseEntry(
   };
 }
 
-// token=, heartbeat=, fingerprint=, mux=, resume=, resume-window= and
-// max-streams= mean something only to a ws:// or wss:// hop: on another route they are a mistake, said so.
+// token=, heartbeat=, fingerprint=, mux=, resume=, resume-window=,
+// max-streams= and transport= mean something only to a ws:// or wss:// hop: on another route they are a mistake, said so.
 function checkWebOptions(options: readonly Token[], route: Route): void {
   const web = route.kind === "chain" &&
     route.hops.some((hop) => hop.some((proxy) => proxy.path !== undefined));
   if (web) return;
   const misplaced = options.find((option) =>
-    /^(token|heartbeat|fingerprint|mux|resume|resume-window|max-streams)=/
+    /^(token|heartbeat|fingerprint|mux|resume|resume-window|max-streams|transport)=/
       .test(option.text)
   );
   if (misplaced === undefined) return;

@@ -58,7 +58,11 @@ export const POLL_METHODS: Readonly<Record<PollKind, "GET" | "POST">> = {
 /** A poll request as the server reads it. */
 export type PollRequest =
   | { readonly kind: "open" }
-  | { readonly kind: "send" | "receive"; readonly id: string; readonly seq: number }
+  | {
+    readonly kind: "send" | "receive";
+    readonly id: string;
+    readonly seq: number;
+  }
   | { readonly kind: "close"; readonly id: string };
 
 /**

@@ -56,7 +56,7 @@ import {
 import type { ServeSettings } from "./config.ts";
 import { FailureLimiter, sourceKey } from "./rate_limit.ts";
 import { ServeSessions, type SessionOwner } from "./sessions.ts";
-import { PollServer, type PollRefusal } from "../poll/server.ts";
+import { type PollRefusal, PollServer } from "../poll/server.ts";
 import { POLL_HEADER } from "../poll/wire.ts";
 import { siteResponse } from "./site.ts";
 import { webSocketTransport } from "./transport.ts";
@@ -84,6 +84,7 @@ export type RefusalWord =
   | "refused"
   | "unreachable"
   | "timeout"
+  | "no-upgrade"
   | PollRefusal["word"];
 
 /** What the handler needs besides the reloadable settings. */
@@ -183,7 +184,8 @@ export class FarEnd {
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> {
     const poll = this.#isPollRequest(request);
-    if (!poll && !this.#isTunnelRequest(request)) {
+    const stripped = !poll && this.#isStrippedUpgrade(request);
+    if (!poll && !stripped && !this.#isTunnelRequest(request)) {
       return await siteResponse(request, this.#options.siteRoot);
     }
     const peer = formatHostPort({
@@ -200,6 +202,20 @@ export class FarEnd {
       ? peer
       : `${address} (via ${peer})`;
     if (poll) return await this.#poll(request, address, client);
+    if (stripped) {
+      // Said to token holders only: to others the path stays a web site.
+      const admitted = this.#admit(request, address, client, false);
+      if (admitted instanceof Response) return admitted;
+      return this.#refuse(
+        refusal(
+          426,
+          "no-upgrade",
+          "the WebSocket upgrade arrived without its Upgrade header: a proxy on the way removed it; use the poll transport (transport=poll or auto)",
+        ),
+        admitted.name,
+        client,
+      );
+    }
     const started = performance.now();
     const v2 = offers(request, SUBPROTOCOL_V2);
     const admitted = this.#admit(request, address, client, !v2);
@@ -323,6 +339,13 @@ export class FarEnd {
     return answer instanceof Response
       ? answer
       : this.#refuse(answer, admitted.name, client);
+  }
+
+  // An upgrade to our protocol whose Upgrade header a proxy removed.
+  #isStrippedUpgrade(request: Request): boolean {
+    return request.headers.get("upgrade") === null &&
+      new URL(request.url).pathname === this.#options.path &&
+      (offers(request, SUBPROTOCOL) || offers(request, SUBPROTOCOL_V2));
   }
 
   #isTunnelRequest(request: Request): boolean {
@@ -640,7 +663,8 @@ const REFUSE_CODES: Record<RefusalWord, RefuseCode> = {
   refused: "refused",
   unreachable: "unreachable",
   timeout: "timeout",
-  // Poll refusals answer requests of a transport, never a stream's OPEN.
+  // Refusals of a transport's requests, never of a stream's OPEN.
+  "no-upgrade": "not-allowed",
   "unknown-poll": "not-allowed",
   "too-large": "not-allowed",
 };

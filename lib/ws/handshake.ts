@@ -45,7 +45,8 @@ export type WsRefusal =
   | "busy"
   | "refused"
   | "unreachable"
-  | "timeout";
+  | "timeout"
+  | "no-upgrade";
 
 /** The refusals a server may name. */
 export const WS_REFUSALS: readonly WsRefusal[] = [
@@ -57,6 +58,7 @@ export const WS_REFUSALS: readonly WsRefusal[] = [
   "refused",
   "unreachable",
   "timeout",
+  "no-upgrade",
 ];
 
 /**
