@@ -540,7 +540,7 @@ function refusedError(
 }
 
 // What makes two tunnels able to share a session: the same hops (with
-// their credentials) and the same token and trust.
+// their credentials), the same token and trust, the same transport.
 function poolKey(hops: readonly Hop[], options: DialOptions): string {
   return JSON.stringify([
     hops,
@@ -548,5 +548,6 @@ function poolKey(hops: readonly Hop[], options: DialOptions): string {
     options.fingerprint ? [...options.fingerprint] : null,
     options.caCerts ?? null,
     options.heartbeatMs ?? null,
+    options.transport ?? "auto",
   ]);
 }
