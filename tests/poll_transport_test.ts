@@ -143,6 +143,12 @@ Deno.test({
     );
     assert.equal(fallbacks.length, 1, logs.lines.join("\n"));
     await logMatches(serve, /refused 426 no-upgrade: .*token alice/);
+    // squid saw the poll requests in the clear, after the refused upgrade.
+    const access = await Deno.readTextFile(`${squid.dir}/access.log`);
+    const at = `https://127\\.0\\.0\\.1:${serve.port}/t`;
+    assert.match(access, new RegExp(`TCP_MISS/426 \\d+ GET ${at}`));
+    assert.match(access, new RegExp(`TCP_MISS/200 \\d+ POST ${at}`));
+    assert.match(access, new RegExp(`TCP_MISS/200 \\d+ GET ${at}`));
     assert.ok(!logs.lines.some((line) => line.includes(ALICE_TOKEN)));
   },
 });

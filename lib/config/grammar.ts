@@ -321,13 +321,14 @@ function parseEntry(
         : value.text;
       const setting = readTunnelOption(tunnelOption, text);
       if (setting === undefined) {
+        const guess = type.choices && nearest(value.text, type.choices);
         throw new EntryError(
           value.column,
           `${key}=${
             type.secret ? "…" : value.text
           } is not valid: use ${type.kind}${
             example ? ` such as ${example}` : ""
-          }`,
+          }${guess ? ` (did you mean ${key}=${guess}?)` : ""}`,
         );
       }
       settings = { ...settings, ...setting };

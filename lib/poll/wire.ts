@@ -163,7 +163,7 @@ export function seqStanding(
   seq: number,
 ): "next" | "repeat" | "gap" {
   if (seq === expected) return "next";
-  return seq === expected - 1 ? "repeat" : "gap";
+  return seq >= 0 && seq === expected - 1 ? "repeat" : "gap";
 }
 
 /** What a client's poll request carries. */

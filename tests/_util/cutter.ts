@@ -105,4 +105,3 @@ export async function checksummedEcho(
   assert.equal(echoed, total);
   assert.equal(sha256Of(received), sha256Of(sent));
 }
-
