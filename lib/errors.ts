@@ -584,7 +584,7 @@ export class WsRefusedError extends RouteError {
       "timeout": ["timed out connecting to", ""],
       "no-upgrade": [
         "received the WebSocket upgrade without its Upgrade header for",
-        "a proxy on the way removed it; use transport=poll (or transport=auto, the default)",
+        "use transport=poll, or transport=auto (the default)",
       ],
       "not-a-tunnel": [
         "is no tunnel endpoint for",

@@ -19,6 +19,7 @@ import {
   connect,
   freePort,
   readAll,
+  startBannerServer,
   startEchoServer,
   within,
 } from "./_util/net.ts";
@@ -32,7 +33,7 @@ import {
   startServe,
 } from "./_util/serve.ts";
 import { missingSshd, sshSession, startSshd } from "./_util/sshd.ts";
-import { captureLogs, startTool, TEST_OPTIONS } from "./_util/tool.ts";
+import { captureLogs, runTool, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 
 const ignore = missingWebsockets() || missing("squid");
 
@@ -182,12 +183,13 @@ http {
 
 Deno.test({
   name:
-    "poll: nginx buffering answers (proxy_buffering on, no Upgrade passed) in front of plain serve: transport=auto falls back and carries a checksummed echo",
+    "poll: nginx buffering answers (proxy_buffering on, no Upgrade passed) in front of plain serve: transport=auto falls back and carries a checksummed echo; probe lists both transports",
   ignore: ignore || missing("nginx"),
   async fn() {
     await using echo = startEchoServer();
+    await using ssh = startBannerServer("SSH-2.0-probe\r\n");
     await using serve = await startServe({
-      args: ["--allow", `127.0.0.1:${echo.port}`],
+      args: ["--allow", `127.0.0.1:${echo.port},127.0.0.1:${ssh.port}`],
     });
     await using nginx = await startNginx(bufferingNginx(serve.port));
     await using logs = await captureLogs();
@@ -200,6 +202,27 @@ Deno.test({
     const access = await Deno.readTextFile(`${nginx.dir}/access.log`);
     assert.match(access, /"GET \/ HTTP\/1\.1" 200/);
     assert.match(access, /"POST \/ HTTP\/1\.1" 200/);
+
+    // probe shows which transports get through nginx: polling only.
+    const probe = await runTool([
+      "probe",
+      "127.0.0.1",
+      String(ssh.port),
+      "--proxy",
+      `ws://127.0.0.1:${nginx.port}`,
+      "--token",
+      ALICE_TOKEN,
+    ]);
+    assert.equal(probe.code, 0, probe.stdout + probe.stderr);
+    assert.match(
+      probe.stdout,
+      /FAIL {2}transport ws: WebSocket to 127\.0\.0\.1:\d+\/ .*without its Upgrade header/,
+    );
+    assert.match(
+      probe.stdout,
+      /ok {4}transport poll: poll \(plain HTTP requests\) to 127\.0\.0\.1:\d+\/ .*works/,
+    );
+    assert.match(probe.stdout, /=> works/);
   },
 });
 

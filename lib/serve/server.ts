@@ -210,7 +210,7 @@ export class FarEnd {
         refusal(
           426,
           "no-upgrade",
-          "the WebSocket upgrade arrived without its Upgrade header: a proxy on the way removed it; use the poll transport (transport=poll or auto)",
+          "a proxy on the way removed the Upgrade header; the poll transport gets through",
         ),
         admitted.name,
         client,
