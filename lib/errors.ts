@@ -7,6 +7,7 @@
 
 import { formatDuration } from "./time/duration.ts";
 import { parseSquidError, type SquidError } from "./proxy/squid_error.ts";
+import type { WsRefusal } from "./ws/handshake.ts";
 
 /** A problem in a config file, located at `file:line:column`. */
 export class ConfigError extends Error {
@@ -516,17 +517,7 @@ export interface ProxyTlsErrorOptions extends ErrorOptions {
  * names it (see lib/ws/handshake.ts); `not-a-tunnel` when the answer named
  * no refusal: the URL's path is wrong, or something else answered.
  */
-export type WsRefusalKind =
-  | "bad-request"
-  | "auth"
-  | "not-allowed"
-  | "rate-limited"
-  | "busy"
-  | "refused"
-  | "unreachable"
-  | "timeout"
-  | "no-upgrade"
-  | "not-a-tunnel";
+export type WsRefusalKind = WsRefusal | "not-a-tunnel";
 
 /**
  * A ws:// or wss:// tunnel server refused the tunnel. Blame as for a proxy:

@@ -11,6 +11,7 @@ import {
 import { upgradeDidNotHappen } from "../lib/route/transport_choice.ts";
 import { NoSessionProtocolError } from "../lib/proxy/ws_connect.ts";
 import { WsRefusedError } from "../lib/errors.ts";
+import { takeChunks } from "../lib/net/bytes.ts";
 
 const ID = "0123456789abcdef0123456789abcdef";
 
@@ -170,4 +171,17 @@ Deno.test("transport=auto falls back when the upgrade did not happen, never on s
     assert.ok(!upgradeDidNotHappen(refused(word)), word);
   }
   assert.ok(!upgradeDidNotHappen(new Error("connection refused")));
+});
+
+Deno.test("takeChunks takes up to a count of bytes from a queue of chunks, cutting the last", () => {
+  const queue = [Uint8Array.of(1, 2), Uint8Array.of(3, 4, 5), Uint8Array.of(6)];
+  assert.deepEqual(takeChunks(queue, 3).map((part) => [...part]), [[1, 2], [
+    3,
+  ]]);
+  assert.deepEqual(queue.map((part) => [...part]), [[4, 5], [6]]);
+  assert.deepEqual(takeChunks(queue, 10).map((part) => [...part]), [[4, 5], [
+    6,
+  ]]);
+  assert.deepEqual(queue, []);
+  assert.deepEqual(takeChunks(queue, 10), []);
 });

@@ -23,7 +23,7 @@
 import { ProxyProtocolError, WsRefusedError } from "../errors.ts";
 import type { HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
-import { concat } from "../net/bytes.ts";
+import { concat, takeChunks } from "../net/bytes.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { withDeadline } from "../proxy/deadline.ts";
 import {
@@ -172,11 +172,11 @@ export class PollStream implements Duplex {
       if (this.#closed) return null;
       await new Promise<void>((resolve) => this.#wakeReader = resolve);
     }
-    const first = this.#inbox[0];
-    const n = Math.min(buffer.length, first.length);
-    buffer.set(first.subarray(0, n));
-    if (n === first.length) this.#inbox.shift();
-    else this.#inbox[0] = first.subarray(n);
+    let n = 0;
+    for (const part of takeChunks(this.#inbox, buffer.length)) {
+      buffer.set(part, n);
+      n += part.length;
+    }
     this.#inboxBytes -= n;
     if (this.#inboxBytes < INBOX_LIMIT_BYTES) wake(this.#takeWake("loop"));
     return n;
@@ -238,32 +238,16 @@ export class PollStream implements Duplex {
   async #pump(): Promise<void> {
     try {
       while (this.#outbox.length > 0) {
-        const parts: Uint8Array[] = [];
-        let size = 0;
-        while (
-          this.#outbox.length > 0 &&
-          size + this.#outbox[0].length <= MAX_SEND_BYTES
-        ) {
-          const part = this.#outbox.shift()!;
-          parts.push(part);
-          size += part.length;
-        }
-        if (parts.length === 0) {
-          // One write larger than a body: cut it.
-          const first = this.#outbox[0];
-          parts.push(first.subarray(0, MAX_SEND_BYTES));
-          this.#outbox[0] = first.subarray(MAX_SEND_BYTES);
-          size = MAX_SEND_BYTES;
-        }
+        const body = concat(...takeChunks(this.#outbox, MAX_SEND_BYTES));
         await this.#up.exchange(
           { kind: "send", id: this.#id, seq: this.#sendSeq },
           this.#options.timeoutMs,
           0,
           true,
-          concat(...parts),
+          body,
         );
         this.#sendSeq++;
-        this.#outboxBytes -= size;
+        this.#outboxBytes -= body.length;
         wake(this.#takeWake("writer"));
       }
     } catch (error) {

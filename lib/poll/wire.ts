@@ -22,7 +22,7 @@
  */
 
 import { formatHostPort, type HostPort } from "../net/address.ts";
-import { concat } from "../net/bytes.ts";
+import { concat, takeChunks } from "../net/bytes.ts";
 import { USER_AGENT } from "../version.ts";
 
 /** The header naming a poll request's kind. */
@@ -270,18 +270,9 @@ export class DownstreamQueue {
     const standing = seqStanding(this.expected, seq);
     if (standing === "gap") return undefined;
     if (standing === "repeat") return this.#last!.body;
-    const parts: Uint8Array[] = [];
-    let size = 0;
-    while (this.#chunks.length > 0 && size < this.#cap) {
-      const first = this.#chunks[0];
-      const take = Math.min(first.length, this.#cap - size);
-      parts.push(first.subarray(0, take));
-      size += take;
-      if (take === first.length) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(take);
-    }
-    this.#bytes -= size;
+    const parts = takeChunks(this.#chunks, this.#cap);
     const body = parts.length === 1 ? parts[0] : concat(...parts);
+    this.#bytes -= body.length;
     this.#last = { seq, body };
     return body;
   }

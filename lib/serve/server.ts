@@ -46,7 +46,7 @@ import { newCounters, relay } from "../relay.ts";
 import type { SessionEndpoint, SessionStream } from "../session/endpoint.ts";
 import type { RefuseCode } from "../session/frame.ts";
 import { formatDuration } from "../time/duration.ts";
-import { SUBPROTOCOL_V2 } from "../ws/handshake.ts";
+import { SUBPROTOCOL_V2, type WsRefusal } from "../ws/handshake.ts";
 import {
   addressRulesCover,
   type AllowRule,
@@ -74,18 +74,8 @@ export const TARGET_HEADER = "x-httptunneling-target";
 /** The header saying why a tunnel was refused. */
 export const REFUSAL_HEADER = "x-httptunneling-refusal";
 
-/** The refusal words of the protocol. */
-export type RefusalWord =
-  | "bad-request"
-  | "auth"
-  | "not-allowed"
-  | "rate-limited"
-  | "busy"
-  | "refused"
-  | "unreachable"
-  | "timeout"
-  | "no-upgrade"
-  | PollRefusal["word"];
+/** The refusal words of the protocol: a tunnel's, and a poll request's. */
+export type RefusalWord = WsRefusal | PollRefusal["word"];
 
 /** What the handler needs besides the reloadable settings. */
 export interface FarEndOptions {

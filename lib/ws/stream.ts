@@ -15,6 +15,7 @@
  * @module
  */
 
+import { takeChunks } from "../net/bytes.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { printable } from "../proxy/http_head.ts";
 import { type CoarseTimer, coarseTimers } from "../time/timers.ts";
@@ -158,11 +159,11 @@ export class WsStream implements Duplex {
       if (this.#ended || this.#closed) return null;
       await new Promise<void>((resolve) => this.#wakeReader = resolve);
     }
-    const first = this.#inbox[0];
-    const n = Math.min(buffer.length, first.length);
-    buffer.set(first.subarray(0, n));
-    if (n === first.length) this.#inbox.shift();
-    else this.#inbox[0] = first.subarray(n);
+    let n = 0;
+    for (const part of takeChunks(this.#inbox, buffer.length)) {
+      buffer.set(part, n);
+      n += part.length;
+    }
     this.#inboxBytes -= n;
     if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#wake("loop");
     return n;
