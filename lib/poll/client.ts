@@ -92,8 +92,8 @@ export interface PollOptions {
  * @param options The server, path, token and limits.
  * @returns The poll as a stream of session frame bytes.
  * @throws {WsRefusedError} when the server refused (token, rate limit,
- *   shutting down); {@link NoPollTransportError} when it answers no poll
- *   requests; what the dial throws.
+ *   shutting down); {@link NoPollTransportError} when it answered the open
+ *   with another status and no refusal of serve's; what the dial throws.
  */
 export async function openPoll(
   stream: Duplex,
@@ -349,7 +349,7 @@ class HttpLane {
    *
    * @returns The answer's head and body (at most `maxBody` bytes).
    * @throws {WsRefusedError} for a refusal the server named;
-   *   {@link NoPollTransportError} for a 404 it did not name;
+   *   {@link NoPollTransportError} for an open's other answers;
    *   {@link ProxyProtocolError} for another answer; the connection's errors.
    */
   async exchange(
@@ -469,7 +469,7 @@ async function refusal(
   if (word !== undefined) {
     return new WsRefusedError(server, "a session", head.status, word, reason);
   }
-  if (kind === "open" && head.status === 404 && named === undefined) {
+  if (kind === "open" && named === undefined) {
     return new NoPollTransportError(server, head.status);
   }
   return new ProxyProtocolError(
