@@ -51,16 +51,48 @@ Deno.test({
     await using cutter = startCutter(serve.port);
     await using logs = await captureLogs();
     const port = freePort();
-    await using _tool = await startTool(
-      `${port} 127.0.0.1 ${echo.port} ws://127.0.0.1:${cutter.port} token=${ALICE_TOKEN} transport=poll\n`,
-    );
-    await checksummedEcho(port, 8 * 1024 * 1024, () => {
-      cutter.cut();
-      return Promise.resolve();
-    });
-    await logs.waitFor(/sessions use the poll transport/);
-    await logMatches(serve, /session \S+ new: token alice/);
+    {
+      await using _tool = await startTool(
+        `${port} 127.0.0.1 ${echo.port} ws://127.0.0.1:${cutter.port} token=${ALICE_TOKEN} transport=poll\n`,
+      );
+      await checksummedEcho(port, 8 * 1024 * 1024, () => {
+        cutter.cut();
+        return Promise.resolve();
+      });
+      await logs.waitFor(/sessions use the poll transport/);
+    }
+    // The tool's shutdown ends the session with a close request.
+    await logMatches(serve, /session \S+ ended: token alice/);
     assert.ok(!logs.lines.some((line) => line.includes(ALICE_TOKEN)));
+  },
+});
+
+Deno.test({
+  name:
+    "poll: both connections cut and new ones refused for a while: the session resumes over a new poll, and the echo is byte-exact",
+  ignore,
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    await using cutter = startCutter(serve.port);
+    await using logs = await captureLogs();
+    const port = freePort();
+    {
+      await using _tool = await startTool(
+        `${port} 127.0.0.1 ${echo.port} ws://127.0.0.1:${cutter.port} token=${ALICE_TOKEN} transport=poll\n`,
+      );
+      await checksummedEcho(port, 4 * 1024 * 1024, async () => {
+        cutter.refuse();
+        cutter.cut();
+        await logs.waitFor(/reconnect attempt 1 /, 20_000);
+        cutter.accept();
+      });
+      await logs.waitFor(/session \S+ resumed on attempt \d+/);
+    }
+    await logMatches(serve, /session \S+ resumed: token alice/);
+    await logMatches(serve, /session \S+ ended: token alice/);
   },
 });
 

@@ -206,7 +206,9 @@ async function reach(
 }
 
 // The poll transport to `proxy`: two connections, each reached the same
-// way; a connection that closes later is reached again.
+// way; a connection that closes later is reached again, within the dial's
+// own time limits and not stopped by `signal`: the close request that ends
+// the session goes after the session aborted its dials.
 async function dialPoll(
   hops: readonly Hop[],
   proxy: Proxy,
@@ -216,8 +218,9 @@ async function dialPoll(
 ): Promise<SessionTransport> {
   const server = describeServer(proxy);
   const first = await reach(hops, proxy, options, context, signal);
+  const later = new AbortController().signal;
   const again = async () =>
-    (await reach(hops, proxy, options, context, signal)).stream;
+    (await reach(hops, proxy, options, context, later)).stream;
   const stream = await openPoll(first.stream, again, {
     server: proxy,
     path: proxy.path ?? "/",

@@ -59,6 +59,10 @@ export function startCutter(port: number) {
     refuse() {
       refusing = true;
     },
+    /** From now on connections are relayed again. */
+    accept() {
+      refusing = false;
+    },
     [Symbol.asyncDispose]: () => server[Symbol.asyncDispose](),
   };
 }
