@@ -33,6 +33,7 @@ import {
   startServe,
 } from "./_util/serve.ts";
 import { missingSshd, sshSession, startSshd } from "./_util/sshd.ts";
+import { encodeFrame, FrameDecoder } from "../lib/session/frame.ts";
 import { captureLogs, runTool, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 
 const ignore = missingWebsockets() || missing("squid");
@@ -265,6 +266,7 @@ function pollRequest(
   kind: string,
   id?: string,
   seq?: number,
+  body: Uint8Array = new Uint8Array(0),
 ): Promise<Response> {
   return fetch(`http://127.0.0.1:${port}/`, {
     method: kind === "receive" ? "GET" : "POST",
@@ -274,7 +276,7 @@ function pollRequest(
       ...(id === undefined ? {} : { "x-httptunneling-poll-id": id }),
       ...(seq === undefined ? {} : { "x-httptunneling-seq": String(seq) }),
     },
-    body: kind === "receive" ? undefined : new Uint8Array(0),
+    body: kind === "receive" ? undefined : body as Uint8Array<ArrayBuffer>,
   });
 }
 
@@ -347,6 +349,48 @@ Deno.test({
     await logs.waitFor(/refused the token .*check token=/);
     assert.ok(
       !logs.lines.some((line) => line.includes("wrong-token-0123456789")),
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "poll: a session whose client stops polling is a lost transport after serve's --heartbeat, then waits for a resume",
+  ignore,
+  async fn() {
+    await using serve = await startServe({
+      args: ["--allow", "127.0.0.1:1", "--heartbeat", "1s"],
+    });
+    const open = await pollRequest(serve.port, ALICE_TOKEN, "open");
+    await open.body?.cancel();
+    const id = open.headers.get("x-httptunneling-poll-id")!;
+    const hello = encodeFrame({ type: "hello", streams: [] });
+    const sent = await pollRequest(
+      serve.port,
+      ALICE_TOKEN,
+      "send",
+      id,
+      0,
+      hello,
+    );
+    assert.equal(sent.status, 200);
+    await sent.body?.cancel();
+    const answer = await pollRequest(serve.port, ALICE_TOKEN, "receive", id, 0);
+    assert.equal(
+      answer.headers.get("content-type"),
+      "application/octet-stream",
+    );
+    const [welcome] = new FrameDecoder().push(await answer.bytes());
+    assert.equal(welcome.type, "welcome");
+    // The same receive again (its answer "lost"): the same bytes.
+    const again = await pollRequest(serve.port, ALICE_TOKEN, "receive", id, 0);
+    assert.equal(
+      new FrameDecoder().push(await again.bytes())[0].type,
+      "welcome",
+    );
+    await logMatches(
+      serve,
+      /session \S+ lost its poll transport \(no request within 1 s\): token alice .*wait up to 600 s for a resume/,
     );
   },
 });
