@@ -139,9 +139,9 @@ export class PollStream implements Duplex {
   #pumping: Promise<void> | undefined;
   #failure: Error | undefined;
   #closed = false;
-  #wakeReader: (() => void) | undefined;
-  #wakeWriter: (() => void) | undefined;
-  #wakeLoop: (() => void) | undefined;
+  // Who waits: read() for bytes, write() for room, the receive loop for
+  // read() to make room.
+  readonly #waiting: Partial<Record<Waiter, () => void>> = {};
 
   /**
    * Starts the receive loop.
@@ -170,7 +170,7 @@ export class PollStream implements Duplex {
     while (this.#inbox.length === 0) {
       if (this.#failure) throw this.#failure;
       if (this.#closed) return null;
-      await new Promise<void>((resolve) => this.#wakeReader = resolve);
+      await this.#wait("reader");
     }
     let n = 0;
     for (const part of takeChunks(this.#inbox, buffer.length)) {
@@ -178,7 +178,7 @@ export class PollStream implements Duplex {
       n += part.length;
     }
     this.#inboxBytes -= n;
-    if (this.#inboxBytes < INBOX_LIMIT_BYTES) wake(this.#takeWake("loop"));
+    if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#wake("loop");
     return n;
   }
 
@@ -193,7 +193,7 @@ export class PollStream implements Duplex {
     this.#pumping ??= this.#pump();
     while (this.#outboxBytes >= MAX_SEND_BYTES) {
       this.#check();
-      await new Promise<void>((resolve) => this.#wakeWriter = resolve);
+      await this.#wait("writer");
     }
     this.#check();
     return data.length;
@@ -248,7 +248,7 @@ export class PollStream implements Duplex {
         );
         this.#sendSeq++;
         this.#outboxBytes -= body.length;
-        wake(this.#takeWake("writer"));
+        this.#wake("writer");
       }
     } catch (error) {
       this.#fail(error);
@@ -261,7 +261,7 @@ export class PollStream implements Duplex {
     try {
       while (!this.#closed) {
         while (this.#inboxBytes >= INBOX_LIMIT_BYTES && !this.#closed) {
-          await new Promise<void>((resolve) => this.#wakeLoop = resolve);
+          await this.#wait("loop");
         }
         if (this.#closed) return;
         const { body } = await this.#down.exchange(
@@ -274,7 +274,7 @@ export class PollStream implements Duplex {
         if (body.length === 0) continue;
         this.#inbox.push(body);
         this.#inboxBytes += body.length;
-        wake(this.#takeWake("reader"));
+        this.#wake("reader");
       }
     } catch (error) {
       if (!this.#closed) this.#fail(error);
@@ -290,30 +290,23 @@ export class PollStream implements Duplex {
   }
 
   #wakeAll(): void {
-    wake(this.#takeWake("reader"));
-    wake(this.#takeWake("writer"));
-    wake(this.#takeWake("loop"));
+    this.#wake("reader");
+    this.#wake("writer");
+    this.#wake("loop");
   }
 
-  #takeWake(which: "reader" | "writer" | "loop"): (() => void) | undefined {
-    let taken: (() => void) | undefined;
-    if (which === "reader") {
-      taken = this.#wakeReader;
-      this.#wakeReader = undefined;
-    } else if (which === "writer") {
-      taken = this.#wakeWriter;
-      this.#wakeWriter = undefined;
-    } else {
-      taken = this.#wakeLoop;
-      this.#wakeLoop = undefined;
-    }
-    return taken;
+  #wait(which: Waiter): Promise<void> {
+    return new Promise((resolve) => this.#waiting[which] = resolve);
+  }
+
+  #wake(which: Waiter): void {
+    const wake = this.#waiting[which];
+    delete this.#waiting[which];
+    wake?.();
   }
 }
 
-function wake(resolve: (() => void) | undefined): void {
-  resolve?.();
-}
+type Waiter = "reader" | "writer" | "loop";
 
 /** A request of one lane: its kind, poll and sequence number. */
 interface LaneRequest {
