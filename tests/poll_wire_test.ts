@@ -11,7 +11,7 @@ import {
 import { upgradeDidNotHappen } from "../lib/route/transport_choice.ts";
 import { NoSessionProtocolError } from "../lib/proxy/ws_connect.ts";
 import { WsRefusedError } from "../lib/errors.ts";
-import { takeChunks } from "../lib/net/bytes.ts";
+import { ChunkQueue } from "../lib/net/chunk_queue.ts";
 
 const ID = "0123456789abcdef0123456789abcdef";
 
@@ -173,15 +173,19 @@ Deno.test("transport=auto falls back when the upgrade did not happen, never on s
   assert.ok(!upgradeDidNotHappen(new Error("connection refused")));
 });
 
-Deno.test("takeChunks takes up to a count of bytes from a queue of chunks, cutting the last", () => {
-  const queue = [Uint8Array.of(1, 2), Uint8Array.of(3, 4, 5), Uint8Array.of(6)];
-  assert.deepEqual(takeChunks(queue, 3).map((part) => [...part]), [[1, 2], [
-    3,
-  ]]);
-  assert.deepEqual(queue.map((part) => [...part]), [[4, 5], [6]]);
-  assert.deepEqual(takeChunks(queue, 10).map((part) => [...part]), [[4, 5], [
-    6,
-  ]]);
-  assert.deepEqual(queue, []);
-  assert.deepEqual(takeChunks(queue, 10), []);
+Deno.test("ChunkQueue takes up to a count of bytes from the front, cutting the last chunk", () => {
+  const queue = new ChunkQueue();
+  for (const chunk of [[1, 2], [3, 4, 5], [], [6]]) {
+    queue.push(Uint8Array.from(chunk));
+  }
+  assert.equal(queue.bytes, 6);
+  assert.deepEqual(queue.take(3).map((part) => [...part]), [[1, 2], [3]]);
+  assert.equal(queue.bytes, 3);
+  const buffer = new Uint8Array(2);
+  assert.equal(queue.readInto(buffer), 2);
+  assert.deepEqual([...buffer], [4, 5]);
+  assert.deepEqual(queue.take(10).map((part) => [...part]), [[6]]);
+  assert.equal(queue.bytes, 0);
+  assert.deepEqual(queue.take(10), []);
+  assert.equal(queue.readInto(buffer), 0);
 });

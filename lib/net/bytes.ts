@@ -28,34 +28,6 @@ export function concat(...parts: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
- * Removes up to `max` bytes from the front of a queue of chunks, cutting
- * the last chunk it takes where needed.
- *
- * @param queue The chunks, oldest first; what is taken leaves it.
- * @param max The most bytes to take.
- * @returns The bytes taken, in order, as views of the queue's chunks.
- *
- * @example
- * ```ts
- * const queue = [Uint8Array.of(1, 2), Uint8Array.of(3, 4)];
- * takeChunks(queue, 3); // [Uint8Array [1, 2], Uint8Array [3]]; queue is [Uint8Array [4]]
- * ```
- */
-export function takeChunks(queue: Uint8Array[], max: number): Uint8Array[] {
-  const taken: Uint8Array[] = [];
-  let size = 0;
-  while (queue.length > 0 && size < max) {
-    const first = queue[0];
-    const n = Math.min(first.length, max - size);
-    taken.push(first.subarray(0, n));
-    size += n;
-    if (n === first.length) queue.shift();
-    else queue[0] = first.subarray(n);
-  }
-  return taken;
-}
-
-/**
  * Compares two secrets in time that does not depend on where they differ
  * (their lengths may show).
  *

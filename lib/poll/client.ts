@@ -23,7 +23,8 @@
 import { ProxyProtocolError, WsRefusedError } from "../errors.ts";
 import type { HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
-import { concat, takeChunks } from "../net/bytes.ts";
+import { concat } from "../net/bytes.ts";
+import { ChunkQueue } from "../net/chunk_queue.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { withDeadline } from "../proxy/deadline.ts";
 import {
@@ -130,10 +131,8 @@ export class PollStream implements Duplex {
   readonly #down: HttpLane;
   readonly #id: string;
   readonly #options: PollOptions;
-  #inbox: Uint8Array[] = [];
-  #inboxBytes = 0;
-  #outbox: Uint8Array[] = [];
-  #outboxBytes = 0;
+  readonly #inbox = new ChunkQueue();
+  readonly #outbox = new ChunkQueue();
   #sendSeq = 0;
   #receiveSeq = 0;
   #pumping: Promise<void> | undefined;
@@ -167,18 +166,13 @@ export class PollStream implements Duplex {
 
   /** Returns received frame bytes; `null` once closed. */
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#inbox.length === 0) {
+    while (this.#inbox.bytes === 0) {
       if (this.#failure) throw this.#failure;
       if (this.#closed) return null;
       await this.#wait("reader");
     }
-    let n = 0;
-    for (const part of takeChunks(this.#inbox, buffer.length)) {
-      buffer.set(part, n);
-      n += part.length;
-    }
-    this.#inboxBytes -= n;
-    if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#wake("loop");
+    const n = this.#inbox.readInto(buffer);
+    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
     return n;
   }
 
@@ -189,9 +183,8 @@ export class PollStream implements Duplex {
   async write(data: Uint8Array): Promise<number> {
     this.#check();
     this.#outbox.push(data.slice());
-    this.#outboxBytes += data.length;
     this.#pumping ??= this.#pump();
-    while (this.#outboxBytes >= MAX_SEND_BYTES) {
+    while (this.#outbox.bytes >= MAX_SEND_BYTES) {
       this.#check();
       await this.#wait("writer");
     }
@@ -237,8 +230,8 @@ export class PollStream implements Duplex {
 
   async #pump(): Promise<void> {
     try {
-      while (this.#outbox.length > 0) {
-        const body = concat(...takeChunks(this.#outbox, MAX_SEND_BYTES));
+      while (this.#outbox.bytes > 0) {
+        const body = concat(...this.#outbox.take(MAX_SEND_BYTES));
         await this.#up.exchange(
           { kind: "send", id: this.#id, seq: this.#sendSeq },
           this.#options.timeoutMs,
@@ -247,7 +240,6 @@ export class PollStream implements Duplex {
           body,
         );
         this.#sendSeq++;
-        this.#outboxBytes -= body.length;
         this.#wake("writer");
       }
     } catch (error) {
@@ -260,7 +252,7 @@ export class PollStream implements Duplex {
   async #receiveLoop(): Promise<void> {
     try {
       while (!this.#closed) {
-        while (this.#inboxBytes >= INBOX_LIMIT_BYTES && !this.#closed) {
+        while (this.#inbox.bytes >= INBOX_LIMIT_BYTES && !this.#closed) {
           await this.#wait("loop");
         }
         if (this.#closed) return;
@@ -273,7 +265,6 @@ export class PollStream implements Duplex {
         this.#receiveSeq++;
         if (body.length === 0) continue;
         this.#inbox.push(body);
-        this.#inboxBytes += body.length;
         this.#wake("reader");
       }
     } catch (error) {

@@ -22,7 +22,8 @@
  */
 
 import { formatHostPort, type HostPort } from "../net/address.ts";
-import { concat, takeChunks } from "../net/bytes.ts";
+import { concat } from "../net/bytes.ts";
+import { ChunkQueue } from "../net/chunk_queue.ts";
 import { USER_AGENT } from "../version.ts";
 
 /** The header naming a poll request's kind. */
@@ -229,8 +230,7 @@ export function buildPollRequest(request: PollRequestHead): string {
  */
 export class DownstreamQueue {
   readonly #cap: number;
-  #chunks: Uint8Array[] = [];
-  #bytes = 0;
+  readonly #queued = new ChunkQueue();
   #last: { seq: number; body: Uint8Array } | undefined;
 
   /** @param cap The most bytes in one answer. @default MAX_RECEIVE_BYTES */
@@ -240,7 +240,7 @@ export class DownstreamQueue {
 
   /** Queued bytes no `receive` has taken yet. */
   get backlog(): number {
-    return this.#bytes;
+    return this.#queued.bytes;
   }
 
   /** The sequence number the next new `receive` carries. */
@@ -254,9 +254,7 @@ export class DownstreamQueue {
    * @param bytes Encoded frames (the queue keeps them).
    */
   push(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.#chunks.push(bytes);
-    this.#bytes += bytes.length;
+    this.#queued.push(bytes);
   }
 
   /**
@@ -270,9 +268,8 @@ export class DownstreamQueue {
     const standing = seqStanding(this.expected, seq);
     if (standing === "gap") return undefined;
     if (standing === "repeat") return this.#last!.body;
-    const parts = takeChunks(this.#chunks, this.#cap);
+    const parts = this.#queued.take(this.#cap);
     const body = parts.length === 1 ? parts[0] : concat(...parts);
-    this.#bytes -= body.length;
     this.#last = { seq, body };
     return body;
   }
