@@ -2,8 +2,9 @@
  * Tunnel setups per second through squid with NTLM authentication: a new
  * `CONNECT` tunnel per connection (the NTLM handshake each time) against a
  * stream of a session to `serve` that was set up once through the same
- * squid (`mux=on`, the default), and against one v1 WebSocket per tunnel
- * through it (`mux=off resume=off`). Each setup is: connect to the local
+ * squid (`mux=on`, the default), the same over the poll transport
+ * (`transport=poll`), and against one v1 WebSocket per tunnel through it
+ * (`mux=off resume=off`). Each setup is: connect to the local
  * port, send one byte, read its echo, close. Repetitions are interleaved;
  * prints setups per second and the ratio of muxed to CONNECT setups.
  *
@@ -102,6 +103,7 @@ const modes = {
   "CONNECT (NTLM each time)": freePort(),
   "ws v1 per tunnel": freePort(),
   "muxed stream": freePort(),
+  "muxed stream, poll": freePort(),
 };
 const ports = Object.values(modes);
 const lines = [
@@ -110,6 +112,9 @@ const lines = [
     ports[1]
   } 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm mux=off resume=off`,
   `${ports[2]} 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm`,
+  `${
+    ports[3]
+  } 127.0.0.1 ${echo.port} ${proxy} ${server} auth=ntlm transport=poll`,
 ];
 const run = await spawnRun(lines.join("\n") + "\n");
 

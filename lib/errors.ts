@@ -577,6 +577,10 @@ export class WsRefusedError extends RouteError {
       "refused": ["was refused by", ""],
       "unreachable": ["cannot reach", ""],
       "timeout": ["timed out connecting to", ""],
+      "no-upgrade": [
+        "received the WebSocket upgrade without its Upgrade header for",
+        "use transport=poll, or transport=auto (the default)",
+      ],
       "not-a-tunnel": [
         "is no tunnel endpoint for",
         "check the path of the ws:// or wss:// URL",
@@ -592,7 +596,8 @@ export class WsRefusedError extends RouteError {
       {
         proxyFault: beyond || refusal === "auth" ||
           refusal === "certificate" || refusal === "busy" ||
-          refusal === "rate-limited" || refusal === "not-a-tunnel",
+          refusal === "rate-limited" || refusal === "not-a-tunnel" ||
+          refusal === "no-upgrade",
         unreachable: beyond,
       },
     );
@@ -601,7 +606,7 @@ export class WsRefusedError extends RouteError {
       ? "auth"
       : refusal === "timeout"
       ? "timeout"
-      : refusal === "not-a-tunnel"
+      : refusal === "not-a-tunnel" || refusal === "no-upgrade"
       ? "protocol"
       : "refused";
     this.refusal = refusal;

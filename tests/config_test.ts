@@ -276,7 +276,7 @@ Deno.test("option errors point at the option and never show a secret", () => {
     "22 ssh 22 proxy 3128 colour=blue\n23 ssh 22 auth=basic\n24 ssh 22 proxy 3128 auth=kerberos\n25 ssh 22 proxy 3128 credentials=missing.txt\n26 ssh 22 proxy 3128 credentials=bad.txt\n",
   ).errors.map((e) => e.message);
   assert.deepEqual(messages, [
-    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, token, heartbeat, fingerprint, client-cert, client-key, mux, resume, resume-window, max-streams, auth, credentials, spn-host, pac-timeout, pac-cache, pac-refresh, pac-fallback, credentials-for, direct-for, allow, client-auth',
+    't.conf:1:22: unknown option "colour": the options are connect-timeout, handshake-timeout, idle-timeout, linger-timeout, drain-timeout, max-connections, keepalive, ca-file, token, heartbeat, fingerprint, client-cert, client-key, mux, resume, resume-window, max-streams, transport, auth, credentials, spn-host, pac-timeout, pac-cache, pac-refresh, pac-fallback, credentials-for, direct-for, allow, client-auth',
     "t.conf:2:11: option auth applies to a proxy, and this entry has none",
     "t.conf:3:27: auth=kerberos is not an option: write auth=negotiate|ntlm|digest|basic to answer the proxy with that scheme only (auth=basic also sends it before the proxy asks)",
     "t.conf:4:34: cannot read credentials file missing.txt: No such file or directory",

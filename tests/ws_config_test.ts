@@ -128,3 +128,23 @@ Deno.test("token=, heartbeat= and fingerprint= on an entry without a ws:// or ws
     "t.conf:2:11: option heartbeat applies to ws:// and wss:// hops, and this entry has none",
   ]);
 });
+
+Deno.test("transport= is auto, ws or poll, with a suggestion for a typo; --transport too; only on ws:// and wss:// routes", () => {
+  const { entries, errors } = parseConfig(
+    "2222 h 22 ws://t/x transport=poll\n2223 h 22 wss://t/x transport=ws\n2224 h 22 wss://t/x\n2225 h 22 wss://t/x transport=pol\n2226 h 22 http://p:3128 transport=poll\n",
+    "t.conf",
+    CONTEXT,
+  );
+  assert.equal(entries[0].options.transport, "poll");
+  assert.equal(entries[1].options.transport, "ws");
+  assert.equal(entries[2].options.transport, undefined);
+  assert.deepEqual(errors.map((e) => e.message), [
+    "t.conf:4:31: transport=pol is not valid: use auto, ws or poll (did you mean transport=poll?)",
+    "t.conf:5:25: option transport applies to ws:// and wss:// hops, and this entry has none",
+  ]);
+  assert.equal(tunnelOptionsFrom({ transport: "auto" }).transport, "auto");
+  assert.throws(
+    () => tunnelOptionsFrom({ transport: "http" }),
+    /--transport/,
+  );
+});

@@ -196,6 +196,7 @@ export const RUN_OPTIONS: readonly (Flag<unknown> | AnyTunnelOption)[] = [
   TUNNEL_OPTIONS.resume,
   TUNNEL_OPTIONS.resumeWindowMs,
   TUNNEL_OPTIONS.maxStreams,
+  TUNNEL_OPTIONS.transport,
   FAILOVER_BACKOFF,
   STATUS,
   LOG_FORMAT,

@@ -323,13 +323,14 @@ function parseEntry(
         : value.text;
       const setting = readTunnelOption(tunnelOption, text);
       if (setting === undefined) {
+        const guess = type.choices && nearest(value.text, type.choices);
         throw new EntryError(
           value.column,
           `${key}=${
             type.secret ? "…" : value.text
           } is not valid: use ${type.kind}${
             example ? ` such as ${example}` : ""
-          }`,
+          }${guess ? ` (did you mean ${key}=${guess}?)` : ""}`,
         );
       }
       settings = { ...settings, ...setting };
@@ -397,14 +398,14 @@ function parseEntry(
 }
 
 // token=, heartbeat=, fingerprint=, client-cert=, client-key=, mux=,
-// resume=, resume-window= and max-streams= mean something only to a ws:// or
+// resume=, resume-window=, max-streams= and transport= mean something only to a ws:// or
 // wss:// hop: on another route they are a mistake, said so.
 function checkWebOptions(options: readonly Token[], route: Route): void {
   const web = route.kind === "chain" &&
     route.hops.some((hop) => hop.some((proxy) => proxy.path !== undefined));
   if (web) return;
   const misplaced = options.find((option) =>
-    /^(token|heartbeat|fingerprint|client-cert|client-key|mux|resume|resume-window|max-streams)=/
+    /^(token|heartbeat|fingerprint|client-cert|client-key|mux|resume|resume-window|max-streams|transport)=/
       .test(option.text)
   );
   if (misplaced === undefined) return;

@@ -46,6 +46,8 @@ export interface TunnelOptions {
   readonly resumeWindowMs?: number;
   /** Most streams on one session before another is opened; 100 when absent. */
   readonly maxStreams?: number;
+  /** What carries a ws:// or wss:// session; `auto` when absent. */
+  readonly transport?: "auto" | "ws" | "poll";
 }
 
 /** The defaults: 10 s connect, 10 s handshake, 2 min linger, keepalive on. */
@@ -112,6 +114,16 @@ const ON_OFF: ValueType<boolean> = {
   choices: ["on", "off"],
   parse: (text) => text === "on" ? true : text === "off" ? false : undefined,
   format: (value) => value ? "on" : "off",
+};
+
+/** `transport=`: what carries a session. */
+const TRANSPORT: ValueType<"auto" | "ws" | "poll"> = {
+  placeholder: "auto|ws|poll",
+  kind: "auto, ws or poll",
+  expected: "auto, ws or poll",
+  choices: ["auto", "ws", "poll"],
+  parse: (text) =>
+    text === "auto" || text === "ws" || text === "poll" ? text : undefined,
 };
 
 /** A file of PEM certificates; the value is its contents. */
@@ -366,6 +378,15 @@ export const TUNNEL_OPTIONS: {
     example: "100",
     help: "streams per session before another session is opened",
     unset: "100",
+  },
+  transport: {
+    field: "transport",
+    key: "transport",
+    flag: "transport",
+    type: TRANSPORT,
+    help:
+      "what carries a ws:// or wss:// session: WebSocket, plain HTTP polling (through proxies that remove Upgrade or buffer answers), or auto: WebSocket, then polling when the upgrade does not get through",
+    unset: "auto",
   },
 };
 

@@ -38,6 +38,11 @@ export interface DialOptions {
   readonly resumeWindowMs?: number;
   /** Streams per session before another one is opened. @default 100 */
   readonly maxStreams?: number;
+  /**
+   * What carries a session: WebSocket, the poll transport, or WebSocket
+   * falling back to polling. @default "auto"
+   */
+  readonly transport?: "auto" | "ws" | "poll";
 }
 
 /** Opens byte streams to one kind of hop. */

@@ -31,6 +31,7 @@ import { formatDuration } from "../time/duration.ts";
 import { diagnose, type FailurePlace } from "./diagnose.ts";
 import { canonicalHostName } from "../net/dns.ts";
 import { inspectKerberos } from "./kerberos.ts";
+import { endsAtServe, probeTransports } from "./transports.ts";
 
 /** One step of a probe. */
 export interface ProbeStep {
@@ -243,6 +244,33 @@ async function probePath(
       }
     },
   };
+  const report = await walkPath(
+    proxies,
+    destination,
+    options,
+    path,
+    hook,
+    steps,
+  );
+  if (!endsAtServe(proxies)) return report;
+  // Tunnels to serve run over sessions: whichever transport gets through.
+  const transports = await probeTransports(proxies, destination, options);
+  steps.push(...transports);
+  return transports.some((step) => step.ok)
+    ? { destination: target, path, ok: true, steps }
+    : report;
+}
+
+// The chain to the destination, as a v1 tunnel walks it.
+async function walkPath(
+  proxies: Proxy[],
+  destination: HostPort,
+  options: TunnelOptions,
+  path: string,
+  hook: ChainHook,
+  steps: ProbeStep[],
+): Promise<ProbeReport> {
+  const target = formatHostPort(destination);
   let stream: Duplex | undefined;
   try {
     stream = await openChain(proxies, destination, options, { hook });

@@ -148,8 +148,14 @@ function speaksV1Only(head: ResponseHead): boolean {
     headerValue(head, "sec-websocket-protocol")?.trim() !== SUBPROTOCOL_V2;
 }
 
-// The first line of a refusal's body, bounded; empty when there is none.
-async function refusalReason(
+/**
+ * The first line of a refusal's body, bounded; empty when there is none.
+ *
+ * @param input The stream, positioned after the response head.
+ * @param head The refusal's head (its `Content-Length`).
+ * @returns The reason, printable.
+ */
+export async function refusalReason(
   input: BufferedDuplex,
   head: ResponseHead,
 ): Promise<string> {

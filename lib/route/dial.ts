@@ -209,17 +209,22 @@ export async function dialPac(
 /**
  * Whether a chain's tunnels go over a session: its last hop, and only
  * that one, is this tool's server (ws:// or wss://), and `mux` or `resume`
- * is on. A server in the middle of a chain is asked with v1 upgrades.
+ * is on, or `transport=poll`. A server in the middle of a chain is asked
+ * with v1 upgrades.
  *
  * @param hops The chain.
- * @param options `mux` and `resume`.
+ * @param options `mux`, `resume` and `transport`.
  * @returns Whether {@link SessionPool} opens its tunnels.
  */
 export function usesSession(
   hops: readonly Hop[],
-  options: Pick<DialOptions, "mux" | "resume">,
+  options: Pick<DialOptions, "mux" | "resume" | "transport">,
 ): boolean {
-  if (options.mux === false && options.resume === false) return false;
+  // The poll transport carries sessions only.
+  if (
+    options.mux === false && options.resume === false &&
+    options.transport !== "poll"
+  ) return false;
   const server = (hop: Hop) =>
     hop.some((proxy) => proxy.scheme === "ws" || proxy.scheme === "wss");
   const last = hops[hops.length - 1];

@@ -16,23 +16,19 @@
  *
  * ```
  * dialRoute ─▶ SessionPool.open ─┬─ a session with room ─▶ OPEN a stream
- *                                └─ none ─▶ dialTransport (chain, TLS, v2 upgrade) ─▶ HELLO/WELCOME
- * connection lost ─▶ backoff ─▶ dialTransport ─▶ HELLO(id) ─▶ WELCOME(resumed) ─▶ streams resend
+ *                                └─ none ─▶ TransportChoice.dial (chain, TLS, v2 upgrade or poll) ─▶ HELLO/WELCOME
+ * connection lost ─▶ backoff ─▶ TransportChoice.dial ─▶ HELLO(id) ─▶ WELCOME(resumed) ─▶ streams resend
  * ```
  *
  * @module
  */
 
-import { errorMessage, routeFailure, WsRefusedError } from "../errors.ts";
+import { errorMessage, WsRefusedError } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import type { DialOptions } from "../net/dialer.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
-import {
-  describeServer,
-  NoSessionProtocolError,
-  wsSessionUpgrade,
-} from "../proxy/ws_connect.ts";
+import { NoSessionProtocolError } from "../proxy/ws_connect.ts";
 import {
   type FrameSink,
   SessionEndpoint,
@@ -48,10 +44,9 @@ import { Session } from "../session/session.ts";
 import { sessionLabel } from "../session/table.ts";
 import { formatDuration } from "../time/duration.ts";
 import type { WsRefusal } from "../ws/handshake.ts";
-import type { WsStream } from "../ws/stream.ts";
-import { dialWithFailover, type FailoverContext } from "./failover.ts";
-import { transportFor } from "./transport.ts";
-import { describeProxy, type Hop } from "./types.ts";
+import type { FailoverContext } from "./failover.ts";
+import { type SessionTransport, TransportChoice } from "./transport_choice.ts";
+import type { Hop } from "./types.ts";
 
 const log = logger("session");
 
@@ -105,6 +100,7 @@ export class SessionPool {
   readonly #groups = new Map<string, ClientSession[]>();
   // Routes whose server speaks v1 only: their tunnels are v1 WebSockets.
   readonly #v1Only = new Set<string>();
+  readonly #transports = new TransportChoice();
   readonly #random: () => number;
   #closed = false;
 
@@ -146,7 +142,9 @@ export class SessionPool {
       ? group.find((each) => each.usable && each.load < cap)
       : undefined;
     if (session === undefined) {
-      session = new ClientSession(hops, options, context, this.#random, () => {
+      const dial = (abort: AbortSignal) =>
+        this.#transports.dial(shared, hops, options, context, abort);
+      session = new ClientSession(dial, options, this.#random, () => {
         const left = (this.#groups.get(key) ?? []).filter((each) =>
           each !== session
         );
@@ -182,16 +180,15 @@ export class SessionPool {
 
 /** One session and the connection that carries it now. */
 class ClientSession {
-  readonly #hops: readonly Hop[];
+  readonly #dial: (signal: AbortSignal) => Promise<SessionTransport>;
   readonly #options: DialOptions;
-  readonly #context: FailoverContext;
   readonly #random: () => number;
   readonly #onEnded: () => void;
   readonly #mux: boolean;
   readonly #endpoint: SessionEndpoint;
   readonly #abort = new AbortController();
   readonly #ready: Promise<void>;
-  #transport: WsStream | undefined;
+  #transport: Duplex | undefined;
   #server = "";
   #path = "";
   #opening = 0;
@@ -203,16 +200,14 @@ class ClientSession {
     | undefined;
 
   constructor(
-    hops: readonly Hop[],
+    dial: (signal: AbortSignal) => Promise<SessionTransport>,
     options: DialOptions,
-    context: FailoverContext,
     random: () => number,
     onEnded: () => void,
     mux: boolean,
   ) {
-    this.#hops = hops;
+    this.#dial = dial;
     this.#options = options;
-    this.#context = context;
     this.#random = random;
     this.#onEnded = onEnded;
     this.#mux = mux;
@@ -300,15 +295,10 @@ class ClientSession {
     }, IDLE_SESSION_MS);
   }
 
-  // The whole chain, the v2 upgrade, HELLO and WELCOME; then the session
-  // runs on the new connection.
+  // The whole chain, the transport (a v2 upgrade, or a poll), HELLO and
+  // WELCOME; then the session runs on the new connection.
   async #connect(signal: AbortSignal): Promise<void> {
-    const { stream, path, server } = await dialTransport(
-      this.#hops,
-      this.#options,
-      this.#context,
-      signal,
-    );
+    const { stream, path, server } = await this.#dial(signal);
     try {
       const { session } = this.#endpoint;
       await writeAll(stream, encodeFrame(session.hello()));
@@ -345,7 +335,7 @@ class ClientSession {
     }
   }
 
-  async #readLoop(stream: WsStream, decoder: FrameDecoder): Promise<void> {
+  async #readLoop(stream: Duplex, decoder: FrameDecoder): Promise<void> {
     const buffer = new Uint8Array(READ_BYTES);
     let why = "the server closed the connection";
     try {
@@ -363,7 +353,7 @@ class ClientSession {
     this.#lost(stream, why);
   }
 
-  #lost(stream: WsStream, why: string): void {
+  #lost(stream: Duplex, why: string): void {
     this.#transport = undefined;
     this.#endpoint.detach();
     this.#endpoint.session.transportLost();
@@ -454,75 +444,10 @@ class ClientSession {
   }
 }
 
-/** What a connection to the far end is, once upgraded. */
-interface SessionTransport {
-  readonly stream: WsStream;
-  readonly path: string;
-  readonly server: string;
-}
-
-/**
- * The chain to the far end, its TLS, and the v2 upgrade: the hops before
- * the last with failover, then the last hop's alternatives in the order of
- * their health.
- */
-async function dialTransport(
-  hops: readonly Hop[],
-  options: DialOptions,
-  context: FailoverContext,
-  signal: AbortSignal,
-): Promise<SessionTransport> {
-  const before = hops.slice(0, -1);
-  const alternatives = context.health.order(hops[hops.length - 1]);
-  let last: unknown;
-  for (const proxy of alternatives) {
-    const { dialer } = transportFor(proxy.scheme);
-    let stream: Duplex | undefined;
-    try {
-      let path: string;
-      if (before.length === 0) {
-        stream = await dialer.dial(proxy, options, signal);
-        path = `via ${describeProxy(proxy)}`;
-      } else {
-        const reached = await dialWithFailover(
-          before,
-          proxy,
-          options,
-          context,
-          signal,
-        );
-        stream = reached.stream;
-        path = `${reached.path} -> ${describeProxy(proxy)}`;
-        if (dialer.handshakeName !== undefined) {
-          const plain = stream;
-          stream = undefined;
-          stream = await dialer.handshake(plain, proxy, options);
-        }
-      }
-      const upgraded = await wsSessionUpgrade(stream, {
-        proxy,
-        timeoutMs: options.handshakeTimeoutMs,
-        signal,
-        settings: options,
-      });
-      const failures = context.health.succeeded(proxy);
-      if (failures > 0) context.onRecovered?.(proxy, failures);
-      return { stream: upgraded, path, server: describeServer(proxy) };
-    } catch (error) {
-      if (stream !== undefined) closeQuietly(stream);
-      last = error;
-      const classified = routeFailure(error);
-      if (signal.aborted || !classified?.proxyFault) throw error;
-      context.health.failed(proxy, error);
-    }
-  }
-  throw last;
-}
-
 // Reads until WELCOME (and whatever came with it), within the handshake
 // limit.
 async function readWelcome(
-  stream: WsStream,
+  stream: Duplex,
   decoder: FrameDecoder,
   timeoutMs: number,
   server: string,
@@ -555,7 +480,7 @@ async function readWelcome(
 
 // A sink that writes to the connection one batch after the other, and
 // asks the endpoint for more when it has written what it had.
-function queueSink(stream: WsStream, endpoint: SessionEndpoint): FrameSink {
+function queueSink(stream: Duplex, endpoint: SessionEndpoint): FrameSink {
   const queue: Uint8Array[] = [];
   let backlog = 0;
   let writing = false;
@@ -615,7 +540,7 @@ function refusedError(
 }
 
 // What makes two tunnels able to share a session: the same hops (with
-// their credentials) and the same token and trust.
+// their credentials), the same token and trust, the same transport.
 function poolKey(hops: readonly Hop[], options: DialOptions): string {
   return JSON.stringify([
     hops,
@@ -624,5 +549,6 @@ function poolKey(hops: readonly Hop[], options: DialOptions): string {
     options.clientCert ?? null,
     options.caCerts ?? null,
     options.heartbeatMs ?? null,
+    options.transport ?? "auto",
   ]);
 }

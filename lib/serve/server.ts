@@ -7,14 +7,17 @@
  * one-line body. An upgrade for httptunneling.v2 is checked for rate
  * limit and token only, and carries a session (./sessions.ts) whose
  * streams get the same tunnel limit, allow rules and connect, answered
- * with OPENED or REFUSE. Every other request gets the plain web site (404
+ * with OPENED or REFUSE. A request of the poll transport (lib/poll/) on
+ * the tunnel path is checked for rate limit and token as well, and carries
+ * a session the same way. Every other request gets the plain web site (404
  * or `--site` files). Keeps the open tunnels (v1 tunnels and v2 streams
  * alike) and the counters.
  *
  * ```
  * handle ─┬─ not a tunnel request → siteResponse
  *         ├─ v1: admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
- *         └─ v2: admit (429/401/503) → upgrade → ServeSessions.run ─ OPEN → #openStream → relay
+ *         ├─ v2: admit (429/401/503) → upgrade → ServeSessions.run ─ OPEN → #openStream → relay
+ *         └─ poll: admit (429/401/503) → PollServer.handle ─ open → ServeSessions.run
  * ```
  *
  * @module
@@ -59,11 +62,17 @@ import {
 import type { ServeSettings } from "./config.ts";
 import { FailureLimiter, sourceKey } from "./rate_limit.ts";
 import { ServeSessions, type SessionOwner } from "./sessions.ts";
+import { type PollRefusal, PollServer } from "../poll/server.ts";
+import { POLL_HEADER } from "../poll/wire.ts";
 import { siteResponse } from "./site.ts";
+import { webSocketTransport } from "./transport.ts";
 import { bearerToken, matchToken, type NamedToken } from "./tokens.ts";
 import { startTunnel, type WsTunnel } from "./tunnel.ts";
 
 const log = logger("serve");
+
+/** The refusal words of the protocol: a tunnel's, and a poll request's. */
+export type RefusalWord = WsRefusal | PollRefusal["word"];
 
 /** What the handler needs besides the reloadable settings. */
 export interface FarEndOptions {
@@ -115,11 +124,12 @@ export class FarEnd {
   /** Tunnel counters for /metrics. */
   readonly metrics: Metrics = new Metrics();
   /** Refusals by word, for /metrics. */
-  readonly refusals: Map<WsRefusal, number> = new Map();
+  readonly refusals: Map<RefusalWord, number> = new Map();
   readonly #options: FarEndOptions;
   readonly #limiter: FailureLimiter;
   /** The v2 sessions. */
   readonly sessions: ServeSessions;
+  readonly #polls: PollServer;
   #nextId = 1;
   #stopping = false;
   #connecting = 0;
@@ -144,6 +154,9 @@ export class FarEnd {
       onOpen: (endpoint, stream, host, port, owner) =>
         this.#openStream(endpoint, stream, { host, port }, owner),
     });
+    this.#polls = new PollServer(this.sessions, {
+      idleMs: options.heartbeatSeconds * 1000,
+    });
   }
 
   /**
@@ -157,7 +170,9 @@ export class FarEnd {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> {
-    if (!this.#isTunnelRequest(request)) {
+    const poll = this.#isPollRequest(request);
+    const stripped = !poll && this.#isStrippedUpgrade(request);
+    if (!poll && !stripped && !this.#isTunnelRequest(request)) {
       return await siteResponse(request, this.#options.siteRoot);
     }
     const peer = formatHostPort({
@@ -173,6 +188,21 @@ export class FarEnd {
     const client = address === info.remoteAddr.hostname
       ? peer
       : `${address} (via ${peer})`;
+    if (poll) return await this.#poll(request, address, client);
+    if (stripped) {
+      // Said to token holders only: to others the path stays a web site.
+      const admitted = this.#admit(request, address, client, false);
+      if (admitted instanceof Response) return admitted;
+      return this.#refuse(
+        refusal(
+          426,
+          "no-upgrade",
+          "a proxy on the way removed the Upgrade header; the poll transport gets through",
+        ),
+        admitted.name,
+        client,
+      );
+    }
     const started = performance.now();
     const v2 = offers(request, SUBPROTOCOL_V2);
     const admitted = this.#admit(request, address, client, !v2);
@@ -269,6 +299,42 @@ export class FarEnd {
     this.sessions.close();
   }
 
+  #isPollRequest(request: Request): boolean {
+    return request.headers.has(POLL_HEADER) &&
+      new URL(request.url).pathname === this.#options.path;
+  }
+
+  // A request of the poll transport: an open is admitted like a v2
+  // upgrade; the other kinds are checked for rate limit and token too, and
+  // belong to a running session, so they go on while shutting down.
+  async #poll(
+    request: Request,
+    address: string,
+    client: string,
+  ): Promise<Response> {
+    const poll = this.#polls.read(request);
+    if (!("kind" in poll)) return this.#refuse(poll, undefined, client);
+    const open = poll.kind === "open";
+    const admitted = this.#admit(request, address, client, false, open);
+    if (admitted instanceof Response) return admitted;
+    const answer = await this.#polls.handle(
+      request,
+      poll,
+      admitted.name,
+      client,
+    );
+    return answer instanceof Response
+      ? answer
+      : this.#refuse(answer, admitted.name, client);
+  }
+
+  // An upgrade to our protocol whose Upgrade header a proxy removed.
+  #isStrippedUpgrade(request: Request): boolean {
+    return request.headers.get("upgrade") === null &&
+      new URL(request.url).pathname === this.#options.path &&
+      (offers(request, SUBPROTOCOL) || offers(request, SUBPROTOCOL_V2));
+  }
+
   #isTunnelRequest(request: Request): boolean {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return false;
@@ -297,7 +363,7 @@ export class FarEnd {
         client,
       );
     }
-    this.sessions.run(upgraded.socket, name, client);
+    this.sessions.run(webSocketTransport(upgraded.socket), name, client);
     return upgraded.response;
   }
 
@@ -381,10 +447,11 @@ export class FarEnd {
     address: string,
     client: string,
     needsTarget: boolean,
+    opens = true,
   ): { name: string; target?: HostPort } | Response {
     const source = sourceKey(address);
     const label = this.#options.label;
-    this.metrics.accepted(label);
+    if (opens) this.metrics.accepted(label);
     if (this.#limiter.blocked(source)) {
       return this.#refuse(
         refusal(
@@ -420,7 +487,7 @@ export class FarEnd {
       );
     }
     if (!needsTarget) {
-      return this.#stopping
+      return this.#stopping && opens
         ? this.#refuse(
           refusal(503, "busy", "the server is shutting down"),
           name,
@@ -574,7 +641,7 @@ export class FarEnd {
 }
 
 /** The REFUSE code of each refusal word, for v2 streams. */
-const REFUSE_CODES: Record<WsRefusal, RefuseCode> = {
+const REFUSE_CODES: Record<RefusalWord, RefuseCode> = {
   "bad-request": "not-allowed",
   auth: "auth",
   certificate: "auth",
@@ -584,6 +651,10 @@ const REFUSE_CODES: Record<WsRefusal, RefuseCode> = {
   refused: "refused",
   unreachable: "unreachable",
   timeout: "timeout",
+  // Refusals of a transport's requests, never of a stream's OPEN.
+  "no-upgrade": "not-allowed",
+  "unknown-poll": "not-allowed",
+  "too-large": "not-allowed",
 };
 
 /** Whether an upgrade request offers `protocol`. */
@@ -593,7 +664,7 @@ function offers(request: Request, protocol: string): boolean {
 }
 
 /** The refusals that count as failed tunnels in /metrics, by their reason label. */
-const FAILURES: Partial<Record<WsRefusal, FailureReason>> = {
+const FAILURES: Partial<Record<RefusalWord, FailureReason>> = {
   auth: "auth",
   refused: "refused",
   unreachable: "connect",
@@ -656,11 +727,11 @@ export function parseTarget(value: string | null): HostPort | undefined {
 /** A refused tunnel: status, refusal word, and the one line both the client and the log get. */
 interface Refusal {
   readonly status: number;
-  readonly word: WsRefusal;
+  readonly word: RefusalWord;
   readonly reason: string;
 }
 
-function refusal(status: number, word: WsRefusal, reason: string): Refusal {
+function refusal(status: number, word: RefusalWord, reason: string): Refusal {
   return { status, word, reason };
 }
 

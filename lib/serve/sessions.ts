@@ -1,16 +1,17 @@
 /**
- * The far end of protocol httptunneling.v2: each WebSocket carries one
- * session (lib/session/) of many streams. The first binary message holds
- * the client's HELLO; the {@link SessionTable} answers it (a new session,
- * or the client's own one resumed, bound to the token that authenticated
- * the upgrade), and from then on binary messages carry session frames both
- * ways. A WebSocket that ends other than with close 1000 leaves its session
+ * The far end of protocol httptunneling.v2: each transport (a WebSocket,
+ * or a poll: ./transport.ts) carries one session (lib/session/) of many
+ * streams. The first bytes hold the client's HELLO; the
+ * {@link SessionTable} answers it (a new session, or the client's own one
+ * resumed, bound to the token that authenticated the transport), and from
+ * then on the transport carries session frames both ways. A transport that
+ * ends other than cleanly (close 1000, a poll's close) leaves its session
  * waiting for a resume for the resume window; a sweep then resets the
  * streams of sessions whose window passed. Opening each stream's target is
  * the caller's (`onOpen`), with the same rules as a v1 tunnel.
  *
  * ```
- * run(socket) ─ HELLO ─▶ SessionTable.hello ─▶ WELCOME ─▶ SessionEndpoint ◀─▶ binary messages
+ * run(transport) ─ HELLO ─▶ SessionTable.hello ─▶ WELCOME ─▶ SessionEndpoint ◀─▶ frame bytes
  *                                                             └─ OPEN ─▶ onOpen (allow, connect, relay)
  * ```
  *
@@ -30,10 +31,11 @@ import {
 import type { Session } from "../session/session.ts";
 import { sessionLabel, SessionTable } from "../session/table.ts";
 import { formatDuration } from "../time/duration.ts";
+import type { ServerTransport } from "./transport.ts";
 
 const log = logger("serve");
 
-/** How long a new WebSocket may take to send its HELLO. */
+/** How long a new transport may take to send its HELLO. */
 export const HELLO_TIMEOUT_MS = 10_000;
 
 /** Who a session belongs to, for the log and /status. */
@@ -67,7 +69,7 @@ export interface ServeSessionsOptions {
 
 /** A session as /status shows it. */
 export interface SessionState extends SessionOwner {
-  /** Whether a WebSocket carries it now. */
+  /** Whether a transport carries it now. */
   readonly connected: boolean;
   /** Its streams. */
   readonly streams: number;
@@ -81,11 +83,11 @@ interface Held {
 /** The v2 sessions of a far end. */
 export class ServeSessions {
   readonly #options: ServeSessionsOptions;
-  readonly #table: SessionTable<WebSocket>;
+  readonly #table: SessionTable<ServerTransport>;
   readonly #held = new Map<Session, Held>();
-  readonly #sockets = new Set<WebSocket>();
-  // Told when a newer WebSocket takes their session: read nothing more.
-  readonly #replacedHooks = new WeakMap<WebSocket, () => void>();
+  readonly #transports = new Set<ServerTransport>();
+  // Told when a newer transport takes their session: read nothing more.
+  readonly #replacedHooks = new WeakMap<ServerTransport, () => void>();
   #sweep: ReturnType<typeof setInterval> | undefined;
 
   /** @param options The resume window, the stream limit, the open handler. */
@@ -109,15 +111,14 @@ export class ServeSessions {
   }
 
   /**
-   * Carries the session a newly upgraded WebSocket asks for.
+   * Carries the session a new transport asks for.
    *
-   * @param socket The WebSocket, protocol httptunneling.v2.
+   * @param transport A newly upgraded WebSocket, or a newly opened poll.
    * @param token The name of the token that authenticated it.
    * @param client The client's address, for the log.
    */
-  run(socket: WebSocket, token: string, client: string): void {
-    socket.binaryType = "arraybuffer";
-    this.#sockets.add(socket);
+  run(transport: ServerTransport, token: string, client: string): void {
+    this.#transports.add(transport);
     const decoder = new FrameDecoder();
     let held: Held | undefined;
     let replaced = false;
@@ -127,86 +128,79 @@ export class ServeSessions {
           formatDuration(HELLO_TIMEOUT_MS)
         }`,
       );
-      closeSocket(socket, 1002, "no HELLO");
+      transport.close("protocol", "no HELLO");
     }, HELLO_TIMEOUT_MS);
-    const sink = {
-      send(bytes: Uint8Array) {
-        if (socket.readyState === WebSocket.OPEN) socket.send(bytes);
-      },
-      get backlog() {
-        return socket.bufferedAmount;
-      },
-    };
-    socket.onmessage = (event: MessageEvent) => {
-      if (replaced) return;
-      if (!(event.data instanceof ArrayBuffer)) {
-        return closeSocket(socket, 1002, "text message in a v2 session");
-      }
-      try {
-        const frames = decoder.push(new Uint8Array(event.data));
-        if (held === undefined) {
-          const [hello, ...rest] = frames;
-          if (hello === undefined) return;
-          if (hello.type !== "hello") {
-            throw new Error(`${hello.type} frame before HELLO`);
+    transport.start({
+      bytes: (data) => {
+        if (replaced) return;
+        try {
+          const frames = decoder.push(data);
+          if (held === undefined) {
+            const [hello, ...rest] = frames;
+            if (hello === undefined) return;
+            if (hello.type !== "hello") {
+              throw new Error(`${hello.type} frame before HELLO`);
+            }
+            clearTimeout(helloTimer);
+            const attached = this.#hello(
+              hello,
+              token,
+              client,
+              transport,
+              () => {
+                replaced = true;
+              },
+            );
+            held = attached.held;
+            transport.send(encodeFrame(attached.welcome));
+            held.endpoint.attach(transport);
+            held.endpoint.receive(rest);
+            return;
           }
-          clearTimeout(helloTimer);
-          const attached = this.#hello(hello, token, client, socket, () => {
-            replaced = true;
-          });
-          held = attached.held;
-          sink.send(encodeFrame(attached.welcome));
-          held.endpoint.attach(sink);
-          held.endpoint.receive(rest);
+          held.endpoint.receive(frames);
+        } catch (error) {
+          log.warn(
+            `client ${client} token ${token}${
+              held ? ` session ${held.owner.label}` : ""
+            }: ${errorMessage(error)}; closing its ${transport.name}`,
+          );
+          const limit = error instanceof SessionError &&
+            error.problem === "limit";
+          transport.close(
+            limit ? "limit" : "protocol",
+            limit ? "too many sessions" : "protocol error",
+          );
+        }
+      },
+      ended: ({ clean, detail }) => {
+        clearTimeout(helloTimer);
+        this.#transports.delete(transport);
+        if (replaced || held === undefined) return;
+        const { endpoint, owner } = held;
+        endpoint.detach();
+        if (clean) {
+          // The client ended the session itself.
+          this.#table.remove(endpoint.session);
+          this.#held.delete(endpoint.session);
+          endpoint.expire("the client ended the session");
+          log.info(`session ${owner.label} ended: token ${owner.token}`);
+          this.#stopSweepWhenEmpty();
           return;
         }
-        held.endpoint.receive(frames);
-      } catch (error) {
-        log.warn(
-          `client ${client} token ${token}${
-            held ? ` session ${held.owner.label}` : ""
-          }: ${errorMessage(error)}; closing its WebSocket`,
+        this.#table.detach(endpoint.session, transport);
+        log.info(
+          `session ${owner.label} lost its ${detail}: token ${owner.token} client ${owner.client}; ${endpoint.streamCount} stream(s) wait up to ${
+            formatDuration(this.#options.resumeWindowMs)
+          } for a resume`,
         );
-        // 1013: the server's session limit, worth trying again later.
-        const limit = error instanceof SessionError &&
-          error.problem === "limit";
-        closeSocket(
-          socket,
-          limit ? 1013 : 1002,
-          limit ? "too many sessions" : "protocol error",
-        );
-      }
-    };
-    socket.onclose = (event: CloseEvent) => {
-      clearTimeout(helloTimer);
-      this.#sockets.delete(socket);
-      if (replaced || held === undefined) return;
-      const { endpoint, owner } = held;
-      endpoint.detach();
-      if (event.code === 1000) {
-        // The client ended the session itself.
-        this.#table.remove(endpoint.session);
-        this.#held.delete(endpoint.session);
-        endpoint.expire("the client ended the session");
-        log.info(`session ${owner.label} ended: token ${owner.token}`);
-        this.#stopSweepWhenEmpty();
-        return;
-      }
-      this.#table.detach(endpoint.session, socket);
-      log.info(
-        `session ${owner.label} lost its WebSocket (${event.code}${
-          event.reason ? ` ${event.reason}` : ""
-        }): token ${owner.token} client ${owner.client}; ${endpoint.streamCount} stream(s) wait up to ${
-          formatDuration(this.#options.resumeWindowMs)
-        } for a resume`,
-      );
-    };
+      },
+    });
   }
 
-  /** Closes every session's WebSocket (1001) and stops the sweep. */
+  /** Closes every session's transport and stops the sweep. */
   close(): void {
-    for (const socket of this.#sockets) {
-      closeSocket(socket, 1001, "server shutting down");
+    for (const transport of this.#transports) {
+      transport.close("shutdown", "server shutting down");
     }
     clearInterval(this.#sweep);
     this.#sweep = undefined;
@@ -216,20 +210,18 @@ export class ServeSessions {
     frame: HelloFrame,
     token: string,
     client: string,
-    socket: WebSocket,
+    transport: ServerTransport,
     onReplaced: () => void,
   ): { held: Held; welcome: WelcomeFrame } {
-    const attachment = this.#table.hello(frame, token, socket);
+    const attachment = this.#table.hello(frame, token, transport);
     const label = sessionLabel(attachment.session.id!);
     if (attachment.replaced) {
       const old = attachment.replaced.transport;
       this.#replacedHooks.get(old)?.();
-      if (old.readyState === WebSocket.OPEN) {
-        old.send(encodeFrame(attachment.replaced.goaway));
-      }
-      closeSocket(old, 4000, "session moved to a newer WebSocket");
+      old.send(encodeFrame(attachment.replaced.goaway));
+      old.close("replaced", `session moved to a newer ${transport.name}`);
     }
-    this.#replacedHooks.set(socket, onReplaced);
+    this.#replacedHooks.set(transport, onReplaced);
     let held = this.#held.get(attachment.session);
     if (held === undefined) {
       const owner = { token, client, label };
@@ -275,7 +267,7 @@ export class ServeSessions {
         log.warn(
           `session ${ended.label} expired: token ${ended.token}: ${ended.reason} (${
             formatDuration(this.#options.resumeWindowMs)
-          } without a WebSocket); ${streams} stream(s) reset`,
+          } without a transport); ${streams} stream(s) reset`,
         );
       }
       this.#stopSweepWhenEmpty();
@@ -286,13 +278,5 @@ export class ServeSessions {
     if (this.#table.size > 0) return;
     clearInterval(this.#sweep);
     this.#sweep = undefined;
-  }
-}
-
-function closeSocket(socket: WebSocket, code: number, reason: string): void {
-  try {
-    socket.close(code, reason);
-  } catch {
-    // Closing already.
   }
 }

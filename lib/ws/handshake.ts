@@ -47,6 +47,7 @@ export const WS_REFUSALS = [
   "refused",
   "unreachable",
   "timeout",
+  "no-upgrade",
 ] as const;
 
 /** Why the server refused a tunnel, as its refusal header names it. */

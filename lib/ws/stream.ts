@@ -15,6 +15,7 @@
  * @module
  */
 
+import { ChunkQueue } from "../net/chunk_queue.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { printable } from "../proxy/http_head.ts";
 import { type CoarseTimer, coarseTimers } from "../time/timers.ts";
@@ -109,8 +110,7 @@ export class WsStream implements Duplex {
   readonly #decoder = new FrameDecoder({ masked: false });
 
   // Received tunnel bytes not yet read, and the reader waiting for them.
-  #inbox: Uint8Array[] = [];
-  #inboxBytes = 0;
+  readonly #inbox = new ChunkQueue();
   #wakeReader: (() => void) | undefined;
   #wakeLoop: (() => void) | undefined;
   // The server sent eof, or closed normally.
@@ -153,18 +153,13 @@ export class WsStream implements Duplex {
 
   /** Returns received tunnel bytes; `null` once the server sent `eof`. */
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#inbox.length === 0) {
+    while (this.#inbox.bytes === 0) {
       if (this.#failure) throw this.#failure;
       if (this.#ended || this.#closed) return null;
       await new Promise<void>((resolve) => this.#wakeReader = resolve);
     }
-    const first = this.#inbox[0];
-    const n = Math.min(buffer.length, first.length);
-    buffer.set(first.subarray(0, n));
-    if (n === first.length) this.#inbox.shift();
-    else this.#inbox[0] = first.subarray(n);
-    this.#inboxBytes -= n;
-    if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#wake("loop");
+    const n = this.#inbox.readInto(buffer);
+    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
     return n;
   }
 
@@ -268,7 +263,7 @@ export class WsStream implements Duplex {
       // A full inbox stops the reads: the silence is then this side's own.
       if (
         silentMs >= 2 * this.#heartbeatMs &&
-        this.#inboxBytes < INBOX_LIMIT_BYTES
+        this.#inbox.bytes < INBOX_LIMIT_BYTES
       ) {
         this.#fail(
           new WsTunnelError(
@@ -289,7 +284,7 @@ export class WsStream implements Duplex {
     const chunk = new Uint8Array(READ_CHUNK_BYTES);
     try {
       while (!this.#closed) {
-        while (this.#inboxBytes >= INBOX_LIMIT_BYTES && !this.#closed) {
+        while (this.#inbox.bytes >= INBOX_LIMIT_BYTES && !this.#closed) {
           await new Promise<void>((resolve) => this.#wakeLoop = resolve);
         }
         if (this.#closed) return;
@@ -344,7 +339,6 @@ export class WsStream implements Duplex {
           );
         }
         this.#inbox.push(event.data);
-        this.#inboxBytes += event.data.length;
         this.#wake("reader");
         return false;
       case "text":

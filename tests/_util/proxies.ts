@@ -188,9 +188,11 @@ export interface BumpingSquid extends TestProcess {
  *
  * @param upstreamCa The CA file squid checks the servers' certificates
  *   against (read by squid, which runs as its own user).
+ * @param extra More squid.conf lines, e.g. `request_header_access Upgrade deny all`.
  */
 export async function startBumpingSquid(
   upstreamCa: string,
+  extra = "",
 ): Promise<BumpingSquid> {
   const dir = await Deno.makeTempDir({ prefix: "httptunneling-bump-" });
   try {
@@ -225,7 +227,7 @@ acl step1 at_step SslBump1
 ssl_bump peek step1
 ssl_bump bump all
 http_upgrade_request_protocols OTHER allow all
-`,
+${extra}`,
       `ssl-bump tls-cert=${dir}/ca.pem tls-key=${dir}/ca.key generate-host-certificates=on dynamic_cert_mem_cache_size=4MB`,
     );
     return {
@@ -241,6 +243,26 @@ http_upgrade_request_protocols OTHER allow all
     await Deno.remove(dir, { recursive: true });
     throw error;
   }
+}
+
+/**
+ * Starts real nginx on a free loopback port, in the foreground without a
+ * master process, its pid, logs and temporary files in its directory
+ * (`tmp/` is made for the `*_temp_path` lines).
+ *
+ * @param config Makes nginx.conf from the directory and the port.
+ */
+export function startNginx(
+  config: (dir: string, port: number) => string,
+): Promise<TestProcess> {
+  return startProgram(
+    "nginx",
+    "nginx",
+    (dir) => ["-p", dir, "-c", `${dir}/nginx.conf`, "-e", `${dir}/error.log`],
+    config,
+    "nginx.conf",
+    (dir) => Deno.mkdir(`${dir}/tmp`),
+  );
 }
 
 /**

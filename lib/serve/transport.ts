@@ -1,0 +1,106 @@
+/**
+ * What carries a v2 session at the far end: a byte pipe for session
+ * frames, whatever it runs on. {@link ServeSessions} runs over this
+ * interface only; the WebSocket is one adapter ({@link webSocketTransport}),
+ * the poll transport (lib/poll/server.ts) another.
+ *
+ * @module
+ */
+
+/** Why the server closes a transport. */
+export type TransportCloseReason =
+  | "protocol"
+  | "limit"
+  | "replaced"
+  | "shutdown";
+
+/** How a transport ended. */
+export interface TransportEnd {
+  /** The client ended the session itself (WebSocket close 1000, poll close). */
+  readonly clean: boolean;
+  /** For the log: `WebSocket (1006)`, `poll transport (no request within 30 s)`. */
+  readonly detail: string;
+}
+
+/** What a transport tells the session layer. */
+export interface TransportHandlers {
+  /** Session frame bytes from the client, in order. */
+  bytes(data: Uint8Array): void;
+  /** The transport ended; nothing more comes. */
+  ended(end: TransportEnd): void;
+}
+
+/** A transport of session frames between serve and one client. */
+export interface ServerTransport {
+  /** For the log: `WebSocket`, `poll transport`. */
+  readonly name: string;
+  /** Sends encoded frames to the client, in order. */
+  send(bytes: Uint8Array): void;
+  /** Bytes given to {@link send} and not yet on their way. */
+  readonly backlog: number;
+  /** Starts delivering the client's bytes and the end to `handlers`. */
+  start(handlers: TransportHandlers): void;
+  /**
+   * Closes the transport; {@link TransportHandlers.ended} follows unless it
+   * was already told.
+   *
+   * @param why The kind of close.
+   * @param reason A short text for the client.
+   */
+  close(why: TransportCloseReason, reason: string): void;
+}
+
+// RFC 6455 close codes: 1002 protocol error, 1013 try again later, 1001
+// going away, and 4000 (private use) for a session moved to a newer
+// WebSocket.
+const CLOSE_CODES: Record<TransportCloseReason, number> = {
+  protocol: 1002,
+  limit: 1013,
+  replaced: 4000,
+  shutdown: 1001,
+};
+
+/**
+ * A WebSocket (protocol httptunneling.v2) as a {@link ServerTransport}:
+ * binary messages carry frame bytes, a text message is a protocol error,
+ * and close 1000 from the client is a clean end.
+ *
+ * @param socket The upgraded WebSocket.
+ * @returns The transport.
+ */
+export function webSocketTransport(socket: WebSocket): ServerTransport {
+  socket.binaryType = "arraybuffer";
+  const close = (why: TransportCloseReason, reason: string) => {
+    try {
+      socket.close(CLOSE_CODES[why], reason);
+    } catch {
+      // Closing already.
+    }
+  };
+  return {
+    name: "WebSocket",
+    send(bytes) {
+      if (socket.readyState === WebSocket.OPEN) socket.send(bytes);
+    },
+    get backlog() {
+      return socket.bufferedAmount;
+    },
+    start(handlers) {
+      socket.onmessage = (event: MessageEvent) => {
+        if (!(event.data instanceof ArrayBuffer)) {
+          return close("protocol", "text message in a v2 session");
+        }
+        handlers.bytes(new Uint8Array(event.data));
+      };
+      socket.onclose = (event: CloseEvent) => {
+        handlers.ended({
+          clean: event.code === 1000,
+          detail: `WebSocket (${event.code}${
+            event.reason ? ` ${event.reason}` : ""
+          })`,
+        });
+      };
+    },
+    close,
+  };
+}
