@@ -105,7 +105,10 @@ export type SessionEvent =
     readonly host: string;
     readonly port: number;
   }
-  /** A stream this side opened was accepted: it may carry bytes. */
+  /**
+   * A stream this side opened was accepted: the peer's window replaces
+   * the early window.
+   */
   | { readonly kind: "opened"; readonly stream: number }
   /** A stream this side opened was refused; it is gone. */
   | {
@@ -347,9 +350,7 @@ export class Session {
     const entry = this.#entries.get(id);
     if (!entry) return new Uint8Array(0);
     const bytes = entry.stream.read(max);
-    if (bytes.length > 0 && entry.phase !== "accepting") {
-      this.#ackCandidates.add(id);
-    }
+    if (bytes.length > 0) this.#owe(entry);
     this.#settle(entry);
     return bytes;
   }
