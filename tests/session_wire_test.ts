@@ -449,18 +449,6 @@ Deno.test({
   },
 });
 
-/** Reads from a stream until `n` bytes came, or its end. */
-async function readStream(stream: Duplex, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let filled = 0;
-  while (filled < n) {
-    const read = await stream.read(out.subarray(filled));
-    if (read === null) break;
-    filled += read;
-  }
-  return out.subarray(0, filled);
-}
-
 Deno.test({
   name:
     "early data: on a connected session a stream's first bytes travel in its OPEN's message, before OPENED, and are answered; a refusal after them reaches the opener with serve's reason",
@@ -496,7 +484,7 @@ Deno.test({
       await writeStream(first.stream, new TextEncoder().encode("one"));
       assert.equal(
         new TextDecoder().decode(
-          await within(readStream(first.stream, 3), 10_000, "echo"),
+          await within(readExactly(first.stream, 3), 10_000, "echo"),
         ),
         "one",
       );
@@ -506,7 +494,11 @@ Deno.test({
       const request = new TextEncoder().encode("early request");
       await writeStream(second.stream, request);
       assert.deepEqual(
-        await within(readStream(second.stream, request.length), 10_000, "echo"),
+        await within(
+          readExactly(second.stream, request.length),
+          10_000,
+          "echo",
+        ),
         request,
       );
       await second.accepted;
