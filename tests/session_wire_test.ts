@@ -23,6 +23,7 @@ import {
   within,
   writeAll,
 } from "./_util/net.ts";
+import { escapeRegExp } from "./_util/local.ts";
 import { missing, startSquid, type TestProcess } from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
@@ -581,13 +582,9 @@ Deno.test({
       new RegExp(
         `^c\\d+ failed 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:${
           echo.port + 1
-        } via ws://.*server says: ${escape(reason)}`,
+        } via ws://.*server says: ${escapeRegExp(reason)}`,
       ),
     );
     assert.equal((await serve.logText()).match(/session \S+ new/g)?.length, 1);
   },
 });
-
-function escape(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
