@@ -26,7 +26,7 @@ import {
 import { setTcpOptions } from "./net/tcp.ts";
 import { type DialContext, dialRoute } from "./route/dial.ts";
 import { describeProxy, describeRoute, type Route } from "./route/types.ts";
-import { errorMessage } from "./errors.ts";
+import { errorMessage, WsRefusedError } from "./errors.ts";
 
 const log = logger("tunnel");
 let lastId = 0;
@@ -251,8 +251,9 @@ class RunningTunnel implements Tunnel {
     }
     let destination: Duplex;
     let taken: string;
+    let accepted: Promise<void> | undefined;
     try {
-      ({ stream: destination, path: taken } = await dialRoute(
+      ({ stream: destination, path: taken, accepted } = await dialRoute(
         route,
         this.destination!,
         options,
@@ -273,6 +274,16 @@ class RunningTunnel implements Tunnel {
         },
         this.#abort,
       ));
+      // A local proxy's client is answered with the outcome: a stream the
+      // far end refuses after all gets the refusal, not a tunnel that
+      // closes at once. A forward's first bytes go without waiting.
+      if (greeting !== undefined && accepted !== undefined) {
+        const opened = destination;
+        await accepted.catch((error) => {
+          closeQuietly(opened);
+          throw error;
+        });
+      }
     } catch (error) {
       const path = `${this.#ends()} ${describeRoute(route)}`;
       if (this.#closed) {
@@ -317,12 +328,23 @@ class RunningTunnel implements Tunnel {
       },
       idleTimeoutMs: options.idleTimeoutMs,
       lingerTimeoutMs: options.lingerTimeoutMs,
-    }).then((result) => this.#relayed(result, metrics));
+    }).then((result) => this.#relayed(result, metrics, route));
   }
 
-  #relayed(result: RelayResult, metrics: Metrics): void {
+  #relayed(result: RelayResult, metrics: Metrics, route: Route): void {
     const { id, entry } = this;
     this.#stopRelay = undefined;
+    if (result.error instanceof WsRefusedError) {
+      // The far end refused a stream whose first bytes had gone with its
+      // OPEN: logged and counted as a refusal before relaying is.
+      metrics.failed(sourceKey(entry), failureReason(result.error));
+      log.warn(
+        `${id} failed ${this.#ends()} ${describeRoute(route)}: ${
+          errorMessage(result.error)
+        }`,
+      );
+      return;
+    }
     metrics.closed(
       sourceKey(entry),
       result.bytesUp,

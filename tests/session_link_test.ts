@@ -22,6 +22,7 @@ import {
   type SessionEvent,
   type SessionOptions,
 } from "../lib/session/session.ts";
+import { EARLY_WINDOW } from "../lib/session/stream.ts";
 import { type Attachment, SessionTable } from "../lib/session/table.ts";
 import { pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 
@@ -237,6 +238,11 @@ interface TransferOptions {
   cuts?: number;
   /** Streams whose server side does not read. */
   stalled?: Set<number>;
+  /**
+   * Steps the server's application takes to accept a stream, while the
+   * client's first bytes arrive and cuts may come.
+   */
+  acceptAfter?: number;
   maxSteps?: number;
   /** Called after every step, to check bounds while the transfer runs. */
   check?: (link: Link, pairs: Map<number, Pair>) => void;
@@ -263,6 +269,8 @@ function transfer(link: Link, options: TransferOptions): Map<number, Pair> {
     });
   }
   const accepted = new Set<number>();
+  // Streams the server was asked for, by the step it accepts them at.
+  const asked = new Map<number, number>();
   // Cuts at evenly spread points of the transfer's progress, so that each
   // lands while bytes flow.
   // A stalled stream's upload never arrives, so it is not counted.
@@ -292,8 +300,7 @@ function transfer(link: Link, options: TransferOptions): Map<number, Pair> {
     for (const event of link.server.drainEvents()) {
       moved = true;
       if (event.kind === "open") {
-        link.server.accept(event.stream);
-        accepted.add(event.stream);
+        asked.set(event.stream, step + (options.acceptAfter ?? 0));
       } else if (event.kind === "closed") {
         pairs.get(event.stream)!.serverClosed = true;
       } else if (event.kind === "reset") {
@@ -308,6 +315,13 @@ function transfer(link: Link, options: TransferOptions): Map<number, Pair> {
           `client stream ${event.stream}: ${JSON.stringify(event)}`,
         );
       }
+    }
+    for (const [id, at] of asked) {
+      if (at > step) continue;
+      asked.delete(id);
+      link.server.accept(id);
+      accepted.add(id);
+      moved = true;
     }
     for (const [id, pair] of pairs) {
       if (!pair.clientClosed) {
@@ -347,6 +361,7 @@ function transfer(link: Link, options: TransferOptions): Map<number, Pair> {
         moved;
     }
     options.check?.(link, pairs);
+    if (asked.size > 0) moved = true;
     idle = moved ? 0 : idle + 1;
     if (idle > 3) break;
   }
@@ -406,17 +421,23 @@ Deno.test("session link: many seeds, many cuts, small streams: exactly the bytes
   for (let seed = 2; seed < 12; seed++) {
     const link = new Link({
       client: {
-        receiveWindow: 8192,
+        receiveWindow: EARLY_WINDOW + 8192,
         sendBufferBytes: 12_000,
         maxPayload: 3000,
       },
-      server: { receiveWindow: 4096, sendBufferBytes: 5000, maxPayload: 1000 },
+      server: {
+        receiveWindow: EARLY_WINDOW,
+        sendBufferBytes: 5000,
+        maxPayload: 1000,
+      },
     });
     transfer(link, {
       streams: 1 + (seed % 5),
       bytes: (i) => (seed * 13_001 + i * 4099) % 60_000,
       seed,
       cuts: 12,
+      // Some streams' first bytes wait at the server across cuts.
+      acceptAfter: (seed % 4) * 5,
     });
     assert.ok(link.transport > 1);
     lost += link.lost;
@@ -477,30 +498,31 @@ Deno.test("session link: 200 streams, one stalled reader, the other 199 finish; 
 });
 
 Deno.test("session link: a window closes a stream's flow until its reader reads; writes fall short and wake up", () => {
+  const window = EARLY_WINDOW;
   const link = new Link({
-    client: { sendBufferBytes: 10_000 },
-    server: { receiveWindow: 4096 },
+    client: { sendBufferBytes: 40_000 },
+    server: { receiveWindow: window },
   });
   const id = link.client.open("origin.test", 22);
   settle(link);
   link.server.accept(id);
   settle(link);
-  const payload = new Uint8Array(50_000).fill(7);
-  assert.equal(link.client.write(id, payload), 10_000);
+  const payload = new Uint8Array(200_000).fill(7);
+  assert.equal(link.client.write(id, payload), 40_000);
   settle(link);
-  assert.equal(link.server.unread, 4096, "exactly the window");
+  assert.equal(link.server.unread, window, "exactly the window");
   // ACKs of received bytes free the sender's buffer; the window does not open.
-  assert.equal(link.client.buffered, 10_000 - 4096);
-  assert.equal(link.client.write(id, payload), 4096);
+  assert.equal(link.client.buffered, 40_000 - window);
+  assert.equal(link.client.write(id, payload), window);
   const events = settle(link);
   assert.deepEqual(events.client, []);
-  assert.equal(link.server.read(id, 1024).length, 1024);
-  // A quarter window was read: the ACK goes out, 1024 more bytes come and
-  // are acknowledged, and the writer has room again.
+  assert.equal(link.server.read(id, window / 4).length, window / 4);
+  // A quarter window was read: the ACK goes out, a quarter window more
+  // comes and is acknowledged, and the writer has room again.
   const woke = settle(link);
   assert.deepEqual(woke.client, [{ kind: "writable", stream: id }]);
   assert.deepEqual(woke.server, [{ kind: "readable", stream: id }]);
-  assert.equal(link.server.unread, 4096);
+  assert.equal(link.server.unread, window);
 });
 
 Deno.test("session link: half-close: one direction ends, the other goes on until it ends too", () => {
@@ -868,7 +890,7 @@ Deno.test("session link: a peer that opens past the cap and reads no refusal is 
         stream: id,
         host: "h",
         port: 1,
-        window: 1,
+        window: EARLY_WINDOW,
       });
     }
   }, (e) =>
@@ -917,10 +939,19 @@ Deno.test("fuzz: session streams arrive byte-exact whatever the sizes, windows a
         maxLength: 4,
       }),
       fc.integer({ min: 0, max: 8 }),
-      fc.integer({ min: 1024, max: 32_768 }),
+      fc.integer({ min: EARLY_WINDOW, max: 65_536 }),
       fc.integer({ min: 1024, max: 32_768 }),
       fc.integer({ min: 1, max: 20_000 }),
-      (seed, sizes, cuts, receiveWindow, sendBufferBytes, maxPayload) => {
+      fc.integer({ min: 0, max: 30 }),
+      (
+        seed,
+        sizes,
+        cuts,
+        receiveWindow,
+        sendBufferBytes,
+        maxPayload,
+        acceptAfter,
+      ) => {
         const limits = {
           receiveWindow,
           sendBufferBytes,
@@ -932,6 +963,7 @@ Deno.test("fuzz: session streams arrive byte-exact whatever the sizes, windows a
           bytes: (i) => sizes[i],
           seed,
           cuts,
+          acceptAfter,
         });
         assert.equal(link.client.streamCount + link.server.streamCount, 0);
       },
@@ -1066,4 +1098,216 @@ Deno.test("session link: frames are refused while no transport carries the sessi
       /without a transport/.test(e.message),
   );
   assert.equal(link.client.nextFrame(), undefined);
+});
+
+/** The frames a session has to send now, without sending them anywhere. */
+function drainFrames(session: Session): Frame[] {
+  const frames: Frame[] = [];
+  for (let frame; (frame = session.nextFrame());) frames.push(frame);
+  return frames;
+}
+
+Deno.test("session link: early data: the first bytes and the EOF go right behind OPEN, wait at the server unacknowledged, and are read once it accepts", () => {
+  const link = new Link();
+  const id = link.client.open("origin.test", 80);
+  link.client.write(id, new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n"));
+  link.client.finish(id);
+  const sent = drainFrames(link.client);
+  assert.deepEqual(sent.map((f) => f.type), ["open", "data", "eof"]);
+  for (const frame of sent) link.server.receive(overWire(frame));
+  assert.deepEqual(link.server.drainEvents(), [
+    { kind: "open", stream: id, host: "origin.test", port: 80 },
+    { kind: "readable", stream: id },
+    { kind: "eof", stream: id },
+  ]);
+  // Nothing goes back before the application answers: no ACK, which
+  // would grant the whole window before OPENED.
+  assert.deepEqual(drainFrames(link.server), []);
+  link.server.accept(id);
+  const answer = drainFrames(link.server);
+  assert.deepEqual(answer.map((f) => f.type), ["opened", "ack"]);
+  assert.deepEqual(answer[1], {
+    type: "ack",
+    stream: id,
+    offset: 18,
+    window: 256 * 1024 - 18,
+    eof: true,
+  });
+  assert.equal(
+    new TextDecoder().decode(link.server.read(id)),
+    "GET / HTTP/1.0\r\n\r\n",
+  );
+  assert.equal(link.server.ended(id), true);
+  for (const frame of answer) link.client.receive(overWire(frame));
+  assert.deepEqual(link.client.drainEvents(), [{ kind: "opened", stream: id }]);
+  assert.equal(link.client.buffered, 0, "the early bytes were acknowledged");
+});
+
+Deno.test("session link: early data: the opener sends the early window before OPENED, the rest after it, byte-exact", () => {
+  const link = new Link();
+  const id = link.client.open("origin.test", 80);
+  const payload = new Uint8Array(100_000).map((_, i) => i * 7);
+  assert.equal(link.client.write(id, payload), payload.length);
+  const early = drainFrames(link.client);
+  assert.equal(
+    early.reduce((n, f) => n + (f.type === "data" ? f.payload.length : 0), 0),
+    EARLY_WINDOW,
+    "exactly the early window before OPENED",
+  );
+  // Those frames are in flight; the server has not accepted yet.
+  for (const frame of early) link.up.send(frame);
+  settle(link);
+  assert.equal(link.server.unread, EARLY_WINDOW);
+  link.server.accept(id);
+  const received: Uint8Array[] = [];
+  for (let i = 0; i < 100 && link.client.buffered > 0; i++) {
+    received.push(link.server.read(id));
+    settle(link);
+  }
+  received.push(link.server.read(id));
+  const joined = new Uint8Array(payload.length);
+  let at = 0;
+  for (const part of received) {
+    joined.set(part, at);
+    at += part.length;
+  }
+  assert.equal(at, payload.length);
+  assert.deepEqual(joined, payload);
+});
+
+Deno.test("session link: early data past the early window, before the stream is accepted, is a protocol error", () => {
+  const server = new Session({ role: "server" });
+  server.connect();
+  server.receive({
+    type: "open",
+    stream: 1,
+    host: "h",
+    port: 1,
+    window: EARLY_WINDOW,
+  });
+  server.receive({
+    type: "data",
+    stream: 1,
+    offset: 0,
+    payload: new Uint8Array(EARLY_WINDOW),
+  });
+  assert.throws(
+    () =>
+      server.receive({
+        type: "data",
+        stream: 1,
+        offset: EARLY_WINDOW,
+        payload: new Uint8Array(1),
+      }),
+    (e) =>
+      e instanceof SessionError && e.problem === "protocol" &&
+      /before the stream was accepted overruns the early window of 16384/.test(
+        e.message,
+      ),
+  );
+});
+
+Deno.test("session link: early data of a refused stream is dropped with it; late frames for it are ignored", () => {
+  const link = new Link();
+  const id = link.client.open("origin.test", 25);
+  link.client.write(id, new Uint8Array(40_000).fill(3));
+  // The OPEN and the first DATA frame arrive; the rest is still to come.
+  const [open, first, ...rest] = drainFrames(link.client);
+  link.server.receive(overWire(open));
+  link.server.receive(overWire(first));
+  assert.equal(link.server.unread, first.type === "data" ? 16_384 : -1);
+  link.server.drainEvents();
+  link.server.refuse(id, "not-allowed", "origin.test:25 is not allowed");
+  assert.equal(link.server.unread, 0, "the held bytes are gone");
+  assert.equal(link.server.streamCount, 0);
+  for (const frame of rest) link.server.receive(overWire(frame));
+  assert.deepEqual(link.server.drainEvents(), []);
+  const { client } = settle(link);
+  assert.deepEqual(client, [{
+    kind: "refused",
+    stream: id,
+    code: "not-allowed",
+    reason: "origin.test:25 is not allowed",
+  }]);
+  assert.equal(link.client.buffered, 0, "nothing is kept for a refused stream");
+  assert.equal(link.client.streamCount, 0);
+});
+
+Deno.test("session link: a lost OPEN is sent again with its early bytes from offset 0, byte-exact, then the rest", () => {
+  const link = new Link();
+  const id = link.client.open("origin.test", 1);
+  const payload = new Uint8Array(30_000).map((_, i) => i * 31 + 5);
+  link.client.write(id, payload);
+  link.client.finish(id);
+  link.pump(64, 0); // OPEN and the early DATA leave; nothing arrives
+  link.cut();
+  link.connect();
+  const resent = drainFrames(link.client);
+  assert.deepEqual(
+    resent.map((f) => [f.type, f.type === "data" ? f.offset : -1]),
+    [["open", -1], ["data", 0]],
+    "OPEN again, then DATA from 0 up to the early window",
+  );
+  for (const frame of resent) link.up.send(frame);
+  const first = settle(link);
+  assert.deepEqual(first.server.map((e) => e.kind), ["open", "readable"]);
+  link.server.accept(id);
+  const got: number[] = [];
+  for (let i = 0; i < 20 && !link.server.ended(id); i++) {
+    got.push(...link.server.read(id));
+    settle(link);
+  }
+  assert.deepEqual(new Uint8Array(got), payload);
+});
+
+Deno.test("session link: a cut after part of the early bytes arrived resumes from the server's offset, still within the early window", () => {
+  const link = new Link({ client: { maxPayload: 2000 } });
+  const id = link.client.open("origin.test", 1);
+  const payload = new Uint8Array(50_000).map((_, i) => i % 251);
+  link.client.write(id, payload);
+  link.pump(64, 0);
+  // The OPEN and some of the early bytes arrive, cut inside a frame.
+  for (const frame of link.up.deliver(5000)) link.server.receive(frame);
+  const held = link.server.unread;
+  assert.ok(held > 0 && held < EARLY_WINDOW, `${held} bytes held`);
+  link.cut();
+  link.connect();
+  // The client goes on from what the server has, up to the early window
+  // and no further (more would be a protocol error at the server).
+  settle(link);
+  assert.equal(link.server.unread, EARLY_WINDOW);
+  link.server.accept(id);
+  const got: number[] = [];
+  for (let i = 0; i < 20 && got.length < payload.length; i++) {
+    got.push(...link.server.read(id));
+    settle(link);
+  }
+  assert.deepEqual(new Uint8Array(got), payload);
+});
+
+Deno.test("session link: receive windows below the early window are refused, configured or announced", () => {
+  assert.throws(
+    () => new Session({ role: "client", receiveWindow: EARLY_WINDOW - 1 }),
+    (e) => e instanceof RangeError && /at least 16384/.test(e.message),
+  );
+  const link = new Link();
+  const protocol = (receiver: Session, frame: Frame) =>
+    assert.throws(
+      () => receiver.receive(frame),
+      (e) =>
+        e instanceof SessionError && e.problem === "protocol" &&
+        /window of 4096 bytes, below the early window of 16384/.test(
+          e.message,
+        ),
+    );
+  protocol(link.server, {
+    type: "open",
+    stream: 1,
+    host: "h",
+    port: 1,
+    window: 4096,
+  });
+  const id = link.client.open("origin.test", 1);
+  settle(link);
+  protocol(link.client, { type: "opened", stream: id, window: 4096 });
 });

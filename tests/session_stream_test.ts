@@ -1,13 +1,14 @@
 /**
  * One stream's state (lib/session/stream.ts) with plain values: the send
  * buffer's bound, the peer's window, cumulative ACKs, byte-exact delivery
- * of repeated and overlapping DATA, EOF rules and the rewind after a
- * reconnect.
+ * of repeated and overlapping DATA, EOF rules, the rewind after a
+ * reconnect, and early data (the window held before a stream is accepted,
+ * the restart of a stream whose OPEN was lost).
  */
 import assert from "node:assert/strict";
 import { SessionError } from "../lib/session/errors.ts";
 import type { DataFrame } from "../lib/session/frame.ts";
-import { Stream } from "../lib/session/stream.ts";
+import { EARLY_WINDOW, Stream } from "../lib/session/stream.ts";
 
 const bytes = (from: number, length: number) =>
   Uint8Array.from({ length }, (_, i) => (from + i) & 0xff);
@@ -243,4 +244,50 @@ Deno.test("session stream: rewind resends from the peer's offset, and the EOF it
     () => unsent.rewind({ stream: 3, offset: 0, window: 0, eof: true }),
     /EOF that was not sent/,
   );
+});
+
+Deno.test("session stream: before it is accepted, a stream holds the early window and grants no more", () => {
+  const stream = new Stream(2, { receiveWindow: 64 * 1024 });
+  stream.grant(64 * 1024);
+  stream.holdEarly();
+  assert.equal(stream.onData(data(0, EARLY_WINDOW - 10)), EARLY_WINDOW - 10);
+  broken(
+    () => stream.onData(data(EARLY_WINDOW - 10, 11)),
+    /DATA up to 16385 before the stream was accepted overruns the early window of 16384 bytes/,
+  );
+  // Its receive state (for a resume) grants the early window only.
+  assert.deepEqual(stream.resumeEntry(), {
+    stream: 2,
+    offset: EARLY_WINDOW - 10,
+    window: 10,
+    eof: false,
+  });
+  stream.accepted();
+  assert.equal(stream.onData(data(EARLY_WINDOW - 10, 11)), 11);
+  assert.equal(stream.takeAck().window, 64 * 1024 - EARLY_WINDOW - 1);
+});
+
+Deno.test("session stream: restart sends everything again from offset 0 within the early window, unless bytes were acknowledged", () => {
+  const stream = new Stream(1);
+  stream.grant(EARLY_WINDOW);
+  stream.write(bytes(0, 20_000));
+  stream.finish();
+  assert.equal(stream.takeData(100_000)!.payload.length, EARLY_WINDOW);
+  assert.equal(stream.hasData, false, "the early window is used up");
+  assert.equal(stream.restart(), true);
+  const again = stream.takeData(100_000)!;
+  assert.deepEqual([again.offset, again.payload], [0, bytes(0, EARLY_WINDOW)]);
+  // OPENED's window replaces the assumed one: the rest and the EOF go.
+  stream.grant(256 * 1024);
+  assert.deepEqual(
+    stream.takeData(100_000)!.payload,
+    bytes(EARLY_WINDOW, 20_000 - EARLY_WINDOW),
+  );
+  assert.deepEqual(stream.takeEof(), {
+    type: "eof",
+    stream: 1,
+    offset: 20_000,
+  });
+  stream.onAck({ type: "ack", stream: 1, offset: 1, window: 1000, eof: false });
+  assert.equal(stream.restart(), false, "byte 0 is no longer kept");
 });

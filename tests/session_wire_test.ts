@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
-import { writeAll as writeStream } from "../lib/net/duplex.ts";
+import { WsRefusedError } from "../lib/errors.ts";
+import { type Duplex, writeAll as writeStream } from "../lib/net/duplex.ts";
 import { dialTcp } from "../lib/net/tcp.ts";
 import { wsSessionUpgrade } from "../lib/proxy/ws_connect.ts";
+import { ProxyHealth } from "../lib/route/health.ts";
+import { SessionPool } from "../lib/route/session_pool.ts";
 import {
   encodeFrame,
   FrameDecoder,
@@ -12,11 +15,13 @@ import {
   connect,
   freePort,
   pause,
+  readAll,
   readExactly,
   startEchoServer,
   within,
   writeAll,
 } from "./_util/net.ts";
+import { escapeRegExp } from "./_util/local.ts";
 import { missing, startSquid, type TestProcess } from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
@@ -24,7 +29,12 @@ import {
   missingWebsockets,
   startServe,
 } from "./_util/serve.ts";
-import { captureLogs, startTool } from "./_util/tool.ts";
+import {
+  captureLogs,
+  entriesOf,
+  startTool,
+  TEST_OPTIONS,
+} from "./_util/tool.ts";
 import { checksummedEcho, startCutter } from "./_util/cutter.ts";
 
 const ignore = missingWebsockets() || missing("squid");
@@ -347,5 +357,144 @@ Deno.test({
     assert.equal(end, null);
     await logs.waitFor(/ended: .*\(resume=off\)/);
     assert.ok(!logs.lines.some((line) => /reconnect attempt/.test(line)));
+  },
+});
+
+Deno.test({
+  name:
+    "early data: on a connected session a stream's first bytes travel in its OPEN's message, before OPENED, and are answered; a refusal after them reaches the opener with serve's reason",
+  ignore,
+  async fn() {
+    await using squid = await startSquid();
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    const [entry] = entriesOf(
+      `${freePort()} 127.0.0.1 ${echo.port} http://127.0.0.1:${squid.port} ws://127.0.0.1:${serve.port} token=${ALICE_TOKEN}\n`,
+    );
+    assert.equal(entry.route.kind, "chain");
+    const hops = entry.route.kind === "chain" ? entry.route.hops : [];
+    const options = { ...TEST_OPTIONS, ...entry.options };
+    const context = { health: new ProxyHealth() };
+    const pool = new SessionPool();
+    const streams: Duplex[] = [];
+    const open = async (port: number) => {
+      const pooled = await within(
+        pool.open(hops, { host: "127.0.0.1", port }, options, context),
+        10_000,
+        "a stream",
+      );
+      assert.ok(pooled !== undefined);
+      streams.push(pooled.stream);
+      return pooled;
+    };
+    try {
+      // The first stream opens the session and comes after OPENED.
+      const first = await open(echo.port);
+      await writeStream(first.stream, new TextEncoder().encode("one"));
+      assert.equal(
+        new TextDecoder().decode(
+          await within(readExactly(first.stream, 3), 10_000, "echo"),
+        ),
+        "one",
+      );
+      // The next comes at once; what is written before the event loop
+      // turns goes in the OPEN's WebSocket message.
+      const second = await open(echo.port);
+      const request = new TextEncoder().encode("early request");
+      await writeStream(second.stream, request);
+      assert.deepEqual(
+        await within(
+          readExactly(second.stream, request.length),
+          10_000,
+          "echo",
+        ),
+        request,
+      );
+      await second.accepted;
+      await logMatches(
+        serve,
+        new RegExp(
+          `session \\S+ stream 3: ${request.length} byte\\(s\\) came with the OPEN of 127\\.0\\.0\\.1:${echo.port}`,
+        ),
+      );
+      assert.doesNotMatch(await serve.logText(), /stream 1: .*came with/);
+      // A target serve does not allow, refused after bytes went with it:
+      // the opener's `accepted`, reads and writes throw serve's refusal.
+      const blocked = await open(echo.port + 1);
+      await writeStream(blocked.stream, new TextEncoder().encode("hello"));
+      const refusal = await within(
+        blocked.accepted.then(() => undefined, (error) => error),
+        10_000,
+        "the refusal",
+      );
+      assert.ok(refusal instanceof WsRefusedError, String(refusal));
+      assert.equal(refusal.status, 403);
+      await assert.rejects(
+        () => blocked.stream.read(new Uint8Array(8)),
+        (error) => error === refusal,
+      );
+      await assert.rejects(
+        () => blocked.stream.write(Uint8Array.of(1)),
+        (error) => error === refusal,
+      );
+      const served = await logMatches(
+        serve,
+        /stream 5: 5 byte\(s\) came with the OPEN[^]*refused 403 not-allowed: .*: (.+)$/m,
+      );
+      const reason = /refused 403 not-allowed: .*: (.+)$/m.exec(served)![1];
+      assert.equal(refusal.serverReason, reason);
+    } finally {
+      for (const stream of streams) stream.close();
+      pool.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "early data: a tunnel refused by serve after its first bytes went with the OPEN is logged as failed, with serve's reason, as a refusal before relaying is",
+  ignore,
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    await using logs = await captureLogs();
+    const [allowed, blocked] = [freePort(), freePort()];
+    const hop = `ws://127.0.0.1:${serve.port} token=${ALICE_TOKEN}`;
+    await using _tool = await startTool(
+      `${allowed} 127.0.0.1 ${echo.port} ${hop}\n` +
+        `${blocked} 127.0.0.1 ${echo.port + 1} ${hop}\n`,
+    );
+    // The session is connected by the first tunnel; the second one's
+    // stream comes at once, and its bytes go before the refusal.
+    using first = await connect(allowed);
+    await writeAll(first, new TextEncoder().encode("ping"));
+    await within(readExactly(first, 4), 10_000, "the echo");
+    using conn = await connect(blocked);
+    await writeAll(conn, new TextEncoder().encode("hello"));
+    const back = await within(
+      readAll(conn).catch(() => new Uint8Array(0)),
+      10_000,
+      "the tunnel's end",
+    );
+    assert.equal(back.length, 0);
+    const served = await logMatches(
+      serve,
+      /refused 403 not-allowed: .*: (.+)$/m,
+    );
+    const reason = /refused 403 not-allowed: .*: (.+)$/m.exec(served)![1];
+    const failed = await logs.waitFor(/ failed .*status 403/, 10_000);
+    assert.match(
+      failed,
+      new RegExp(
+        `^c\\d+ failed 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:${
+          echo.port + 1
+        } via ws://.*server says: ${escapeRegExp(reason)}`,
+      ),
+    );
+    assert.equal((await serve.logText()).match(/session \S+ new/g)?.length, 1);
   },
 });

@@ -471,7 +471,13 @@ async function openUpstream(
 ): Promise<UpstreamConnection> {
   let stream: Duplex;
   if (upstream.kind === "origin") {
-    ({ stream } = await dialRoute(upstream.route, url, options, context));
+    const dialed = await dialRoute(upstream.route, url, options, context);
+    stream = dialed.stream;
+    // A refusal by the far end is answered as one, before the request goes.
+    await dialed.accepted?.catch((error) => {
+      closeQuietly(dialed.stream);
+      throw error;
+    });
   } else {
     const { proxy, before } = upstream;
     const { dialer } = transportFor(proxy.scheme);

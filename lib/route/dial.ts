@@ -39,6 +39,12 @@ export interface DialResult {
   readonly stream: Duplex;
   /** The proxies used, e.g. `via http://a:3128 -> socks5://b:1080`, or `direct`. */
   readonly path: string;
+  /**
+   * For a stream of a session that came before the far end answered its
+   * OPEN: settles when it was accepted, rejects with the refusal. A caller
+   * that must answer its client with the outcome waits for it.
+   */
+  readonly accepted?: Promise<void>;
 }
 
 /**

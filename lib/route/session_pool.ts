@@ -29,11 +29,7 @@ import type { DialOptions } from "../net/dialer.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
 import { NoSessionProtocolError } from "../proxy/ws_connect.ts";
-import {
-  type FrameSink,
-  SessionEndpoint,
-  StreamRefusedError,
-} from "../session/endpoint.ts";
+import { type FrameSink, SessionEndpoint } from "../session/endpoint.ts";
 import {
   encodeFrame,
   type Frame,
@@ -93,6 +89,12 @@ export interface PooledStream {
   readonly stream: Duplex;
   /** e.g. `via http://squid:3128 -> ws://far:8080 (session 1a2b3c4d… stream 3)`. */
   readonly path: string;
+  /**
+   * Settles when the far end accepted the stream; rejects with its
+   * refusal ({@link WsRefusedError}), which the stream's reads and writes
+   * throw too. Already settled when the stream came after OPENED.
+   */
+  readonly accepted: Promise<void>;
 }
 
 /** The sessions of one process, by route and token. */
@@ -120,9 +122,13 @@ export class SessionPool {
    * @param context Proxy failure memory.
    * @param signal Gives up when aborted.
    * @returns The stream and its path; `undefined` when the server speaks
-   *   v1 only, and the caller should open a v1 tunnel.
+   *   v1 only, and the caller should open a v1 tunnel. On a session that
+   *   is connected already the stream comes at once, before the far end
+   *   answered its OPEN, so that its first bytes travel with the OPEN; a
+   *   refusal then comes through `accepted` and the stream. A new or
+   *   reconnecting session's stream comes once it was accepted.
    * @throws the chain's failures, or {@link WsRefusedError} when the far
-   *   end refused the session or the stream.
+   *   end refused the session (or the stream, before it came).
    */
   async open(
     hops: readonly Hop[],
@@ -246,6 +252,10 @@ class ClientSession {
   ): Promise<PooledStream> {
     clearTimeout(this.#idle);
     this.#idle = undefined;
+    // A session that carries streams now takes the first bytes with the
+    // OPEN; one still connecting (or reconnecting) may yet fail, and its
+    // stream waits to be accepted, as a refusal then is still the opening's.
+    const early = this.#transport !== undefined && !this.#reconnecting;
     // Counted until the stream exists: the endpoint counts it from then on.
     this.#opening++;
     try {
@@ -255,17 +265,18 @@ class ClientSession {
     }
     if (this.#ended) throw new Deno.errors.Interrupted("session ended");
     signal?.throwIfAborted();
-    const stream = await this.#endpoint.open(
+    const server = this.#server;
+    const stream = this.#endpoint.open(
       destination.host,
       destination.port,
-    ).catch((error) => {
-      throw error instanceof StreamRefusedError
-        ? refusedError(this.#server, destination, error.code, error.reason)
-        : error;
-    });
+      (refusal) =>
+        refusedError(server, destination, refusal.code, refusal.reason),
+    );
+    if (!early) await stream.opened;
     return {
       stream,
       path: `${this.#path} (session ${this.#label} stream ${stream.id})`,
+      accepted: stream.opened,
     };
   }
 

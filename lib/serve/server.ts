@@ -377,6 +377,12 @@ export class FarEnd {
   ): Promise<void> {
     const where = formatHostPort(target);
     const via = `session ${owner.label} stream ${stream.id}`;
+    // Bytes waiting now came in the OPEN's own message: the client sent
+    // them before OPENED, as it may within the early window.
+    const early = stream.readable;
+    if (early > 0) {
+      log.debug(`${via}: ${early} byte(s) came with the OPEN of ${where}`);
+    }
     const refuse = (failure: Refusal) => {
       this.#note(failure, owner.token, `${owner.client} ${via}`, where);
       endpoint.refuse(stream, REFUSE_CODES[failure.word], failure.reason);

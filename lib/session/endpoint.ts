@@ -85,6 +85,7 @@ export class SessionEndpoint {
   #sink: FrameSink | undefined;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #openTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * @param session The session (already connected, or waiting for its
@@ -123,6 +124,8 @@ export class SessionEndpoint {
     this.#retry = undefined;
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
+    clearTimeout(this.#openTimer);
+    this.#openTimer = undefined;
   }
 
   /**
@@ -142,20 +145,34 @@ export class SessionEndpoint {
   }
 
   /**
-   * Opens a stream to `host:port` at the far end (the client side).
+   * Opens a stream to `host:port` at the far end (the client side). It
+   * may be written to at once: the first bytes travel with the OPEN.
+   * {@link SessionStream.opened} says when the far end accepted it; a
+   * refusal is thrown by `opened`, and by reads and writes waiting then.
    *
    * @param host A host name or address.
    * @param port The port.
-   * @returns The stream once the far end accepted it.
-   * @throws {StreamRefusedError} when the far end refused it;
-   *   {@link SessionError} (`limit`) past the session's stream limit.
+   * @param refusal The error a refusal becomes for this stream's users.
+   *   @default the {@link StreamRefusedError} itself
+   * @returns The stream.
+   * @throws {SessionError} (`limit`) past the session's stream limit.
    */
-  open(host: string, port: number): Promise<SessionStream> {
+  open(
+    host: string,
+    port: number,
+    refusal?: (error: StreamRefusedError) => Error,
+  ): SessionStream {
     const id = this.session.open(host, port);
-    const stream = new SessionStream(this, id, "the client closed");
+    const stream = new SessionStream(this, id, "the client closed", refusal);
     this.#streams.set(id, stream);
-    this.flush();
-    return stream.opened.then(() => stream);
+    // The OPEN waits for the bytes written before the next turn of the
+    // event loop (what a client sent already is read by then), so that
+    // they go in its message; a stream nobody writes to yet opens then.
+    this.#openTimer ??= setTimeout(() => {
+      this.#openTimer = undefined;
+      this.flush();
+    }, 0);
+    return stream;
   }
 
   /**
@@ -312,15 +329,20 @@ export class SessionEndpoint {
 export class SessionStream implements Duplex {
   /** The stream's id in its session. */
   readonly id: number;
-  /** Settles when the far end answered the OPEN (this side's streams). */
+  /**
+   * Settles when the far end answered the OPEN (this side's streams):
+   * rejects with the refusal.
+   */
   readonly opened: Promise<void>;
   readonly #endpoint: SessionEndpoint;
   readonly #closeReason: string;
+  readonly #refusal: ((error: StreamRefusedError) => Error) | undefined;
   #resolveOpen!: () => void;
   #rejectOpen!: (error: Error) => void;
   #wakeRead: (() => void) | undefined;
   #wakeWrite: (() => void) | undefined;
   #reset: string | undefined;
+  #refused: Error | undefined;
   #finished = false;
   #closed = false;
 
@@ -328,11 +350,18 @@ export class SessionStream implements Duplex {
    * @param endpoint The endpoint the stream belongs to.
    * @param id The stream's id.
    * @param closeReason The reset reason when {@link close} cuts it short.
+   * @param refusal The error a refusal becomes. @default the refusal
    */
-  constructor(endpoint: SessionEndpoint, id: number, closeReason: string) {
+  constructor(
+    endpoint: SessionEndpoint,
+    id: number,
+    closeReason: string,
+    refusal?: (error: StreamRefusedError) => Error,
+  ) {
     this.#endpoint = endpoint;
     this.id = id;
     this.#closeReason = closeReason;
+    this.#refusal = refusal;
     this.opened = new Promise((resolve, reject) => {
       this.#resolveOpen = resolve;
       this.#rejectOpen = reject;
@@ -344,6 +373,11 @@ export class SessionStream implements Duplex {
   /** Why the stream was reset, if it was. */
   get resetReason(): string | undefined {
     return this.#reset;
+  }
+
+  /** Bytes received and not yet read. */
+  get readable(): number {
+    return this.#endpoint.session.readable(this.id);
   }
 
   /** Whether this side's sending is over. */
@@ -420,10 +454,17 @@ export class SessionStream implements Duplex {
     this.#resolveOpen();
   }
 
-  /** @internal The far end refused the stream. */
+  /**
+   * @internal The far end refused the stream, perhaps after bytes were
+   * written to it: a reader or writer waiting is woken to throw the
+   * refusal.
+   */
   markRefused(error: StreamRefusedError): void {
     this.#reset = error.message;
-    this.#rejectOpen(error);
+    this.#refused = this.#refusal?.(error) ?? error;
+    this.#rejectOpen(this.#refused);
+    this.wakeReader();
+    this.wakeWriter();
   }
 
   /** @internal The stream was reset. */
@@ -449,6 +490,7 @@ export class SessionStream implements Duplex {
   }
 
   #resetError(): Error {
-    return new Deno.errors.ConnectionReset(`stream reset: ${this.#reset}`);
+    return this.#refused ??
+      new Deno.errors.ConnectionReset(`stream reset: ${this.#reset}`);
   }
 }

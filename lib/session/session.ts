@@ -18,6 +18,11 @@
  * {@link Session.nextFrame} after every call that may have made one (a
  * received frame, a write, a read, an open, a finish, a reset).
  *
+ * A stream's first bytes travel right behind its OPEN, within
+ * {@link EARLY_WINDOW}: the accepter holds them until its application
+ * accepts (they are read then) or refuses (they are dropped), and
+ * acknowledges nothing before its OPENED.
+ *
  * When the transport dies, {@link Session.transportLost} keeps every
  * unacknowledged byte; on the next transport both sides exchange their
  * receive offsets (HELLO, WELCOME) and {@link Session.resume} rewinds each
@@ -38,7 +43,7 @@ import {
   SESSION_ID_BYTES,
   type WelcomeFrame,
 } from "./frame.ts";
-import { Stream, type StreamOptions } from "./stream.ts";
+import { EARLY_WINDOW, Stream, type StreamOptions } from "./stream.ts";
 
 /** Which end: the client opens odd stream ids, the server even ones. */
 export type SessionRole = "client" | "server";
@@ -100,7 +105,10 @@ export type SessionEvent =
     readonly host: string;
     readonly port: number;
   }
-  /** A stream this side opened was accepted: it may carry bytes. */
+  /**
+   * A stream this side opened was accepted: the peer's window replaces
+   * the early window.
+   */
   | { readonly kind: "opened"; readonly stream: number }
   /** A stream this side opened was refused; it is gone. */
   | {
@@ -181,8 +189,17 @@ export class Session {
    * A session with no streams and no transport yet.
    *
    * @param options Role, bounds and clock.
+   * @throws {RangeError} for a `receiveWindow` below {@link EARLY_WINDOW}.
    */
   constructor(options: SessionOptions) {
+    if (
+      options.receiveWindow !== undefined &&
+      options.receiveWindow < EARLY_WINDOW
+    ) {
+      throw new RangeError(
+        `receiveWindow is ${options.receiveWindow} bytes; it must be at least ${EARLY_WINDOW} (EARLY_WINDOW), what a peer may send before OPENED`,
+      );
+    }
     this.#role = options.role;
     this.#streamOptions = {
       sendBufferBytes: options.sendBufferBytes,
@@ -233,7 +250,8 @@ export class Session {
 
   /**
    * Opens a stream to `host:port` at the far end. Bytes may be written at
-   * once; they go out after the peer's OPENED.
+   * once: the first {@link EARLY_WINDOW} of them go out right behind the
+   * OPEN, the rest after the peer's OPENED.
    *
    * @param host A host name or IP address (IPv6 without brackets).
    * @param port 1–65535.
@@ -251,6 +269,7 @@ export class Session {
     const id = this.#nextId;
     this.#nextId += 2;
     const stream = new Stream(id, this.#streamOptions);
+    stream.grant(EARLY_WINDOW);
     this.#add({ stream, local: true, host, port, phase: "opening" });
     this.#control.push({
       type: "open",
@@ -271,15 +290,19 @@ export class Session {
   accept(id: number): void {
     const entry = this.#pending(id, "accept");
     entry.phase = "open";
+    entry.stream.accepted();
     this.#control.push({
       type: "opened",
       stream: id,
       window: entry.stream.receiveWindow,
     });
+    // Early bytes and an early EOF are acknowledged from now on.
+    this.#ackCandidates.add(id);
   }
 
   /**
-   * Refuses a stream the peer asked for (an `open` event).
+   * Refuses a stream the peer asked for (an `open` event); bytes it sent
+   * early are dropped with it.
    *
    * @param id The stream.
    * @param code Why, as a code.
@@ -327,9 +350,18 @@ export class Session {
     const entry = this.#entries.get(id);
     if (!entry) return new Uint8Array(0);
     const bytes = entry.stream.read(max);
-    if (bytes.length > 0) this.#ackCandidates.add(id);
+    if (bytes.length > 0) this.#owe(entry);
     this.#settle(entry);
     return bytes;
+  }
+
+  /**
+   * Bytes of a stream received and not yet read.
+   *
+   * @param id The stream.
+   */
+  readable(id: number): number {
+    return this.#entries.get(id)?.stream.readable ?? 0;
   }
 
   /**
@@ -441,6 +473,7 @@ export class Session {
     switch (frame.type) {
       case "opened":
         this.#expectLocal(entry, frame.type);
+        checkWindow(frame.stream, frame.type, frame.window);
         stream.grant(frame.window);
         if (entry.phase === "opening") {
           entry.phase = "open";
@@ -467,12 +500,12 @@ export class Session {
         if (stream.onData(frame) > 0) {
           this.#events.push({ kind: "readable", stream: stream.id });
         }
-        this.#ackCandidates.add(stream.id);
+        this.#owe(entry);
         break;
       case "eof":
         stream.onEof(frame);
         this.#events.push({ kind: "eof", stream: stream.id });
-        this.#ackCandidates.add(stream.id);
+        this.#owe(entry);
         break;
       case "ack":
         stream.onAck(frame);
@@ -617,9 +650,10 @@ export class Session {
             window: stream.receiveWindow,
           });
         }
-        this.#ackCandidates.add(stream.id);
-      } else if (local && phase === "opening") {
-        // The OPEN never arrived, or its REFUSE was lost: ask again.
+        this.#owe(entry);
+      } else if (local && phase === "opening" && stream.restart()) {
+        // The OPEN never arrived, or its REFUSE was lost: ask again, with
+        // the early bytes from the start (none can have been received).
         this.#control.push({
           type: "open",
           stream: stream.id,
@@ -745,6 +779,7 @@ export class Session {
         }`,
       );
     }
+    checkWindow(id, "open", window);
     this.#highestPeerId = Math.max(this.#highestPeerId, id);
     if (this.#entries.size >= this.#maxStreams) {
       // Refusals are the one kind of frame a peer can make this side
@@ -765,6 +800,7 @@ export class Session {
     }
     const stream = new Stream(id, this.#streamOptions);
     stream.grant(window);
+    stream.holdEarly();
     this.#add({ stream, local: false, host, port, phase: "accepting" });
     this.#events.push({ kind: "open", stream: id, host, port });
   }
@@ -782,6 +818,12 @@ export class Session {
         `${type} frame for stream ${id}, which was never opened`,
       );
     }
+  }
+
+  // A stream not accepted yet acknowledges nothing: its ACK would grant
+  // the peer its whole window before OPENED. accept() owes it then.
+  #owe(entry: Entry): void {
+    if (entry.phase !== "accepting") this.#ackCandidates.add(entry.stream.id);
   }
 
   #settle(entry: Entry): void {
@@ -822,7 +864,9 @@ export class Session {
     for (let i = 0; i < count; i++) {
       const at = (this.#cursor + i) % count;
       const entry = this.#entries.get(this.#order[at])!;
-      if (entry.phase !== "open") continue;
+      // An opening stream sends within the early window; one the peer
+      // opened waits for the application's answer.
+      if (entry.phase === "accepting") continue;
       const frame = entry.stream.takeData(this.#maxPayload) ??
         entry.stream.takeEof();
       if (frame) {
@@ -831,5 +875,16 @@ export class Session {
       }
     }
     return undefined;
+  }
+}
+
+// OPEN and OPENED announce the window the other side may fill; below
+// EARLY_WINDOW, early bytes could overrun it.
+function checkWindow(stream: number, type: string, window: number): void {
+  if (window < EARLY_WINDOW) {
+    throw new SessionError(
+      "protocol",
+      `stream ${stream}: ${type.toUpperCase()} with a window of ${window} bytes, below the early window of ${EARLY_WINDOW}`,
+    );
   }
 }

@@ -13,6 +13,11 @@
  * until the application reads them, and reading is what opens the window
  * again. A stalled reader therefore stops its own stream only.
  *
+ * Early data: the opener may send {@link EARLY_WINDOW} bytes (and its EOF)
+ * right behind OPEN, before OPENED says the peer's real window; the
+ * accepter holds them, and refuses more, until its application accepts
+ * the stream.
+ *
  * @module
  */
 
@@ -38,6 +43,12 @@ export interface StreamOptions {
 export const DEFAULT_SEND_BUFFER_BYTES = 256 * 1024;
 /** Default of {@link StreamOptions.receiveWindow}. */
 export const DEFAULT_RECEIVE_WINDOW = 256 * 1024;
+/**
+ * Bytes an opener may send before OPENED: the window it assumes until the
+ * peer's real one arrives. A protocol constant; every receive window a
+ * session announces is at least this.
+ */
+export const EARLY_WINDOW = 16 * 1024;
 
 // Written bytes are copied into blocks of this size, so that many small
 // writes do not make a long list to walk for every DATA frame.
@@ -75,6 +86,7 @@ export class Stream {
   #ackedTo = 0; // the offset of the last ACK sent
   #grantedTo = 0; // the limit (offset + window) of the last ACK sent
   #eofAckSent = false;
+  #cap = Infinity; // bytes accepted in all until the stream is accepted
 
   /**
    * A stream with nothing sent or received.
@@ -231,7 +243,8 @@ export class Stream {
   }
 
   /**
-   * The peer's first window, from OPEN or OPENED.
+   * The peer's first window, from OPEN or OPENED ({@link EARLY_WINDOW},
+   * assumed, before OPENED): a wider one replaces it.
    *
    * @param window Bytes the peer accepts from offset 0.
    */
@@ -285,6 +298,12 @@ export class Stream {
       throw new SessionError(
         "protocol",
         `stream ${this.id}: DATA past the EOF at ${this.#peerEnd}`,
+      );
+    }
+    if (end > this.#cap) {
+      throw new SessionError(
+        "protocol",
+        `stream ${this.id}: DATA up to ${end} before the stream was accepted overruns the early window of ${this.#cap} bytes`,
       );
     }
     if (end > this.#read + this.#window) {
@@ -381,7 +400,7 @@ export class Stream {
    */
   resumeEntry(): ResumeEntry {
     this.#ackedTo = this.#received;
-    this.#grantedTo = this.#read + this.#window;
+    this.#grantedTo = Math.min(this.#read + this.#window, this.#cap);
     if (this.#peerEnd !== undefined) this.#eofAckSent = true;
     return {
       stream: this.id,
@@ -389,6 +408,38 @@ export class Stream {
       window: this.#grantedTo - this.#received,
       eof: this.#peerEnd !== undefined,
     };
+  }
+
+  /**
+   * The peer opened the stream and it is not accepted yet: the peer may
+   * send {@link EARLY_WINDOW} bytes, no more, and they are held.
+   */
+  holdEarly(): void {
+    this.#cap = EARLY_WINDOW;
+    this.#grantedTo = Math.min(this.#grantedTo, EARLY_WINDOW);
+  }
+
+  /** The stream was accepted: OPENED grants the whole window. */
+  accepted(): void {
+    this.#cap = Infinity;
+    this.#grantedTo = Math.max(this.#grantedTo, this.#window);
+  }
+
+  /**
+   * The peer never got this side's OPEN (or refused it and the refusal
+   * was lost): everything goes again from offset 0, within the early
+   * window, behind a new OPEN.
+   *
+   * @returns Whether it can: not when the peer acknowledged bytes of the
+   *   stream, which are no longer kept (a peer may do that before OPENED
+   *   only through a resume, or if it predates early data).
+   */
+  restart(): boolean {
+    if (this.#acked > 0 || this.#eofAcked) return false;
+    this.#next = 0;
+    this.#peerLimit = EARLY_WINDOW;
+    this.#eofSent = false;
+    return true;
   }
 
   /**

@@ -126,7 +126,7 @@ export async function readAll(
 
 /** Fills all of `buffer` from `conn`; rejects if the stream ends first. */
 export async function readFull(
-  conn: Deno.Conn,
+  conn: Pick<Deno.Conn, "read">,
   buffer: Uint8Array,
 ): Promise<void> {
   let offset = 0;
@@ -143,7 +143,7 @@ export async function readFull(
 
 /** Reads exactly `n` bytes. */
 export async function readExactly(
-  conn: Deno.Conn,
+  conn: Pick<Deno.Conn, "read">,
   n: number,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(n);
