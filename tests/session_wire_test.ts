@@ -424,6 +424,13 @@ Deno.test({
       // the opener's `accepted`, reads and writes throw serve's refusal.
       const blocked = await open(echo.port + 1);
       await writeStream(blocked.stream, new TextEncoder().encode("hello"));
+      // A reader waiting, and a writer waiting past the send buffer (256
+      // KiB), when the refusal comes: both are woken to throw it.
+      const waitingRead = blocked.stream.read(new Uint8Array(8));
+      const waitingWrite = writeStream(
+        blocked.stream,
+        new Uint8Array(300 * 1024),
+      );
       const refusal = await within(
         blocked.accepted.then(() => undefined, (error) => error),
         10_000,
@@ -431,6 +438,12 @@ Deno.test({
       );
       assert.ok(refusal instanceof WsRefusedError, String(refusal));
       assert.equal(refusal.status, 403);
+      for (const waiting of [waitingRead, waitingWrite] as Promise<unknown>[]) {
+        await assert.rejects(
+          within(waiting, 10_000, "a woken reader or writer"),
+          (error) => error === refusal,
+        );
+      }
       await assert.rejects(
         () => blocked.stream.read(new Uint8Array(8)),
         (error) => error === refusal,
@@ -447,6 +460,10 @@ Deno.test({
       assert.equal(refusal.serverReason, reason);
     } finally {
       for (const stream of streams) stream.close();
+      // Their resets reach serve before the session's connection closes,
+      // so that serve's shutdown finds no tunnel to wait for.
+      await logMatches(serve, /tunnel 1 closed/).catch(() => {});
+      await logMatches(serve, /tunnel 2 closed/).catch(() => {});
       pool.close();
     }
   },
