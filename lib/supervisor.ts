@@ -248,7 +248,7 @@ export class Supervisor implements TunnelHost {
     }
     for (const tunnel of left) tunnel.close();
     await ended;
-    this.#sessions.close();
+    await this.#sessions.close();
   }
 
   async #remove(entry: TunnelEntry): Promise<void> {

@@ -32,6 +32,8 @@ import {
 import {
   captureLogs,
   entriesOf,
+  liveTunnel,
+  spawnRun,
   startTool,
   TEST_OPTIONS,
 } from "./_util/tool.ts";
@@ -513,5 +515,28 @@ Deno.test({
       ),
     );
     assert.equal((await serve.logText()).match(/session \S+ new/g)?.length, 1);
+  },
+});
+
+Deno.test({
+  name:
+    "a tool stopped with SIGTERM ends its sessions on serve (close 1000 sent before it exits), so serve keeps nothing for a resume",
+  ignore,
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    const port = freePort();
+    await using tool = await spawnRun(
+      `${port} 127.0.0.1 ${echo.port} ws://127.0.0.1:${serve.port}/ token=${ALICE_TOKEN}\n`,
+      ["--shutdown-timeout", "1s"],
+    );
+    using _tunnel = await liveTunnel(port);
+    await logMatches(serve, /session \S+ new: token alice/);
+    tool.child.kill("SIGTERM");
+    await within(tool.child.status, 20_000, "the tool's exit");
+    await logMatches(serve, /session \S+ ended: token alice/);
+    assert.doesNotMatch(await serve.logText(), /lost its WebSocket/);
   },
 });

@@ -115,7 +115,7 @@ export async function stdioCommand(args: string[]): Promise<number> {
           diagnose(failure, failurePlace(last, destination))
         }`,
       );
-      sessions.close();
+      await sessions.close();
       return 1;
     } finally {
       // One connection: the PAC is not needed once it is open.

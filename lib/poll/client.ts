@@ -201,26 +201,28 @@ export class PollStream implements Duplex {
    * Ends the session: after the bytes queued, a `close` request (within a
    * short limit), then both connections close. After a failure the
    * connections just close: the session waits for a resume.
+   *
+   * @returns Settles when both connections are closed.
    */
-  close(): void {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     const failed = this.#failure !== undefined;
     this.#closed = true;
     this.#wakeAll();
     this.#down.close();
     if (failed) {
       this.#up.close();
-      return;
+      return Promise.resolve();
     }
     const pumped = this.#pumping ?? Promise.resolve();
-    pumped.then(() =>
+    return pumped.then(() =>
       this.#up.exchange(
         { kind: "close", id: this.#id },
         CLOSE_LIMIT_MS,
         0,
         false,
       )
-    ).catch(() => {}).finally(() => this.#up.close());
+    ).then(() => {}, () => {}).finally(() => this.#up.close());
   }
 
   #check(): void {

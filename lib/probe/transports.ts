@@ -78,7 +78,7 @@ export async function probeTransports(
     } catch (error) {
       outcome = { ok: false, detail: errorMessage(error) };
     } finally {
-      pool.close();
+      await pool.close();
     }
     steps.push({
       step: `transport ${transport}: ${name} to ${formatHostPort(server)}${

@@ -41,7 +41,11 @@ import { sessionLabel } from "../session/table.ts";
 import { formatDuration } from "../time/duration.ts";
 import type { WsRefusal } from "../ws/handshake.ts";
 import type { FailoverContext } from "./failover.ts";
-import { type SessionTransport, TransportChoice } from "./transport_choice.ts";
+import {
+  type SessionConnection,
+  type SessionTransport,
+  TransportChoice,
+} from "./transport_choice.ts";
 import type { Hop } from "./types.ts";
 
 const log = logger("session");
@@ -174,13 +178,21 @@ export class SessionPool {
     }
   }
 
-  /** Ends every session: their connections close, their streams reset. */
-  close(): void {
+  /**
+   * Ends every session: their connections close, their streams reset.
+   *
+   * @returns Settles when the connections have said goodbye (or given up
+   *   within a short limit), so the server forgets the sessions at once
+   *   rather than keeping them for a resume; await it before exiting.
+   */
+  async close(): Promise<void> {
     this.#closed = true;
+    const ends: Promise<void>[] = [];
     for (const group of [...this.#groups.values()]) {
-      for (const session of group) session.end("shutting down");
+      for (const session of group) ends.push(session.end("shutting down"));
     }
     this.#groups.clear();
+    await Promise.all(ends);
   }
 }
 
@@ -194,7 +206,7 @@ class ClientSession {
   readonly #endpoint: SessionEndpoint;
   readonly #abort = new AbortController();
   readonly #ready: Promise<void>;
-  #transport: Duplex | undefined;
+  #transport: SessionConnection | undefined;
   #server = "";
   #path = "";
   #opening = 0;
@@ -284,7 +296,7 @@ class ClientSession {
    * Ends the session: the connection is closed with 1000 (the server
    * forgets the session), streams left are reset with `reason`.
    */
-  end(reason: string): void {
+  async end(reason: string): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     this.#abort.abort();
@@ -293,13 +305,17 @@ class ClientSession {
     const transport = this.#transport;
     this.#transport = undefined;
     this.#endpoint.expire(reason);
-    transport?.close();
+    const closed = transport?.close();
     this.#onEnded();
+    await closed;
   }
 
   #becameIdle(): void {
     if (this.#ended || this.load > 0 || this.#idle !== undefined) return;
-    if (!this.#mux) return this.end("its only tunnel ended");
+    if (!this.#mux) {
+      this.end("its only tunnel ended");
+      return;
+    }
     this.#idle = setTimeout(() => {
       this.#idle = undefined;
       if (this.load === 0) this.end("no tunnels for a while");

@@ -39,10 +39,19 @@ export type TransportMode = "auto" | "ws" | "poll";
 /** The values of `transport=`, in the order the usage lists them. */
 export const TRANSPORT_MODES: readonly TransportMode[] = ["auto", "ws", "poll"];
 
+/**
+ * A byte stream to the far end whose close says goodbye: the returned
+ * promise settles once that is sent (or given up on).
+ */
+export interface SessionConnection extends Duplex {
+  /** Closes with a goodbye the server takes as the session's end. */
+  close(): void | Promise<void>;
+}
+
 /** A connection to the far end that carries session frame bytes. */
 export interface SessionTransport {
   /** Frame bytes both ways. */
-  readonly stream: Duplex;
+  readonly stream: SessionConnection;
   /** e.g. `via http://squid:3128 -> wss://far/t (poll)`. */
   readonly path: string;
   /** `host:port/path` of the server, for messages. */

@@ -194,9 +194,12 @@ export class WsStream implements Duplex {
   /**
    * Sends a close frame (1000) and closes the stream underneath once it is
    * written, or after a short limit.
+   *
+   * @returns Settles when the stream underneath is closed, for a caller
+   *   about to exit the process, which would cut the frame off.
    */
-  close(): void {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     this.#finish();
     const frame = this.#send(
       OPCODE.close,
@@ -206,7 +209,7 @@ export class WsStream implements Duplex {
       CLOSE_WRITE_LIMIT_MS,
       () => closeQuietly(this.#inner),
     );
-    frame.catch(() => {}).finally(() => {
+    return frame.catch(() => {}).finally(() => {
       timer.cancel();
       closeQuietly(this.#inner);
     });
