@@ -9,6 +9,7 @@
  */
 
 import { concat } from "../net/bytes.ts";
+import { maskBytes } from "./mask.ts";
 
 /** Frame opcodes (RFC 6455 §5.2). */
 export const OPCODE = {
@@ -102,8 +103,8 @@ export function encodeFrame(
   const { mask, fin = true } = options;
   const length = payload.length;
   const lengthBytes = length < 126 ? 0 : length <= 0xffff ? 2 : 8;
-  const maskBytes = mask ? 4 : 0;
-  const headerBytes = 2 + lengthBytes + maskBytes;
+  const keyBytes = mask ? 4 : 0;
+  const headerBytes = 2 + lengthBytes + keyBytes;
   const frame = new Uint8Array(headerBytes + length);
   frame[0] = (fin ? 0x80 : 0) | opcode;
   const maskBit = mask ? 0x80 : 0;
@@ -117,13 +118,10 @@ export function encodeFrame(
     frame[1] = maskBit | 127;
     view.setBigUint64(2, BigInt(length));
   }
-  if (!mask) {
-    frame.set(payload, headerBytes);
-    return frame;
-  }
-  frame.set(mask.subarray(0, 4), headerBytes - 4);
-  for (let i = 0; i < length; i++) {
-    frame[headerBytes + i] = payload[i] ^ mask[i & 3];
+  frame.set(payload, headerBytes);
+  if (mask) {
+    frame.set(mask.subarray(0, 4), headerBytes - 4);
+    maskBytes(frame.subarray(headerBytes), mask);
   }
   return frame;
 }
@@ -271,9 +269,7 @@ export class FrameDecoder {
       if (frame.filled < frame.payload.length) break;
       this.#frame = undefined;
       const { mask, payload } = frame;
-      if (mask) {
-        for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-      }
+      if (mask) maskBytes(payload, mask);
       const event = this.#event(frame.fin, frame.opcode, payload);
       if (event) events.push(event);
     }
