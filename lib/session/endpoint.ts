@@ -34,8 +34,11 @@ export interface FrameSink {
 /** Frames are sent while the sink holds less than this. */
 export const SINK_HIGH_WATER_BYTES = 1024 * 1024;
 
-// Frames are batched into one transport message up to this size.
-const BATCH_BYTES = 64 * 1024;
+/**
+ * Frames are batched into one transport message up to this size: each
+ * message costs a WebSocket frame, its mask and a wake-up of the peer.
+ */
+export const BATCH_BYTES = 256 * 1024;
 const RETRY_MS = 5;
 /**
  * How long ACKs of small progress wait for other frames to travel with:
@@ -216,13 +219,15 @@ export class SessionEndpoint {
         const frame = this.session.nextFrame(eagerAcks);
         if (frame === undefined) break;
         const bytes = encodeFrame(frame);
-        batch.push(bytes);
-        size += bytes.length;
-        if (size >= BATCH_BYTES) {
+        // A frame that would take the batch past the bound starts the
+        // next one.
+        if (size + bytes.length > BATCH_BYTES && batch.length > 0) {
           sink.send(concat(...batch));
           batch.length = 0;
           size = 0;
         }
+        batch.push(bytes);
+        size += bytes.length;
       }
       if (batch.length > 0) sink.send(concat(...batch));
       if (full) {

@@ -95,6 +95,11 @@ export interface WsStreamOptions {
    * its own flow control per stream. @default true
    */
   readonly windowed?: boolean;
+  /**
+   * The largest binary message a write sends: a v2 session sends its
+   * batches of frames whole. @default {@link MAX_SEND_MESSAGE_BYTES}
+   */
+  readonly maxMessageBytes?: number;
   /** Fills an array with random bytes, for masking keys. @default crypto.getRandomValues */
   readonly random?: (bytes: Uint8Array) => Uint8Array;
 }
@@ -105,6 +110,7 @@ export class WsStream implements Duplex {
   readonly #server: string;
   readonly #heartbeatMs: number;
   readonly #windowBytes: number;
+  readonly #maxMessageBytes: number;
   readonly #random: (bytes: Uint8Array) => Uint8Array;
   readonly #decoder = new FrameDecoder({ masked: false });
 
@@ -144,6 +150,7 @@ export class WsStream implements Duplex {
     this.#windowBytes = options.windowed === false
       ? Infinity
       : SEND_WINDOW_BYTES;
+    this.#maxMessageBytes = options.maxMessageBytes ?? MAX_SEND_MESSAGE_BYTES;
     this.#random = options.random ??
       ((bytes) => crypto.getRandomValues(bytes));
     this.#scheduleHeartbeat();
@@ -169,7 +176,7 @@ export class WsStream implements Duplex {
   }
 
   /**
-   * Sends up to {@link MAX_SEND_MESSAGE_BYTES} of `data` as one binary
+   * Sends up to the largest message's bytes of `data` as one binary
    * message, once the server's acks leave room in the window.
    */
   async write(data: Uint8Array): Promise<number> {
@@ -183,7 +190,7 @@ export class WsStream implements Duplex {
     }
     if (this.#failure) throw this.#failure;
     const room = this.#windowBytes - (this.#sent - this.#acked);
-    const n = Math.min(data.length, MAX_SEND_MESSAGE_BYTES, room);
+    const n = Math.min(data.length, this.#maxMessageBytes, room);
     this.#sent += n;
     await this.#send(OPCODE.binary, data.subarray(0, n));
     return n;
