@@ -14,7 +14,6 @@ import { formatHostPort, type HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import type { Proxy } from "../route/types.ts";
-import { BATCH_BYTES } from "../session/endpoint.ts";
 import {
   buildUpgradeRequest,
   checkUpgradeResponse,
@@ -136,7 +135,6 @@ function upgrade(
         server,
         heartbeatMs: settings?.heartbeatMs,
         windowed: target !== undefined,
-        maxMessageBytes: target === undefined ? BATCH_BYTES : undefined,
       });
     },
   );

@@ -553,35 +553,23 @@ async function readWelcome(
   }
 }
 
-// A sink that writes to the connection one batch after the other, and
-// asks the endpoint for more when it has written what it had.
+// A sink that sends each batch as one message (the WebSocket writes them
+// one after the other), and asks the endpoint for more when it has
+// written what it had.
 function queueSink(stream: WsStream, endpoint: SessionEndpoint): FrameSink {
-  const queue: Uint8Array[] = [];
   let backlog = 0;
-  let writing = false;
-  const pump = async () => {
-    writing = true;
-    try {
-      while (queue.length > 0) {
-        const bytes = queue.shift()!;
-        await writeAll(stream, bytes);
-        backlog -= bytes.length;
-      }
-    } catch {
-      // The read loop sees the connection fail, and reconnects.
-      queue.length = 0;
-      backlog = 0;
-      return;
-    } finally {
-      writing = false;
-    }
-    endpoint.flush();
-  };
   return {
-    send(bytes) {
-      queue.push(bytes);
-      backlog += bytes.length;
-      if (!writing) pump();
+    send(parts) {
+      let size = 0;
+      for (const part of parts) size += part.length;
+      backlog += size;
+      stream.sendMessage(parts).then(() => {
+        backlog -= size;
+        if (backlog === 0) endpoint.flush();
+      }, () => {
+        // The read loop sees the connection fail, and reconnects.
+        backlog -= size;
+      });
     },
     get backlog() {
       return backlog;

@@ -18,6 +18,7 @@
  */
 
 import { errorMessage } from "../errors.ts";
+import { concat } from "../net/bytes.ts";
 import { logger } from "../observe/log.ts";
 import { SessionEndpoint, type SessionStream } from "../session/endpoint.ts";
 import { SessionError } from "../session/errors.ts";
@@ -130,8 +131,9 @@ export class ServeSessions {
       closeSocket(socket, 1002, "no HELLO");
     }, HELLO_TIMEOUT_MS);
     const sink = {
-      send(bytes: Uint8Array) {
-        if (socket.readyState === WebSocket.OPEN) socket.send(bytes);
+      send(parts: readonly Uint8Array[]) {
+        if (socket.readyState !== WebSocket.OPEN) return;
+        socket.send(parts.length === 1 ? parts[0] : concat(...parts));
       },
       get backlog() {
         return socket.bufferedAmount;
@@ -155,7 +157,7 @@ export class ServeSessions {
             replaced = true;
           });
           held = attached.held;
-          sink.send(encodeFrame(attached.welcome));
+          sink.send([encodeFrame(attached.welcome)]);
           held.endpoint.attach(sink);
           held.endpoint.receive(rest);
           return;

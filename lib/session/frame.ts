@@ -20,6 +20,7 @@
  */
 
 import { isHostName, isIPv6 } from "../net/address.ts";
+import { concat } from "../net/bytes.ts";
 import { FrameError } from "./errors.ts";
 
 /** The protocol version this build speaks. */
@@ -228,6 +229,8 @@ const TYPE_NAMES = Object.fromEntries(
 ) as Record<number, Frame["type"]>;
 const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
 const utf8 = new TextEncoder();
+// An offset on the wire: u64.
+const OFFSET_BYTES = 8;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
@@ -245,6 +248,7 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  * ```
  */
 export function encodeFrame(frame: Frame): Uint8Array {
+  if (frame.type === "data") return concat(...encodeFrameParts(frame));
   const body = new Writer();
   let flags = 0;
   let stream = 0;
@@ -282,16 +286,6 @@ export function encodeFrame(frame: Frame): Uint8Array {
       body.u8(known(REFUSE_CODES.indexOf(frame.code), "refuse code"));
       body.reason(frame.reason);
       break;
-    case "data":
-      stream = frame.stream;
-      if (frame.payload.length > MAX_DATA_PAYLOAD) {
-        throw new RangeError(
-          `DATA payload of ${frame.payload.length} bytes is over ${MAX_DATA_PAYLOAD}`,
-        );
-      }
-      body.offset(frame.offset);
-      body.bytes(frame.payload);
-      break;
     case "ack":
       stream = frame.stream;
       if (frame.eof) flags |= FLAG_EOF;
@@ -310,21 +304,63 @@ export function encodeFrame(frame: Frame): Uint8Array {
       body.reason(frame.reason);
       break;
   }
-  const connection = frame.type === "hello" || frame.type === "welcome" ||
-    frame.type === "goaway";
+  const payload = body.finish();
+  const out = new Uint8Array(HEADER_BYTES + payload.length);
+  writeHeader(out, frame.type, flags, stream, payload.length);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Encodes a frame as pieces to be sent one after the other: a DATA frame
+ * as its header and offset, then its payload as given (not copied), so
+ * that a batch of frames is copied once, into the message that carries
+ * it; any other frame as {@link encodeFrame} does.
+ *
+ * @param frame The frame.
+ * @returns Its bytes, in pieces.
+ * @throws {RangeError} as {@link encodeFrame}.
+ */
+export function encodeFrameParts(frame: Frame): Uint8Array[] {
+  if (frame.type !== "data") return [encodeFrame(frame)];
+  if (frame.payload.length > MAX_DATA_PAYLOAD) {
+    throw new RangeError(
+      `DATA payload of ${frame.payload.length} bytes is over ${MAX_DATA_PAYLOAD}`,
+    );
+  }
+  const head = new Uint8Array(HEADER_BYTES + OFFSET_BYTES);
+  writeHeader(
+    head,
+    "data",
+    0,
+    frame.stream,
+    OFFSET_BYTES + frame.payload.length,
+  );
+  const body = new Writer();
+  body.offset(frame.offset);
+  head.set(body.finish(), HEADER_BYTES);
+  return [head, frame.payload];
+}
+
+// The 12-byte header at the start of `out`.
+function writeHeader(
+  out: Uint8Array,
+  type: Frame["type"],
+  flags: number,
+  stream: number,
+  length: number,
+): void {
+  const connection = type === "hello" || type === "welcome" ||
+    type === "goaway";
   if (!connection && (stream < 1 || stream > 0xffff_ffff)) {
     throw new RangeError(`stream id ${stream} is not 1–4294967295`);
   }
-  const payload = body.finish();
-  const out = new Uint8Array(HEADER_BYTES + payload.length);
-  const view = new DataView(out.buffer);
+  const view = new DataView(out.buffer, out.byteOffset, HEADER_BYTES);
   view.setUint8(0, FRAME_VERSION);
-  view.setUint8(1, FrameType[frame.type]);
+  view.setUint8(1, FrameType[type]);
   view.setUint8(2, flags);
   view.setUint32(4, stream);
-  view.setUint32(8, payload.length);
-  out.set(payload, HEADER_BYTES);
-  return out;
+  view.setUint32(8, length);
 }
 
 /**

@@ -324,12 +324,27 @@ export class Session {
    * @returns The bytes, empty when none wait.
    */
   read(id: number, max = Infinity): Uint8Array {
+    const readable = this.#entries.get(id)?.stream.readable ?? 0;
+    const out = new Uint8Array(Math.min(max, readable));
+    this.readInto(id, out);
+    return out;
+  }
+
+  /**
+   * Takes received bytes of a stream into `buffer`; reading opens the
+   * peer's window.
+   *
+   * @param id The stream.
+   * @param buffer Where to put them.
+   * @returns How many bytes were taken: 0 when none wait.
+   */
+  readInto(id: number, buffer: Uint8Array): number {
     const entry = this.#entries.get(id);
-    if (!entry) return new Uint8Array(0);
-    const bytes = entry.stream.read(max);
-    if (bytes.length > 0) this.#ackCandidates.add(id);
+    if (!entry) return 0;
+    const n = entry.stream.readInto(buffer);
+    if (n > 0) this.#ackCandidates.add(id);
     this.#settle(entry);
-    return bytes;
+    return n;
   }
 
   /**

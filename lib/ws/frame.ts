@@ -84,7 +84,7 @@ export interface EncodeOptions {
  * Encodes one frame.
  *
  * @param opcode One of {@link OPCODE}.
- * @param payload The payload, not modified.
+ * @param payload The payload, or its pieces in order; not modified.
  * @param options The masking key, and whether the frame ends its message.
  * @returns The frame's bytes.
  *
@@ -97,11 +97,13 @@ export interface EncodeOptions {
  */
 export function encodeFrame(
   opcode: number,
-  payload: Uint8Array,
+  payload: Uint8Array | readonly Uint8Array[],
   options: EncodeOptions = {},
 ): Uint8Array {
   const { mask, fin = true } = options;
-  const length = payload.length;
+  const parts = payload instanceof Uint8Array ? [payload] : payload;
+  let length = 0;
+  for (const part of parts) length += part.length;
   const lengthBytes = length < 126 ? 0 : length <= 0xffff ? 2 : 8;
   const keyBytes = mask ? 4 : 0;
   const headerBytes = 2 + lengthBytes + keyBytes;
@@ -118,7 +120,11 @@ export function encodeFrame(
     frame[1] = maskBit | 127;
     view.setBigUint64(2, BigInt(length));
   }
-  frame.set(payload, headerBytes);
+  let at = headerBytes;
+  for (const part of parts) {
+    frame.set(part, at);
+    at += part.length;
+  }
   if (mask) {
     frame.set(mask.subarray(0, 4), headerBytes - 4);
     maskBytes(frame.subarray(headerBytes), mask);

@@ -95,11 +95,6 @@ export interface WsStreamOptions {
    * its own flow control per stream. @default true
    */
   readonly windowed?: boolean;
-  /**
-   * The largest binary message a write sends: a v2 session sends its
-   * batches of frames whole. @default {@link MAX_SEND_MESSAGE_BYTES}
-   */
-  readonly maxMessageBytes?: number;
   /** Fills an array with random bytes, for masking keys. @default crypto.getRandomValues */
   readonly random?: (bytes: Uint8Array) => Uint8Array;
 }
@@ -110,7 +105,6 @@ export class WsStream implements Duplex {
   readonly #server: string;
   readonly #heartbeatMs: number;
   readonly #windowBytes: number;
-  readonly #maxMessageBytes: number;
   readonly #random: (bytes: Uint8Array) => Uint8Array;
   readonly #decoder = new FrameDecoder({ masked: false });
 
@@ -150,7 +144,6 @@ export class WsStream implements Duplex {
     this.#windowBytes = options.windowed === false
       ? Infinity
       : SEND_WINDOW_BYTES;
-    this.#maxMessageBytes = options.maxMessageBytes ?? MAX_SEND_MESSAGE_BYTES;
     this.#random = options.random ??
       ((bytes) => crypto.getRandomValues(bytes));
     this.#scheduleHeartbeat();
@@ -176,7 +169,7 @@ export class WsStream implements Duplex {
   }
 
   /**
-   * Sends up to the largest message's bytes of `data` as one binary
+   * Sends up to {@link MAX_SEND_MESSAGE_BYTES} of `data` as one binary
    * message, once the server's acks leave room in the window.
    */
   async write(data: Uint8Array): Promise<number> {
@@ -190,10 +183,26 @@ export class WsStream implements Duplex {
     }
     if (this.#failure) throw this.#failure;
     const room = this.#windowBytes - (this.#sent - this.#acked);
-    const n = Math.min(data.length, this.#maxMessageBytes, room);
+    const n = Math.min(data.length, MAX_SEND_MESSAGE_BYTES, room);
     this.#sent += n;
     await this.#send(OPCODE.binary, data.subarray(0, n));
     return n;
+  }
+
+  /**
+   * Sends `parts`, joined, as one binary message, without waiting for
+   * acks: for a stream that is not windowed (v2), whose session bounds
+   * its messages itself. The parts are copied before this returns.
+   *
+   * @param parts The message's bytes, in pieces.
+   * @returns Settles once the message is written.
+   */
+  sendMessage(parts: readonly Uint8Array[]): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closed) {
+      return Promise.reject(new Deno.errors.BadResource("tunnel closed"));
+    }
+    return this.#send(OPCODE.binary, parts);
   }
 
   /** Sends `eof`: no more tunnel bytes from this side. */
@@ -259,7 +268,10 @@ export class WsStream implements Duplex {
       .catch(() => {}).finally(() => closeQuietly(this.#inner));
   }
 
-  #send(opcode: number, payload: Uint8Array): Promise<void> {
+  #send(
+    opcode: number,
+    payload: Uint8Array | readonly Uint8Array[],
+  ): Promise<void> {
     const frame = encodeFrame(opcode, payload, {
       mask: this.#random(new Uint8Array(4)),
     });
