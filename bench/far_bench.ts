@@ -10,7 +10,7 @@
  *
  *   deno task bench:far [--reps 3] [--seconds 5] [--megabytes 512]
  *     [--rows stream,setups8,setups1] [--routes connect,v1,v2]
- *     [--profile DIR]
+ *     [--profile DIR] [--serve-ffi on|off]
  *
  * Rows (bench/peer.ts modes, each peer its own process):
  * - `stream`: one stream of `--megabytes` MiB in 256 KiB writes to a sink,
@@ -20,7 +20,9 @@
  *
  * One tool process (run as `deno task start` runs it, `--log-level
  * warning`) serves every route, each on its own ports; one squid and one
- * serve (TLS with a test CA, `--log-level info`, its default) carry them.
+ * serve (TLS with a test CA, `--log-level info`, its default) carry them;
+ * serve runs with the compiled binary's permissions and `--allow-ffi`
+ * (`--serve-ffi off`: without, so its TLS is node:tls).
  * With `--profile`, the tool and serve run with the inspector on and
  * their V8 CPU profiles of each measured route and row are written to DIR
  * (`<route>-<row>-<process>.cpuprofile`), with the busiest functions
@@ -64,6 +66,7 @@ const { values } = parseArgs({
     rows: { type: "string", default: ROWS.map((row) => row.key).join(",") },
     routes: { type: "string", default: ROUTES.join(",") },
     profile: { type: "string" },
+    "serve-ffi": { type: "string", default: "on" },
   },
 });
 
@@ -249,7 +252,10 @@ try {
       "--allow",
       `127.0.0.1:${sink.port},127.0.0.1:${echo.port}`,
     ],
-    denoFlags: serveInspect.flags,
+    denoFlags: [
+      ...serveInspect.flags,
+      ...(values["serve-ffi"] === "on" ? ["--allow-ffi"] : []),
+    ],
   });
   await Deno.copyFile(certs.ca, `${dir}/ca.pem`);
   const ports = Object.fromEntries(

@@ -10,12 +10,17 @@
  * loopback port that nothing else may use: a renewal swaps the certificate
  * for the connections accepted next, while connections already accepted
  * go on. The client's address is carried over by the port of the loopback
- * connection. TLS is `node:tls` (ALPN h2 and http/1.1) over a TCP socket
- * accepted by `Deno.listen`, not `Deno.listenTls`, whose sockets keep
- * Nagle's algorithm on.
+ * connection. TLS (ALPN h2 and http/1.1) is `Deno.listenTls` where
+ * `TCP_NODELAY` can be set on its listening socket (Linux, with FFI; Deno
+ * offers no way to set it on the sockets it accepts, and
+ * with Nagle's algorithm small writes would wait for the client's ACKs);
+ * elsewhere it is `node:tls` over a TCP socket accepted by `Deno.listen`,
+ * which costs more CPU per byte: every encrypted byte passes through
+ * JavaScript.
  *
  * ```
- * client ─TCP─▶ Deno.listen ─node:tls─▶ relay ─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
+ * client ─TCP─▶ Deno.listenTls ────────────────┐
+ *        └─or─▶ Deno.listen ─node:tls──────────┴─▶ relay ─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
  * ```
  *
  * @module
@@ -25,7 +30,8 @@ import { errorMessage } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { createSecureContext, TLSSocket } from "node:tls";
-import { closeQuietly } from "../net/duplex.ts";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
+import { setListenerNoDelay } from "../net/nodelay_listener.ts";
 import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { logger } from "../observe/log.ts";
 import { relay } from "../relay.ts";
@@ -37,6 +43,11 @@ const log = logger("serve");
 
 /** Quiet time after the certificate or key changed before both are read. */
 const RELOAD_SETTLE_MS = 300;
+
+// How often, and how far apart, a renewal tries to listen again on the
+// port of the listener it closed.
+const RELISTEN_ATTEMPTS = 50;
+const RELISTEN_WAIT_MS = 10;
 
 /** How long a client has for its TLS handshake. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -124,69 +135,52 @@ function startTlsFront(
   // Closing the TLS stream alone leaves a pending read of the relay
   // waiting on the raw connection.
   const closers = new Set<() => void>();
-  // node:tls reads the files only at a handshake: they are checked here,
-  // so that a broken renewal keeps the previous certificate.
-  const secureContext = () => {
+  // Read and checked here, so that a broken renewal keeps the previous
+  // certificate.
+  const readPem = () => {
     const cert = Deno.readTextFileSync(tls.certFile);
     const key = Deno.readTextFileSync(tls.keyFile);
     if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
       throw new Error("the key does not belong to the certificate");
     }
-    return createSecureContext({ cert, key });
+    return { cert, key };
   };
-  let context = secureContext();
-  const listener = Deno.listen({ hostname: address.host, port: address.port });
-  const addr = listener.addr;
-  const forward = async (conn: Deno.TcpConn) => {
+  // One TLS connection: its handshake (`secure`, which `close` cuts
+  // short), then the relay to the inner server.
+  const forward = async (
+    remote: Deno.NetAddr,
+    secure: () => Promise<Duplex>,
+    closeRaw: () => void,
+  ) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let local: Deno.TcpConn | undefined;
-    // Deno.listenTls leaves Nagle's algorithm on and offers no way to turn
-    // it off: every small write that follows one not yet acknowledged
-    // (a data frame, then its ack) would wait for the client's delayed
-    // ACK. Here the TCP socket is ours, so TLS runs over it with
-    // TCP_NODELAY.
-    conn.setNoDelay(true);
-    const socket = new TLSSocket(toNodeStream(conn), {
-      isServer: true,
-      secureContext: context,
-      ALPNProtocols: ["h2", "http/1.1"],
-    });
-    const stream = fromNodeStream(socket);
     const close = () => {
-      closeQuietly(stream);
-      closeQuietly(conn);
+      closeRaw();
       if (local !== undefined) closeQuietly(local);
     };
     closers.add(close);
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once("secure", resolve);
-        socket.once("error", reject);
-        socket.once("close", () => reject(new Error("connection closed")));
-        // A client that leaves during the handshake ends the socket's
-        // reading side and nothing more: no close, no error.
-        socket.once("end", () => reject(new Error("connection closed")));
-        timer = setTimeout(
-          () => reject(new Error("TLS handshake timed out")),
-          TLS_HANDSHAKE_TIMEOUT_MS,
-        );
-      });
+      const stream = await Promise.race([
+        secure(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new Error("TLS handshake timed out"));
+            closeRaw();
+          }, TLS_HANDSHAKE_TIMEOUT_MS);
+        }),
+      ]);
       clearTimeout(timer);
-      socket.removeAllListeners("secure");
       local = await Deno.connect({
         hostname: "127.0.0.1",
         port: inner.addr.port,
       });
       local.setNoDelay(true);
-      clients.set(local.localAddr.port, conn.remoteAddr);
+      clients.set(local.localAddr.port, remote);
       await relay(stream, local);
     } catch (error) {
       log.debug(
         `TLS connection from ${
-          formatHostPort({
-            host: conn.remoteAddr.hostname,
-            port: conn.remoteAddr.port,
-          })
+          formatHostPort({ host: remote.hostname, port: remote.port })
         } ended: ${errorMessage(error)}`,
       );
     } finally {
@@ -196,26 +190,46 @@ function startTlsFront(
         closeQuietly(local);
       }
       closers.delete(close);
-      closeQuietly(stream);
+      closeRaw();
     }
   };
+  const accept = (
+    listener: Deno.Listener,
+    each: (conn: Deno.Conn) => Promise<void>,
+  ) =>
+    (async () => {
+      for await (const conn of listener) {
+        const task = each(conn);
+        relays.add(task);
+        task.finally(() => relays.delete(task));
+      }
+    })().catch(() => {});
+  const front = nativeFront(address, readPem(), accept, forward) ??
+    nodeFront(address, readPem(), accept, forward);
+  const addr = front.addr;
   let accepting = true;
-  const loop = (async () => {
-    for await (const conn of listener) {
-      const task = forward(conn);
-      relays.add(task);
-      task.finally(() => relays.delete(task));
-    }
-  })().catch(() => {});
-  const reload = () => {
+  const reload = async () => {
     if (!accepting) return;
+    let pem: { cert: string; key: string };
     try {
-      context = secureContext();
+      pem = readPem();
     } catch (error) {
       log.error(
         `${tls.certFile} or ${tls.keyFile} changed but they cannot be used (${
           errorMessage(error)
         }); still serving the previous certificate`,
+      );
+      return;
+    }
+    try {
+      await front.renew(pem);
+    } catch (error) {
+      log.error(
+        `TLS on ${
+          formatHostPort({ host: addr.hostname, port: addr.port })
+        } could not take the new certificate (${
+          errorMessage(error)
+        }); restart serve to take new connections again`,
       );
       return;
     }
@@ -239,7 +253,7 @@ function startTlsFront(
     if (!accepting) return;
     accepting = false;
     clearTimeout(timer);
-    closeQuietly(listener);
+    front.close();
   };
   return {
     addr,
@@ -247,10 +261,8 @@ function startTlsFront(
     async shutdown() {
       stopAccepting();
       await Promise.all(watches.map((watch) => watch.close()));
-      await loop;
-      log.info("DBG inner");
+      await front.loops();
       await inner.shutdown();
-      log.info("DBG inner done");
       for (const close of closers) close();
       // Closed connections end their relays at once; one that does not
       // (a Node TLS socket whose callbacks never come) must not keep the
@@ -271,5 +283,152 @@ function startTlsFront(
         );
       }
     },
+  };
+}
+
+/** Where TLS connections are accepted, and how a renewal reaches it. */
+interface TlsFront {
+  readonly addr: Deno.NetAddr;
+  /** Takes a new certificate for the connections accepted next. */
+  renew(pem: { cert: string; key: string }): Promise<void>;
+  /** Stops accepting. */
+  close(): void;
+  /** Settles when every accept loop has ended. */
+  loops(): Promise<void>;
+}
+
+type Accept = (
+  listener: Deno.Listener,
+  each: (conn: Deno.Conn) => Promise<void>,
+) => Promise<void>;
+
+type Forward = (
+  remote: Deno.NetAddr,
+  secure: () => Promise<Duplex>,
+  closeRaw: () => void,
+) => Promise<void>;
+
+// Deno's own TLS (rustls, no bytes through JavaScript until decrypted),
+// when TCP_NODELAY can be set on its listening socket: without it every
+// small write that follows one not yet acknowledged (a data frame, then
+// its ack) would wait for the client's delayed ACK. A renewal listens
+// anew on the same port with the new certificate.
+function nativeFront(
+  address: HostPort,
+  pem: { cert: string; key: string },
+  accept: Accept,
+  forward: Forward,
+): TlsFront | undefined {
+  const listen = (port: number, pem: { cert: string; key: string }) =>
+    Deno.listenTls({
+      hostname: address.host,
+      port,
+      ...pem,
+      alpnProtocols: ["h2", "http/1.1"],
+    });
+  let listener = listen(address.port, pem);
+  const addr = listener.addr;
+  if (!setListenerNoDelay(addr.port)) {
+    closeQuietly(listener);
+    log.debug(
+      "TLS by node:tls: TCP_NODELAY cannot be set on a Deno.listenTls socket here (it needs Linux and --allow-ffi)",
+    );
+    return undefined;
+  }
+  log.debug("TLS by Deno.listenTls, TCP_NODELAY set on its listening socket");
+  const each = (conn: Deno.Conn) => {
+    const tls = conn as Deno.TlsConn;
+    return forward(
+      tls.remoteAddr,
+      () => tls.handshake().then(() => tls),
+      () => closeQuietly(tls),
+    );
+  };
+  const loops = [accept(listener, each)];
+  let closed = false;
+  return {
+    addr,
+    async renew(pem) {
+      closeQuietly(listener);
+      // The port is free once the pending accept has let go of the
+      // closed listener, an event loop turn or so later.
+      for (let attempt = 1;; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, RELISTEN_WAIT_MS));
+        if (closed) return;
+        try {
+          listener = listen(addr.port, pem);
+          break;
+        } catch (error) {
+          if (
+            !(error instanceof Deno.errors.AddrInUse) ||
+            attempt === RELISTEN_ATTEMPTS
+          ) throw error;
+        }
+      }
+      if (!setListenerNoDelay(addr.port)) {
+        log.warn(
+          `TCP_NODELAY could not be set on ${
+            formatHostPort({ host: addr.hostname, port: addr.port })
+          } after the renewal: small writes may wait for the client's ACKs`,
+        );
+      }
+      loops.push(accept(listener, each));
+    },
+    close() {
+      closed = true;
+      closeQuietly(listener);
+    },
+    loops: () => Promise.all(loops).then(() => {}),
+  };
+}
+
+// node:tls over a TCP socket accepted by Deno.listen, whose TCP_NODELAY is
+// ours to set: for where FFI is not allowed (the compiled binary), at a
+// higher cost per byte.
+function nodeFront(
+  address: HostPort,
+  pem: { cert: string; key: string },
+  accept: Accept,
+  forward: Forward,
+): TlsFront {
+  let context = createSecureContext(pem);
+  const listener = Deno.listen({ hostname: address.host, port: address.port });
+  const loop = accept(listener, (conn) => {
+    const tcp = conn as Deno.TcpConn;
+    tcp.setNoDelay(true);
+    const socket = new TLSSocket(toNodeStream(tcp), {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ["h2", "http/1.1"],
+    });
+    const stream = fromNodeStream(socket);
+    return forward(
+      tcp.remoteAddr,
+      () =>
+        new Promise<Duplex>((resolve, reject) => {
+          socket.once("secure", () => {
+            socket.removeAllListeners("secure");
+            resolve(stream);
+          });
+          socket.once("error", reject);
+          socket.once("close", () => reject(new Error("connection closed")));
+          // A client that leaves during the handshake ends the socket's
+          // reading side and nothing more: no close, no error.
+          socket.once("end", () => reject(new Error("connection closed")));
+        }),
+      () => {
+        closeQuietly(stream);
+        closeQuietly(tcp);
+      },
+    );
+  });
+  return {
+    addr: listener.addr,
+    renew(pem) {
+      context = createSecureContext(pem);
+      return Promise.resolve();
+    },
+    close: () => closeQuietly(listener),
+    loops: () => loop,
   };
 }
