@@ -39,9 +39,12 @@ export const SINK_HIGH_WATER_BYTES = 1024 * 1024;
 
 /**
  * Frames are batched into one transport message up to this size: each
- * message costs a WebSocket frame, its mask and a wake-up of the peer.
+ * message costs a WebSocket frame, its mask and a wake-up of the peer. A
+ * message stays below 128 KiB, from where glibc maps each allocation
+ * afresh when `MALLOC_MMAP_THRESHOLD_` is set (as `deno task start` does),
+ * which costs page faults on every message.
  */
-export const BATCH_BYTES = 256 * 1024;
+export const BATCH_BYTES = 128 * 1024 - 1024;
 const RETRY_MS = 5;
 /**
  * How long ACKs of small progress wait for other frames to travel with:
