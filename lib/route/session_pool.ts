@@ -66,8 +66,6 @@ export const RECONNECT_BASE_MS = 200;
 /** The longest reconnect delay. */
 export const RECONNECT_MAX_MS = 15_000;
 
-const READ_BYTES = 64 * 1024;
-
 /**
  * The delay before reconnect attempt `attempt` (from 1): exponential from
  * {@link RECONNECT_BASE_MS} up to {@link RECONNECT_MAX_MS}, then "equal
@@ -346,13 +344,12 @@ class ClientSession {
   }
 
   async #readLoop(stream: WsStream, decoder: FrameDecoder): Promise<void> {
-    const buffer = new Uint8Array(READ_BYTES);
     let why = "the server closed the connection";
     try {
       while (this.#transport === stream) {
-        const n = await stream.read(buffer);
-        if (n === null) break;
-        const frames = decoder.push(buffer.subarray(0, n));
+        const chunk = await stream.readChunk();
+        if (chunk === null) break;
+        const frames = decoder.push(chunk, true);
         if (this.#transport !== stream) return;
         this.#endpoint.receive(frames);
       }
@@ -527,7 +524,6 @@ async function readWelcome(
   timeoutMs: number,
   server: string,
 ): Promise<Frame[]> {
-  const buffer = new Uint8Array(READ_BYTES);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -541,11 +537,11 @@ async function readWelcome(
   });
   try {
     while (true) {
-      const n = await Promise.race([stream.read(buffer), deadline]);
-      if (n === null) {
+      const chunk = await Promise.race([stream.readChunk(), deadline]);
+      if (chunk === null) {
         throw new Error(`${server} closed the connection before WELCOME`);
       }
-      const frames = decoder.push(buffer.subarray(0, n));
+      const frames = decoder.push(chunk, true);
       if (frames.length > 0) return frames;
     }
   } finally {

@@ -145,7 +145,8 @@ export class ServeSessions {
         return closeSocket(socket, 1002, "text message in a v2 session");
       }
       try {
-        const frames = decoder.push(new Uint8Array(event.data));
+        // Each message is an ArrayBuffer of its own.
+        const frames = decoder.push(new Uint8Array(event.data), true);
         if (held === undefined) {
           const [hello, ...rest] = frames;
           if (hello === undefined) return;

@@ -406,11 +406,14 @@ export class FrameDecoder {
   /**
    * Adds bytes and returns the frames they complete.
    *
-   * @param chunk The next bytes of the stream (copied where kept).
+   * @param chunk The next bytes of the stream (copied where kept, unless
+   *   `owned`).
+   * @param owned Whether the caller hands `chunk` over, never to change
+   *   it: DATA payloads whole in it are then views of it, not copies.
    * @returns The complete frames, in order.
    * @throws {FrameError} when the stream holds a frame that is not valid.
    */
-  push(chunk: Uint8Array): Frame[] {
+  push(chunk: Uint8Array, owned = false): Frame[] {
     if (this.#error) throw this.#error;
     const frames: Frame[] = [];
     try {
@@ -422,7 +425,7 @@ export class FrameDecoder {
             const size = HEADER_BYTES +
               checkHeader(chunk.subarray(at, at + HEADER_BYTES));
             if (chunk.length - at >= size) {
-              frames.push(decodeBody(chunk.subarray(at, at + size)));
+              frames.push(decodeBody(chunk.subarray(at, at + size), owned));
               at += size;
               continue;
             }
@@ -452,7 +455,8 @@ export class FrameDecoder {
         if (this.#frameFill === this.#frame.length) {
           const frame = this.#frame;
           this.#frame = undefined;
-          frames.push(decodeBody(frame));
+          // The frame was put together in a buffer of its own.
+          frames.push(decodeBody(frame, true));
         }
       }
     } catch (error) {
@@ -492,8 +496,11 @@ function checkHeader(header: Uint8Array): number {
   return length;
 }
 
-/** Decodes one whole frame whose header has been checked. */
-function decodeBody(bytes: Uint8Array): Frame {
+/**
+ * Decodes one whole frame whose header has been checked; a DATA payload
+ * views `bytes` when they are `owned`, else is a copy.
+ */
+function decodeBody(bytes: Uint8Array, owned: boolean): Frame {
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   const type = TYPE_NAMES[view.getUint8(1)];
   const flags = view.getUint8(2);
@@ -575,7 +582,7 @@ function decodeBody(bytes: Uint8Array): Frame {
     case "data": {
       allowFlags(0);
       const offset = body.offset();
-      const payload = body.rest().slice();
+      const payload = owned ? body.rest() : body.rest().slice();
       if (payload.length > MAX_DATA_PAYLOAD) {
         throw new FrameError(
           "size",

@@ -45,7 +45,7 @@ const INBOX_LIMIT_BYTES = 256 * 1024;
 // How long close() waits for its close frame to be written.
 const CLOSE_WRITE_LIMIT_MS = 1_000;
 
-const READ_CHUNK_BYTES = 16 * 1024;
+const READ_CHUNK_BYTES = 64 * 1024;
 
 const EOF = "eof";
 
@@ -153,11 +153,7 @@ export class WsStream implements Duplex {
 
   /** Returns received tunnel bytes; `null` once the server sent `eof`. */
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#inbox.length === 0) {
-      if (this.#failure) throw this.#failure;
-      if (this.#ended || this.#closed) return null;
-      await new Promise<void>((resolve) => this.#wakeReader = resolve);
-    }
+    if (!await this.#received()) return null;
     const first = this.#inbox[0];
     const n = Math.min(buffer.length, first.length);
     buffer.set(first.subarray(0, n));
@@ -166,6 +162,31 @@ export class WsStream implements Duplex {
     this.#inboxBytes -= n;
     if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#wake("loop");
     return n;
+  }
+
+  /**
+   * Returns the next received bytes as they came (a message, or what a
+   * {@link read} left of it), handed over to the caller: no copy.
+   *
+   * @returns The bytes; `null` once the server sent `eof`.
+   */
+  async readChunk(): Promise<Uint8Array | null> {
+    if (!await this.#received()) return null;
+    const chunk = this.#inbox.shift()!;
+    this.#inboxBytes -= chunk.length;
+    if (this.#inboxBytes < INBOX_LIMIT_BYTES) this.#wake("loop");
+    return chunk;
+  }
+
+  // Waits until received bytes wait in the inbox (true), or the tunnel
+  // ended (false); throws the tunnel's failure.
+  async #received(): Promise<boolean> {
+    while (this.#inbox.length === 0) {
+      if (this.#failure) throw this.#failure;
+      if (this.#ended || this.#closed) return false;
+      await new Promise<void>((resolve) => this.#wakeReader = resolve);
+    }
+    return true;
   }
 
   /**
