@@ -410,7 +410,11 @@ try {
         fmt(setupMs("connect"))
       } ms through squid and ${fmt(setupMs(route))} ms over wss:// ${route} (${
         fmt(setupMs(route) - setupMs("connect"))
-      } ms more: TLS with serve, the upgrade, and serve's connect to the target).`
+      } ms more: ${
+        route === "v1"
+          ? "TLS with serve, the upgrade"
+          : "OPEN and OPENED over the session"
+      }, and serve's connect to the target).`
     )
     : [];
   const lines = [
