@@ -1,50 +1,52 @@
 import assert from "node:assert/strict";
 import { setListenerNoDelay } from "../lib/net/nodelay_listener.ts";
-import { socketInode } from "../lib/net/proc_net_tcp.ts";
 import { makeCertificates } from "./_util/certs.ts";
 import { freePort, within } from "./_util/net.ts";
 
-// <netinet/in.h>, <netinet/tcp.h> on Linux.
+// <sys/socket.h>, <netinet/tcp.h> on Linux.
+const SOL_SOCKET = 1;
+const SO_ACCEPTCONN = 30;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 
-/** TCP_NODELAY of each socket of this process connected from `port`. */
+/**
+ * TCP_NODELAY of each socket of this process bound to `port` that does not
+ * listen: the connections the listener on `port` accepted.
+ */
 function acceptedNoDelay(port: number): number[] {
-  const inodes = new Set<number>();
-  for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n")) {
-    const fields = line.trim().split(/\s+/);
-    // Established (01) with our listening port as the local one.
-    if (fields[3] !== "01") continue;
-    if (parseInt(fields[1]?.split(":")[1] ?? "", 16) !== port) continue;
-    inodes.add(Number(fields[9]));
-  }
   const libc = Deno.dlopen("libc.so.6", {
+    getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
     getsockopt: {
       parameters: ["i32", "i32", "i32", "buffer", "buffer"],
       result: "i32",
     },
   });
+  const option = (fd: number, level: number, name: number) => {
+    const value = new Int32Array(1);
+    const length = new Uint32Array([4]);
+    libc.symbols.getsockopt(
+      fd,
+      level,
+      name,
+      new Uint8Array(value.buffer),
+      new Uint8Array(length.buffer),
+    );
+    return value[0];
+  };
   try {
     const values: number[] = [];
-    for (const entry of Deno.readDirSync("/proc/self/fd")) {
-      let link = "";
-      try {
-        link = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-      } catch {
-        continue; // the directory's own descriptor, closed by now
-      }
-      const inode = socketInode(link);
-      if (inode === undefined || !inodes.has(inode)) continue;
-      const value = new Int32Array(1);
-      const length = new Uint32Array([4]);
-      libc.symbols.getsockopt(
-        Number(entry.name),
-        IPPROTO_TCP,
-        TCP_NODELAY,
-        new Uint8Array(value.buffer),
+    const address = new Uint8Array(128);
+    const length = new Uint32Array(1);
+    for (let fd = 0; fd < 1024; fd++) {
+      length[0] = address.length;
+      const named = libc.symbols.getsockname(
+        fd,
+        address,
         new Uint8Array(length.buffer),
       );
-      values.push(value[0]);
+      if (named !== 0 || ((address[2] << 8) | address[3]) !== port) continue;
+      if (option(fd, SOL_SOCKET, SO_ACCEPTCONN) === 1) continue;
+      values.push(option(fd, IPPROTO_TCP, TCP_NODELAY));
     }
     return values;
   } finally {
