@@ -1,12 +1,16 @@
 /**
  * The far end's cost: httptunneling through squid to a target, once as a
- * plain CONNECT tunnel and once over a `wss://` hop to `serve` behind the
- * same squid (client → tool → squid → serve → target), in the same run with
- * interleaved repetitions. Prints medians, the ratio wss ÷ CONNECT, and what
- * the wss hop adds to a tunnel's setup, and writes bench/results/far.md and
+ * plain CONNECT tunnel and over a `wss://` hop to `serve` behind the same
+ * squid (client → tool → squid → serve → target), as v1 (one WebSocket per
+ * tunnel) and as v2 (a stream of a session), in the same run with
+ * interleaved repetitions. Prints medians, the ratios to CONNECT, the CPU
+ * seconds each process spent per GB of the stream row, and what the wss
+ * hop adds to a tunnel's setup, and writes bench/results/far.md and
  * far.json.
  *
  *   deno task bench:far [--reps 3] [--seconds 5] [--megabytes 512]
+ *     [--rows stream,setups8,setups1] [--routes connect,v1,v2]
+ *     [--profile DIR] [--serve-ffi on|off]
  *
  * Rows (bench/peer.ts modes, each peer its own process):
  * - `stream`: one stream of `--megabytes` MiB in 256 KiB writes to a sink,
@@ -15,10 +19,15 @@
  *   a time: connect to the tool, 1 byte echoed from the target, close.
  *
  * One tool process (run as `deno task start` runs it, `--log-level
- * warning`) serves both routes, on two ports; one squid and one serve
- * (TLS with a test CA, `--log-level info`, its default) carry them. Needs squid and
- * openssl from Debian. Stops everything it started and removes its
- * temporary directories.
+ * warning`) serves every route, each on its own ports; one squid and one
+ * serve (TLS with a test CA, `--log-level info`, its default) carry them;
+ * serve runs with the compiled binary's permissions and `--allow-ffi`
+ * (`--serve-ffi off`: without, so its TLS is node:tls).
+ * With `--profile`, the tool and serve run with the inspector on and
+ * their V8 CPU profiles of each measured route and row are written to DIR
+ * (`<route>-<row>-<process>.cpuprofile`), with the busiest functions
+ * printed. Needs squid and openssl from Debian. Stops everything it
+ * started and removes its temporary directories.
  */
 
 import { parseArgs } from "node:util";
@@ -31,18 +40,61 @@ import {
   startServe,
 } from "../tests/_util/serve.ts";
 import { ROOT } from "../tests/_util/tool.ts";
+import { type CpuProfiler, startProfile } from "./inspector.ts";
+import { usage } from "./proc.ts";
+
+const ROUTES = ["connect", "v1", "v2"] as const;
+type Route = typeof ROUTES[number];
+const ROUTE_LABELS: Record<Route, string> = {
+  connect: "CONNECT through squid",
+  v1: "wss:// v1 through squid to serve",
+  v2: "wss:// v2 (session) through squid to serve",
+};
+const ROWS = [
+  { key: "stream", label: "1 stream, Gbit/s" },
+  { key: "setups8", label: "setups/s, 8 concurrent" },
+  { key: "setups1", label: "setups/s, one at a time" },
+] as const;
+type Row = typeof ROWS[number]["key"];
+type Process = "tool" | "squid" | "serve" | "sink";
 
 const { values } = parseArgs({
   options: {
     reps: { type: "string", default: "3" },
     seconds: { type: "string", default: "5" },
     megabytes: { type: "string", default: "512" },
+    rows: { type: "string", default: ROWS.map((row) => row.key).join(",") },
+    routes: { type: "string", default: ROUTES.join(",") },
+    profile: { type: "string" },
+    "serve-ffi": { type: "string", default: "on" },
   },
 });
+
+/** The names of a comma-separated option, each one of `known`. */
+function subset<T extends string>(
+  option: string,
+  given: string,
+  known: readonly T[],
+): T[] {
+  const names = given.split(",").filter(Boolean);
+  const unknown = names.filter((name) => !known.includes(name as T));
+  if (unknown.length > 0 || names.length === 0) {
+    throw new Error(
+      `--${option} takes a comma-separated list of ${known.join(", ")}`,
+    );
+  }
+  return known.filter((name) => names.includes(name));
+}
+
 const REPS = Number(values.reps);
 const SECONDS = Number(values.seconds);
 const BYTES = Number(values.megabytes) * 1024 * 1024;
 const PEER = `${ROOT}bench/peer.ts`;
+const MEASURED_ROUTES = subset("routes", values.routes, ROUTES);
+const MEASURED_ROWS = ROWS.filter((row) =>
+  subset("rows", values.rows, ROWS.map((row) => row.key)).includes(row.key)
+);
+const PROFILE_DIR = values.profile;
 const decoder = new TextDecoder();
 
 /** Runs a peer.ts mode to its end and returns its JSON result. */
@@ -83,6 +135,7 @@ async function peerServer(mode: "echo" | "sink") {
   await waitPort(port, 20_000, `peer ${mode}`);
   return {
     port,
+    pid: child.pid,
     async [Symbol.asyncDispose]() {
       try {
         child.kill("SIGKILL");
@@ -93,11 +146,17 @@ async function peerServer(mode: "echo" | "sink") {
 }
 
 /** httptunneling `run` on `config`, in `dir`, as `deno task start` runs it. */
-async function startRun(dir: string, config: string, ports: number[]) {
+async function startRun(
+  dir: string,
+  config: string,
+  ports: number[],
+  denoFlags: string[],
+) {
   await Deno.writeTextFile(`${dir}/far.conf`, config);
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      ...denoFlags,
       "--allow-net",
       "--allow-read",
       "--allow-write",
@@ -131,6 +190,7 @@ async function startRun(dir: string, config: string, ports: number[]) {
     throw error;
   }
   return {
+    pid: child.pid,
     log: () => Deno.readTextFile(`${dir}/far.log`).catch(() => ""),
     [Symbol.asyncDispose]: stop,
   };
@@ -160,22 +220,28 @@ function markdownTable(rows: string[][]): string {
   ].join("\n");
 }
 
-const ROUTES = ["connect", "wss"] as const;
-type Route = typeof ROUTES[number];
-const ROWS = [
-  { key: "stream", label: "1 stream, Gbit/s" },
-  { key: "setups8", label: "setups/s, 8 concurrent" },
-  { key: "setups1", label: "setups/s, one at a time" },
-] as const;
-type Row = typeof ROWS[number]["key"];
+/** `--inspect` on a free port when profiling, else nothing. */
+function inspectFlags(): { flags: string[]; port?: number } {
+  if (PROFILE_DIR === undefined) return { flags: [] };
+  const port = freePort();
+  return { flags: [`--inspect=127.0.0.1:${port}`], port };
+}
 
 const dir = await Deno.makeTempDir({ prefix: "httptunneling-far-bench-" });
 const samples = new Map<string, number[]>();
+// CPU seconds per GB of the stream row, by route and process.
+const cpuSamples = new Map<string, number[]>();
+const add = (map: Map<string, number[]>, key: string, value: number) =>
+  map.set(key, [...map.get(key) ?? [], value]);
+if (PROFILE_DIR !== undefined) {
+  await Deno.mkdir(PROFILE_DIR, { recursive: true });
+}
 try {
   await using certs = await serveCertificates();
   await using sink = await peerServer("sink");
   await using echo = await peerServer("echo");
   await using squid = await startSquid();
+  const serveInspect = inspectFlags();
   await using serve = await startServe({
     files: certs.files,
     args: [
@@ -186,32 +252,59 @@ try {
       "--allow",
       `127.0.0.1:${sink.port},127.0.0.1:${echo.port}`,
     ],
+    denoFlags: [
+      ...serveInspect.flags,
+      ...(values["serve-ffi"] === "on" ? ["--allow-ffi"] : []),
+    ],
   });
   await Deno.copyFile(certs.ca, `${dir}/ca.pem`);
-  const ports: Record<Route, { sink: number; echo: number }> = {
-    connect: { sink: freePort(), echo: freePort() },
-    wss: { sink: freePort(), echo: freePort() },
-  };
+  const ports = Object.fromEntries(
+    ROUTES.map((route) => [route, { sink: freePort(), echo: freePort() }]),
+  ) as Record<Route, { sink: number; echo: number }>;
+  const wss =
+    `http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem`;
   const via: Record<Route, string> = {
     connect: `http://127.0.0.1:${squid.port}`,
-    wss:
-      `http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem`,
+    v1: `${wss} mux=off resume=off`,
+    v2: wss,
   };
   const config = ROUTES.flatMap((route) => [
     `${ports[route].sink} 127.0.0.1 ${sink.port} ${via[route]}`,
     `${ports[route].echo} 127.0.0.1 ${echo.port} ${via[route]}`,
   ]).join("\n") + "\n";
+  const toolInspect = inspectFlags();
   await using tool = await startRun(
     dir,
     config,
     ROUTES.flatMap((route) => [ports[route].sink, ports[route].echo]),
+    toolInspect.flags,
   );
+  const squidPid = Number(
+    (await Deno.readTextFile(`${squid.dir}/squid.pid`)).trim(),
+  );
+  const pids: Record<Process, number> = {
+    tool: tool.pid,
+    squid: squidPid,
+    serve: serve.child.pid,
+    sink: sink.pid,
+  };
+  const processes = Object.keys(pids) as Process[];
 
   const measure = async (row: Row, route: Route): Promise<number> => {
     const { sink, echo } = ports[route];
     switch (row) {
-      case "stream":
-        return (await peer(["stream", String(sink), String(BYTES)])).gbps;
+      case "stream": {
+        const before = processes.map((name) => usage(pids[name]).cpu);
+        const { gbps } = await peer(["stream", String(sink), String(BYTES)]);
+        processes.forEach((name, i) =>
+          add(
+            cpuSamples,
+            `${route}/${name}`,
+            (usage(pids[name]).cpu - before[i]) / (BYTES / 1e9),
+          )
+        );
+        return gbps;
+      }
       case "setups8":
         return (await peer(["setups", String(echo), String(SECONDS), "8"]))
           .perSecond;
@@ -220,19 +313,36 @@ try {
           .perSecond;
     }
   };
-  // Warm-up, not recorded: the JIT has optimized both routes' code.
-  for (const route of ROUTES) {
+  // One profile per process of the first repetition of each route and
+  // row: later ones would only repeat it.
+  const profiled = async (row: Row, route: Route, rep: number) => {
+    if (PROFILE_DIR === undefined || rep > 0) return await measure(row, route);
+    const profilers: [string, CpuProfiler][] = [
+      ["tool", await startProfile(toolInspect.port!)],
+      ["serve", await startProfile(serveInspect.port!)],
+    ];
+    const value = await measure(row, route);
+    for (const [name, profiler] of profilers) {
+      const file = `${PROFILE_DIR}/${route}-${row}-${name}.cpuprofile`;
+      const top = await profiler.stop(file);
+      console.error(`${file}:\n  ${top.join("\n  ")}`);
+    }
+    return value;
+  };
+  // Warm-up, not recorded: the JIT has optimized every route's code.
+  for (const route of MEASURED_ROUTES) {
     await peer(["setups", String(ports[route].echo), "1", "8"]);
     await peer(["stream", String(ports[route].sink), String(64 << 20)]);
   }
   for (let rep = 0; rep < REPS; rep++) {
-    // Interleave: each repetition starts with the other route.
-    const order = rep % 2 ? [...ROUTES].reverse() : [...ROUTES];
-    for (const row of ROWS) {
+    // Interleave: each repetition starts with another route.
+    const order = MEASURED_ROUTES.map((_, i) =>
+      MEASURED_ROUTES[(i + rep) % MEASURED_ROUTES.length]
+    );
+    for (const row of MEASURED_ROWS) {
       for (const route of order) {
-        const value = await measure(row.key, route);
-        const key = `${row.key}/${route}`;
-        samples.set(key, [...samples.get(key) ?? [], value]);
+        const value = await profiled(row.key, route, rep);
+        add(samples, `${row.key}/${route}`, value);
         console.error(
           `rep ${rep + 1}/${REPS} ${row.key} ${route}: ${fmt(value)}`,
         );
@@ -241,45 +351,79 @@ try {
   }
   const logged = (await tool.log()).split("\n").filter(Boolean);
 
+  const compared = MEASURED_ROUTES.filter((route) => route !== "connect");
+  const withConnect = MEASURED_ROUTES.includes("connect");
   const table: string[][] = [[
     "",
-    "CONNECT through squid",
-    "wss:// through squid to serve",
-    "wss ÷ CONNECT",
+    ...MEASURED_ROUTES.map((route) => ROUTE_LABELS[route]),
+    ...(withConnect ? compared.map((route) => `${route} ÷ CONNECT`) : []),
   ]];
-  const rows = ROWS.map((row) => {
+  const rows = MEASURED_ROWS.map((row) => {
     const medians = Object.fromEntries(
-      ROUTES.map((
+      MEASURED_ROUTES.map((
         route,
       ) => [route, median(samples.get(`${row.key}/${route}`)!)]),
     ) as Record<Route, number>;
     table.push([
       row.label,
-      fmt(medians.connect),
-      fmt(medians.wss),
-      fmt(medians.wss / medians.connect),
+      ...MEASURED_ROUTES.map((route) => fmt(medians[route])),
+      ...(withConnect
+        ? compared.map((route) => fmt(medians[route] / medians.connect))
+        : []),
     ]);
     return {
       row: row.key,
       label: row.label,
       medians,
       samples: Object.fromEntries(
-        ROUTES.map((route) => [route, samples.get(`${row.key}/${route}`)]),
+        MEASURED_ROUTES.map((
+          route,
+        ) => [route, samples.get(`${row.key}/${route}`)]),
       ),
     };
   });
+  const cpu = Object.fromEntries(
+    MEASURED_ROUTES.map((route) => [
+      route,
+      Object.fromEntries(
+        processes.map((name) => [
+          name,
+          median(cpuSamples.get(`${route}/${name}`) ?? []),
+        ]),
+      ),
+    ]),
+  ) as Record<Route, Record<Process, number>>;
+  const cpuTable: string[][] = [
+    ["CPU s per GB (1 stream)", ...processes, "total"],
+    ...MEASURED_ROUTES.map((route) => [
+      ROUTE_LABELS[route],
+      ...processes.map((name) => fmt(cpu[route][name])),
+      fmt(processes.reduce((sum, name) => sum + cpu[route][name], 0)),
+    ]),
+  ];
   const setupMs = (route: Route) =>
-    1000 / median(samples.get(`setups1/${route}`)!);
-  const added = setupMs("wss") - setupMs("connect");
+    1000 / median(samples.get(`setups1/${route}`) ?? []);
+  const setupLines = MEASURED_ROWS.some((row) => row.key === "setups1") &&
+      withConnect
+    ? compared.map((route) =>
+      `A setup one at a time takes ${
+        fmt(setupMs("connect"))
+      } ms through squid and ${fmt(setupMs(route))} ms over wss:// ${route} (${
+        fmt(setupMs(route) - setupMs("connect"))
+      } ms more: ${
+        route === "v1"
+          ? "TLS with serve, the upgrade"
+          : "OPEN and OPENED over the session"
+      }, and serve's connect to the target).`
+    )
+    : [];
   const lines = [
     markdownTable(table),
     "",
-    `A setup one at a time takes ${
-      fmt(setupMs("connect"))
-    } ms through squid and ${fmt(setupMs("wss"))} ms over wss:// (${
-      fmt(added)
-    } ms more: TLS with serve, the upgrade, and serve's connect to the target).`,
-    "",
+    ...(MEASURED_ROWS.some((row) => row.key === "stream")
+      ? [markdownTable(cpuTable), ""]
+      : []),
+    ...setupLines.flatMap((line) => [line, ""]),
     `Medians of ${REPS} interleaved repetitions, ${SECONDS} s per setup run, ${
       BYTES / 1048576
     } MiB per stream, on ${Deno.build.target}, ${navigator.hardwareConcurrency} cores; client, tool, squid, serve and target each a process on this machine.`,
@@ -304,11 +448,16 @@ try {
           reps: REPS,
           seconds: SECONDS,
           streamBytes: BYTES,
+          routes: MEASURED_ROUTES,
+          rows: MEASURED_ROWS.map((row) => row.key),
           target: Deno.build.target,
           cores: navigator.hardwareConcurrency,
         },
         rows,
-        setupMs: { connect: setupMs("connect"), wss: setupMs("wss") },
+        cpuSecondsPerGB: cpu,
+        setupMs: Object.fromEntries(
+          MEASURED_ROUTES.map((route) => [route, setupMs(route)]),
+        ),
         httptunnelingLog: logged.slice(0, 3),
       },
       null,

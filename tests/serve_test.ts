@@ -439,10 +439,25 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "serve: wss with a certificate that is reloaded when it changes",
-  ignore,
-  async fn() {
+// Deno's own TLS where FFI lets serve set TCP_NODELAY on its listening
+// socket, node:tls where it does not (the compiled binary's permissions).
+const TLS_FRONTS = [
+  { denoFlags: ["--allow-ffi"], front: /TLS by Deno\.listenTls/ },
+  { denoFlags: [], front: /TLS by node:tls/ },
+];
+
+for (const { denoFlags, front } of TLS_FRONTS) {
+  Deno.test({
+    name: `serve: wss with a certificate that is reloaded when it changes (${
+      denoFlags.length ? "Deno.listenTls" : "node:tls"
+    })`,
+    ignore,
+    fn: () => certificateReload(denoFlags, front),
+  });
+}
+
+async function certificateReload(denoFlags: string[], front: RegExp) {
+  {
     await using echo = startEchoServer();
     const dir = await Deno.makeTempDir({ prefix: "httptunneling-serve-" });
     const first = await makeCertificates(dir);
@@ -457,7 +472,9 @@ Deno.test({
         "--key",
         "server.key",
       ],
+      denoFlags,
     });
+    await logMatches(serve, front);
     assert.ok(first.caPem.length > 0);
     const url = `wss://127.0.0.1:${serve.port}/`;
     const hello = await pythonClient({
@@ -536,8 +553,8 @@ Deno.test({
     } finally {
       await Deno.remove(newDir, { recursive: true });
     }
-  },
-});
+  }
+}
 
 Deno.test({
   name:

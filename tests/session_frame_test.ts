@@ -10,6 +10,7 @@ import { FrameError } from "../lib/session/errors.ts";
 import {
   clipReason,
   encodeFrame,
+  encodeFrameParts,
   type Frame,
   FrameDecoder,
   HEADER_BYTES,
@@ -460,4 +461,25 @@ Deno.test("session frame: a full frame trickled a byte at a time decodes, holdin
   }
   assert.equal(frames.length, 1);
   assert.deepEqual(frames[0], new FrameDecoder().push(big)[0]);
+});
+
+Deno.test("session frames: DATA as parts is the same bytes; a payload views a chunk handed over and copies one that is not", () => {
+  const payload = Uint8Array.from({ length: 1000 }, (_, i) => i & 0xff);
+  const frame: Frame = { type: "data", stream: 3, offset: 2 ** 40, payload };
+  const parts = encodeFrameParts(frame);
+  assert.equal(parts.length, 2);
+  assert.equal(parts[1], payload, "the payload itself, not a copy");
+  const whole = encodeFrame(frame);
+  assert.deepEqual(new Uint8Array([...parts[0], ...parts[1]]), whole);
+  const close: Frame = { type: "eof", stream: 3, offset: 7 };
+  assert.deepEqual(encodeFrameParts(close), [encodeFrame(close)]);
+
+  const chunk = whole.slice();
+  const [owned] = new FrameDecoder().push(chunk, true);
+  const [copied] = new FrameDecoder().push(chunk);
+  assert.deepEqual(owned, frame);
+  assert.deepEqual(copied, frame);
+  chunk.fill(0, HEADER_BYTES + 8);
+  assert.equal((owned as { payload: Uint8Array }).payload[1], 0);
+  assert.equal((copied as { payload: Uint8Array }).payload[1], 1);
 });

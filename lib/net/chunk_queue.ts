@@ -58,6 +58,17 @@ export class ChunkQueue {
   }
 
   /**
+   * Removes the first chunk whole, handed over without a copy.
+   *
+   * @returns The chunk, or `undefined` when the queue is empty.
+   */
+  shift(): Uint8Array | undefined {
+    const chunk = this.#chunks.shift();
+    if (chunk !== undefined) this.#bytes -= chunk.length;
+    return chunk;
+  }
+
+  /**
    * Moves bytes from the front into `buffer`, as many as fit.
    *
    * @param buffer Where to copy them.

@@ -11,7 +11,7 @@ import { Duplex as NodeDuplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import { closeQuietly, type Duplex, writeAll } from "./duplex.ts";
 
-const READ_CHUNK_BYTES = 16 * 1024;
+const READ_CHUNK_BYTES = 64 * 1024;
 
 /**
  * Our stream as a Node stream, for node:tls to run over.

@@ -166,14 +166,45 @@ export class PollStream implements Duplex {
 
   /** Returns received frame bytes; `null` once closed. */
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#inbox.bytes === 0) {
-      if (this.#failure) throw this.#failure;
-      if (this.#closed) return null;
-      await this.#wait("reader");
-    }
+    if (!await this.#received()) return null;
     const n = this.#inbox.readInto(buffer);
     if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
     return n;
+  }
+
+  /**
+   * Returns the next received bytes as they came (an answer's body, or
+   * what a {@link read} left of it), handed over: no copy.
+   *
+   * @returns The bytes; `null` once closed.
+   */
+  async readChunk(): Promise<Uint8Array | null> {
+    if (!await this.#received()) return null;
+    const chunk = this.#inbox.shift()!;
+    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
+    return chunk;
+  }
+
+  // Waits until received bytes wait (true), or the poll closed (false);
+  // throws its failure.
+  async #received(): Promise<boolean> {
+    while (this.#inbox.bytes === 0) {
+      if (this.#failure) throw this.#failure;
+      if (this.#closed) return false;
+      await this.#wait("reader");
+    }
+    return true;
+  }
+
+  /**
+   * Queues a batch of frame bytes for the next `send`, copied before this
+   * returns.
+   *
+   * @param parts The bytes, in pieces.
+   * @returns Settles once they are queued (it waits while a full body is).
+   */
+  async sendMessage(parts: readonly Uint8Array[]): Promise<void> {
+    await this.write(concat(...parts));
   }
 
   /**

@@ -244,9 +244,9 @@ class PollTransport implements ServerTransport {
     return this.queue.backlog;
   }
 
-  send(bytes: Uint8Array): void {
+  send(parts: readonly Uint8Array[]): void {
     if (this.#ended) return;
-    this.queue.push(bytes);
+    this.queue.push(concat(...parts));
     this.#wakeHeld();
   }
 

@@ -61,8 +61,6 @@ export const RECONNECT_BASE_MS = 200;
 /** The longest reconnect delay. */
 export const RECONNECT_MAX_MS = 15_000;
 
-const READ_BYTES = 64 * 1024;
-
 /**
  * The delay before reconnect attempt `attempt` (from 1): exponential from
  * {@link RECONNECT_BASE_MS} up to {@link RECONNECT_MAX_MS}, then "equal
@@ -362,14 +360,16 @@ class ClientSession {
     }
   }
 
-  async #readLoop(stream: Duplex, decoder: FrameDecoder): Promise<void> {
-    const buffer = new Uint8Array(READ_BYTES);
+  async #readLoop(
+    stream: SessionConnection,
+    decoder: FrameDecoder,
+  ): Promise<void> {
     let why = "the server closed the connection";
     try {
       while (this.#transport === stream) {
-        const n = await stream.read(buffer);
-        if (n === null) break;
-        const frames = decoder.push(buffer.subarray(0, n));
+        const chunk = await stream.readChunk();
+        if (chunk === null) break;
+        const frames = decoder.push(chunk, true);
         if (this.#transport !== stream) return;
         this.#endpoint.receive(frames);
       }
@@ -474,12 +474,11 @@ class ClientSession {
 // Reads until WELCOME (and whatever came with it), within the handshake
 // limit.
 async function readWelcome(
-  stream: Duplex,
+  stream: SessionConnection,
   decoder: FrameDecoder,
   timeoutMs: number,
   server: string,
 ): Promise<Frame[]> {
-  const buffer = new Uint8Array(READ_BYTES);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -493,11 +492,11 @@ async function readWelcome(
   });
   try {
     while (true) {
-      const n = await Promise.race([stream.read(buffer), deadline]);
-      if (n === null) {
+      const chunk = await Promise.race([stream.readChunk(), deadline]);
+      if (chunk === null) {
         throw new Error(`${server} closed the connection before WELCOME`);
       }
-      const frames = decoder.push(buffer.subarray(0, n));
+      const frames = decoder.push(chunk, true);
       if (frames.length > 0) return frames;
     }
   } finally {
@@ -505,35 +504,26 @@ async function readWelcome(
   }
 }
 
-// A sink that writes to the connection one batch after the other, and
-// asks the endpoint for more when it has written what it had.
-function queueSink(stream: Duplex, endpoint: SessionEndpoint): FrameSink {
-  const queue: Uint8Array[] = [];
+// A sink that sends each batch as one message (the connection writes them
+// one after the other), and asks the endpoint for more when it has
+// written what it had.
+function queueSink(
+  stream: SessionConnection,
+  endpoint: SessionEndpoint,
+): FrameSink {
   let backlog = 0;
-  let writing = false;
-  const pump = async () => {
-    writing = true;
-    try {
-      while (queue.length > 0) {
-        const bytes = queue.shift()!;
-        await writeAll(stream, bytes);
-        backlog -= bytes.length;
-      }
-    } catch {
-      // The read loop sees the connection fail, and reconnects.
-      queue.length = 0;
-      backlog = 0;
-      return;
-    } finally {
-      writing = false;
-    }
-    endpoint.flush();
-  };
   return {
-    send(bytes) {
-      queue.push(bytes);
-      backlog += bytes.length;
-      if (!writing) pump();
+    send(parts) {
+      let size = 0;
+      for (const part of parts) size += part.length;
+      backlog += size;
+      stream.sendMessage(parts).then(() => {
+        backlog -= size;
+        if (backlog === 0) endpoint.flush();
+      }, () => {
+        // The read loop sees the connection fail, and reconnects.
+        backlog -= size;
+      });
     },
     get backlog() {
       return backlog;

@@ -46,6 +46,13 @@ export const TRANSPORT_MODES: readonly TransportMode[] = ["auto", "ws", "poll"];
 export interface SessionConnection extends Duplex {
   /** Closes with a goodbye the server takes as the session's end. */
   close(): void | Promise<void>;
+  /** The next received bytes, handed over without a copy; `null` at the end. */
+  readChunk(): Promise<Uint8Array | null>;
+  /**
+   * Sends a batch of frame bytes as one message; the pieces are copied
+   * before this returns.
+   */
+  sendMessage(parts: readonly Uint8Array[]): Promise<void>;
 }
 
 /** A connection to the far end that carries session frame bytes. */

@@ -10,12 +10,18 @@
  * loopback port that nothing else may use: a renewal swaps the certificate
  * for the connections accepted next, while connections already accepted
  * go on. The client's address is carried over by the port of the loopback
- * connection. TLS is `node:tls` (ALPN h2 and http/1.1) over a TCP socket
- * accepted by `Deno.listen`, not `Deno.listenTls`, whose sockets keep
- * Nagle's algorithm on.
+ * connection. TLS (ALPN h2 and http/1.1) is `Deno.listenTls` where
+ * `TCP_NODELAY` can be set on its listening socket (Linux, with FFI; Deno
+ * offers no way to set it on the sockets it accepts, and
+ * with Nagle's algorithm small writes would wait for the client's ACKs);
+ * elsewhere it is `node:tls` over a TCP socket accepted by `Deno.listen`,
+ * which costs more CPU per byte: every encrypted byte passes through
+ * JavaScript. With `--client-ca` it is always `node:tls`: Deno's own TLS
+ * server cannot ask for a client certificate.
  *
  * ```
- * client ─TCP─▶ Deno.listen ─node:tls─▶ relay ─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
+ * client ─TCP─▶ Deno.listenTls ────────────────┐
+ *        └─or─▶ Deno.listen ─node:tls──────────┴─▶ relay ─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
  * ```
  *
  * @module
@@ -25,19 +31,25 @@ import { errorMessage } from "../errors.ts";
 import { formatHostPort, type HostPort } from "../net/address.ts";
 import { createSecureContext, TLSSocket } from "node:tls";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
-import { REFUSAL_HEADER } from "../ws/handshake.ts";
 import { keyPairProblem } from "../net/key_pair.ts";
+import { setListenerNoDelay } from "../net/nodelay_listener.ts";
 import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { logger } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { formatDuration } from "../time/duration.ts";
 import { watchConfig } from "../config/watch.ts";
+import { REFUSAL_HEADER } from "../ws/handshake.ts";
 import { notFound } from "./site.ts";
 
 const log = logger("serve");
 
 /** Quiet time after the certificate or key changed before both are read. */
 const RELOAD_SETTLE_MS = 300;
+
+// How often, and how far apart, a renewal tries to listen again on the
+// port of the listener it closed.
+const RELISTEN_ATTEMPTS = 50;
+const RELISTEN_WAIT_MS = 10;
 
 /** How long a client has for its TLS handshake. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -147,81 +159,51 @@ function startTlsFront(
   // Closing the TLS stream alone leaves a pending read of the relay
   // waiting on the raw connection.
   const closers = new Set<() => void>();
-  // node:tls reads the files only at a handshake: they are checked here,
-  // so that a broken renewal keeps the previous certificate.
-  const secureContext = () => {
+  // Read and checked here, so that a broken renewal keeps the previous
+  // certificate.
+  const readPem = (): Pem => {
     const cert = Deno.readTextFileSync(tls.certFile);
     const key = Deno.readTextFileSync(tls.keyFile);
     const problem = keyPairProblem(cert, key);
     if (problem !== undefined) throw new Error(problem);
-    if (tls.clientCaFile === undefined) {
-      return createSecureContext({ cert, key });
-    }
+    if (tls.clientCaFile === undefined) return { cert, key };
     const ca = Deno.readTextFileSync(tls.clientCaFile);
     if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
       throw new Error(`${tls.clientCaFile} holds no PEM certificate`);
     }
-    return createSecureContext({ cert, key, ca });
+    return { cert, key, ca };
   };
-  let context = secureContext();
-  const listener = Deno.listen({ hostname: address.host, port: address.port });
-  const addr = listener.addr;
-  const forward = async (conn: Deno.TcpConn) => {
+  // One TLS connection: its handshake (`secure`, which `close` cuts
+  // short), then the relay to the inner server.
+  const forward = async (
+    remote: Deno.NetAddr,
+    secure: () => Promise<Duplex>,
+    closeRaw: () => void,
+  ) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let local: Deno.TcpConn | undefined;
-    // Deno.listenTls leaves Nagle's algorithm on and offers no way to turn
-    // it off: every small write that follows one not yet acknowledged
-    // (a data frame, then its ack) would wait for the client's delayed
-    // ACK. Here the TCP socket is ours, so TLS runs over it with
-    // TCP_NODELAY.
-    conn.setNoDelay(true);
-    const socket = new TLSSocket(toNodeStream(conn), {
-      isServer: true,
-      secureContext: context,
-      ALPNProtocols: ["h2", "http/1.1"],
-      // The certificate is checked below, so that a client without a good
-      // one is told why in an HTTP answer rather than by a TLS alert.
-      requestCert: tls.clientCaFile !== undefined,
-      rejectUnauthorized: false,
-    });
-    const stream = fromNodeStream(socket);
     const close = () => {
-      closeQuietly(stream);
-      closeQuietly(conn);
+      closeRaw();
       if (local !== undefined) closeQuietly(local);
     };
     closers.add(close);
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once("secure", resolve);
-        socket.once("error", reject);
-        socket.once("close", () => reject(new Error("connection closed")));
-        // A client that leaves during the handshake ends the socket's
-        // reading side and nothing more: no close, no error.
-        socket.once("end", () => reject(new Error("connection closed")));
-        timer = setTimeout(
-          () => reject(new Error("TLS handshake timed out")),
-          TLS_HANDSHAKE_TIMEOUT_MS,
-        );
-      });
+      const stream = await Promise.race([
+        secure(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new Error("TLS handshake timed out"));
+            closeRaw();
+          }, TLS_HANDSHAKE_TIMEOUT_MS);
+        }),
+      ]);
       clearTimeout(timer);
-      socket.removeAllListeners("secure");
-      if (tls.clientCaFile !== undefined) {
-        const problem = clientCertificateProblem(socket);
-        if (problem !== undefined) {
-          log.warn(
-            `TLS client ${formatAddr(conn.remoteAddr)} refused: ${problem}`,
-          );
-          await refuseClient(stream, socket.alpnProtocol, problem);
-          return;
-        }
-      }
       local = await Deno.connect({
         hostname: "127.0.0.1",
         port: inner.addr.port,
       });
       local.setNoDelay(true);
-      clients.set(local.localAddr.port, conn.remoteAddr);
+      clients.set(local.localAddr.port, remote);
       const ended = await relay(stream, local, {
         idleTimeoutMs: idleLimitMs,
         lingerTimeoutMs: idleLimitMs,
@@ -229,13 +211,13 @@ function startTlsFront(
       if (ended.timedOut !== undefined) {
         log.debug(
           `TLS connection from ${
-            formatAddr(conn.remoteAddr)
+            formatAddr(remote)
           } closed: nothing moved for ${formatDuration(ended.idleMs)}`,
         );
       }
     } catch (error) {
       log.debug(
-        `TLS connection from ${formatAddr(conn.remoteAddr)} ended: ${
+        `TLS connection from ${formatAddr(remote)} ended: ${
           errorMessage(error)
         }`,
       );
@@ -246,26 +228,49 @@ function startTlsFront(
         closeQuietly(local);
       }
       closers.delete(close);
-      closeQuietly(stream);
+      closeRaw();
     }
   };
+  const accept = (
+    listener: Deno.Listener,
+    each: (conn: Deno.Conn) => Promise<void>,
+  ) =>
+    (async () => {
+      for await (const conn of listener) {
+        const task = each(conn);
+        relays.add(task);
+        task.finally(() => relays.delete(task));
+      }
+    })().catch(() => {});
+  const pem = readPem();
+  const front =
+    (pem.ca === undefined
+      ? nativeFront(address, pem, accept, forward)
+      : undefined) ?? nodeFront(address, pem, accept, forward);
+  const addr = front.addr;
   let accepting = true;
-  const loop = (async () => {
-    for await (const conn of listener) {
-      const task = forward(conn);
-      relays.add(task);
-      task.finally(() => relays.delete(task));
-    }
-  })().catch(() => {});
-  const reload = () => {
+  const reload = async () => {
     if (!accepting) return;
+    let pem: Pem;
     try {
-      context = secureContext();
+      pem = readPem();
     } catch (error) {
       log.error(
         `${tls.certFile} or ${tls.keyFile} changed but they cannot be used (${
           errorMessage(error)
         }); still serving the previous certificate`,
+      );
+      return;
+    }
+    try {
+      await front.renew(pem);
+    } catch (error) {
+      log.error(
+        `TLS on ${
+          formatHostPort({ host: addr.hostname, port: addr.port })
+        } could not take the new certificate (${
+          errorMessage(error)
+        }); restart serve to take new connections again`,
       );
       return;
     }
@@ -289,7 +294,7 @@ function startTlsFront(
     if (!accepting) return;
     accepting = false;
     clearTimeout(timer);
-    closeQuietly(listener);
+    front.close();
   };
   return {
     addr,
@@ -297,7 +302,7 @@ function startTlsFront(
     async shutdown() {
       stopAccepting();
       await Promise.all(watches.map((watch) => watch.close()));
-      await loop;
+      await front.loops();
       await inner.shutdown();
       for (const close of closers) close();
       // Closed connections end their relays at once; one that does not
@@ -319,6 +324,174 @@ function startTlsFront(
         );
       }
     },
+  };
+}
+
+/** A certificate, its key, and the client CAs when client certificates are asked for. */
+interface Pem {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+}
+
+/** Where TLS connections are accepted, and how a renewal reaches it. */
+interface TlsFront {
+  readonly addr: Deno.NetAddr;
+  /** Takes a new certificate for the connections accepted next. */
+  renew(pem: Pem): Promise<void>;
+  /** Stops accepting. */
+  close(): void;
+  /** Settles when every accept loop has ended. */
+  loops(): Promise<void>;
+}
+
+type Accept = (
+  listener: Deno.Listener,
+  each: (conn: Deno.Conn) => Promise<void>,
+) => Promise<void>;
+
+type Forward = (
+  remote: Deno.NetAddr,
+  secure: () => Promise<Duplex>,
+  closeRaw: () => void,
+) => Promise<void>;
+
+// Deno's own TLS (rustls, no bytes through JavaScript until decrypted),
+// when TCP_NODELAY can be set on its listening socket: without it every
+// small write that follows one not yet acknowledged (a data frame, then
+// its ack) would wait for the client's delayed ACK. A renewal listens
+// anew on the same port with the new certificate.
+function nativeFront(
+  address: HostPort,
+  pem: Pem,
+  accept: Accept,
+  forward: Forward,
+): TlsFront | undefined {
+  const listen = (port: number, pem: Pem) =>
+    Deno.listenTls({
+      hostname: address.host,
+      port,
+      cert: pem.cert,
+      key: pem.key,
+      alpnProtocols: ["h2", "http/1.1"],
+    });
+  let listener = listen(address.port, pem);
+  const addr = listener.addr;
+  if (!setListenerNoDelay(addr.port)) {
+    closeQuietly(listener);
+    log.debug(
+      "TLS by node:tls: TCP_NODELAY cannot be set on a Deno.listenTls socket here (it needs Linux and --allow-ffi)",
+    );
+    return undefined;
+  }
+  log.debug("TLS by Deno.listenTls, TCP_NODELAY set on its listening socket");
+  const each = (conn: Deno.Conn) => {
+    const tls = conn as Deno.TlsConn;
+    return forward(
+      tls.remoteAddr,
+      () => tls.handshake().then(() => tls),
+      () => closeQuietly(tls),
+    );
+  };
+  const loops = [accept(listener, each)];
+  let closed = false;
+  return {
+    addr,
+    async renew(pem) {
+      closeQuietly(listener);
+      // The port is free once the pending accept has let go of the
+      // closed listener, an event loop turn or so later.
+      for (let attempt = 1;; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, RELISTEN_WAIT_MS));
+        if (closed) return;
+        try {
+          listener = listen(addr.port, pem);
+          break;
+        } catch (error) {
+          if (
+            !(error instanceof Deno.errors.AddrInUse) ||
+            attempt === RELISTEN_ATTEMPTS
+          ) throw error;
+        }
+      }
+      if (!setListenerNoDelay(addr.port)) {
+        log.warn(
+          `TCP_NODELAY could not be set on ${
+            formatHostPort({ host: addr.hostname, port: addr.port })
+          } after the renewal: small writes may wait for the client's ACKs`,
+        );
+      }
+      loops.push(accept(listener, each));
+    },
+    close() {
+      closed = true;
+      closeQuietly(listener);
+    },
+    loops: () => Promise.all(loops).then(() => {}),
+  };
+}
+
+// node:tls over a TCP socket accepted by Deno.listen, whose TCP_NODELAY is
+// ours to set: for where FFI is not allowed (the compiled binary), and for
+// client certificates, at a higher cost per byte.
+function nodeFront(
+  address: HostPort,
+  pem: Pem,
+  accept: Accept,
+  forward: Forward,
+): TlsFront {
+  let context = createSecureContext(pem);
+  const askCertificate = pem.ca !== undefined;
+  const listener = Deno.listen({ hostname: address.host, port: address.port });
+  const loop = accept(listener, (conn) => {
+    const tcp = conn as Deno.TcpConn;
+    tcp.setNoDelay(true);
+    const socket = new TLSSocket(toNodeStream(tcp), {
+      isServer: true,
+      secureContext: context,
+      ALPNProtocols: ["h2", "http/1.1"],
+      // The certificate is checked below, so that a client without a good
+      // one is told why in an HTTP answer rather than by a TLS alert.
+      requestCert: askCertificate,
+      rejectUnauthorized: false,
+    });
+    const stream = fromNodeStream(socket);
+    return forward(
+      tcp.remoteAddr,
+      () =>
+        new Promise<Duplex>((resolve, reject) => {
+          socket.once("secure", async () => {
+            socket.removeAllListeners("secure");
+            const problem = askCertificate
+              ? clientCertificateProblem(socket)
+              : undefined;
+            if (problem === undefined) return resolve(stream);
+            log.warn(
+              `TLS client ${formatAddr(tcp.remoteAddr)} refused: ${problem}`,
+            );
+            await refuseClient(stream, socket.alpnProtocol, problem);
+            reject(new Error(problem));
+          });
+          socket.once("error", reject);
+          socket.once("close", () => reject(new Error("connection closed")));
+          // A client that leaves during the handshake ends the socket's
+          // reading side and nothing more: no close, no error.
+          socket.once("end", () => reject(new Error("connection closed")));
+        }),
+      () => {
+        closeQuietly(stream);
+        closeQuietly(tcp);
+      },
+    );
+  });
+  return {
+    addr: listener.addr,
+    renew(pem) {
+      context = createSecureContext(pem);
+      return Promise.resolve();
+    },
+    close: () => closeQuietly(listener),
+    loops: () => loop,
   };
 }
 

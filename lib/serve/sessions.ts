@@ -134,7 +134,7 @@ export class ServeSessions {
       bytes: (data) => {
         if (replaced) return;
         try {
-          const frames = decoder.push(data);
+          const frames = decoder.push(data, true);
           if (held === undefined) {
             const [hello, ...rest] = frames;
             if (hello === undefined) return;
@@ -152,7 +152,7 @@ export class ServeSessions {
               },
             );
             held = attached.held;
-            transport.send(encodeFrame(attached.welcome));
+            transport.send([encodeFrame(attached.welcome)]);
             held.endpoint.attach(transport);
             held.endpoint.receive(rest);
             return;
@@ -218,7 +218,7 @@ export class ServeSessions {
     if (attachment.replaced) {
       const old = attachment.replaced.transport;
       this.#replacedHooks.get(old)?.();
-      old.send(encodeFrame(attachment.replaced.goaway));
+      old.send([encodeFrame(attachment.replaced.goaway)]);
       old.close("replaced", `session moved to a newer ${transport.name}`);
     }
     this.#replacedHooks.set(transport, onReplaced);

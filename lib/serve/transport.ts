@@ -7,6 +7,8 @@
  * @module
  */
 
+import { concat } from "../net/bytes.ts";
+
 /** Why the server closes a transport. */
 export type TransportCloseReason =
   | "protocol"
@@ -24,7 +26,10 @@ export interface TransportEnd {
 
 /** What a transport tells the session layer. */
 export interface TransportHandlers {
-  /** Session frame bytes from the client, in order. */
+  /**
+   * Session frame bytes from the client, in order; handed over (the
+   * transport keeps no reference), so frames may view them.
+   */
   bytes(data: Uint8Array): void;
   /** The transport ended; nothing more comes. */
   ended(end: TransportEnd): void;
@@ -34,8 +39,11 @@ export interface TransportHandlers {
 export interface ServerTransport {
   /** For the log: `WebSocket`, `poll transport`. */
   readonly name: string;
-  /** Sends encoded frames to the client, in order. */
-  send(bytes: Uint8Array): void;
+  /**
+   * Sends encoded frames to the client, in order, as one message; the
+   * pieces are copied (or sent) before this returns.
+   */
+  send(parts: readonly Uint8Array[]): void;
   /** Bytes given to {@link send} and not yet on their way. */
   readonly backlog: number;
   /** Starts delivering the client's bytes and the end to `handlers`. */
@@ -79,8 +87,9 @@ export function webSocketTransport(socket: WebSocket): ServerTransport {
   };
   return {
     name: "WebSocket",
-    send(bytes) {
-      if (socket.readyState === WebSocket.OPEN) socket.send(bytes);
+    send(parts) {
+      if (socket.readyState !== WebSocket.OPEN) return;
+      socket.send(parts.length === 1 ? parts[0] : concat(...parts));
     },
     get backlog() {
       return socket.bufferedAmount;

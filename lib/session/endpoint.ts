@@ -17,16 +17,19 @@
  * @module
  */
 
-import { concat } from "../net/bytes.ts";
 import type { Duplex } from "../net/duplex.ts";
 import { SessionError } from "./errors.ts";
-import { encodeFrame, type Frame, type RefuseCode } from "./frame.ts";
+import { encodeFrameParts, type Frame, type RefuseCode } from "./frame.ts";
 import type { Session } from "./session.ts";
 
 /** Where an endpoint's encoded frames go: the current transport. */
 export interface FrameSink {
-  /** Sends encoded frames, in order. */
-  send(bytes: Uint8Array): void;
+  /**
+   * Sends encoded frames, in order, as one transport message of at most
+   * {@link BATCH_BYTES}. The pieces are copied (or sent) before this
+   * returns.
+   */
+  send(parts: readonly Uint8Array[]): void;
   /** Bytes given to {@link send} that are not yet on the wire. */
   readonly backlog: number;
 }
@@ -34,8 +37,14 @@ export interface FrameSink {
 /** Frames are sent while the sink holds less than this. */
 export const SINK_HIGH_WATER_BYTES = 1024 * 1024;
 
-// Frames are batched into one transport message up to this size.
-const BATCH_BYTES = 64 * 1024;
+/**
+ * Frames are batched into one transport message up to this size: each
+ * message costs a WebSocket frame, its mask and a wake-up of the peer. A
+ * message stays below 128 KiB, from where glibc maps each allocation
+ * afresh when `MALLOC_MMAP_THRESHOLD_` is set (as `deno task start` does),
+ * which costs page faults on every message.
+ */
+export const BATCH_BYTES = 128 * 1024 - 1024;
 const RETRY_MS = 5;
 /**
  * How long ACKs of small progress wait for other frames to travel with:
@@ -222,7 +231,7 @@ export class SessionEndpoint {
   #send(eagerAcks: boolean): void {
     const sink = this.#sink;
     if (sink !== undefined && this.#retry === undefined) {
-      const batch: Uint8Array[] = [];
+      let batch: Uint8Array[] = [];
       let size = 0;
       let full = false;
       while (true) {
@@ -232,16 +241,20 @@ export class SessionEndpoint {
         }
         const frame = this.session.nextFrame(eagerAcks);
         if (frame === undefined) break;
-        const bytes = encodeFrame(frame);
-        batch.push(bytes);
-        size += bytes.length;
-        if (size >= BATCH_BYTES) {
-          sink.send(concat(...batch));
-          batch.length = 0;
+        const parts = encodeFrameParts(frame);
+        let bytes = 0;
+        for (const part of parts) bytes += part.length;
+        // A frame that would take the batch past the bound starts the
+        // next one.
+        if (size + bytes > BATCH_BYTES && batch.length > 0) {
+          sink.send(batch);
+          batch = [];
           size = 0;
         }
+        batch.push(...parts);
+        size += bytes;
       }
-      if (batch.length > 0) sink.send(concat(...batch));
+      if (batch.length > 0) sink.send(batch);
       if (full) {
         // A sink that cannot say when it drained (serve's WebSocket) is
         // looked at again shortly.
@@ -390,11 +403,10 @@ export class SessionStream implements Duplex {
     const { session } = this.#endpoint;
     while (true) {
       if (this.#closed) return null;
-      const bytes = session.read(this.id, buffer.length);
-      if (bytes.length > 0) {
-        buffer.set(bytes);
+      const n = session.readInto(this.id, buffer);
+      if (n > 0) {
         this.#endpoint.flush();
-        return bytes.length;
+        return n;
       }
       if (this.#reset !== undefined) throw this.#resetError();
       if (session.ended(this.id)) return null;

@@ -20,6 +20,7 @@
  */
 
 import { isHostName, isIPv6 } from "../net/address.ts";
+import { concat } from "../net/bytes.ts";
 import { FrameError } from "./errors.ts";
 
 /** The protocol version this build speaks. */
@@ -228,6 +229,8 @@ const TYPE_NAMES = Object.fromEntries(
 ) as Record<number, Frame["type"]>;
 const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
 const utf8 = new TextEncoder();
+// An offset on the wire: u64.
+const OFFSET_BYTES = 8;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
@@ -245,6 +248,7 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  * ```
  */
 export function encodeFrame(frame: Frame): Uint8Array {
+  if (frame.type === "data") return concat(...encodeFrameParts(frame));
   const body = new Writer();
   let flags = 0;
   let stream = 0;
@@ -282,16 +286,6 @@ export function encodeFrame(frame: Frame): Uint8Array {
       body.u8(known(REFUSE_CODES.indexOf(frame.code), "refuse code"));
       body.reason(frame.reason);
       break;
-    case "data":
-      stream = frame.stream;
-      if (frame.payload.length > MAX_DATA_PAYLOAD) {
-        throw new RangeError(
-          `DATA payload of ${frame.payload.length} bytes is over ${MAX_DATA_PAYLOAD}`,
-        );
-      }
-      body.offset(frame.offset);
-      body.bytes(frame.payload);
-      break;
     case "ack":
       stream = frame.stream;
       if (frame.eof) flags |= FLAG_EOF;
@@ -310,21 +304,63 @@ export function encodeFrame(frame: Frame): Uint8Array {
       body.reason(frame.reason);
       break;
   }
-  const connection = frame.type === "hello" || frame.type === "welcome" ||
-    frame.type === "goaway";
+  const payload = body.finish();
+  const out = new Uint8Array(HEADER_BYTES + payload.length);
+  writeHeader(out, frame.type, flags, stream, payload.length);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Encodes a frame as pieces to be sent one after the other: a DATA frame
+ * as its header and offset, then its payload as given (not copied), so
+ * that a batch of frames is copied once, into the message that carries
+ * it; any other frame as {@link encodeFrame} does.
+ *
+ * @param frame The frame.
+ * @returns Its bytes, in pieces.
+ * @throws {RangeError} as {@link encodeFrame}.
+ */
+export function encodeFrameParts(frame: Frame): Uint8Array[] {
+  if (frame.type !== "data") return [encodeFrame(frame)];
+  if (frame.payload.length > MAX_DATA_PAYLOAD) {
+    throw new RangeError(
+      `DATA payload of ${frame.payload.length} bytes is over ${MAX_DATA_PAYLOAD}`,
+    );
+  }
+  const head = new Uint8Array(HEADER_BYTES + OFFSET_BYTES);
+  writeHeader(
+    head,
+    "data",
+    0,
+    frame.stream,
+    OFFSET_BYTES + frame.payload.length,
+  );
+  const body = new Writer();
+  body.offset(frame.offset);
+  head.set(body.finish(), HEADER_BYTES);
+  return [head, frame.payload];
+}
+
+// The 12-byte header at the start of `out`.
+function writeHeader(
+  out: Uint8Array,
+  type: Frame["type"],
+  flags: number,
+  stream: number,
+  length: number,
+): void {
+  const connection = type === "hello" || type === "welcome" ||
+    type === "goaway";
   if (!connection && (stream < 1 || stream > 0xffff_ffff)) {
     throw new RangeError(`stream id ${stream} is not 1–4294967295`);
   }
-  const payload = body.finish();
-  const out = new Uint8Array(HEADER_BYTES + payload.length);
-  const view = new DataView(out.buffer);
+  const view = new DataView(out.buffer, out.byteOffset, HEADER_BYTES);
   view.setUint8(0, FRAME_VERSION);
-  view.setUint8(1, FrameType[frame.type]);
+  view.setUint8(1, FrameType[type]);
   view.setUint8(2, flags);
   view.setUint32(4, stream);
-  view.setUint32(8, payload.length);
-  out.set(payload, HEADER_BYTES);
-  return out;
+  view.setUint32(8, length);
 }
 
 /**
@@ -370,11 +406,14 @@ export class FrameDecoder {
   /**
    * Adds bytes and returns the frames they complete.
    *
-   * @param chunk The next bytes of the stream (copied where kept).
+   * @param chunk The next bytes of the stream (copied where kept, unless
+   *   `owned`).
+   * @param owned Whether the caller hands `chunk` over, never to change
+   *   it: DATA payloads whole in it are then views of it, not copies.
    * @returns The complete frames, in order.
    * @throws {FrameError} when the stream holds a frame that is not valid.
    */
-  push(chunk: Uint8Array): Frame[] {
+  push(chunk: Uint8Array, owned = false): Frame[] {
     if (this.#error) throw this.#error;
     const frames: Frame[] = [];
     try {
@@ -386,7 +425,7 @@ export class FrameDecoder {
             const size = HEADER_BYTES +
               checkHeader(chunk.subarray(at, at + HEADER_BYTES));
             if (chunk.length - at >= size) {
-              frames.push(decodeBody(chunk.subarray(at, at + size)));
+              frames.push(decodeBody(chunk.subarray(at, at + size), owned));
               at += size;
               continue;
             }
@@ -416,7 +455,8 @@ export class FrameDecoder {
         if (this.#frameFill === this.#frame.length) {
           const frame = this.#frame;
           this.#frame = undefined;
-          frames.push(decodeBody(frame));
+          // The frame was put together in a buffer of its own.
+          frames.push(decodeBody(frame, true));
         }
       }
     } catch (error) {
@@ -456,8 +496,11 @@ function checkHeader(header: Uint8Array): number {
   return length;
 }
 
-/** Decodes one whole frame whose header has been checked. */
-function decodeBody(bytes: Uint8Array): Frame {
+/**
+ * Decodes one whole frame whose header has been checked; a DATA payload
+ * views `bytes` when they are `owned`, else is a copy.
+ */
+function decodeBody(bytes: Uint8Array, owned: boolean): Frame {
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   const type = TYPE_NAMES[view.getUint8(1)];
   const flags = view.getUint8(2);
@@ -539,7 +582,7 @@ function decodeBody(bytes: Uint8Array): Frame {
     case "data": {
       allowFlags(0);
       const offset = body.offset();
-      const payload = body.rest().slice();
+      const payload = owned ? body.rest() : body.rest().slice();
       if (payload.length > MAX_DATA_PAYLOAD) {
         throw new FrameError(
           "size",

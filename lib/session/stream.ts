@@ -22,7 +22,13 @@
  */
 
 import { SessionError } from "./errors.ts";
-import type { AckFrame, DataFrame, EofFrame, ResumeEntry } from "./frame.ts";
+import {
+  type AckFrame,
+  type DataFrame,
+  type EofFrame,
+  MAX_DATA_PAYLOAD,
+  type ResumeEntry,
+} from "./frame.ts";
 
 /** Bounds of one stream. */
 export interface StreamOptions {
@@ -50,13 +56,18 @@ export const DEFAULT_RECEIVE_WINDOW = 256 * 1024;
  */
 export const EARLY_WINDOW = 16 * 1024;
 
-// Written bytes are copied into blocks of this size, so that many small
-// writes do not make a long list to walk for every DATA frame.
-const BLOCK_BYTES = 16 * 1024;
+// Written bytes are copied into blocks of a full DATA frame's payload, so
+// that many small writes do not make a long list to walk for every DATA
+// frame, and a frame is a view of one block, not a copy.
+const BLOCK_BYTES = MAX_DATA_PAYLOAD;
 
-/** A block of kept bytes; `length` of its `bytes` are used. */
+/**
+ * A block of kept bytes: `bytes[start, length)` are not yet acknowledged.
+ * Bytes below `length` never change, so DATA frames may view them.
+ */
 interface Block {
   readonly bytes: Uint8Array;
+  start: number;
   length: number;
 }
 
@@ -169,7 +180,7 @@ export class Stream {
     while (at < take) {
       let last = this.#blocks.at(-1);
       if (!last || last.length === last.bytes.length) {
-        last = { bytes: new Uint8Array(BLOCK_BYTES), length: 0 };
+        last = { bytes: new Uint8Array(BLOCK_BYTES), start: 0, length: 0 };
         this.#blocks.push(last);
       }
       const n = Math.min(take - at, last.bytes.length - last.length);
@@ -197,33 +208,30 @@ export class Stream {
   }
 
   /**
-   * The next DATA frame, if {@link hasData}.
+   * The next DATA frame, if {@link hasData}: at most to the end of the
+   * block that holds the next byte.
    *
    * @param maxPayload Most payload bytes.
-   * @returns The frame; the bytes stay kept until acknowledged.
+   * @returns The frame, whose payload views the kept bytes (they stay
+   *   kept, unchanged, until acknowledged).
    */
   takeData(maxPayload: number): DataFrame | undefined {
     if (!this.hasData) return undefined;
-    const size = Math.min(
-      maxPayload,
-      this.#written - this.#next,
-      this.#peerLimit - this.#next,
-    );
-    const payload = new Uint8Array(size);
     // The first block starts at #acked, every block but the last is full.
     let skip = this.#next - this.#acked;
-    let filled = 0;
-    for (const block of this.#blocks) {
-      if (filled === size) break;
-      if (skip >= block.length) {
-        skip -= block.length;
-        continue;
-      }
-      const n = Math.min(size - filled, block.length - skip);
-      payload.set(block.bytes.subarray(skip, skip + n), filled);
-      filled += n;
-      skip = 0;
+    let index = 0;
+    while (skip >= this.#blocks[index].length - this.#blocks[index].start) {
+      skip -= this.#blocks[index].length - this.#blocks[index].start;
+      index++;
     }
+    const block = this.#blocks[index];
+    const from = block.start + skip;
+    const size = Math.min(
+      maxPayload,
+      block.length - from,
+      this.#peerLimit - this.#next,
+    );
+    const payload = block.bytes.subarray(from, from + size);
     const frame: DataFrame = {
       type: "data",
       stream: this.id,
@@ -348,23 +356,31 @@ export class Stream {
    * @returns The bytes, empty when none are waiting.
    */
   read(max = Infinity): Uint8Array {
-    const size = Math.min(max, this.readable);
-    if (size === this.#inbox[0]?.length) {
-      this.#read += size;
-      return this.#inbox.shift()!;
-    }
-    const out = new Uint8Array(size);
+    const out = new Uint8Array(Math.min(max, this.readable));
+    this.readInto(out);
+    return out;
+  }
+
+  /**
+   * Takes received bytes into `buffer`, copied once from the DATA frames
+   * they came in.
+   *
+   * @param buffer Where to put them.
+   * @returns How many bytes were taken: 0 when none are waiting.
+   */
+  readInto(buffer: Uint8Array): number {
+    const size = Math.min(buffer.length, this.readable);
     let filled = 0;
     while (filled < size) {
       const head = this.#inbox[0];
       const n = Math.min(size - filled, head.length);
-      out.set(head.subarray(0, n), filled);
+      buffer.set(n === head.length ? head : head.subarray(0, n), filled);
       filled += n;
       if (n === head.length) this.#inbox.shift();
       else this.#inbox[0] = head.subarray(n);
     }
     this.#read += size;
-    return out;
+    return size;
   }
 
   /**
@@ -497,13 +513,12 @@ export class Stream {
     this.#acked = offset;
     while (drop > 0) {
       const first = this.#blocks[0];
-      if (drop < first.length) {
-        // Keep the block's tail at its front; blocks are small.
-        first.bytes.copyWithin(0, drop, first.length);
-        first.length -= drop;
+      const kept = first.length - first.start;
+      if (drop < kept) {
+        first.start += drop;
         return;
       }
-      drop -= first.length;
+      drop -= kept;
       this.#blocks.shift();
     }
   }

@@ -9,6 +9,7 @@
  */
 
 import { concat } from "../net/bytes.ts";
+import { maskBytes } from "./mask.ts";
 
 /** Frame opcodes (RFC 6455 §5.2). */
 export const OPCODE = {
@@ -83,7 +84,7 @@ export interface EncodeOptions {
  * Encodes one frame.
  *
  * @param opcode One of {@link OPCODE}.
- * @param payload The payload, not modified.
+ * @param payload The payload, or its pieces in order; not modified.
  * @param options The masking key, and whether the frame ends its message.
  * @returns The frame's bytes.
  *
@@ -96,14 +97,16 @@ export interface EncodeOptions {
  */
 export function encodeFrame(
   opcode: number,
-  payload: Uint8Array,
+  payload: Uint8Array | readonly Uint8Array[],
   options: EncodeOptions = {},
 ): Uint8Array {
   const { mask, fin = true } = options;
-  const length = payload.length;
+  const parts = payload instanceof Uint8Array ? [payload] : payload;
+  let length = 0;
+  for (const part of parts) length += part.length;
   const lengthBytes = length < 126 ? 0 : length <= 0xffff ? 2 : 8;
-  const maskBytes = mask ? 4 : 0;
-  const headerBytes = 2 + lengthBytes + maskBytes;
+  const keyBytes = mask ? 4 : 0;
+  const headerBytes = 2 + lengthBytes + keyBytes;
   const frame = new Uint8Array(headerBytes + length);
   frame[0] = (fin ? 0x80 : 0) | opcode;
   const maskBit = mask ? 0x80 : 0;
@@ -117,13 +120,14 @@ export function encodeFrame(
     frame[1] = maskBit | 127;
     view.setBigUint64(2, BigInt(length));
   }
-  if (!mask) {
-    frame.set(payload, headerBytes);
-    return frame;
+  let at = headerBytes;
+  for (const part of parts) {
+    frame.set(part, at);
+    at += part.length;
   }
-  frame.set(mask.subarray(0, 4), headerBytes - 4);
-  for (let i = 0; i < length; i++) {
-    frame[headerBytes + i] = payload[i] ^ mask[i & 3];
+  if (mask) {
+    frame.set(mask.subarray(0, 4), headerBytes - 4);
+    maskBytes(frame.subarray(headerBytes), mask);
   }
   return frame;
 }
@@ -271,9 +275,7 @@ export class FrameDecoder {
       if (frame.filled < frame.payload.length) break;
       this.#frame = undefined;
       const { mask, payload } = frame;
-      if (mask) {
-        for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-      }
+      if (mask) maskBytes(payload, mask);
       const event = this.#event(frame.fin, frame.opcode, payload);
       if (event) events.push(event);
     }

@@ -46,7 +46,7 @@ const INBOX_LIMIT_BYTES = 256 * 1024;
 // How long close() waits for its close frame to be written.
 const CLOSE_WRITE_LIMIT_MS = 1_000;
 
-const READ_CHUNK_BYTES = 16 * 1024;
+const READ_CHUNK_BYTES = 64 * 1024;
 
 const EOF = "eof";
 
@@ -153,14 +153,34 @@ export class WsStream implements Duplex {
 
   /** Returns received tunnel bytes; `null` once the server sent `eof`. */
   async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#inbox.bytes === 0) {
-      if (this.#failure) throw this.#failure;
-      if (this.#ended || this.#closed) return null;
-      await new Promise<void>((resolve) => this.#wakeReader = resolve);
-    }
+    if (!await this.#received()) return null;
     const n = this.#inbox.readInto(buffer);
     if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
     return n;
+  }
+
+  /**
+   * Returns the next received bytes as they came (a message, or what a
+   * {@link read} left of it), handed over to the caller: no copy.
+   *
+   * @returns The bytes; `null` once the server sent `eof`.
+   */
+  async readChunk(): Promise<Uint8Array | null> {
+    if (!await this.#received()) return null;
+    const chunk = this.#inbox.shift()!;
+    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
+    return chunk;
+  }
+
+  // Waits until received bytes wait in the inbox (true), or the tunnel
+  // ended (false); throws the tunnel's failure.
+  async #received(): Promise<boolean> {
+    while (this.#inbox.bytes === 0) {
+      if (this.#failure) throw this.#failure;
+      if (this.#ended || this.#closed) return false;
+      await new Promise<void>((resolve) => this.#wakeReader = resolve);
+    }
+    return true;
   }
 
   /**
@@ -182,6 +202,22 @@ export class WsStream implements Duplex {
     this.#sent += n;
     await this.#send(OPCODE.binary, data.subarray(0, n));
     return n;
+  }
+
+  /**
+   * Sends `parts`, joined, as one binary message, without waiting for
+   * acks: for a stream that is not windowed (v2), whose session bounds
+   * its messages itself. The parts are copied before this returns.
+   *
+   * @param parts The message's bytes, in pieces.
+   * @returns Settles once the message is written.
+   */
+  sendMessage(parts: readonly Uint8Array[]): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closed) {
+      return Promise.reject(new Deno.errors.BadResource("tunnel closed"));
+    }
+    return this.#send(OPCODE.binary, parts);
   }
 
   /** Sends `eof`: no more tunnel bytes from this side. */
@@ -250,7 +286,10 @@ export class WsStream implements Duplex {
       .catch(() => {}).finally(() => closeQuietly(this.#inner));
   }
 
-  #send(opcode: number, payload: Uint8Array): Promise<void> {
+  #send(
+    opcode: number,
+    payload: Uint8Array | readonly Uint8Array[],
+  ): Promise<void> {
     const frame = encodeFrame(opcode, payload, {
       mask: this.#random(new Uint8Array(4)),
     });

@@ -67,6 +67,8 @@ export interface StartServeOptions {
   readonly noTokensFlag?: boolean;
   /** Use this directory (already prepared) instead of a new one. */
   readonly dir?: string;
+  /** Flags of `deno run`, e.g. `--inspect` for a profile. @default none */
+  readonly denoFlags?: string[];
 }
 
 /**
@@ -86,17 +88,22 @@ export async function startServe(
   }
   const port = freePort();
   const log = `${dir}/serve.log`;
-  const child = tool([
-    "serve",
-    "--listen",
-    `127.0.0.1:${port}`,
-    ...(options.noTokensFlag ? [] : ["--tokens", "tokens.txt"]),
-    "--log",
-    "serve.log",
-    "--log-level",
-    "debug",
-    ...(options.args ?? []),
-  ], dir).spawn();
+  const child = tool(
+    [
+      "serve",
+      "--listen",
+      `127.0.0.1:${port}`,
+      ...(options.noTokensFlag ? [] : ["--tokens", "tokens.txt"]),
+      "--log",
+      "serve.log",
+      "--log-level",
+      "debug",
+      ...(options.args ?? []),
+    ],
+    dir,
+    {},
+    options.denoFlags,
+  ).spawn();
   let result: Promise<Deno.CommandOutput> | undefined;
   const output = () => result ??= child.output();
   const stop = async () => {
