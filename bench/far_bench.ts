@@ -3,18 +3,21 @@
  * plain CONNECT tunnel and over a `wss://` hop to `serve` behind the same
  * squid (client → tool → squid → serve → target), as v1 (one WebSocket per
  * tunnel) and as v2 (a stream of a session), in the same run with
- * interleaved repetitions. Prints medians, the ratios to CONNECT, the CPU
+ * interleaved repetitions; and v2 over the poll transport (`transport=poll`:
+ * plain HTTP requests through the same squid). Prints medians, the ratios to CONNECT, the CPU
  * seconds each process spent per GB of the stream row, and what the wss
  * hop adds to a tunnel's setup, and writes bench/results/far.md and
  * far.json.
  *
  *   deno task bench:far [--reps 3] [--seconds 5] [--megabytes 512]
- *     [--rows stream,setups8,setups1] [--routes connect,v1,v2]
+ *     [--rows stream,rtt,setups8,setups1] [--routes connect,v1,v2,poll]
  *     [--profile DIR] [--serve-ffi on|off]
  *
  * Rows (bench/peer.ts modes, each peer its own process):
  * - `stream`: one stream of `--megabytes` MiB in 256 KiB writes to a sink,
  *   until the sink's close comes back through the tunnel, Gbit/s.
+ * - `rtt`: 64 bytes there and back on one open tunnel, one exchange after
+ *   the other, mean microseconds (lower is better).
  * - `setups8`, `setups1`: tunnel setups per second, 8 concurrent and one at
  *   a time: connect to the tool, 1 byte echoed from the target, close.
  *
@@ -43,15 +46,17 @@ import { ROOT } from "../tests/_util/tool.ts";
 import { type CpuProfiler, startProfile } from "./inspector.ts";
 import { usage } from "./proc.ts";
 
-const ROUTES = ["connect", "v1", "v2"] as const;
+const ROUTES = ["connect", "v1", "v2", "poll"] as const;
 type Route = typeof ROUTES[number];
 const ROUTE_LABELS: Record<Route, string> = {
   connect: "CONNECT through squid",
   v1: "wss:// v1 through squid to serve",
   v2: "wss:// v2 (session) through squid to serve",
+  poll: "wss:// v2 over polling through squid to serve",
 };
 const ROWS = [
   { key: "stream", label: "1 stream, Gbit/s" },
+  { key: "rtt", label: "round trip of 64 bytes, µs (lower is better)" },
   { key: "setups8", label: "setups/s, 8 concurrent" },
   { key: "setups1", label: "setups/s, one at a time" },
 ] as const;
@@ -89,6 +94,8 @@ function subset<T extends string>(
 const REPS = Number(values.reps);
 const SECONDS = Number(values.seconds);
 const BYTES = Number(values.megabytes) * 1024 * 1024;
+// Exchanges per round-trip sample (after 100 not counted).
+const RTT_EXCHANGES = 2000;
 const PEER = `${ROOT}bench/peer.ts`;
 const MEASURED_ROUTES = subset("routes", values.routes, ROUTES);
 const MEASURED_ROWS = ROWS.filter((row) =>
@@ -267,6 +274,7 @@ try {
     connect: `http://127.0.0.1:${squid.port}`,
     v1: `${wss} mux=off resume=off`,
     v2: wss,
+    poll: `${wss} transport=poll`,
   };
   const config = ROUTES.flatMap((route) => [
     `${ports[route].sink} 127.0.0.1 ${sink.port} ${via[route]}`,
@@ -305,6 +313,9 @@ try {
         );
         return gbps;
       }
+      case "rtt":
+        return (await peer(["pingpong", String(echo), String(RTT_EXCHANGES)]))
+          .meanUs;
       case "setups8":
         return (await peer(["setups", String(echo), String(SECONDS), "8"]))
           .perSecond;
@@ -413,6 +424,8 @@ try {
       } ms more: ${
         route === "v1"
           ? "TLS with serve, the upgrade"
+          : route === "poll"
+          ? "OPEN and OPENED over polling requests"
           : "OPEN and OPENED over the session"
       }, and serve's connect to the target).`
     )
