@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { freePort, startBannerServer } from "./_util/net.ts";
 import { missing, startSquid } from "./_util/proxies.ts";
 import { runTool, tempConfig } from "./_util/tool.ts";
+import { ALICE_TOKEN, startServe } from "./_util/serve.ts";
 
 Deno.test({
   name:
@@ -159,3 +160,27 @@ Deno.test({
     );
   },
 });
+
+Deno.test(
+  "probe CONFIG uses each entry's own options: token= of a ws:// entry reaches serve",
+  async () => {
+    await using banner = startBannerServer("SSH-2.0-probe\r\n");
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${banner.port}`],
+    });
+    const dir = await tempConfig(
+      `${freePort()} 127.0.0.1 ${banner.port} ws://127.0.0.1:${serve.port}/ token=${ALICE_TOKEN}\n`,
+    );
+    try {
+      const { code, stdout, stderr } = await runTool(
+        ["probe", "tunnels.conf"],
+        dir,
+      );
+      assert.equal(code, 0, stdout + stderr);
+      assert.match(stdout, /=> works/);
+      assert.ok(!(stdout + stderr).includes(ALICE_TOKEN));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -44,6 +44,8 @@ import {
 interface ProbeTarget extends HostPort {
   readonly label: string;
   readonly route: Route;
+  /** The entry's own options (token=, ca-file=, timeouts…), over the flags'. */
+  readonly options?: Partial<TunnelOptions>;
 }
 
 /** Where a local proxy entry's route is tested, unless `--to` says. */
@@ -84,6 +86,7 @@ export async function probeCommand(args: string[]): Promise<number> {
           route: entry.kind === "forward"
             ? entry.route
             : routeFor(entry, destination),
+          options: entry.options,
           ...destination,
         });
       }
@@ -111,9 +114,7 @@ export async function probeCommand(args: string[]): Promise<number> {
         target,
         target.route,
         pac.engines,
-        {
-          ...options,
-        },
+        { ...options, ...target.options },
         environment,
         values.json === true,
       );
@@ -121,7 +122,7 @@ export async function probeCommand(args: string[]): Promise<number> {
       report = await probeRoute(
         target.route,
         target,
-        { ...options },
+        { ...options, ...target.options },
         environment,
       );
     }
