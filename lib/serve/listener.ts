@@ -37,6 +37,7 @@ import { fromNodeStream, toNodeStream } from "../net/node_stream.ts";
 import { logger } from "../observe/log.ts";
 import { relay } from "../relay.ts";
 import { formatDuration } from "../time/duration.ts";
+import { settledWithin } from "../time/settle.ts";
 import { watchConfig } from "../config/watch.ts";
 import { REFUSAL_HEADER } from "../ws/handshake.ts";
 import { notFound } from "./site.ts";
@@ -126,7 +127,13 @@ export function startFarListener(
     return {
       addr: server.addr,
       stopAccepting: () => {},
-      shutdown: () => server.shutdown(),
+      // Deno.serve's shutdown waits for each WebSocket's close handshake:
+      // a client that never answers it must not keep serve from exiting.
+      shutdown: () =>
+        settleWithin(
+          server.shutdown(),
+          "connection(s) had not answered the close",
+        ),
     };
   }
   return startTlsFront(address, tls, handler, onError, idleLimitMs);
@@ -308,21 +315,11 @@ function startTlsFront(
       // Closed connections end their relays at once; one that does not
       // (a Node TLS socket whose callbacks never come) must not keep the
       // process from exiting.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = await Promise.race([
-        Promise.all([...relays]).then(() => false),
-        new Promise<boolean>((resolve) =>
-          timer = setTimeout(resolve, RELAY_END_WAIT_MS, true)
-        ),
-      ]);
-      clearTimeout(timer);
-      if (late) {
-        log.warn(
-          `${relays.size} TLS connection(s) had not ended ${
-            formatDuration(RELAY_END_WAIT_MS)
-          } after being closed; stopping without them`,
-        );
-      }
+      const left = relays.size;
+      await settleWithin(
+        Promise.all([...relays]),
+        `of ${left} TLS connection(s) had not ended`,
+      );
     },
   };
 }
@@ -544,4 +541,16 @@ async function refuseClient(
     await writeAll(stream, new TextEncoder().encode(answer)).catch(() => {});
   }
   closeQuietly(stream);
+}
+
+// Waits for `done` at most RELAY_END_WAIT_MS, then logs that some
+// connections were left behind (`what` says which) and goes on.
+async function settleWithin(done: Promise<unknown>, what: string) {
+  if (!await settledWithin(done, RELAY_END_WAIT_MS)) {
+    log.warn(
+      `some ${what} ${
+        formatDuration(RELAY_END_WAIT_MS)
+      } after being closed; stopping without them`,
+    );
+  }
 }

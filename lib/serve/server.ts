@@ -46,6 +46,7 @@ import { newCounters, relay } from "../relay.ts";
 import type { SessionEndpoint, SessionStream } from "../session/endpoint.ts";
 import type { RefuseCode } from "../session/frame.ts";
 import { formatDuration } from "../time/duration.ts";
+import { settledWithin } from "../time/settle.ts";
 import {
   REFUSAL_HEADER,
   SUBPROTOCOL,
@@ -70,6 +71,9 @@ import { bearerToken, matchToken, type NamedToken } from "./tokens.ts";
 import { startTunnel, type WsTunnel } from "./tunnel.ts";
 
 const log = logger("serve");
+
+// How long shutdown waits for closed tunnels to finish their close.
+const CLOSE_WAIT_MS = 2_000;
 
 /** The refusal words of the protocol: a tunnel's, and a poll request's. */
 export type RefusalWord = WsRefusal | PollRefusal["word"];
@@ -295,7 +299,15 @@ export class FarEnd {
       );
       for (const each of this.open) each.tunnel.close("server shutting down");
     }
-    await Promise.all([...this.#closed]);
+    // A tunnel ends when its WebSocket's close handshake does: a client
+    // that never answers must not keep serve from exiting.
+    if (!await settledWithin(Promise.all([...this.#closed]), CLOSE_WAIT_MS)) {
+      log.warn(
+        `some tunnel(s) had not answered the close ${
+          formatDuration(CLOSE_WAIT_MS)
+        } after it; stopping without them`,
+      );
+    }
     this.sessions.close();
   }
 
