@@ -10,6 +10,7 @@ import type { ConfigDiff } from "./config/diff.ts";
 import { diffEntries } from "./config/diff.ts";
 import { sourceKey, type TunnelEntry } from "./config/entry.ts";
 import { formatDuration } from "./time/duration.ts";
+import { settledWithin } from "./time/settle.ts";
 import { EntryListener, type SharedState } from "./listener.ts";
 import { logger } from "./observe/log.ts";
 import { ConnectionLimit } from "./limit.ts";
@@ -235,12 +236,7 @@ export class Supervisor implements TunnelHost {
           formatDuration(graceMs)
         } for ${tunnels.length} live tunnel(s) to finish`,
       );
-      let timer: Timer | undefined;
-      const grace = new Promise((resolve) =>
-        timer = setTimeout(resolve, graceMs)
-      );
-      await Promise.race([ended, grace]);
-      clearTimeout(timer);
+      await settledWithin(ended, graceMs);
     }
     const left = tunnels.filter((tunnel) => !tunnel.ended);
     if (left.length > 0 && graceMs > 0) {

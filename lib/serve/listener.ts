@@ -273,9 +273,7 @@ function startTlsFront(
       await front.renew(pem);
     } catch (error) {
       log.error(
-        `TLS on ${
-          formatHostPort({ host: addr.hostname, port: addr.port })
-        } could not take the new certificate (${
+        `TLS on ${formatAddr(addr)} could not take the new certificate (${
           errorMessage(error)
         }); restart serve to take new connections again`,
       );
@@ -283,7 +281,7 @@ function startTlsFront(
     }
     log.info(
       `${tls.certFile} changed: TLS on ${
-        formatHostPort({ host: addr.hostname, port: addr.port })
+        formatAddr(addr)
       } uses the new certificate for new connections`,
     );
   };
@@ -414,7 +412,7 @@ function nativeFront(
       if (!setListenerNoDelay(addr.port)) {
         log.warn(
           `TCP_NODELAY could not be set on ${
-            formatHostPort({ host: addr.hostname, port: addr.port })
+            formatAddr(addr)
           } after the renewal: small writes may wait for the client's ACKs`,
         );
       }

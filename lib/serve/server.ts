@@ -285,13 +285,7 @@ export class FarEnd {
    */
   async drain(ms: number): Promise<void> {
     const all = Promise.all([...this.open].map((each) => each.tunnel.done));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = await Promise.race([
-      all.then(() => false),
-      new Promise<boolean>((resolve) => timer = setTimeout(resolve, ms, true)),
-    ]);
-    clearTimeout(timer);
-    if (late) {
+    if (!await settledWithin(all, ms)) {
       log.info(
         `${this.open.size} tunnel(s) still open after ${
           formatDuration(ms)
