@@ -18,7 +18,7 @@ import {
   dnsSuffixes,
   pacCandidates,
 } from "../lib/route/pac/discover.ts";
-import { parseDefaultRoute } from "../lib/route/pac/lookups.ts";
+import { parseDefaultRoute, systemLookups } from "../lib/route/pac/lookups.ts";
 import {
   alternativeRoutes,
   credentialHosts,
@@ -156,6 +156,47 @@ Deno.test("/proc/net/route: the default route's interface", () => {
     parseDefaultRoute(table.split("\n").slice(0, 2).join("\n")),
     undefined,
   );
+});
+
+Deno.test("lookups: each bounded in time and cached; without leave to read this machine's addresses, loopback and one warning", async () => {
+  const asked: string[] = [];
+  const warnings: string[] = [];
+  const lookups = systemLookups({
+    timeoutMs: 100,
+    cacheMs: 300,
+    resolve: (host, family) => {
+      asked.push(`${family} ${host}`);
+      return host === "slow.test"
+        ? new Promise(() => {})
+        : Promise.resolve(host === "fails.test" ? [] : ["10.1.2.3"]);
+    },
+    addresses: () => undefined,
+    log: (_level, message) => warnings.push(message),
+  });
+  const started = performance.now();
+  assert.deepEqual(await lookups.resolveIpv4("slow.test"), []);
+  assert.ok(performance.now() - started < 1_000);
+  assert.deepEqual(await lookups.resolveIpv4("intranet.test"), ["10.1.2.3"]);
+  assert.deepEqual(await lookups.resolveAll("intranet.test"), ["10.1.2.3"]);
+  // Within the cache time, neither an answer nor a failure is asked again.
+  assert.deepEqual(await lookups.resolveIpv4("intranet.test"), ["10.1.2.3"]);
+  assert.deepEqual(await lookups.resolveIpv4("slow.test"), []);
+  assert.deepEqual(asked, [
+    "4 slow.test",
+    "4 intranet.test",
+    "0 intranet.test",
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  await lookups.resolveIpv4("intranet.test");
+  assert.equal(asked.at(-1), "4 intranet.test");
+  assert.equal(asked.length, 4);
+
+  assert.deepEqual(await lookups.myAddresses(), ["127.0.0.1"]);
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  assert.deepEqual(await lookups.myAddresses(), ["127.0.0.1"]);
+  assert.deepEqual(warnings, [
+    "a PAC's myIpAddress() answers 127.0.0.1: the tool may not read this machine's addresses (give it --allow-sys=networkInterfaces, as deno task start and the binary have)",
+  ]);
 });
 
 const CREDENTIALS = { username: "jane", password: "s3cret" };

@@ -875,3 +875,68 @@ Deno.test("run from source without read access to the tool's code, a PAC says wh
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "run from source as the README's deno run line does, without --allow-sys, on a terminal: a PAC's myIpAddress() and pac=auto stop at no permission prompt, and say which flag is missing",
+  ignore: missing("script"),
+  async fn() {
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      () =>
+        new Response(
+          'function FindProxyForURL() { return "PROXY " + myIpAddress() + ":3128"; }',
+        ),
+    );
+    const dir = await tempConfig("");
+    try {
+      const command = [
+        Deno.execPath(),
+        "run",
+        "--quiet",
+        `--config=${ROOT}deno.json`,
+        "--allow-net",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-run=deno",
+        `${ROOT}main.ts`,
+        "pac",
+        "auto",
+        "a.example",
+        "22",
+      ].join(" ");
+      // script(1) gives the tool a terminal, where Deno would prompt.
+      const { code, stdout } = await within(
+        new Deno.Command("script", {
+          args: ["-qec", command, "/dev/null"],
+          cwd: dir,
+          env: {
+            PAC_URL: `http://127.0.0.1:${server.addr.port}/p.pac`,
+            NO_COLOR: "1",
+          },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output(),
+        30_000,
+        "the pac command on a terminal",
+      );
+      const output = text(stdout).replaceAll("\r\n", "\n");
+      assert.equal(code, 0, output);
+      assert.doesNotMatch(output, /Deno requests/);
+      assert.match(output, /^PROXY 127\.0\.0\.1:3128$/m);
+      assert.match(
+        output,
+        /warn: PAC discovery: the tool may not read the host name \(needs --allow-sys=hostname\); it is left out/,
+      );
+      assert.match(
+        output,
+        /warn: a PAC's myIpAddress\(\) answers 127\.0\.0\.1: the tool may not read this machine's addresses \(give it --allow-sys=networkInterfaces/,
+      );
+    } finally {
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

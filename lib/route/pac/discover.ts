@@ -20,6 +20,8 @@ export interface DiscoveryInputs {
   readonly resolvConf?: string;
   /** This host's name, e.g. `laptop.corp.example.com`. */
   readonly hostname?: string;
+  /** What the tool was not permitted to read, and the flag it needs, for the log. */
+  readonly unread?: readonly string[];
 }
 
 /** Most DNS suffixes considered; resolv.conf allows six search domains. */

@@ -89,7 +89,7 @@ export class PacEngine {
   constructor(route: PacRoute, options: PacEngineOptions = {}) {
     this.#route = route;
     this.#options = options;
-    this.#lookups = options.lookups ?? systemLookups();
+    this.#lookups = options.lookups ?? systemLookups({ log: options.log });
     this.#source = new PacSource(route.source, {
       refreshMs: route.refreshMs,
       caCerts: options.caCerts,

@@ -4,6 +4,10 @@
  * time and cached briefly: a PAC script may call `dnsResolve` for every
  * request, and a slow resolver must not stall every connection.
  *
+ * What the tool may not read is not asked for: run from source without
+ * `--allow-sys` or `--allow-read`, Deno would stop the whole tool at a
+ * permission prompt on a terminal.
+ *
  * @module
  */
 
@@ -25,9 +29,31 @@ export interface SystemLookupsOptions {
   readonly timeoutMs?: number;
   /** How long an answer (or a failure) is reused. @default 60000 */
   readonly cacheMs?: number;
+  /**
+   * Resolves a name: IPv4 addresses (family 4) or all (0).
+   * @default the system resolver
+   */
+  readonly resolve?: (host: string, family: 0 | 4) => Promise<string[]>;
+  /** This machine's addresses. @default {@link localAddresses} */
+  readonly addresses?: () => string[] | undefined;
+  /** Told once when this machine's addresses cannot be read. */
+  readonly log?: (level: "warn", message: string) => void;
+}
+
+/**
+ * Whether the tool holds a permission, asked without a prompt.
+ *
+ * @param descriptor The permission, e.g. `{ name: "sys", kind: "hostname" }`.
+ * @returns `true` when granted.
+ */
+export function granted(descriptor: Deno.PermissionDescriptor): boolean {
+  return Deno.permissions.querySync(descriptor).state === "granted";
 }
 
 const MAX_CACHED = 1000;
+
+/** Linux's IPv4 routing table, where the default route's interface is read. */
+const ROUTE_TABLE = "/proc/net/route";
 
 /**
  * Lookups through the system resolver, with a time limit and a cache.
@@ -36,7 +62,25 @@ const MAX_CACHED = 1000;
  * @returns The lookups.
  */
 export function systemLookups(options: SystemLookupsOptions = {}): PacLookups {
-  const { timeoutMs = 500, cacheMs = 60_000 } = options;
+  const {
+    timeoutMs = 500,
+    cacheMs = 60_000,
+    resolve = systemResolve,
+    addresses = localAddresses,
+  } = options;
+  let warned = false;
+  const mine = () => {
+    const found = addresses();
+    if (found !== undefined) return found;
+    if (!warned) {
+      warned = true;
+      options.log?.(
+        "warn",
+        "a PAC's myIpAddress() answers 127.0.0.1: the tool may not read this machine's addresses (give it --allow-sys=networkInterfaces, as deno task start and the binary have)",
+      );
+    }
+    return ["127.0.0.1"];
+  };
   const cache = new Map<string, { until: number; answer: Promise<string[]> }>();
   const cached = (key: string, ask: () => Promise<string[]>) => {
     const now = Date.now();
@@ -47,16 +91,19 @@ export function systemLookups(options: SystemLookupsOptions = {}): PacLookups {
     cache.set(key, { until: now + cacheMs, answer });
     return answer;
   };
-  const resolve = (host: string, family: 0 | 4) =>
-    lookup(host, { all: true, family }).then(
-      (found) => found.map(({ address }) => address),
-      () => [],
-    );
   return {
-    resolveIpv4: (host) => cached(`4 ${host}`, () => resolve(host, 4)),
-    resolveAll: (host) => cached(`0 ${host}`, () => resolve(host, 0)),
-    myAddresses: () => cached("me", () => Promise.resolve(localAddresses())),
+    resolveIpv4: (host) =>
+      cached(`4 ${host}`, () => resolve(host, 4).catch(() => [])),
+    resolveAll: (host) =>
+      cached(`0 ${host}`, () => resolve(host, 0).catch(() => [])),
+    myAddresses: () => cached("me", () => Promise.resolve(mine())),
   };
+}
+
+function systemResolve(host: string, family: 0 | 4): Promise<string[]> {
+  return lookup(host, { all: true, family }).then((found) =>
+    found.map(({ address }) => address)
+  );
 }
 
 function withinTime(answer: Promise<string[]>, ms: number): Promise<string[]> {
@@ -70,13 +117,13 @@ function withinTime(answer: Promise<string[]>, ms: number): Promise<string[]> {
 /**
  * This machine's addresses: those of the interface the default route
  * leaves by first (read from /proc/net/route on Linux), then the others,
- * IPv4 before IPv6 and loopback last. Reading interfaces needs
- * `--allow-sys=networkInterfaces`; without it the answer is loopback, as
- * browsers answer when they find no address.
+ * IPv4 before IPv6 and loopback last.
  *
- * @returns The addresses, never empty.
+ * @returns The addresses, never empty; `undefined` without
+ *   `--allow-sys=networkInterfaces`.
  */
-export function localAddresses(): string[] {
+export function localAddresses(): string[] | undefined {
+  if (!granted({ name: "sys", kind: "networkInterfaces" })) return undefined;
   let interfaces: Deno.NetworkInterfaceInfo[];
   try {
     interfaces = Deno.networkInterfaces();
@@ -95,8 +142,9 @@ export function localAddresses(): string[] {
 }
 
 function defaultRouteInterface(): string | undefined {
+  if (!granted({ name: "read", path: ROUTE_TABLE })) return undefined;
   try {
-    const table = Deno.readTextFileSync("/proc/net/route");
+    const table = Deno.readTextFileSync(ROUTE_TABLE);
     return parseDefaultRoute(table);
   } catch {
     return undefined;

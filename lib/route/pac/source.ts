@@ -20,7 +20,11 @@ import { copyBody } from "../../local/http1_body.ts";
 import { responseFraming } from "../../local/http1.ts";
 import { printable, readResponseHead } from "../../proxy/http_head.ts";
 import { type DiscoveryInputs, pacCandidates } from "./discover.ts";
+import { granted } from "./lookups.ts";
 import type { PacScript } from "./sandbox.ts";
+
+/** Where the DNS search domains are read, for WPAD. */
+const RESOLV_CONF = "/etc/resolv.conf";
 
 /** The largest PAC script read or fetched. */
 export const MAX_PAC_BYTES = 1024 * 1024;
@@ -304,9 +308,14 @@ export class PacSource {
         : await readPacFile(this.#location);
       return { text, name: this.#location };
     }
-    const candidates = pacCandidates(
-      (this.#options.discovery ?? machineDiscovery)(),
-    );
+    const inputs = (this.#options.discovery ?? machineDiscovery)();
+    for (const what of inputs.unread ?? []) {
+      this.#options.log?.(
+        "warn",
+        `PAC discovery: the tool may not read ${what}; it is left out`,
+      );
+    }
+    const candidates = pacCandidates(inputs);
     const failures: string[] = [];
     for (const url of candidates) {
       this.#options.log?.("info", `PAC discovery: trying ${url}`);
@@ -332,24 +341,49 @@ export class PacSource {
 
 /**
  * What discovery reads on this machine: the environment, /etc/resolv.conf
- * and the host name (each skipped when not permitted or not there).
+ * and the host name, each only when the tool may read it (run from
+ * source, Deno would otherwise stop the tool at a permission prompt).
  *
- * @returns The inputs of `pacCandidates`.
+ * @returns The inputs of `pacCandidates`, with what could not be read.
  */
 export function machineDiscovery(): DiscoveryInputs {
-  const attempt = <T>(read: () => T): T | undefined => {
+  const unread: string[] = [];
+  const attempt = <T>(
+    permission: Deno.PermissionDescriptor,
+    what: string,
+    read: () => T,
+  ): T | undefined => {
+    if (!granted(permission)) {
+      unread.push(what);
+      return undefined;
+    }
     try {
       return read();
     } catch {
       return undefined;
     }
   };
+  const variable = (name: string) =>
+    attempt(
+      { name: "env", variable: name },
+      `${name} (needs --allow-env)`,
+      () => Deno.env.get(name),
+    );
   return {
     env: {
-      PAC_URL: attempt(() => Deno.env.get("PAC_URL")),
-      AUTO_PROXY_URL: attempt(() => Deno.env.get("AUTO_PROXY_URL")),
+      PAC_URL: variable("PAC_URL"),
+      AUTO_PROXY_URL: variable("AUTO_PROXY_URL"),
     },
-    resolvConf: attempt(() => Deno.readTextFileSync("/etc/resolv.conf")),
-    hostname: attempt(() => Deno.hostname()),
+    resolvConf: attempt(
+      { name: "read", path: RESOLV_CONF },
+      `${RESOLV_CONF} (needs --allow-read=${RESOLV_CONF})`,
+      () => Deno.readTextFileSync(RESOLV_CONF),
+    ),
+    hostname: attempt(
+      { name: "sys", kind: "hostname" },
+      "the host name (needs --allow-sys=hostname)",
+      () => Deno.hostname(),
+    ),
+    unread,
   };
 }
