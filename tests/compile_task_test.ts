@@ -8,13 +8,21 @@
 import assert from "node:assert/strict";
 import manifest from "../deno.json" with { type: "json" };
 import { freePort, text } from "./_util/net.ts";
-import { COMPILE_FLAGS, ROOT, runTool, tempConfig } from "./_util/tool.ts";
+import {
+  COMPILE_FLAGS,
+  ROOT,
+  runTool,
+  tempConfig,
+  tool,
+} from "./_util/tool.ts";
 
-Deno.test("the compile task bakes network, env, and reads and writes below the working directory only", () => {
+Deno.test("the compile task bakes network, env, reads and writes below the working directory, and reads two system files for PAC files", () => {
   assert.deepEqual(COMPILE_FLAGS.toSorted(), [
     "--allow-env",
     "--allow-net",
-    "--allow-read=.",
+    // Below the working directory; and, for a PAC, the DNS search domains
+    // of pac=auto and the default route of myIpAddress().
+    "--allow-read=.,/etc/resolv.conf,/proc/net/route",
     // The PAC sandbox process: the binary itself, found on PATH.
     "--allow-run=httptunneling",
     // A PAC's myIpAddress() and pac=auto's host name, nothing more.
@@ -81,6 +89,23 @@ Deno.test("with the compiled-in permissions, a write outside the working directo
     assert.doesNotMatch(read.stderr, /s3cret/);
   } finally {
     await Deno.remove(outside, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("with the compiled-in permissions, pac=auto reads the DNS search domains and the host name, and asks for nothing more", async () => {
+  const dir = await tempConfig("");
+  try {
+    const dead = `http://127.0.0.1:${freePort()}/wpad.dat`;
+    const { code, stderr } = await tool(
+      ["pac", "auto", "a.example", "22"],
+      dir,
+      { PAC_URL: dead },
+    ).output();
+    assert.equal(code, 1);
+    assert.match(text(stderr), new RegExp(`PAC discovery: trying ${dead}`));
+    assert.doesNotMatch(text(stderr), /may not read/);
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
