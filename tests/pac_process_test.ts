@@ -50,6 +50,7 @@ Deno.test("process: answers like the Worker, lookups answered by the tool, error
   const sandbox = new PacProcess({
     text: `function FindProxyForURL(url, host) {
       alert("asked " + host);
+      if (host === "chatty") for (var i = 0; i < 1000; i++) alert(i);
       return [url, host, dnsResolve(host), isResolvable("nowhere.test"),
         myIpAddress()].join(" ");
     }`,
@@ -57,13 +58,25 @@ Deno.test("process: answers like the Worker, lookups answered by the tool, error
   }, {
     lookups: FAKE_DNS,
     timeoutMs: 5_000,
-    log: (level, message) => level === "debug" && alerts.push(message),
+    log: (level, message) => level === "info" && alerts.push(message),
   });
   try {
     assert.equal(
       await sandbox.find("https://intranet.test:22/", "intranet.test"),
       "https://intranet.test:22/ intranet.test 10.1.2.3 false 192.0.2.44",
     );
+    assert.deepEqual(alerts, ["t.pac: alert(): asked intranet.test"]);
+    // A script that alerts in a loop: 20 lines a call, then one saying so.
+    alerts.length = 0;
+    await sandbox.find("https://chatty/", "chatty");
+    assert.equal(alerts.length, 21);
+    assert.equal(alerts[19], "t.pac: alert(): 18");
+    assert.equal(
+      alerts[20],
+      "t.pac: more than 20 alert() calls in one call; the rest are not logged",
+    );
+    alerts.length = 0;
+    await sandbox.find("https://intranet.test:22/", "intranet.test");
     assert.deepEqual(alerts, ["t.pac: alert(): asked intranet.test"]);
   } finally {
     await sandbox.close();

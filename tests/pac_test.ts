@@ -429,6 +429,17 @@ Deno.test("the pac command prints the answer, like pactester; a looping PAC ends
       intranet.stderr,
       /FindProxyForURL\("http:\/\/app\.dept7\.corp\.example\/"/,
     );
+    // alert() text goes to stderr, as pactester prints it.
+    await Deno.writeTextFile(
+      `${dir}/alert.pac`,
+      'function FindProxyForURL(url) { alert("seen " + url); return "DIRECT"; }\n',
+    );
+    const alerted = await runTool(["pac", "alert.pac", "a.example", "22"], dir);
+    assert.equal(alerted.stdout, "DIRECT\n");
+    assert.match(
+      alerted.stderr,
+      /^info: alert\.pac: alert\(\): seen https:\/\/a\.example:22\/\n/,
+    );
     const started = Date.now();
     const loop = await runTool(["pac", "loop.pac", "a.example", "22"], dir);
     assert.equal(loop.code, 1);

@@ -36,9 +36,7 @@ export async function pacCommand(args: string[]): Promise<number> {
     )
     : tunnelQuery(destination);
   const engines = new PacEngines({
-    log: (level, message) => {
-      if (level !== "debug") console.error(`${level}: ${message}`);
-    },
+    log: (level, message) => console.error(`${level}: ${message}`),
   });
   try {
     const { value, alternatives, scriptName } = await engines.engineFor({

@@ -61,7 +61,7 @@ export interface PacEngineOptions {
   /** PEM certificates trusted for an https:// PAC URL. */
   readonly caCerts?: readonly string[];
   /** The log. */
-  readonly log?: (level: "debug" | "info" | "warn", message: string) => void;
+  readonly log?: (level: "info" | "warn", message: string) => void;
   /**
    * A signal that makes {@link PacEngines} read or fetch every script
    * again (SIGHUP), listened for while any engine exists. @default none

@@ -111,8 +111,8 @@ export interface PacProcessOptions {
   readonly timeoutMs?: number;
   /** Answers the script's name lookups. */
   readonly lookups: PacLookups;
-  /** Told of killed and dead processes and of `alert()` text. */
-  readonly log?: (level: "warn" | "debug", message: string) => void;
+  /** Told of killed and dead processes (`warn`) and of `alert()` text (`info`). */
+  readonly log?: (level: "warn" | "info", message: string) => void;
   /** How to start the process. @default {@link pacSpawn}'s answer */
   readonly spawn?: PacSpawn;
 }
@@ -300,8 +300,8 @@ export class PacProcess implements PacEvaluator {
         else if (message.type === "result") running.pending?.(message);
         else if (message.type === "log") {
           // The process's own timeout warnings are the tool's to give.
-          if (message.level === "debug") {
-            this.#options.log?.("debug", message.message);
+          if (message.level === "info") {
+            this.#options.log?.("info", String(message.message));
           }
         } else this.#answerLookup(running, message);
       }

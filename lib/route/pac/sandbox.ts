@@ -99,8 +99,8 @@ export interface PacSandboxOptions {
   readonly timeoutMs?: number;
   /** Answers the script's name lookups. */
   readonly lookups: PacLookups;
-  /** Told of abandoned Workers and of `alert()` text. */
-  readonly log?: (level: "warn" | "debug", message: string) => void;
+  /** Told of abandoned Workers (`warn`) and of `alert()` text (`info`). */
+  readonly log?: (level: "warn" | "info", message: string) => void;
 }
 
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
@@ -277,8 +277,10 @@ export class PacSandbox implements PacEvaluator {
       else if (data.type === "lookup") this.#answerLookup(running.bridge);
       else if (data.type === "alert") {
         this.#options.log?.(
-          "debug",
-          `${this.#script.name}: alert(): ${data.message.slice(0, 500)}`,
+          "info",
+          data.capped === undefined
+            ? `${this.#script.name}: alert(): ${data.message.slice(0, 500)}`
+            : `${this.#script.name}: more than ${data.capped} alert() calls in one call; the rest are not logged`,
         );
       } else running.pending?.(data);
     };

@@ -55,7 +55,7 @@ export type FromPacChild =
   }
   | {
     readonly type: "log";
-    readonly level: "warn" | "debug";
+    readonly level: "warn" | "info";
     readonly message: string;
   };
 

@@ -48,7 +48,18 @@ export type FromPacWorker =
   }
   | { readonly type: "ready" }
   | { readonly type: "lookup" }
-  | { readonly type: "alert"; readonly message: string };
+  | {
+    readonly type: "alert";
+    readonly message: string;
+    /** Set instead of a message once a call reached {@link MAX_ALERTS}. */
+    readonly capped?: number;
+  };
+
+/**
+ * `alert()` calls passed on per load or call: a script that alerts in a
+ * loop cannot flood the log.
+ */
+export const MAX_ALERTS = 20;
 
 const scope = globalThis as unknown as {
   postMessage(message: FromPacWorker): void;
@@ -59,6 +70,7 @@ const indirectEval = eval;
 
 let find: ((url: string, host: string) => unknown) | undefined;
 let scriptName = "";
+let alertsLeft = MAX_ALERTS;
 
 // Where in the script an error happened, from its stack.
 function lineOf(error: unknown): number | undefined {
@@ -107,7 +119,13 @@ async function load(message: ToPacWorker & { type: "load" }): Promise<void> {
     resolveAll: (host) => lookup("resolveAll", host),
     myAddresses: () => lookup("myAddresses", ""),
     now: () => new Date(),
-    alert: (text) => post({ type: "alert", message: String(text) }),
+    alert: (text) => {
+      if (alertsLeft > 0) post({ type: "alert", message: String(text) });
+      else if (alertsLeft === 0) {
+        post({ type: "alert", message: "", capped: MAX_ALERTS });
+      }
+      alertsLeft--;
+    },
   });
   const global = globalThis as Record<string, unknown>;
   Object.assign(global, helpers);
@@ -167,6 +185,7 @@ async function load(message: ToPacWorker & { type: "load" }): Promise<void> {
 }
 
 scope.onmessage = ({ data }) => {
+  alertsLeft = MAX_ALERTS;
   if (data.type === "load") {
     load(data);
     return;
