@@ -103,7 +103,9 @@ Deno.test("PacSource: a failed refresh keeps the last good script and says so", 
   const source = new PacSource(`http://127.0.0.1:${server.port}/p.pac`, {
     refreshMs: 3_600_000,
     log: (_level, message) => logged.push(message),
-    onScript: (script) => changed.push(script.text),
+    onScript: (script) => {
+      changed.push(script.text);
+    },
   });
   try {
     assert.equal((await source.script()).text, PAC);
@@ -119,6 +121,45 @@ Deno.test("PacSource: a failed refresh keeps the last good script and says so", 
     await source.refresh();
     assert.deepEqual(changed, [next]);
     assert.equal((await source.script()).text, next);
+  } finally {
+    await source.close();
+  }
+});
+
+Deno.test("PacSource: one fetch at a time; refreshes asked for meanwhile make one more", async () => {
+  let fetches = 0;
+  let text = PAC;
+  await using server = startServer(async (conn) => {
+    fetches++;
+    const buffer = new Uint8Array(4096);
+    let head = "";
+    while (!head.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) return;
+      head += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await writeAll(
+      conn,
+      new TextEncoder().encode(
+        `HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`,
+      ),
+    );
+  });
+  const changed: string[] = [];
+  const source = new PacSource(`http://127.0.0.1:${server.port}/p.pac`, {
+    refreshMs: 3_600_000,
+    onScript: (script) => {
+      changed.push(script.text);
+    },
+  });
+  try {
+    await source.script();
+    assert.equal(fetches, 1);
+    text = 'function FindProxyForURL() { return "PROXY p:1"; }';
+    await Promise.all(Array.from({ length: 10 }, () => source.refresh()));
+    assert.equal(fetches, 3);
+    assert.deepEqual(changed, [text]);
   } finally {
     await source.close();
   }

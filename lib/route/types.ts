@@ -94,7 +94,7 @@ export interface PacRoute {
   };
   /**
    * The proxy hosts the credentials may be sent to (`credentials-for=`),
-   * NO_PROXY-style patterns; absent: see `mayReceiveCredentials`.
+   * NO_PROXY-style patterns; absent: see `credentialHosts` (pac/proxies.ts).
    */
   readonly credentialsFor?: readonly string[];
 }

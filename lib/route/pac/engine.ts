@@ -239,7 +239,7 @@ export class PacEngine {
       await next.close();
       this.#options.log?.(
         "warn",
-        `the new PAC does not load (${
+        `PAC ${script.name} changed, and the new script does not load (${
           errorMessage(error)
         }); keeping the last good script`,
       );
@@ -249,6 +249,7 @@ export class PacEngine {
     this.#sandbox = next;
     await previous?.close();
     this.#cache.clear();
+    this.#options.log?.("info", `PAC ${script.name} changed; reloaded`);
   }
 }
 

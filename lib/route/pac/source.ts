@@ -198,8 +198,11 @@ export function isPacUrl(location: string): boolean {
 export interface PacSourceOptions extends FetchPacOptions {
   /** Time between fetches of a URL. @default DEFAULT_PAC_REFRESH_MS */
   readonly refreshMs?: number;
-  /** Called with each new script text read or fetched, once loaded. */
-  readonly onScript?: (script: PacScript) => void;
+  /**
+   * Called with each changed script read or fetched after the first, to
+   * take it into use; {@link PacSource.refresh} waits for it.
+   */
+  readonly onScript?: (script: PacScript) => void | Promise<void>;
   /** Told of fetches, discoveries and failures. */
   readonly log?: (level: "info" | "warn", message: string) => void;
   /** What `auto` reads; the machine's by default. */
@@ -213,6 +216,8 @@ export class PacSource {
   #script: PacScript | undefined;
   #first: Promise<PacScript> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #refreshing: Promise<void> | undefined;
+  #queued: Promise<void> | undefined;
   #watch: ConfigWatch | undefined;
   #closed = false;
 
@@ -250,9 +255,28 @@ export class PacSource {
 
   /**
    * Reads or fetches the script again now (SIGHUP, a timer, the file
-   * changed); a failure keeps the last good script and is logged.
+   * changed); a failure keeps the last good script and is logged. One
+   * read or fetch runs at a time, so that a slow server and a short
+   * `pac-refresh=` cannot pile fetches up; one asked for meanwhile runs
+   * once after it.
+   *
+   * @returns When the script was read and, if it changed, handed on.
    */
-  async refresh(): Promise<void> {
+  refresh(): Promise<void> {
+    if (this.#refreshing === undefined) {
+      this.#refreshing = this.#refreshNow().finally(() => {
+        this.#refreshing = undefined;
+      });
+      return this.#refreshing;
+    }
+    this.#queued ??= this.#refreshing.then(() => {
+      this.#queued = undefined;
+      return this.refresh();
+    });
+    return this.#queued;
+  }
+
+  async #refreshNow(): Promise<void> {
     if (this.#closed || this.#script === undefined) return;
     try {
       const script = await this.#load();
@@ -261,8 +285,7 @@ export class PacSource {
         script.text !== this.#script.text || script.name !== this.#script.name
       ) {
         this.#script = script;
-        this.#options.log?.("info", `PAC ${script.name} changed; reloaded`);
-        this.#options.onScript?.(script);
+        await this.#options.onScript?.(script);
       }
     } catch (error) {
       this.#options.log?.(
