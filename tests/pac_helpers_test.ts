@@ -433,20 +433,51 @@ Deno.test("timeRange: Netscape's examples, GMT, midnight, and a bad argument cou
 });
 
 // The time functions read the clock in the local zone unless told "GMT":
-// run in a zone 14 hours east of UTC, where it is already Wednesday.
-Deno.test("the time functions use local time, and UTC for a trailing GMT", async () => {
+// run in a zone 14 hours east of UTC, where it is already Wednesday, and
+// (second clock) already next year. Every argument form, with and without
+// "GMT", at instants where the two answers differ.
+Deno.test("the time functions use local time, and UTC for a trailing GMT, in every argument form", async () => {
+  // [function, arguments, answer in local time, answer with "GMT"]
+  const tuesdayEvening: [string, unknown[], boolean, boolean][] = [
+    ["weekdayRange", ["TUE"], false, true],
+    ["weekdayRange", ["MON", "TUE"], false, true],
+    ["weekdayRange", ["WED", "THU"], true, false],
+    ["dateRange", [3], false, true],
+    ["dateRange", [1, 3], false, true],
+    ["dateRange", [4, 5], true, false],
+    ["dateRange", [1, "MAR", 3, "MAR"], false, true],
+    ["dateRange", [1, "MAR", 2009, 3, "MAR", 2009], false, true],
+    ["timeRange", [20], false, true],
+    ["timeRange", [19, 20], false, true],
+    ["timeRange", [9, 10], true, false],
+    ["timeRange", [19, 30, 20, 30], false, true],
+    ["timeRange", [19, 59, 59, 20, 0, 1], false, true],
+  ];
+  const newYearsEve: [string, unknown[], boolean, boolean][] = [
+    ["dateRange", ["DEC"], false, true],
+    ["dateRange", ["NOV", "DEC"], false, true],
+    ["dateRange", [2008], false, true],
+    ["dateRange", [2007, 2008], false, true],
+    ["dateRange", ["DEC", 2008, "DEC", 2008], false, true],
+    ["dateRange", ["JAN", 2009, "FEB", 2009], true, false],
+  ];
   const script = `
     import { pacHelpers } from ${
     JSON.stringify(import.meta.resolve("../lib/route/pac/helpers.ts"))
   };
-    const h = pacHelpers({
+    const at = (now) => pacHelpers({
       resolveIpv4: () => [], resolveAll: () => [], myAddresses: () => [],
-      alert: () => {}, now: () => new Date(Date.UTC(2009, 2, 3, 20, 0, 0)),
+      alert: () => {}, now: () => now,
     });
+    const answers = (h, cases) => cases.map(([name, args]) =>
+      [h[name](...args), h[name](...args, "GMT")]);
     console.log(JSON.stringify([
-      h.weekdayRange("WED"), h.weekdayRange("TUE", "GMT"),
-      h.dateRange(4), h.dateRange(3, "GMT"),
-      h.timeRange(10), h.timeRange(20, "GMT"),
+      answers(at(new Date(Date.UTC(2009, 2, 3, 20, 0, 0))), ${
+    JSON.stringify(tuesdayEvening)
+  }),
+      answers(at(new Date(Date.UTC(2008, 11, 31, 20, 0, 0))), ${
+    JSON.stringify(newYearsEve)
+  }),
     ]));
   `;
   const output = await new Deno.Command(Deno.execPath(), {
@@ -457,10 +488,21 @@ Deno.test("the time functions use local time, and UTC for a trailing GMT", async
   }).output();
   const stderr = new TextDecoder().decode(output.stderr);
   assert.equal(output.code, 0, stderr);
-  assert.deepEqual(
-    JSON.parse(new TextDecoder().decode(output.stdout)),
-    [true, true, true, true, true, true],
-  );
+  const [evening, eve] = JSON.parse(new TextDecoder().decode(output.stdout));
+  for (
+    const [cases, got] of [[tuesdayEvening, evening], [newYearsEve, eve]] as [
+      [string, unknown[], boolean, boolean][],
+      [boolean, boolean][],
+    ][]
+  ) {
+    cases.forEach(([name, args, local, gmt], i) => {
+      assert.deepEqual(
+        got[i],
+        [local, gmt],
+        `${name}(${args.map((a) => JSON.stringify(a)).join(", ")}[, "GMT"])`,
+      );
+    });
+  }
 });
 
 // Chromium, proxy_resolver_v8_unittest/dns_fail.js: every lookup fails.
