@@ -193,56 +193,139 @@ Deno.test({
   },
 });
 
+/** A SOCKS5 CONNECT to an IPv4 address, without authentication. */
+async function socksConnect(
+  port: number,
+  host: string,
+  hostPort: number,
+): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, new Uint8Array([5, 1, 0]));
+    assert.deepEqual(
+      [...await within(readExactly(conn, 2), 10_000, "SOCKS method")],
+      [5, 0],
+    );
+    await writeAll(
+      conn,
+      new Uint8Array([
+        5,
+        1,
+        0,
+        1,
+        ...host.split(".").map(Number),
+        hostPort >> 8,
+        hostPort & 0xff,
+      ]),
+    );
+    const reply = await within(readExactly(conn, 10), 10_000, "SOCKS reply");
+    assert.equal(reply[1], 0, `SOCKS reply ${reply[1]}`);
+    return conn;
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+}
+
+/** Sends `word` on an open tunnel and reads it back. */
+async function echoOn(conn: Deno.Conn, word: string): Promise<void> {
+  await writeAll(conn, bytes(word));
+  assert.equal(
+    text(await within(readExactly(conn, word.length), 10_000, "echo")),
+    word,
+  );
+}
+
 Deno.test({
   name:
-    "a local proxy with pac=: CONNECT to each host goes the way the PAC says",
+    "one PAC URL, as a company gives it: a local HTTP proxy and a SOCKS entry send the intranet host direct and the Internet host through squid; the PAC sees https://host:port/ for CONNECT and SOCKS",
   ignore: missing("squid"),
   async fn() {
     await using squid = await startSquid();
     await using intranet = startEchoOn("127.0.0.2");
     await using internet = startEchoOn("127.0.0.3");
-    const port = freePort();
-    const dir = await tempConfig(`${port} proxy pac=corp.pac\n`);
-    await Deno.writeTextFile(
-      `${dir}/corp.pac`,
-      corporatePac(`127.0.0.1:${squid.port}`),
+    // The corporate PAC, and alert() naming the URL each call is shown.
+    const pac = corporatePac(`127.0.0.1:${squid.port}`) +
+      "var corporate = FindProxyForURL;\n" +
+      'FindProxyForURL = function (url, host) { alert("shown " + url); return corporate(url, host); };\n';
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      () => new Response(pac),
     );
-    await using run = startRun(dir, [], READ_SOURCE);
-    await waitForLog(run.log, /config applied/);
-    for (
-      const [host, echo] of [["127.0.0.2", intranet], [
-        "127.0.0.3",
-        internet,
-      ]] as const
-    ) {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      try {
-        await writeAll(
-          conn,
-          bytes(
-            `CONNECT ${host}:${echo.port} HTTP/1.1\r\nHost: ${host}:${echo.port}\r\n\r\n`,
+    try {
+      const [proxy, socks] = [freePort(), freePort()];
+      const url = `http://127.0.0.1:${server.addr.port}/wpad.dat`;
+      const dir = await tempConfig(
+        `${proxy} proxy pac=${url}\n${socks} socks pac=${url}\n`,
+      );
+      await using run = startRun(dir, [], READ_SOURCE);
+      await waitForLog(run.log, /config applied/);
+      for (
+        const [host, echo] of [
+          ["127.0.0.2", intranet],
+          ["127.0.0.3", internet],
+        ] as const
+      ) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy });
+        try {
+          await writeAll(
+            conn,
+            bytes(
+              `CONNECT ${host}:${echo.port} HTTP/1.1\r\nHost: ${host}:${echo.port}\r\n\r\n`,
+            ),
+          );
+          const head = text(
+            await within(readExactly(conn, 12), 10_000, "answer"),
+          );
+          assert.equal(head, "HTTP/1.1 200");
+          // Skip the rest of the head, then echo.
+          let rest = "";
+          while (!rest.endsWith("\r\n\r\n")) {
+            rest += text(await within(readExactly(conn, 1), 5_000, "head"));
+          }
+          await echoOn(conn, "ping");
+        } finally {
+          conn.close();
+        }
+        const viaSocks = await socksConnect(socks, host, echo.port);
+        try {
+          await echoOn(viaSocks, "socks ping");
+        } finally {
+          viaSocks.close();
+        }
+      }
+      const log = await squidLogged(squid.dir, /CONNECT 127\.0\.0\.3:/, 2);
+      assert.equal(
+        log.filter((line) => line.includes("CONNECT 127.0.0.3:")).length,
+        2,
+      );
+      assert.ok(!log.some((line) => line.includes("127.0.0.2")));
+      const tool = await waitForLog(
+        run.log,
+        /open .*127\.0\.0\.3:\d+ via http:\/\/127\.0\.0\.1:\d+ \(pac http:[^)]*\)[^]*open .*127\.0\.0\.3:\d+ via http:\/\/127\.0\.0\.1:\d+ \(pac http:/,
+      );
+      for (
+        const [host, echo] of [["127.0.0.2", intranet], [
+          "127.0.0.3",
+          internet,
+        ]] as const
+      ) {
+        assert.match(
+          tool,
+          new RegExp(
+            `alert\\(\\): shown https://${
+              host.replaceAll(".", "\\.")
+            }:${echo.port}/\n`,
           ),
         );
-        const head = text(
-          await within(readExactly(conn, 12), 10_000, "answer"),
-        );
-        assert.equal(head, "HTTP/1.1 200");
-        // Skip the rest of the head, then echo.
-        let rest = "";
-        while (!rest.endsWith("\r\n\r\n")) {
-          rest += text(await within(readExactly(conn, 1), 5_000, "head"));
-        }
-        await writeAll(conn, bytes("ping"));
-        assert.equal(
-          text(await within(readExactly(conn, 4), 5_000, "echo")),
-          "ping",
-        );
-      } finally {
-        conn.close();
       }
+      assert.equal(
+        tool.match(/open .*127\.0\.0\.2:\d+ direct \(pac http:/g)?.length,
+        2,
+      );
+    } finally {
+      await server.shutdown();
     }
-    const log = await squidLogged(squid.dir, /CONNECT 127\.0\.0\.3:/);
-    assert.ok(!log.some((line) => line.includes("127.0.0.2")));
   },
 });
 
@@ -574,6 +657,29 @@ Deno.test({
       "?direct-b",
       "?via-squid-c",
     ]);
+    // Each request's log line names the PAC that routed it.
+    const tool = await eventually(
+      async () => {
+        const log = await Deno.readTextFile(run.log);
+        return log.match(/ GET http:\S+\/hello\?… 200 /g)?.length === 3 &&
+          log;
+      },
+      10_000,
+      "three requests logged",
+    );
+    assert.equal(
+      tool.match(
+        new RegExp(
+          `GET http://127\\.0\\.0\\.1:\\d+/hello\\?… 200 .* via http://127\\.0\\.0\\.1:${squid.port} \\(pac path\\.pac\\)\n`,
+          "g",
+        ),
+      )?.length,
+      2,
+    );
+    assert.match(
+      tool,
+      /GET http:\/\/127\.0\.0\.1:\d+\/hello\?… 200 .* direct \(pac path\.pac\)\n/,
+    );
   },
 });
 

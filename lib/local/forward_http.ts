@@ -39,6 +39,7 @@ import {
 import { type DialContext, dialRoute } from "../route/dial.ts";
 import { routeFromEnvironment } from "../route/env.ts";
 import { dialWithFailover } from "../route/failover.ts";
+import { pacLabel } from "../route/pac/engine.ts";
 import { proxyFor } from "../route/pac/proxies.ts";
 import { requestQuery } from "../route/pac/url.ts";
 import { transportFor } from "../route/transport.ts";
@@ -85,19 +86,25 @@ const MAX_COALESCED_BYTES = 16 * 1024;
 
 /** Where a plain request goes next. */
 type Upstream =
-  | {
-    readonly kind: "proxy";
-    /** The last hop, which gets the request in absolute form. */
-    readonly proxy: Proxy;
-    /** The hops before it, which open a tunnel to it. */
-    readonly before: Route;
-    readonly key: string;
-  }
-  | {
-    readonly kind: "origin";
-    /** How the origin server is reached. */
-    readonly route: Route;
-    readonly key: string;
+  & (
+    | {
+      readonly kind: "proxy";
+      /** The last hop, which gets the request in absolute form. */
+      readonly proxy: Proxy;
+      /** The hops before it, which open a tunnel to it. */
+      readonly before: Route;
+      readonly key: string;
+    }
+    | {
+      readonly kind: "origin";
+      /** How the origin server is reached. */
+      readonly route: Route;
+      readonly key: string;
+    }
+  )
+  & {
+    /** The PAC that chose the route, for the log: `(pac corp.pac)`. */
+    readonly pac?: string;
   };
 
 /** What answering one request came to, for the log and the caller. */
@@ -256,9 +263,11 @@ async function answer(
   if (taken) inFlight.add(taken.stream);
   const reused = fresh === undefined && taken !== undefined;
   let connection = taken ?? await open();
-  const path = upstream.kind === "proxy"
-    ? `via ${describeProxy(upstream.proxy)}`
-    : describeRoute(upstream.route);
+  const path = `${
+    upstream.kind === "proxy"
+      ? `via ${describeProxy(upstream.proxy)}`
+      : describeRoute(upstream.route)
+  }${upstream.pac === undefined ? "" : ` ${upstream.pac}`}`;
   // A body that a 407 may make us send again is read whole first, when it
   // is small; a larger one goes on a connection authenticated beforehand.
   // So does a body the client holds back for a 100 (Continue): after a 407
@@ -403,8 +412,9 @@ async function upstreamFor(
   options: TunnelOptions,
 ): Promise<Upstream> {
   let chosen = routeFor(entry, url);
+  let pac: string | undefined;
   if (chosen.kind === "pac") {
-    chosen = await pacChoice(chosen, url, context, options);
+    ({ route: chosen, pac } = await pacChoice(chosen, url, context, options));
   }
   const route = chosen.kind === "env"
     ? routeFromEnvironment(context.environment, url)
@@ -423,6 +433,7 @@ async function upstreamFor(
         proxy,
         before,
         key: JSON.stringify(["proxy", proxy, before]),
+        pac,
       };
     }
   }
@@ -430,6 +441,7 @@ async function upstreamFor(
     kind: "origin",
     route,
     key: JSON.stringify(["origin", formatHostPort(url), route]),
+    pac,
   };
 }
 
@@ -443,7 +455,7 @@ async function pacChoice(
   url: AbsoluteTarget,
   context: DialContext,
   options: TunnelOptions,
-): Promise<Route> {
+): Promise<{ route: Route; pac: string }> {
   if (context.pac === undefined) {
     throw new Error(`pac ${route.source}: PAC scripts are not run here`);
   }
@@ -459,7 +471,12 @@ async function pacChoice(
       log.warn(errorMessage(error));
     }
   }
-  return hop.length === 0 ? { kind: "direct" } : { kind: "chain", hops: [hop] };
+  return {
+    route: hop.length === 0
+      ? { kind: "direct" }
+      : { kind: "chain", hops: [hop] },
+    pac: pacLabel(decision, route),
+  };
 }
 
 async function openUpstream(

@@ -13,7 +13,7 @@ import type { Duplex } from "../net/duplex.ts";
 import { dialTcp, dialTcpLinked } from "../net/tcp.ts";
 import { type ProxyEnvironment, routeFromEnvironment } from "./env.ts";
 import { dialWithFailover, type FailoverContext } from "./failover.ts";
-import type { PacEngines } from "./pac/engine.ts";
+import { type PacEngines, pacLabel } from "./pac/engine.ts";
 import { proxyFor } from "./pac/proxies.ts";
 import { type PacQuery, tunnelQuery } from "./pac/url.ts";
 import type { SessionPool } from "./session_pool.ts";
@@ -144,9 +144,7 @@ export async function dialPac(
   const decision = await context.pac.engineFor(route, options.caCerts).decide(
     query,
   );
-  const from = decision.fallback === undefined
-    ? `(pac ${decision.scriptName})`
-    : `(pac ${route.source} failed; pac-fallback=direct)`;
+  const from = pacLabel(decision, route);
   const { alternatives } = decision;
   let failure: unknown = new Error(
     `pac ${decision.scriptName} answered no alternative this tool can use`,

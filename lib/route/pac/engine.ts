@@ -37,6 +37,19 @@ export interface PacDecision {
   readonly fallback?: string;
 }
 
+/**
+ * How a connection's log line names the PAC that routed it.
+ *
+ * @param decision What the PAC decided.
+ * @param route The PAC route.
+ * @returns e.g. `(pac corp.pac)`, or `(pac corp.pac failed; pac-fallback=direct)`.
+ */
+export function pacLabel(decision: PacDecision, route: PacRoute): string {
+  return decision.fallback === undefined
+    ? `(pac ${decision.scriptName})`
+    : `(pac ${route.source} failed; pac-fallback=direct)`;
+}
+
 /** The script could not answer and `pac-fallback=error` is in force. */
 export class PacUnavailableError extends Error {
   /**
