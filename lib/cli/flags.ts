@@ -228,7 +228,7 @@ export const PROXY_SWITCH = {
   placeholder: "URL",
   multiple: true,
   help:
-    "a proxy of the route, first hop first; commas between alternatives (default: direct)",
+    "a proxy of the route, first hop first; commas between alternatives; or env, or pac=FILE|URL|auto alone (default: direct)",
 } as const satisfies Switch;
 
 /** A one-off forward of `run`. */
