@@ -126,6 +126,31 @@ Deno.test("PacSource: a failed refresh keeps the last good script and says so", 
   }
 });
 
+Deno.test("PacSource: a PAC that never loaded is not fetched again for a while, so connections do not each wait; a refresh (SIGHUP) lets the next try at once", async () => {
+  let fetches = 0;
+  let answer = "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n";
+  await using server = rawServer(() => {
+    fetches++;
+    return answer;
+  });
+  const source = new PacSource(`http://127.0.0.1:${server.port}/p.pac`);
+  try {
+    const first = await source.script().catch((error) => error);
+    assert.ok(first instanceof PacSourceError);
+    assert.match(first.message, /503 Busy/);
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await source.script().catch((error) => error), first);
+    }
+    assert.equal(fetches, 1);
+    answer = `HTTP/1.1 200 OK\r\nContent-Length: ${PAC.length}\r\n\r\n${PAC}`;
+    await source.refresh();
+    assert.equal((await source.script()).text, PAC);
+    assert.equal(fetches, 2);
+  } finally {
+    await source.close();
+  }
+});
+
 Deno.test("PacSource: one fetch at a time; refreshes asked for meanwhile make one more", async () => {
   let fetches = 0;
   let text = PAC;

@@ -32,6 +32,12 @@ export const MAX_PAC_BYTES = 1024 * 1024;
 /** Default time between fetches of a PAC URL. */
 export const DEFAULT_PAC_REFRESH_MS = 15 * 60_000;
 
+/**
+ * Time a PAC that never loaded is not tried again for: connections take
+ * `pac-fallback=` at once meanwhile.
+ */
+export const PAC_RETRY_MS = 10_000;
+
 /** Limit for fetching a PAC URL, connect to last byte. */
 export const PAC_FETCH_TIMEOUT_MS = 10_000;
 
@@ -215,6 +221,7 @@ export class PacSource {
   readonly #options: PacSourceOptions;
   #script: PacScript | undefined;
   #first: Promise<PacScript> | undefined;
+  #failed: { error: unknown; until: number } | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #refreshing: Promise<void> | undefined;
   #queued: Promise<void> | undefined;
@@ -236,17 +243,27 @@ export class PacSource {
   }
 
   /**
-   * The script, loaded on first use; then the last good one.
+   * The script, loaded on first use; then the last good one. Until it has
+   * loaded once, a failure is given again without a new attempt for
+   * {@link PAC_RETRY_MS} (or until {@link PacSource.refresh}), so that
+   * connections do not each wait for a server that is down.
    *
    * @returns The script.
    * @throws {PacSourceError} when it was never loaded.
    */
   script(): Promise<PacScript> {
     if (this.#script) return Promise.resolve(this.#script);
+    if (this.#failed !== undefined && Date.now() < this.#failed.until) {
+      return Promise.reject(this.#failed.error);
+    }
     this.#first ??= this.#load().then((script) => {
+      this.#failed = undefined;
       this.#script = script;
       this.#follow();
       return script;
+    }, (error) => {
+      this.#failed = { error, until: Date.now() + PAC_RETRY_MS };
+      throw error;
     }).finally(() => {
       this.#first = undefined;
     });
@@ -277,6 +294,8 @@ export class PacSource {
   }
 
   async #refreshNow(): Promise<void> {
+    // Never loaded: the next connection tries at once.
+    this.#failed = undefined;
     if (this.#closed || this.#script === undefined) return;
     try {
       const script = await this.#load();
