@@ -531,6 +531,12 @@ Deno.test("the pac command prints the answer, like pactester; a looping PAC ends
       /error: loop\.pac: FindProxyForURL\("https:\/\/a\.example:22\/", "a\.example"\) took longer than 1000 ms/,
     );
     assert.ok(Date.now() - started < 30_000);
+    const wrong = await runTool(["pac", "corp.pac"], dir);
+    assert.equal(wrong.code, 2);
+    assert.match(
+      wrong.stderr,
+      /^error: pac takes a PAC file, a URL or auto, then a host and optionally a port: pac corp\.pac intranet\.example 443\n/,
+    );
     const help = await runTool(["pac", "--help"], dir);
     assert.match(
       help.stdout,

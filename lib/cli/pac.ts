@@ -24,7 +24,7 @@ export async function pacCommand(args: string[]): Promise<number> {
   const { positionals } = parseCommandLine(args, {});
   if (positionals.length < 2 || positionals.length > 3) {
     throw new UsageError(
-      "pac takes a PAC file or URL, a host and optionally a port: pac corp.pac intranet.example 443",
+      "pac takes a PAC file, a URL or auto, then a host and optionally a port: pac corp.pac intranet.example 443",
     );
   }
   const [source, host, port] = positionals;
