@@ -893,7 +893,7 @@ Deno.test("stdio --proxy pac=: one connection along the PAC's answer", async () 
   }
 });
 
-Deno.test("hostile PACs in a running tool: file, network, import() and allocation attempts fail inside the sandbox, and each entry falls back direct", async () => {
+Deno.test("hostile PACs in a running tool: file, network, import() and allocation attempts fail inside the sandbox, a memory bomb ends its sandbox process only, and each entry falls back direct", async () => {
   await using echo = startEchoOn("127.0.0.2");
   const hostile: Record<string, string> = {
     "read.pac": 'return Deno.readTextFileSync("/etc/passwd");',
@@ -901,6 +901,8 @@ Deno.test("hostile PACs in a running tool: file, network, import() and allocatio
       'fetch("http://127.0.0.1:9/"); return "DIRECT; PROXY 127.0.0.1:9";',
     "import.pac": 'return import("file:///etc/passwd");',
     "alloc.pac": 'return "x".repeat(2 ** 31);',
+    // Memory that the script really takes, until its heap cap ends it.
+    "bomb.pac": "var a = []; for (;;) a.push(new Array(1e6).fill(1));",
   };
   const ports = Object.keys(hostile).map(() => freePort());
   const dir = await tempConfig(
@@ -923,10 +925,10 @@ Deno.test("hostile PACs in a running tool: file, network, import() and allocatio
       return log.match(
             / open .* direct \(pac .* failed; pac-fallback=direct\)/g,
           )
-            ?.length === 4 && log;
+            ?.length === 5 && log;
     },
     10_000,
-    "four tunnels opened directly after the PAC failed",
+    "five tunnels opened directly after the PAC failed",
   );
   assert.match(
     log,
@@ -944,6 +946,11 @@ Deno.test("hostile PACs in a running tool: file, network, import() and allocatio
     log,
     /alloc\.pac:2: FindProxyForURL\(.*\) threw RangeError: Invalid string length; connecting directly/,
   );
+  assert.match(
+    log,
+    /bomb\.pac: its sandbox process ended \(.*out of memory\? its heap is capped at 128 MiB\).*; connecting directly/,
+  );
+  await echoThrough(ports[0], "the tool goes on");
 });
 
 Deno.test("probe CONFIG: a pac= entry shows the PAC's answer, then each alternative's probe", async () => {
