@@ -16,7 +16,7 @@ import { freePort, startServer, writeAll } from "./_util/net.ts";
 const PAC = 'function FindProxyForURL() { return "DIRECT"; }';
 
 /** An HTTP server answering every request with `answer()`, raw. */
-function rawServer(answer: () => string) {
+function rawServer(answer: () => string | Promise<string>) {
   return startServer(async (conn) => {
     const buffer = new Uint8Array(4096);
     let head = "";
@@ -25,7 +25,7 @@ function rawServer(answer: () => string) {
       if (n === null) return;
       head += new TextDecoder().decode(buffer.subarray(0, n));
     }
-    await writeAll(conn, new TextEncoder().encode(answer()));
+    await writeAll(conn, new TextEncoder().encode(await answer()));
   });
 }
 
@@ -154,22 +154,11 @@ Deno.test("PacSource: a PAC that never loaded is not fetched again for a while, 
 Deno.test("PacSource: one fetch at a time; refreshes asked for meanwhile make one more", async () => {
   let fetches = 0;
   let text = PAC;
-  await using server = startServer(async (conn) => {
+  // Each answer comes after a while, so that refreshes overlap.
+  await using server = rawServer(async () => {
     fetches++;
-    const buffer = new Uint8Array(4096);
-    let head = "";
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buffer);
-      if (n === null) return;
-      head += new TextDecoder().decode(buffer.subarray(0, n));
-    }
     await new Promise((resolve) => setTimeout(resolve, 200));
-    await writeAll(
-      conn,
-      new TextEncoder().encode(
-        `HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`,
-      ),
-    );
+    return `HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`;
   });
   const changed: string[] = [];
   const source = new PacSource(`http://127.0.0.1:${server.port}/p.pac`, {
