@@ -3,6 +3,12 @@
  */
 import assert from "node:assert/strict";
 import manifest from "../deno.json" with { type: "json" };
+import { RUN_FLAGS } from "../lib/cli/flags.ts";
+import { PROBE_FLAGS } from "../lib/cli/probe.ts";
+import { SERVE_FLAGS } from "../lib/cli/serve.ts";
+import { STATUS_FLAGS } from "../lib/cli/status.ts";
+import { STDIO_FLAGS } from "../lib/cli/stdio.ts";
+import { commandUsage } from "../lib/cli/usage.ts";
 import { runTool, tempConfig } from "./_util/tool.ts";
 
 Deno.test("--help and --version", async () => {
@@ -49,6 +55,12 @@ Deno.test("--help on every subcommand, and help <command>: its own usage with th
     stdio: [/-v, --verbose/, /--connect-timeout D +.*\(default: 10s\)/],
     probe: [/--to HOST:PORT/, /--json/, /--proxy URL/],
     status: [/-w, --watch/, /127\.0\.0\.1:9191/],
+    serve: [
+      /--listen ADDR +where to accept tunnels/,
+      /\(default: 127\.0\.0\.1:8080\)/,
+      /--allow RULES/,
+    ],
+    pac: [/^Usage: httptunneling pac FILE\|URL\|auto HOST \[PORT\]/],
   };
   for (const [command, patterns] of Object.entries(expected)) {
     for (
@@ -60,6 +72,34 @@ Deno.test("--help on every subcommand, and help <command>: its own usage with th
       for (const pattern of patterns) {
         assert.match(stdout, pattern, args.join(" "));
       }
+    }
+  }
+});
+
+Deno.test("each subcommand's --help lists exactly the flags its parser takes, and fits 88 columns", () => {
+  const parsers: Record<
+    string,
+    Record<string, { readonly type: string; readonly short?: string }>
+  > = {
+    run: RUN_FLAGS,
+    check: {},
+    stdio: STDIO_FLAGS,
+    probe: PROBE_FLAGS,
+    status: STATUS_FLAGS,
+    serve: SERVE_FLAGS,
+    pac: {},
+  };
+  for (const [command, flags] of Object.entries(parsers)) {
+    const help = commandUsage(command)!;
+    const listed = [...help.matchAll(/^ {2}(?:-(\w), )?--([a-z-]+)/gm)]
+      .map(([, short, flag]) => short ? `-${short}, --${flag}` : `--${flag}`)
+      .sort();
+    const parsed = Object.entries(flags)
+      .map(([flag, { short }]) => short ? `-${short}, --${flag}` : `--${flag}`)
+      .sort();
+    assert.deepEqual(listed, parsed, command);
+    for (const line of help.split("\n")) {
+      assert.ok(line.length <= 88, `${command}: ${line}`);
     }
   }
 });

@@ -51,6 +51,13 @@ interface ProbeTarget extends HostPort {
 /** Where a local proxy entry's route is tested, unless `--to` says. */
 const DEFAULT_TEST_DESTINATION = "example.com:443";
 
+/** The flags `probe` takes: its `--help` lists these. */
+export const PROBE_FLAGS = {
+  ...TUNNEL_FLAGS,
+  [JSON_SWITCH.flag]: { type: "boolean" },
+  [TO_SWITCH.flag]: { type: "string" },
+} as const;
+
 /**
  * Runs `probe`.
  *
@@ -60,11 +67,7 @@ const DEFAULT_TEST_DESTINATION = "example.com:443";
  * @throws {UsageError} for a wrong command line.
  */
 export async function probeCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, {
-    ...TUNNEL_FLAGS,
-    [JSON_SWITCH.flag]: { type: "boolean" },
-    [TO_SWITCH.flag]: { type: "string" },
-  });
+  const { values, positionals } = parseCommandLine(args, PROBE_FLAGS);
   const options = tunnelOptionsFrom(values);
   const environment = proxyEnvironment((level, message) => {
     if (level === "error") console.error(`warning: ${message}`);

@@ -25,6 +25,13 @@ export const DEFAULT_STATUS_ADDRESS = "127.0.0.1:9191";
 
 type Status = ReturnType<typeof statusDocument>;
 
+/** The flags `status` takes: its `--help` lists these. */
+export const STATUS_FLAGS = {
+  [WATCH_SWITCH.flag]: { type: "boolean", short: WATCH_SWITCH.short },
+  [JSON_SWITCH.flag]: { type: "boolean" },
+  [WIDE_SWITCH.flag]: { type: "boolean" },
+} as const;
+
 /**
  * Runs `status`.
  *
@@ -33,11 +40,7 @@ type Status = ReturnType<typeof statusDocument>;
  * @throws {UsageError} for a wrong command line.
  */
 export async function statusCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, {
-    [WATCH_SWITCH.flag]: { type: "boolean", short: WATCH_SWITCH.short },
-    [JSON_SWITCH.flag]: { type: "boolean" },
-    [WIDE_SWITCH.flag]: { type: "boolean" },
-  });
+  const { values, positionals } = parseCommandLine(args, STATUS_FLAGS);
   if (positionals.length > 1) {
     throw new UsageError("status takes at most one address");
   }
