@@ -83,7 +83,7 @@ Usage:
   httptunneling check [CONFIG]           validate CONFIG (default as for run) and print its entries
   httptunneling run -L [BIND:]PORT:HOST:HOSTPORT [--proxy URL ...]   one-off forwards, like ssh -L
   httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
-  httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
+  httptunneling probe [CONFIG] [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
   httptunneling status [ADDR] [--watch | --json] [--wide]   entries, proxies and live tunnels of a tool run with --status
   httptunneling serve --tokens FILE --allow RULES [options]   the far end of ws:// and wss:// hops
   httptunneling pac FILE|URL|auto HOST [PORT]   what a PAC file answers for HOST (like pactester)
@@ -149,11 +149,11 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
   },
   probe: {
     synopsis: [
-      "httptunneling probe CONFIG [--to HOST:PORT] [options]",
+      "httptunneling probe [CONFIG] [--to HOST:PORT] [options]",
       "httptunneling probe HOST PORT [--proxy URL ...] [options]",
     ],
     about:
-      "Walks each route step by step, timing each, and explains the first failure.",
+      "Walks each route step by step, timing each, and explains the first failure. Without CONFIG and HOST PORT, the routes of the file run would read (tunnels.conf, else tunnels.conf.example).",
     options: [
       ...lines([PROXY_SWITCH, TO_SWITCH, JSON_SWITCH]),
       ...TUNNEL_LINES,
