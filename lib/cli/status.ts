@@ -54,8 +54,8 @@ export async function statusCommand(args: string[]): Promise<number> {
     } catch (error) {
       console.error(
         `cannot read ${url}: ${
-          errorMessage(error)
-        } (is the tool running with --status ${formatHostPort(address)}?)`,
+          fetchProblem(error)
+        }; is the tool running with --status ${formatHostPort(address)}?`,
       );
       return 1;
     }
@@ -78,6 +78,16 @@ export async function statusCommand(args: string[]): Promise<number> {
   }
 }
 
+// fetch says "fetch failed"; what failed is in its cause.
+function fetchProblem(error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error
+    ? error.cause
+    : error;
+  return /connection refused/i.test(errorMessage(cause))
+    ? "nothing listens there (connection refused)"
+    : errorMessage(cause);
+}
+
 /** Options of {@link renderStatus}. */
 export interface RenderOptions {
   /** The terminal's width to fit, cutting long cells in the middle; all of every cell when absent. */
@@ -85,7 +95,7 @@ export interface RenderOptions {
 }
 
 /** Failure reasons in the order the table shows them. */
-const REASONS: readonly FailureReason[] = [
+export const REASONS: readonly FailureReason[] = [
   "connect",
   "timeout",
   "refused",
@@ -131,7 +141,7 @@ export function renderStatus(
       String(entry.accepted),
       String(Object.values(entry.failed).reduce((sum, n) => sum + (n ?? 0), 0)),
     ]),
-  ], fit([2, 3, 1]));
+  ], fit([2, 3, 0, 1]));
   const sections = [entries];
   if (status.entries.length > 0) {
     const reasons = REASONS.filter((reason) =>
@@ -152,7 +162,7 @@ export function renderStatus(
             formatBytes(entry.bytesDown),
             ...reasons.map((reason) => String(entry.failed[reason] ?? 0)),
           ]),
-        ])
+        ], fit([0]))
       }`,
     );
   }
