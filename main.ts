@@ -15,6 +15,7 @@ import { stdioCommand } from "./lib/cli/stdio.ts";
 import { commandUsage, USAGE } from "./lib/cli/usage.ts";
 import { PAC_SANDBOX_COMMAND, pacChildMain } from "./lib/route/pac/child.ts";
 import { errorMessage, UsageError } from "./lib/errors.ts";
+import { nearest } from "./lib/suggest.ts";
 import { VERSION } from "./lib/version.ts";
 
 const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
@@ -49,33 +50,54 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (command === "--help" || command === "-h" || command === "help") {
-    console.log(USAGE);
-    return 0;
+    if (helpFor === undefined) {
+      console.log(USAGE);
+      return 0;
+    }
+    return usageError(unknownCommand(helpFor));
   }
   if (command === "--version" || command === "-V") {
     console.log(`httptunneling ${VERSION} (deno ${Deno.version.deno})`);
     return 0;
   }
+  const run = COMMANDS[command ?? ""];
+  if (command === undefined || run === undefined) {
+    return usageError(
+      command === undefined ? "no command given" : unknownCommand(command),
+    );
+  }
   try {
-    const run = COMMANDS[command ?? ""];
-    if (run === undefined) {
-      throw new UsageError(
-        command === undefined
-          ? "no command given"
-          : `unknown command "${command}"`,
-      );
-    }
     return await run(rest);
   } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(
-        `error: ${error.message}\nRun "httptunneling --help" for usage.`,
-      );
-      return 2;
-    }
+    if (error instanceof UsageError) return usageError(error.message, command);
     console.error(`error: ${errorMessage(error)}`);
     return 1;
   }
+}
+
+/** The commands a user may type, with the general help's spellings. */
+const COMMAND_NAMES = [
+  ...Object.keys(COMMANDS).filter((name) => commandUsage(name) !== undefined),
+  "help",
+  "--help",
+  "--version",
+];
+
+function unknownCommand(command: string): string {
+  const guess = nearest(command, COMMAND_NAMES);
+  return `unknown command "${command}"${
+    guess === undefined ? "" : `: did you mean ${guess}?`
+  }`;
+}
+
+// A wrong command line: what is wrong, and where the usage is; exit 2.
+function usageError(message: string, command?: string): number {
+  console.error(
+    `error: ${message}\nRun "httptunneling ${
+      command === undefined ? "" : `${command} `
+    }--help" for usage.`,
+  );
+  return 2;
 }
 
 if (import.meta.main) {

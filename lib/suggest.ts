@@ -1,6 +1,6 @@
 /**
  * "Did you mean …?" for a misspelled name: the nearest of the valid ones by
- * edit distance. Pure.
+ * edit distance, two letters swapped counting as one edit. Pure.
  *
  * @module
  */
@@ -34,8 +34,10 @@ export function nearest(
   return best;
 }
 
-// Levenshtein distance, one row at a time.
+// Levenshtein distance with adjacent transpositions (optimal string
+// alignment), a row at a time: `hlep` is one edit from `help`.
 function editDistance(a: string, b: string): number {
+  let before: number[] = [];
   let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
@@ -45,7 +47,11 @@ function editDistance(a: string, b: string): number {
         current[j - 1] + 1,
         previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
       );
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        current[j] = Math.min(current[j], before[j - 2] + 1);
+      }
     }
+    before = previous;
     previous = current;
   }
   return previous[b.length];

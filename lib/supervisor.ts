@@ -55,6 +55,8 @@ interface PendingBind {
   entry: TunnelEntry;
   timer: Timer;
   error: string;
+  /** Who holds the port, found after the first failure; kept by retries. */
+  holder?: string;
 }
 
 /** An entry of the running config and what it is doing. */
@@ -140,7 +142,10 @@ export class Supervisor implements TunnelHost {
       return {
         entry,
         state: listener ? "listening" : "retrying",
-        error: pending?.error,
+        error: pending &&
+          (pending.holder
+            ? `${pending.error}; ${pending.holder}`
+            : pending.error),
         active: listener?.tunnels.size ?? 0,
         proxies: entry.route.kind === "chain"
           ? entry.route.hops.flatMap((hop, i) =>
@@ -194,6 +199,9 @@ export class Supervisor implements TunnelHost {
     for (const entry of diff.added) this.#bind(entry, BIND_RETRY_MIN_MS);
     this.#entries = [...entries];
     await this.#shared.dial.pac?.retain(entries.map((entry) => entry.route));
+    // Who holds a port that is taken, before the summary and the state
+    // that /status and run's startup line show.
+    await Promise.all(this.#lookups);
     const waiting = this.#pending.size;
     log.info(
       `config applied: ${diff.added.length} added, ${diff.removed.length} removed, ${diff.changed.length} changed, ${diff.unchanged.length} unchanged in ${
@@ -287,6 +295,7 @@ export class Supervisor implements TunnelHost {
 
   #bind(entry: TunnelEntry, delayMs: number): void {
     const key = sourceKey(entry);
+    const holder = this.#pending.get(key)?.holder;
     this.#pending.delete(key);
     try {
       this.#listeners.set(
@@ -297,28 +306,11 @@ export class Supervisor implements TunnelHost {
       const message = `cannot listen on ${key} (${
         entry.line > 0 ? `line ${entry.line}` : "-L"
       }), retrying in ${formatDuration(delayMs)}: ${errorMessage(error)}`;
-      // The first failure names who holds the port; retries repeat only
-      // the error.
-      if (
-        error instanceof Deno.errors.AddrInUse && delayMs === BIND_RETRY_MIN_MS
-      ) {
-        const lookup = findPortHolder(entry.source.port).then((holder) =>
-          log.error(
-            `${message} (${
-              holder
-                ? `pid ${holder.pid} listens there: ${holder.command}`
-                : "another program listens there; another httptunneling may be running: `ss -ltnp` names it"
-            })`,
-          )
-        );
-        this.#lookups.add(lookup);
-        lookup.finally(() => this.#lookups.delete(lookup));
-      } else {
-        log.error(message);
-      }
+      const inUse = error instanceof Deno.errors.AddrInUse;
       const pending: PendingBind = {
         entry,
         error: errorMessage(error),
+        holder: inUse ? holder : undefined,
         timer: setTimeout(
           () =>
             this.#bind(
@@ -329,6 +321,20 @@ export class Supervisor implements TunnelHost {
         ),
       };
       this.#pending.set(key, pending);
+      // The first failure names who holds the port; retries repeat only
+      // the error.
+      if (inUse && delayMs === BIND_RETRY_MIN_MS) {
+        const lookup = findPortHolder(entry.source.port).then((found) => {
+          pending.holder = found
+            ? `pid ${found.pid} listens there: ${found.command}`
+            : "another program listens there; another httptunneling may be running: `ss -ltnp` names it";
+          log.error(`${message} (${pending.holder})`);
+        });
+        this.#lookups.add(lookup);
+        lookup.finally(() => this.#lookups.delete(lookup));
+      } else {
+        log.error(message);
+      }
     }
   }
 }

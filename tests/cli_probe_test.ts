@@ -162,7 +162,7 @@ Deno.test({
 });
 
 Deno.test(
-  "probe CONFIG uses each entry's own options: token= of a ws:// entry reaches serve",
+  "probe CONFIG uses each entry's own options: token= of a ws:// entry reaches serve; probe alone reads tunnels.conf as run does",
   async () => {
     await using banner = startBannerServer("SSH-2.0-probe\r\n");
     await using serve = await startServe({
@@ -172,13 +172,13 @@ Deno.test(
       `${freePort()} 127.0.0.1 ${banner.port} ws://127.0.0.1:${serve.port}/ token=${ALICE_TOKEN}\n`,
     );
     try {
-      const { code, stdout, stderr } = await runTool(
-        ["probe", "tunnels.conf"],
-        dir,
-      );
-      assert.equal(code, 0, stdout + stderr);
-      assert.match(stdout, /=> works/);
-      assert.ok(!(stdout + stderr).includes(ALICE_TOKEN));
+      for (const args of [["probe", "tunnels.conf"], ["probe"]]) {
+        const { code, stdout, stderr } = await runTool(args, dir);
+        assert.equal(code, 0, stdout + stderr);
+        assert.match(stdout, /^line 1: 127\.0\.0\.1:\d+ -> /);
+        assert.match(stdout, /=> works/);
+        assert.ok(!(stdout + stderr).includes(ALICE_TOKEN));
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

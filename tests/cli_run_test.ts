@@ -50,7 +50,7 @@ Deno.test("run: serves a tunnel with the compiled-in permissions, logs it, exits
     // Not a terminal: one startup line on stderr, the rest in the file.
     assert.match(
       text(stderr),
-      /^httptunneling \S+: listening on 127\.0\.0\.1:\d+; log: HTTPTunneling\.log\n$/,
+      /^httptunneling \S+: config tunnels\.conf; listening on 127\.0\.0\.1:\d+; log: HTTPTunneling\.log\n$/,
     );
     assert.equal(code, 0);
     const log = await Deno.readTextFile(logFile);
@@ -237,7 +237,7 @@ Deno.test("run --log-max-size rotates the log file", async () => {
   assert.ok((await Deno.stat(run.log)).size <= 2048 + 512);
 });
 
-Deno.test("run under a pipe says on stderr what listens, what waits for its port, and where the log is", async () => {
+Deno.test("run under a pipe says on stderr its config, what listens, what waits for its port and why, and where the log is", async () => {
   const other = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const [free, taken] = [freePort(), other.addr.port];
   const dir = await tempConfig(
@@ -261,7 +261,7 @@ Deno.test("run under a pipe says on stderr what listens, what waits for its port
     );
     assert.equal(
       seen.split("\n")[0],
-      `httptunneling ${VERSION}: listening on 127.0.0.1:${free}; waiting for 127.0.0.1:${taken} (Address already in use (os error 98)); log: HTTPTunneling.log`,
+      `httptunneling ${VERSION}: config tunnels.conf; listening on 127.0.0.1:${free}; waiting for 127.0.0.1:${taken} (Address already in use (os error 98); another program listens there; another httptunneling may be running: \`ss -ltnp\` names it); log: HTTPTunneling.log`,
     );
     await reader.cancel();
   } finally {

@@ -90,7 +90,10 @@ Deno.test("run --status and the status command; JSON log lines", async () => {
   assert.ok(wide.stdout.includes(full), wide.stdout);
   const down = await runTool(["status", `127.0.0.1:${freePort()}`]);
   assert.equal(down.code, 1);
-  assert.match(down.stderr, /is the tool running with --status/);
+  assert.match(
+    down.stderr,
+    /: nothing listens there \(connection refused\); is the tool running with --status 127\.0\.0\.1:\d+\?\n$/,
+  );
   conn.close();
   await waitForLog(run.log, /closed/);
   for (const line of (await Deno.readTextFile(run.log)).trim().split("\n")) {

@@ -3,6 +3,13 @@
  */
 import assert from "node:assert/strict";
 import manifest from "../deno.json" with { type: "json" };
+import { RUN_FLAGS } from "../lib/cli/flags.ts";
+import { PROBE_FLAGS } from "../lib/cli/probe.ts";
+import { SERVE_FLAGS } from "../lib/cli/serve.ts";
+import { STATUS_FLAGS } from "../lib/cli/status.ts";
+import { STDIO_FLAGS } from "../lib/cli/stdio.ts";
+import { commandUsage } from "../lib/cli/usage.ts";
+import { nearest } from "../lib/suggest.ts";
 import { runTool, tempConfig } from "./_util/tool.ts";
 
 Deno.test("--help and --version", async () => {
@@ -18,24 +25,55 @@ Deno.test("--help and --version", async () => {
   );
 });
 
-Deno.test("a wrong command line exits 2 with an error line", async () => {
+Deno.test("a wrong command line exits 2 with an error line and where the usage is", async () => {
   for (
-    const args of [
-      [],
-      ["frobnicate"],
-      ["run", "--no-such-option"],
-      ["check", "a.conf", "b.conf"],
+    const [args, usage] of <[string[], string][]> [
+      [[], "httptunneling --help"],
+      [["frobnicate"], "httptunneling --help"],
+      [["help", "frobnicate"], "httptunneling --help"],
+      [["run", "--no-such-option"], "httptunneling run --help"],
+      [["check", "a.conf", "b.conf"], "httptunneling check --help"],
     ]
   ) {
     const { code, stderr } = await runTool(args);
     assert.equal(code, 2, args.join(" "));
     assert.match(
       stderr,
-      /^error: .+\nRun "httptunneling --help" for usage\.\n$/,
+      new RegExp(`^error: .+\\nRun "${usage}" for usage\\.\\n$`),
     );
   }
   const { stderr } = await runTool(["run", "--connect-timeout", "soon"]);
   assert.match(stderr, /--connect-timeout must be a positive duration/);
+});
+
+Deno.test("a misspelled command gets a suggestion; a missing or unwanted value is one sentence", async () => {
+  for (
+    const [args, said] of [
+      [["sattus"], 'unknown command "sattus": did you mean status?'],
+      [["help", "rn"], 'unknown command "rn": did you mean run?'],
+      [["--hepl"], 'unknown command "--hepl": did you mean --help?'],
+      [["run", "--log"], "--log needs a value"],
+      [["run", "-L"], "--forward needs a value"],
+      [
+        ["run", "--log", "-x"],
+        '--log needs a value; for one that starts with "-", write --log=-…',
+      ],
+      [["status", "--json=yes"], "--json takes no value"],
+    ] as [string[], string][]
+  ) {
+    const { code, stderr } = await runTool(args);
+    assert.equal(code, 2, args.join(" "));
+    assert.equal(stderr.split("\n")[0], `error: ${said}`);
+  }
+});
+
+Deno.test("nearest: within a third of the letters, two swapped letters one edit", () => {
+  const names = ["idle-timeout", "linger-timeout", "help", "status"];
+  assert.equal(nearest("idle-timout", names), "idle-timeout");
+  assert.equal(nearest("idle-timoeut", names), "idle-timeout");
+  assert.equal(nearest("hlep", names), "help");
+  assert.equal(nearest("sattus", names), "status");
+  assert.equal(nearest("frobnicate", names), undefined);
 });
 
 Deno.test("--help on every subcommand, and help <command>: its own usage with the options and defaults its parser takes", async () => {
@@ -49,6 +87,12 @@ Deno.test("--help on every subcommand, and help <command>: its own usage with th
     stdio: [/-v, --verbose/, /--connect-timeout D +.*\(default: 10s\)/],
     probe: [/--to HOST:PORT/, /--json/, /--proxy URL/],
     status: [/-w, --watch/, /127\.0\.0\.1:9191/],
+    serve: [
+      /--listen ADDR +where to accept tunnels/,
+      /\(default: 127\.0\.0\.1:8080\)/,
+      /--allow RULES/,
+    ],
+    pac: [/^Usage: httptunneling pac FILE\|URL\|auto HOST \[PORT\]/],
   };
   for (const [command, patterns] of Object.entries(expected)) {
     for (
@@ -60,6 +104,34 @@ Deno.test("--help on every subcommand, and help <command>: its own usage with th
       for (const pattern of patterns) {
         assert.match(stdout, pattern, args.join(" "));
       }
+    }
+  }
+});
+
+Deno.test("each subcommand's --help lists exactly the flags its parser takes, and fits 88 columns", () => {
+  const parsers: Record<
+    string,
+    Record<string, { readonly type: string; readonly short?: string }>
+  > = {
+    run: RUN_FLAGS,
+    check: {},
+    stdio: STDIO_FLAGS,
+    probe: PROBE_FLAGS,
+    status: STATUS_FLAGS,
+    serve: SERVE_FLAGS,
+    pac: {},
+  };
+  for (const [command, flags] of Object.entries(parsers)) {
+    const help = commandUsage(command)!;
+    const listed = [...help.matchAll(/^ {2}(?:-(\w), )?--([a-z-]+)/gm)]
+      .map(([, short, flag]) => short ? `-${short}, --${flag}` : `--${flag}`)
+      .sort();
+    const parsed = Object.entries(flags)
+      .map(([flag, { short }]) => short ? `-${short}, --${flag}` : `--${flag}`)
+      .sort();
+    assert.deepEqual(listed, parsed, command);
+    for (const line of help.split("\n")) {
+      assert.ok(line.length <= 88, `${command}: ${line}`);
     }
   }
 });

@@ -138,7 +138,7 @@ Deno.test("deno task compile builds the binary, or fails with a message naming D
   }
 });
 
-Deno.test("deno task compile shows Deno's own error, without colour codes, when the cause is not the runtime download", async () => {
+Deno.test("deno task compile shows Deno's own error, without colour codes, when the cause is not the runtime download: a directory in the way, a type error", async () => {
   // A directory where the binary should go fails before any download.
   const dir = await Deno.makeTempDir({ prefix: "httptunneling-compile-" });
   try {
@@ -164,6 +164,30 @@ Deno.test("deno task compile shows Deno's own error, without colour codes, when 
       !(await Deno.readTextFile(`${dir}/compile-error.log`)).includes("\x1b["),
       "no colour codes in compile-error.log",
     );
+    // A type error: its message and place, not only "Type checking failed".
+    await Deno.remove(`${dir}/httptunneling`);
+    await Deno.writeTextFile(
+      `${dir}/main.ts`,
+      'export const broken: number = "text";\n',
+      { append: true },
+    );
+    const typed = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "compile"],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const told = text(typed.stdout) + text(typed.stderr);
+    assert.equal(typed.code, 1);
+    assert.match(
+      told,
+      /TS2322 \[ERROR\]: Type 'string' is not assignable to type 'number'\.[^]*main\.ts:\d+:\d+[^]*error: Type checking failed/,
+    );
+    assert.doesNotMatch(told, /^(Check|Compile) |Stack backtrace/m);
+    assert.ok(!told.includes("\x1b["), "no colour codes on screen");
+    const log = await Deno.readTextFile(`${dir}/compile-error.log`);
+    assert.match(log, /hint: /);
+    assert.ok(!log.includes("\x1b["), "no colour codes in compile-error.log");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -92,7 +92,7 @@ Deno.test("run names the pid and command of the process that holds an entry's po
     );
     assert.ok(port > 0);
     await t.step(
-      "with --allow-all, /proc is read and the holder named",
+      "with --allow-all, /proc is read and the holder named, in the log and in the startup line",
       async () => {
         const dir = await tempConfig(`${port} 127.0.0.1 9\n`);
         // The tool's own flags grant reads below its directory, which Deno
@@ -109,8 +109,10 @@ Deno.test("run names the pid and command of the process that holds an entry's po
           cwd: dir,
           stdin: "null",
           stdout: "null",
-          stderr: "null",
+          stderr: "piped",
         }).spawn();
+        const stderr = run.stderr.pipeThrough(new TextDecoderStream())
+          .getReader();
         try {
           const log = await waitForLog(
             `${dir}/HTTPTunneling.log`,
@@ -122,7 +124,24 @@ Deno.test("run names the pid and command of the process that holds an entry's po
               `cannot listen on 127\\.0\\.0\\.1:${port} \\(line 1\\), retrying in 1 s: Address already in use \\(os error 98\\) \\(pid ${holder.pid} listens there: \\S*python3 -c `,
             ),
           );
+          let said = "";
+          while (!said.includes("\n")) {
+            const { value, done } = await within(
+              stderr.read(),
+              10_000,
+              "the startup line",
+            );
+            if (done) break;
+            said += value;
+          }
+          assert.match(
+            said,
+            new RegExp(
+              `; waiting for 127\\.0\\.0\\.1:${port} \\(Address already in use \\(os error 98\\); pid ${holder.pid} listens there: \\S*python3 -c `,
+            ),
+          );
         } finally {
+          await stderr.cancel();
           run.kill("SIGTERM");
           assert.equal((await within(run.status, 10_000, "exit")).code, 0);
           await Deno.remove(dir, { recursive: true });

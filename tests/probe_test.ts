@@ -7,7 +7,9 @@ import {
   ProxyProtocolError,
   ProxyRefusedError,
   ProxyTlsError,
+  SocksError,
   TimeoutError,
+  WsRefusedError,
 } from "../lib/errors.ts";
 import { diagnose } from "../lib/probe/diagnose.ts";
 import { parseSquidError } from "../lib/proxy/squid_error.ts";
@@ -125,6 +127,85 @@ Deno.test("diagnoses: one sentence per failure, saying what to do", () => {
     }),
     /does not resolve here: check its spelling/,
   );
+});
+
+Deno.test("the README's Troubleshooting table has a row for each of probe's diagnoses", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  const section = readme.slice(readme.indexOf("\n## Troubleshooting\n"));
+  assert.ok(section.length > 0, "no Troubleshooting section");
+  const table = section.slice(section.indexOf("| `probe` says"));
+  // Each row's first cell, "…" standing for any text.
+  const rows = table.slice(0, table.indexOf("\n\n")).split("\n").slice(2)
+    .map((row) => row.split("|")[1].trim().replaceAll("`", ""))
+    .map((cell) =>
+      new RegExp(
+        cell.split("…").map((part) =>
+          part.trim().replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+        ).join(".*"),
+      )
+    );
+  const ask = { proxy: P, target: "ssh.example.com:22", step: "ask" } as const;
+  const connect = { proxy: P, target: P, step: "connect" } as const;
+  const auth = (failure: ConstructorParameters<typeof ProxyAuthError>[3]) =>
+    diagnose(
+      new ProxyAuthError(P, "x:22", "HTTP/1.1 407 A", failure, "NTLM"),
+      ask,
+    );
+  const refused = (target: string, status: number, squid?: string) =>
+    diagnose(
+      new ProxyRefusedError(P, target, status, `HTTP/1.1 ${status} X`, squid),
+      { ...ask, target },
+    );
+  const diagnoses = [
+    diagnose(new Error("getaddrinfo ENOTFOUND a"), {
+      ...connect,
+      step: "resolve",
+    }),
+    diagnose(
+      new DialError(P, { cause: new Error("Connection refused") }),
+      connect,
+    ),
+    diagnose(
+      new DialError(P, { cause: new Error("No route to host") }),
+      connect,
+    ),
+    diagnose(new TimeoutError(`TCP connect to ${P}`, 10_000), connect),
+    diagnose(new TimeoutError("proxy answer", 10_000), ask),
+    auth("credentials-needed"),
+    auth("credentials-rejected"),
+    auth("negotiate-failed"),
+    auth("unsupported-scheme"),
+    auth("handshake-failed"),
+    refused("ssh.example.com:22", 403),
+    refused("ssh.example.com:443", 403),
+    refused("ssh.example.com:22", 502),
+    refused("ssh.example.com:22", 503, "ERR_CONNECT_FAIL 111"),
+    diagnose(
+      new ProxyTlsError(P, { cause: new Error("UnknownIssuer") }),
+      { ...connect, step: "tls" },
+    ),
+    diagnose(
+      new ProxyTlsError(P, { cause: new Error("received corrupt message") }),
+      { ...connect, step: "tls" },
+    ),
+    diagnose(new ProxyProtocolError("proxy did not answer with HTTP"), ask),
+    diagnose(
+      new SocksError(`SOCKS5 proxy ${P} rejected the user name or password`),
+      ask,
+    ),
+    diagnose(
+      new WsRefusedError("t.example:443/", "x:22", 401, "auth", ""),
+      ask,
+    ),
+  ];
+  for (const said of diagnoses) {
+    assert.ok(
+      rows.some((row) => row.test(said)),
+      `no row of the README's Troubleshooting table for: ${said}`,
+    );
+  }
 });
 
 Deno.test("squid's X-Squid-Error in plain words, and in the diagnosis", () => {

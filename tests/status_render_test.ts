@@ -4,7 +4,7 @@
  * columns (in full with --wide).
  */
 import assert from "node:assert/strict";
-import { renderStatus } from "../lib/cli/status.ts";
+import { REASONS, renderStatus } from "../lib/cli/status.ts";
 import { formatTable, truncateMiddle } from "../lib/cli/table.ts";
 import type { statusDocument } from "../lib/observe/status_server.ts";
 
@@ -105,6 +105,24 @@ Deno.test("status fits 100 columns, the route cut in the middle; --wide shows it
   const wide = renderStatus(STATUS);
   assert.ok(wide.includes(LONG_ROUTE));
   assert.ok(wide.split("\n").some((line) => line.length > 100));
+  // Every failure reason (counts as wide as the narrowest header), a long
+  // source and byte counts near a TiB: the table of failures fits too, the
+  // source cut in the middle.
+  const busy = renderStatus({
+    ...STATUS,
+    entries: [{
+      ...STATUS.entries[1],
+      source: "[2001:db8:1234:5678:9abc:def0:1234:5678]:65535",
+      bytesUp: 1023 * 1024 ** 3,
+      bytesDown: 1023 * 1024 ** 3,
+      failed: Object.fromEntries(REASONS.map((reason) => [reason, 999])),
+    }],
+  }, { width: 100 });
+  for (const line of busy.split("\n")) {
+    assert.ok(line.length <= 100, `${line.length} columns: ${line}`);
+  }
+  assert.match(busy, /\nSOURCE +UP +DOWN +CONNECT .* OTHER\n\[2001:…:65535 /);
+  assert.match(busy, /\n\[2001:db8:.*….*:65535 +db\.internal:5432 +direct /);
 });
 
 Deno.test("status shows traffic and failures by reason, and each proxy's health", () => {

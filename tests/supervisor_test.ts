@@ -147,6 +147,17 @@ Deno.test("a port taken by another program is retried until it is free", async (
   await logs.waitFor(
     /^config applied: 2 added, .*; 1 listening, 1 waiting for a port$/,
   );
+  // The entry's state (for /status and run's startup line) says who holds
+  // the port once apply returns, and keeps saying it while retrying.
+  const waiting = () =>
+    tool.supervisor.entries().find((each) => each.state === "retrying")
+      ?.error ?? "";
+  assert.match(
+    waiting(),
+    /^Address already in use .*; another program listens there; another httptunneling may be running/,
+  );
+  await logs.waitFor(/retrying in 2 s: /);
+  assert.match(waiting(), /; another program listens there/);
   // The rest of the config is served meanwhile.
   assert.equal(await echoRoundTrip(free, "1"), "a: 1");
   other.close();

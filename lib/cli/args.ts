@@ -30,18 +30,34 @@ export function parseCommandLine<T extends Options>(
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
-    const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(
-      errorMessage(error),
-    );
-    if (unknown === null) throw new UsageError(errorMessage(error));
+    throw new UsageError(usageMessage(errorMessage(error), options));
+  }
+}
+
+// parseArgs's messages in the tool's words: an unknown option with the
+// nearest valid one, a missing or unwanted value in one line.
+function usageMessage(message: string, options: Options): string {
+  const unknown = /^Unknown option '(-{1,2})([^']+)'/.exec(message);
+  if (unknown !== null) {
     const [, dashes, name] = unknown;
     const guess = nearest(name, Object.keys(options));
-    throw new UsageError(
-      `unknown option "${dashes}${name}"${
-        guess === undefined ? "" : `: did you mean --${guess}?`
-      }`,
-    );
+    return `unknown option "${dashes}${name}"${
+      guess === undefined ? "" : `: did you mean --${guess}?`
+    }`;
   }
+  const missing = /^Option '(?:-\w, )?--([\w-]+) <value>' argument missing/
+    .exec(message);
+  if (missing !== null) return `--${missing[1]} needs a value`;
+  const dashed = /^Option '--([\w-]+)' argument is ambiguous/.exec(message);
+  if (dashed !== null) {
+    return `--${
+      dashed[1]
+    } needs a value; for one that starts with "-", write --${dashed[1]}=-…`;
+  }
+  const unwanted = /^Option '(?:-\w, )?--([\w-]+)' does not take an argument/
+    .exec(message);
+  if (unwanted !== null) return `--${unwanted[1]} takes no value`;
+  return message;
 }
 
 /**

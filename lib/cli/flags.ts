@@ -151,19 +151,20 @@ export const LOG_FORMAT = {
   help: (format) => `${format} (default) or json (one JSON object per line)`,
 } satisfies Flag<"text" | "json">;
 
-/** `--log-files N`: how many rotated log files to keep; `--log-max-size` tells. */
-export const LOG_FILES = {
-  flag: "log-files",
-  type: COUNT,
-  default: 5,
-} satisfies Flag<number>;
-
 /** `--log-max-size SIZE`: rotate the log file at this size. */
 export const LOG_MAX_SIZE = {
   flag: "log-max-size",
   type: SIZE,
-  help:
-    `rotate the log file at SIZE (e.g. 10M); keeps --log-files N files (default ${LOG_FILES.default})`,
+  help: "rotate the log file at SIZE (e.g. 10M), keeping --log-files of them",
+  unset: "no rotation",
+} satisfies Flag<number>;
+
+/** `--log-files N`: how many rotated log files `--log-max-size` keeps. */
+export const LOG_FILES = {
+  flag: "log-files",
+  type: COUNT,
+  default: 5,
+  help: "how many rotated log files to keep",
 } satisfies Flag<number>;
 
 /** `--workers N`: threads sharing the ports. */

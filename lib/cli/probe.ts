@@ -1,6 +1,7 @@
 /**
- * `probe CONFIG` or `probe HOST PORT [--proxy URL ...]`: checks routes step
- * by step and says in plain words what is wrong. `--json` for scripts. A
+ * `probe [CONFIG]` or `probe HOST PORT [--proxy URL ...]`: checks routes step
+ * by step and says in plain words what is wrong; without CONFIG, the file
+ * `run` would read. `--json` for scripts. A
  * local proxy entry's route is checked with a test CONNECT to `--to
  * HOST:PORT` (example.com:443 unless given), its `direct-for=` applied.
  *
@@ -13,7 +14,7 @@ import {
   splitHostPort,
 } from "../net/address.ts";
 import { routeFor } from "../local/rules.ts";
-import { loadConfig } from "../config/load.ts";
+import { chooseConfigPath, loadConfig } from "../config/load.ts";
 import { ConfigLoadError, errorMessage, UsageError } from "../errors.ts";
 import {
   type ProbeReport,
@@ -51,6 +52,13 @@ interface ProbeTarget extends HostPort {
 /** Where a local proxy entry's route is tested, unless `--to` says. */
 const DEFAULT_TEST_DESTINATION = "example.com:443";
 
+/** The flags `probe` takes: its `--help` lists these. */
+export const PROBE_FLAGS = {
+  ...TUNNEL_FLAGS,
+  [JSON_SWITCH.flag]: { type: "boolean" },
+  [TO_SWITCH.flag]: { type: "string" },
+} as const;
+
 /**
  * Runs `probe`.
  *
@@ -60,24 +68,25 @@ const DEFAULT_TEST_DESTINATION = "example.com:443";
  * @throws {UsageError} for a wrong command line.
  */
 export async function probeCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, {
-    ...TUNNEL_FLAGS,
-    [JSON_SWITCH.flag]: { type: "boolean" },
-    [TO_SWITCH.flag]: { type: "string" },
-  });
+  const { values, positionals } = parseCommandLine(args, PROBE_FLAGS);
   const options = tunnelOptionsFrom(values);
   const environment = proxyEnvironment((level, message) => {
     if (level === "error") console.error(`warning: ${message}`);
   });
   const targets: ProbeTarget[] = [];
-  if (positionals.length === 1) {
+  if (positionals.length <= 1) {
     if (values.proxy) {
       throw new UsageError(
         "--proxy goes with HOST PORT, not with a config file",
       );
     }
+    // The same file `run` would read.
+    const path = chooseConfigPath(
+      positionals[0],
+      (message) => console.error(`warning: ${message}`),
+    );
     try {
-      const { entries } = loadConfig(positionals[0]);
+      const { entries } = loadConfig(path);
       const test = parseTestDestination(values.to ?? DEFAULT_TEST_DESTINATION);
       for (const entry of entries) {
         const destination = entry.kind === "forward" ? entry.destination : test;
@@ -103,7 +112,9 @@ export async function probeCommand(args: string[]): Promise<number> {
       ...destination,
     });
   } else {
-    throw new UsageError("probe takes a config file, or a host and a port");
+    throw new UsageError(
+      "probe takes a config file (default: the one run reads), or a host and a port",
+    );
   }
   const results: (RouteReport & { entry?: string })[] = [];
   await using pac = closing(new PacEngines());

@@ -157,7 +157,9 @@ export async function runCommand(args: string[]): Promise<number> {
     if (!Deno.stderr.isTerminal() && logFile !== "-") {
       // Under a pipe, an IDE or a service manager the log goes to its file
       // only: say at least what listens and where the log is.
-      console.error(startupSummary(await supervisor.status(), logFile));
+      console.error(
+        startupSummary(await supervisor.status(), logFile, state.configPath),
+      );
     }
     const stop = await Promise.race([
       nextStopSignal(),
@@ -180,15 +182,22 @@ export async function runCommand(args: string[]): Promise<number> {
   }
 }
 
-// One line: what listens, what waits for its port, where the log is.
-function startupSummary(status: StatusSource, logFile: string): string {
+// One line: the config, what listens, what waits for its port and why,
+// where the log is.
+function startupSummary(
+  status: StatusSource,
+  logFile: string,
+  configPath: string | undefined,
+): string {
   const entries = status.entries();
   const listening = entries.filter((each) => each.state === "listening");
   const waiting = entries.filter((each) => each.state === "retrying");
   const sources = (list: EntryState[]) =>
     list.map(({ entry }) => sourceKey(entry)).join(", ");
   return [
-    `httptunneling ${VERSION}: listening on ${sources(listening) || "nothing"}`,
+    `httptunneling ${VERSION}: ${
+      configPath === undefined ? "" : `config ${configPath}; `
+    }listening on ${sources(listening) || "nothing"}`,
     ...(waiting.length
       ? [`waiting for ${sources(waiting)} (${waiting[0].error})`]
       : []),

@@ -203,7 +203,8 @@ export const SERVE_USAGE_LINES: readonly { name: string; help: string }[] = [
   },
 ];
 
-const SERVE_FLAGS = {
+/** The flags `serve` takes: its `--help` lists these. */
+export const SERVE_FLAGS = {
   ...Object.fromEntries(
     SERVE_OPTIONS.map(({ flag }) => [flag, { type: "string" as const }]),
   ),

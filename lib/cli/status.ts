@@ -25,6 +25,13 @@ export const DEFAULT_STATUS_ADDRESS = "127.0.0.1:9191";
 
 type Status = ReturnType<typeof statusDocument>;
 
+/** The flags `status` takes: its `--help` lists these. */
+export const STATUS_FLAGS = {
+  [WATCH_SWITCH.flag]: { type: "boolean", short: WATCH_SWITCH.short },
+  [JSON_SWITCH.flag]: { type: "boolean" },
+  [WIDE_SWITCH.flag]: { type: "boolean" },
+} as const;
+
 /**
  * Runs `status`.
  *
@@ -33,11 +40,7 @@ type Status = ReturnType<typeof statusDocument>;
  * @throws {UsageError} for a wrong command line.
  */
 export async function statusCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, {
-    [WATCH_SWITCH.flag]: { type: "boolean", short: WATCH_SWITCH.short },
-    [JSON_SWITCH.flag]: { type: "boolean" },
-    [WIDE_SWITCH.flag]: { type: "boolean" },
-  });
+  const { values, positionals } = parseCommandLine(args, STATUS_FLAGS);
   if (positionals.length > 1) {
     throw new UsageError("status takes at most one address");
   }
@@ -51,8 +54,8 @@ export async function statusCommand(args: string[]): Promise<number> {
     } catch (error) {
       console.error(
         `cannot read ${url}: ${
-          errorMessage(error)
-        } (is the tool running with --status ${formatHostPort(address)}?)`,
+          fetchProblem(error)
+        }; is the tool running with --status ${formatHostPort(address)}?`,
       );
       return 1;
     }
@@ -75,6 +78,16 @@ export async function statusCommand(args: string[]): Promise<number> {
   }
 }
 
+// fetch says "fetch failed"; what failed is in its cause.
+function fetchProblem(error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error
+    ? error.cause
+    : error;
+  return /connection refused/i.test(errorMessage(cause))
+    ? "nothing listens there (connection refused)"
+    : errorMessage(cause);
+}
+
 /** Options of {@link renderStatus}. */
 export interface RenderOptions {
   /** The terminal's width to fit, cutting long cells in the middle; all of every cell when absent. */
@@ -82,7 +95,7 @@ export interface RenderOptions {
 }
 
 /** Failure reasons in the order the table shows them. */
-const REASONS: readonly FailureReason[] = [
+export const REASONS: readonly FailureReason[] = [
   "connect",
   "timeout",
   "refused",
@@ -128,7 +141,7 @@ export function renderStatus(
       String(entry.accepted),
       String(Object.values(entry.failed).reduce((sum, n) => sum + (n ?? 0), 0)),
     ]),
-  ], fit([2, 3, 1]));
+  ], fit([2, 3, 0, 1]));
   const sections = [entries];
   if (status.entries.length > 0) {
     const reasons = REASONS.filter((reason) =>
@@ -149,7 +162,7 @@ export function renderStatus(
             formatBytes(entry.bytesDown),
             ...reasons.map((reason) => String(entry.failed[reason] ?? 0)),
           ]),
-        ])
+        ], fit([0]))
       }`,
     );
   }

@@ -44,6 +44,12 @@ function stdio(): Duplex {
   };
 }
 
+/** The flags `stdio` takes: its `--help` lists these. */
+export const STDIO_FLAGS = {
+  ...TUNNEL_FLAGS,
+  [VERBOSE_SWITCH.flag]: { type: "boolean", short: VERBOSE_SWITCH.short },
+} as const;
+
 /**
  * Runs `stdio`.
  *
@@ -53,10 +59,7 @@ function stdio(): Duplex {
  * @throws {UsageError} for a wrong command line.
  */
 export async function stdioCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandLine(args, {
-    ...TUNNEL_FLAGS,
-    [VERBOSE_SWITCH.flag]: { type: "boolean", short: VERBOSE_SWITCH.short },
-  });
+  const { values, positionals } = parseCommandLine(args, STDIO_FLAGS);
   if (positionals.length !== 2) {
     throw new UsageError(
       "stdio takes a host and a port: stdio ssh.example.com 22",

@@ -22,15 +22,19 @@ import {
 import { SERVE_USAGE_LINES } from "./serve.ts";
 import { DEFAULT_STATUS_ADDRESS } from "./status.ts";
 
-/** Where an option's help starts: after the longest flag and its placeholder. */
-const FLAG_WIDTH = 25;
+/**
+ * Where an option's help starts: two spaces after a flag and its
+ * placeholder; a longer one has its help on the next line.
+ */
+const HELP_COLUMN = 28;
 
 /** Lines of prose end by this column. */
 const TEXT_WIDTH = 88;
 
 /** One line per option of `run`, its help aligned. */
-const OPTION_LINES = RUN_OPTIONS.flatMap((option) => usageLine(option) ?? [])
-  .map(({ name, help }) => `  ${name.padEnd(FLAG_WIDTH)}${help}`).join("\n");
+const OPTION_LINES = optionLines(
+  RUN_OPTIONS.flatMap((option) => usageLine(option) ?? []),
+);
 
 /** The tunnel settings an entry may write as `key=value` (files aside). */
 const ENTRY_SETTINGS = TUNNEL_OPTION_ROWS.filter((option) => !option.type.file)
@@ -38,11 +42,29 @@ const ENTRY_SETTINGS = TUNNEL_OPTION_ROWS.filter((option) => !option.type.file)
     type.choices ? `${key}=${type.choices.join("|")}` : key
   ).join(", ");
 
+/**
+ * Options as help lines: the flag, then its help from {@link HELP_COLUMN},
+ * wrapped there.
+ */
+function optionLines(
+  options: readonly { name: string; help: string }[],
+): string {
+  const indent = " ".repeat(HELP_COLUMN);
+  return options.map(({ name, help }) => {
+    const flag = `  ${name}`;
+    const text = wrap(help, indent);
+    return flag.length + 2 <= HELP_COLUMN
+      ? flag.padEnd(HELP_COLUMN) + text.slice(HELP_COLUMN)
+      : `${flag}\n${text}`;
+  }).join("\n");
+}
+
 /** Breaks prose into indented lines that end by {@link TEXT_WIDTH}. */
 function wrap(text: string, indent = "  "): string {
   const lines: string[] = [];
   let line = indent;
-  for (const word of text.split(" ")) {
+  // "(default: 10s)" is not broken between its words.
+  for (const word of text.split(/(?<!\(default:) /)) {
     if (line !== indent && line.length + 1 + word.length > TEXT_WIDTH) {
       lines.push(line);
       line = indent;
@@ -61,11 +83,12 @@ Usage:
   httptunneling check [CONFIG]           validate CONFIG (default as for run) and print its entries
   httptunneling run -L [BIND:]PORT:HOST:HOSTPORT [--proxy URL ...]   one-off forwards, like ssh -L
   httptunneling stdio HOST PORT [--proxy URL ...] [-v]   stdin/stdout to HOST:PORT (ssh ProxyCommand)
-  httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
-  httptunneling status [ADDR] [--watch | --json]   entries and live tunnels of a tool run with --status
+  httptunneling probe [CONFIG] [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [--json]   check routes, explain failures
+  httptunneling status [ADDR] [--watch | --json] [--wide]   entries, proxies and live tunnels of a tool run with --status
   httptunneling serve --tokens FILE --allow RULES [options]   the far end of ws:// and wss:// hops
   httptunneling pac FILE|URL|auto HOST [PORT]   what a PAC file answers for HOST (like pactester)
   httptunneling --help | --version
+  httptunneling <command> --help   that command's usage, options and defaults (also: help <command>)
 
 Config lines:
   <source> <destination host> <destination port> [<route>] [key=value ...]
@@ -92,8 +115,8 @@ const TUNNEL_LINES = TUNNEL_OPTION_ROWS.filter((option) => !option.runOnly)
 
 /** What `<command> --help` says about one subcommand. */
 interface CommandHelp {
-  /** How it is called. */
-  readonly synopsis: string;
+  /** How it is called: one line, or one per way of calling it. */
+  readonly synopsis: string | readonly string[];
   /** What it does, one sentence. */
   readonly about: string;
   /** Its options, from the option table and its switches. */
@@ -125,10 +148,12 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     options: [...lines([PROXY_SWITCH, VERBOSE_SWITCH]), ...TUNNEL_LINES],
   },
   probe: {
-    synopsis:
-      "httptunneling probe CONFIG [--to HOST:PORT] | probe HOST PORT [--proxy URL ...] [options]",
+    synopsis: [
+      "httptunneling probe [CONFIG] [--to HOST:PORT] [options]",
+      "httptunneling probe HOST PORT [--proxy URL ...] [options]",
+    ],
     about:
-      "Walks each route step by step, timing each, and explains the first failure.",
+      "Walks each route step by step, timing each, and explains the first failure. Without CONFIG and HOST PORT, the routes of the file run would read (tunnels.conf, else tunnels.conf.example).",
     options: [
       ...lines([PROXY_SWITCH, TO_SWITCH, JSON_SWITCH]),
       ...TUNNEL_LINES,
@@ -147,10 +172,12 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     options: lines([WATCH_SWITCH, JSON_SWITCH, WIDE_SWITCH]),
   },
   serve: {
-    synopsis:
-      "httptunneling serve --tokens FILE --allow RULES [--listen ADDR] [--cert FILE --key FILE] [options]",
+    synopsis: [
+      "httptunneling serve --tokens FILE --allow RULES [options]",
+      "httptunneling serve --config FILE [options]",
+    ],
     about:
-      "Accepts WebSocket tunnels (protocol httptunneling.v1) from token holders and connects them to the targets the allow rules name; everything else gets a plain web server's answer.",
+      "Accepts tunnels over WebSocket or HTTP polling (protocols httptunneling.v1 and v2) from token holders and connects them to the targets the allow rules name; everything else gets a plain web server's answer.",
     options: SERVE_USAGE_LINES,
   },
 };
@@ -164,16 +191,11 @@ const COMMANDS: Readonly<Record<string, CommandHelp>> = {
 export function commandUsage(command: string): string | undefined {
   const help = COMMANDS[command];
   if (help === undefined) return undefined;
-  const options = help.options.map(({ name, help }) =>
-    name.length < FLAG_WIDTH
-      ? `  ${name.padEnd(FLAG_WIDTH)}${help}`
-      : `  ${name}\n  ${"".padEnd(FLAG_WIDTH)}${help}`
-  );
   return [
-    `Usage: ${help.synopsis}`,
+    `Usage: ${[help.synopsis].flat().join("\n       ")}`,
     "",
     wrap(help.about, ""),
-    ...(options.length ? ["", "Options:", ...options] : []),
+    ...(help.options.length ? ["", "Options:", optionLines(help.options)] : []),
     "",
   ].join("\n");
 }

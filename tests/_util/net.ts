@@ -11,10 +11,24 @@
 
 import { concat } from "../../lib/net/bytes.ts";
 
-/** Returns a TCP port on 127.0.0.1 that was free a moment ago. */
+// Ports handed out already: the kernel may give a port just closed to the
+// next listen on port 0, and `[freePort(), freePort()]` would then name the
+// same port twice.
+const handedOut = new Set<number>();
+
+/**
+ * Returns a TCP port on 127.0.0.1 that was free a moment ago, never one it
+ * returned before in this process.
+ */
 export function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
+  while (true) {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { port } = listener.addr;
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** Resolves after `ms` milliseconds. */
