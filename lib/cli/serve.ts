@@ -306,7 +306,7 @@ export async function serveCommand(args: string[]): Promise<number> {
         certFile === undefined
           ? undefined
           : { certFile, keyFile: keyFile!, clientCaFile: clientCa },
-        (request, info) => farEnd.handle(request, info),
+        farEnd,
         tlsIdleLimitMs(flagValue(values, HEARTBEAT)),
       );
     } catch (error) {

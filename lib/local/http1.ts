@@ -644,6 +644,7 @@ function formatHead(
 
 const REASONS: Readonly<Record<number, string>> = {
   400: "Bad Request",
+  401: "Unauthorized",
   403: "Forbidden",
   405: "Method Not Allowed",
   407: "Proxy Authentication Required",
@@ -651,6 +652,8 @@ const REASONS: Readonly<Record<number, string>> = {
   413: "Content Too Large",
   414: "URI Too Long",
   417: "Expectation Failed",
+  426: "Upgrade Required",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   501: "Not Implemented",

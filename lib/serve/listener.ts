@@ -39,7 +39,13 @@ import { relay } from "../relay.ts";
 import { formatDuration } from "../time/duration.ts";
 import { settledWithin } from "../time/settle.ts";
 import { watchConfig } from "../config/watch.ts";
+import { BufferedDuplex } from "../net/buffered.ts";
 import { REFUSAL_HEADER } from "../ws/handshake.ts";
+import {
+  answerUpgrade,
+  type DirectSessions,
+  readFirstRequest,
+} from "./direct.ts";
 import { notFound } from "./site.ts";
 
 const log = logger("serve");
@@ -83,6 +89,15 @@ export function tlsIdleLimitMs(heartbeatMs: number): number {
   return 2 * heartbeatMs + 5_000;
 }
 
+/** What answers the requests of {@link startFarListener}: the far end. */
+export interface FarRequests extends DirectSessions {
+  /** Answers each request of `Deno.serve`; `info.remoteAddr` is the client's. */
+  handle(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Promise<Response>;
+}
+
 /** The listener of {@link startFarListener}. */
 export interface FarListener {
   /** Where it listens. */
@@ -101,16 +116,16 @@ export interface FarListener {
  *
  * @param address Where to listen.
  * @param tls The certificate and key files, or none for plain HTTP.
- * @param handler Answers each request; `info.remoteAddr` is the client's.
- * @param idleLimitMs With TLS: how long a connection may carry nothing
- *   (see {@link tlsIdleLimitMs}).
+ * @param far Answers the requests.
+ * @param idleLimitMs With TLS: how long a connection may carry nothing,
+ *   and its first request head may take (see {@link tlsIdleLimitMs}).
  * @returns The listener.
  * @throws when the address cannot be bound or the certificate cannot be used.
  */
 export function startFarListener(
   address: HostPort,
   tls: TlsFiles | undefined,
-  handler: Deno.ServeHandler<Deno.NetAddr>,
+  far: FarRequests,
   idleLimitMs: number,
 ): FarListener {
   const onError = (error: unknown) => {
@@ -123,7 +138,7 @@ export function startFarListener(
       port: address.port,
       onListen: () => {},
       onError,
-    }, handler);
+    }, (request, info) => far.handle(request, info));
     return {
       addr: server.addr,
       stopAccepting: () => {},
@@ -136,13 +151,13 @@ export function startFarListener(
         ),
     };
   }
-  return startTlsFront(address, tls, handler, onError, idleLimitMs);
+  return startTlsFront(address, tls, far, onError, idleLimitMs);
 }
 
 function startTlsFront(
   address: HostPort,
   tls: TlsFiles,
-  handler: Deno.ServeHandler<Deno.NetAddr>,
+  far: FarRequests,
   onError: (error: unknown) => Response,
   idleLimitMs: number,
 ): FarListener {
@@ -158,7 +173,7 @@ function startTlsFront(
     // Anyone else on this machine reaching the inner port directly gets
     // nothing: tunnels come through TLS only.
     if (client === undefined) return notFound();
-    return handler(request, { ...info, remoteAddr: client });
+    return far.handle(request, { ...info, remoteAddr: client });
   });
   const relays = new Set<Promise<unknown>>();
   // How to end each relayed connection at shutdown: its TLS stream, the
@@ -181,10 +196,12 @@ function startTlsFront(
     return { cert, key, ca };
   };
   // One TLS connection: its handshake (`secure`, which `close` cuts
-  // short), then the relay to the inner server.
+  // short), then its first request: a v2 upgrade is answered here, on the
+  // connection; anything else is relayed to the inner server, the bytes
+  // read replayed first. HTTP/2 goes to the inner server at once.
   const forward = async (
     remote: Deno.NetAddr,
-    secure: () => Promise<Duplex>,
+    secure: () => Promise<Secured>,
     closeRaw: () => void,
   ) => {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -195,7 +212,7 @@ function startTlsFront(
     };
     closers.add(close);
     try {
-      const stream = await Promise.race([
+      const { stream, alpn } = await Promise.race([
         secure(),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
@@ -205,13 +222,37 @@ function startTlsFront(
         }),
       ]);
       clearTimeout(timer);
+      let source: Duplex = stream;
+      if (alpn !== "h2") {
+        const first = await readFirstRequest(stream, {
+          path: far.path,
+          timeoutMs: idleLimitMs,
+        });
+        if (first === undefined) return;
+        if (first.kind === "cut") {
+          log.debug(
+            `TLS connection from ${formatAddr(remote)} closed: ${first.why}`,
+          );
+          return;
+        }
+        if (first.kind === "upgrade") {
+          log.debug(
+            `TLS connection from ${
+              formatAddr(remote)
+            }: a v2 upgrade, answered by serve itself`,
+          );
+          await answerUpgrade(stream, first, remote, far, onError);
+          return;
+        }
+        source = new BufferedDuplex(stream, { initial: first.replay });
+      }
       local = await Deno.connect({
         hostname: "127.0.0.1",
         port: inner.addr.port,
       });
       local.setNoDelay(true);
       clients.set(local.localAddr.port, remote);
-      const ended = await relay(stream, local, {
+      const ended = await relay(source, local, {
         idleTimeoutMs: idleLimitMs,
         lingerTimeoutMs: idleLimitMs,
       });
@@ -345,9 +386,15 @@ type Accept = (
   each: (conn: Deno.Conn) => Promise<void>,
 ) => Promise<void>;
 
+/** A connection whose TLS handshake is done, and the protocol ALPN chose. */
+interface Secured {
+  readonly stream: Duplex;
+  readonly alpn: string | null;
+}
+
 type Forward = (
   remote: Deno.NetAddr,
-  secure: () => Promise<Duplex>,
+  secure: () => Promise<Secured>,
   closeRaw: () => void,
 ) => Promise<void>;
 
@@ -384,7 +431,11 @@ function nativeFront(
     const tls = conn as Deno.TlsConn;
     return forward(
       tls.remoteAddr,
-      () => tls.handshake().then(() => tls),
+      () =>
+        tls.handshake().then(({ alpnProtocol }) => ({
+          stream: tls,
+          alpn: alpnProtocol,
+        })),
       () => closeQuietly(tls),
     );
   };
@@ -454,13 +505,15 @@ function nodeFront(
     return forward(
       tcp.remoteAddr,
       () =>
-        new Promise<Duplex>((resolve, reject) => {
+        new Promise<Secured>((resolve, reject) => {
           socket.once("secure", async () => {
             socket.removeAllListeners("secure");
             const problem = askCertificate
               ? clientCertificateProblem(socket)
               : undefined;
-            if (problem === undefined) return resolve(stream);
+            if (problem === undefined) {
+              return resolve({ stream, alpn: socket.alpnProtocol || null });
+            }
             log.warn(
               `TLS client ${formatAddr(tcp.remoteAddr)} refused: ${problem}`,
             );

@@ -66,7 +66,7 @@ import { ServeSessions, type SessionOwner } from "./sessions.ts";
 import { type PollRefusal, PollServer } from "../poll/server.ts";
 import { POLL_HEADER } from "../poll/wire.ts";
 import { siteResponse } from "./site.ts";
-import { webSocketTransport } from "./transport.ts";
+import { type SessionUpgrader, upgradeWebSocket } from "./transport.ts";
 import { bearerToken, matchToken, type NamedToken } from "./tokens.ts";
 import { startTunnel, type WsTunnel } from "./tunnel.ts";
 
@@ -163,6 +163,11 @@ export class FarEnd {
     });
   }
 
+  /** The tunnel path. */
+  get path(): string {
+    return this.#options.path;
+  }
+
   /**
    * Answers one request (the `Deno.serve` handler).
    *
@@ -170,26 +175,45 @@ export class FarEnd {
    * @param info Where it came from.
    * @returns The response: 101, a refusal, or the web site's answer.
    */
-  async handle(
+  handle(
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> {
+    return this.answer(request, info.remoteAddr, upgradeWebSocket);
+  }
+
+  /**
+   * Answers one request, whoever read it: `Deno.serve` ({@link handle}),
+   * or serve's own TLS listener for a v2 upgrade it answers itself.
+   *
+   * @param request The request.
+   * @param remote Where it came from.
+   * @param upgradeSession Turns an admitted v2 upgrade into its
+   *   transport; a v1 upgrade is always `Deno.upgradeWebSocket`'s.
+   * @returns A response (a refusal, the web site's answer, a v1 101), or
+   *   the upgrader's answer for an admitted v2 upgrade.
+   */
+  async answer<A>(
+    request: Request,
+    remote: Deno.NetAddr,
+    upgradeSession: SessionUpgrader<A>,
+  ): Promise<Response | A> {
     const poll = this.#isPollRequest(request);
     const stripped = !poll && this.#isStrippedUpgrade(request);
     if (!poll && !stripped && !this.#isTunnelRequest(request)) {
       return await siteResponse(request, this.#options.siteRoot);
     }
     const peer = formatHostPort({
-      host: info.remoteAddr.hostname,
-      port: info.remoteAddr.port,
+      host: remote.hostname,
+      port: remote.port,
     });
     const address = forwardedClient(
-      info.remoteAddr.hostname,
+      remote.hostname,
       request.headers.get("x-forwarded-for"),
       (each) =>
         matchAddress(this.#options.trustedProxies ?? [], each, 1) !== undefined,
     );
-    const client = address === info.remoteAddr.hostname
+    const client = address === remote.hostname
       ? peer
       : `${address} (via ${peer})`;
     if (poll) return await this.#poll(request, address, client);
@@ -213,7 +237,7 @@ export class FarEnd {
     if (admitted instanceof Response) return admitted;
     const { name, target } = admitted;
     if (target === undefined) {
-      return this.#upgradeSession(request, name, client);
+      return this.#upgradeSession(request, upgradeSession, name, client);
     }
     this.#connecting++;
     let conn: Deno.TcpConn;
@@ -351,12 +375,17 @@ export class FarEnd {
 
   // A v2 upgrade: the WebSocket carries a session; its streams are
   // checked one by one as they open.
-  #upgradeSession(request: Request, name: string, client: string): Response {
+  #upgradeSession<A>(
+    request: Request,
+    upgrade: SessionUpgrader<A>,
+    name: string,
+    client: string,
+  ): Response | A {
     let upgraded;
     try {
-      upgraded = Deno.upgradeWebSocket(request, {
+      upgraded = upgrade(request, {
         protocol: SUBPROTOCOL_V2,
-        idleTimeout: this.#options.heartbeatSeconds,
+        idleTimeoutSeconds: this.#options.heartbeatSeconds,
       });
     } catch (error) {
       return this.#refuse(
@@ -369,8 +398,8 @@ export class FarEnd {
         client,
       );
     }
-    this.sessions.run(webSocketTransport(upgraded.socket), name, client);
-    return upgraded.response;
+    this.sessions.run(upgraded.transport, name, client);
+    return upgraded.answer;
   }
 
   // A stream a v2 client opened: the same checks and connect as a v1

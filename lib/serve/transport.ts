@@ -1,8 +1,12 @@
 /**
  * What carries a v2 session at the far end: a byte pipe for session
  * frames, whatever it runs on. {@link ServeSessions} runs over this
- * interface only; the WebSocket is one adapter ({@link webSocketTransport}),
- * the poll transport (lib/poll/server.ts) another.
+ * interface only; a WebSocket of `Deno.serve` is one adapter
+ * ({@link webSocketTransport}), serve's own WebSocket on a TLS connection
+ * it accepted another (./ws_transport.ts), the poll transport
+ * (lib/poll/server.ts) a third. How an admitted upgrade becomes a
+ * transport is a {@link SessionUpgrader}: {@link upgradeWebSocket} for a
+ * request of `Deno.serve`.
  *
  * @module
  */
@@ -58,10 +62,12 @@ export interface ServerTransport {
   close(why: TransportCloseReason, reason: string): void;
 }
 
-// RFC 6455 close codes: 1002 protocol error, 1013 try again later, 1001
-// going away, and 4000 (private use) for a session moved to a newer
-// WebSocket.
-const CLOSE_CODES: Record<TransportCloseReason, number> = {
+/**
+ * The WebSocket close code of each kind of close (RFC 6455 §7.4): 1002
+ * protocol error, 1013 try again later, 1001 going away, and 4000
+ * (private use) for a session moved to a newer WebSocket.
+ */
+export const CLOSE_CODES: Readonly<Record<TransportCloseReason, number>> = {
   protocol: 1002,
   limit: 1013,
   replaced: 4000,
@@ -113,3 +119,48 @@ export function webSocketTransport(socket: WebSocket): ServerTransport {
     close,
   };
 }
+
+/** What a {@link SessionUpgrader} is asked for. */
+export interface SessionUpgradeOptions {
+  /** The subprotocol to answer with. */
+  readonly protocol: string;
+  /**
+   * Seconds without anything from the client before it is pinged, and as
+   * long again before the connection is closed (Deno's `idleTimeout`).
+   */
+  readonly idleTimeoutSeconds: number;
+}
+
+/** An upgrade done: the session's transport, and what answers the request. */
+export interface SessionUpgrade<A> {
+  /** Carries the session. */
+  readonly transport: ServerTransport;
+  /** The answer: a 101 response for `Deno.serve`, or the upgrader's own. */
+  readonly answer: A;
+}
+
+/**
+ * Turns an admitted upgrade request into a transport.
+ *
+ * @throws an Error saying what is wrong for a request that is not a valid
+ *   upgrade; it is answered 400.
+ */
+export type SessionUpgrader<A> = (
+  request: Request,
+  options: SessionUpgradeOptions,
+) => SessionUpgrade<A>;
+
+/**
+ * The upgrader of requests that `Deno.serve` took: `Deno.upgradeWebSocket`
+ * and {@link webSocketTransport}.
+ */
+export const upgradeWebSocket: SessionUpgrader<Response> = (
+  request,
+  { protocol, idleTimeoutSeconds },
+) => {
+  const { socket, response } = Deno.upgradeWebSocket(request, {
+    protocol,
+    idleTimeout: idleTimeoutSeconds,
+  });
+  return { transport: webSocketTransport(socket), answer: response };
+};

@@ -2,7 +2,8 @@
  * The opening handshake of a tunnel over WebSocket (RFC 6455 §4.1 and the
  * protocol of PROTOCOL-DRAFT.md): the client's upgrade request, and the
  * checks on the server's answer — a 101 that accepts our key and our
- * subprotocol, or a refusal named by `X-Httptunneling-Refusal`. Pure.
+ * subprotocol, or a refusal named by `X-Httptunneling-Refusal`; and the
+ * 101 that serve writes itself on the TLS connections it accepted. Pure.
  *
  * @module
  */
@@ -130,6 +131,32 @@ export function buildUpgradeRequest(request: UpgradeRequest): string {
       : [`${TARGET_HEADER}: ${formatHostPort(request.target)}`]),
   ];
   return lines.join("\r\n") + "\r\n\r\n";
+}
+
+/**
+ * Builds a server's 101 answer to an upgrade request (RFC 6455 §4.2.2).
+ *
+ * @param key The request's `Sec-WebSocket-Key`.
+ * @param protocol The subprotocol chosen.
+ * @returns The whole response head, ready for one write.
+ *
+ * @example
+ * ```ts
+ * buildUpgradeResponse("dGhlIHNhbXBsZSBub25jZQ==", "httptunneling.v2");
+ * // "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n…
+ * //  Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n…"
+ * ```
+ */
+export function buildUpgradeResponse(key: string, protocol: string): string {
+  return [
+    "HTTP/1.1 101 Switching Protocols",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Accept: ${acceptFor(key)}`,
+    `Sec-WebSocket-Protocol: ${protocol}`,
+    "",
+    "",
+  ].join("\r\n");
 }
 
 /** The server's answer: the tunnel is open, or refused. */

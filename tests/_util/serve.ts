@@ -177,17 +177,56 @@ export interface ClientSpec {
  * @param spec What it connects to and sends.
  * @returns Its report.
  */
-export async function pythonClient(spec: ClientSpec): Promise<ClientReport> {
+export function pythonClient(spec: ClientSpec): Promise<ClientReport> {
+  return runPython("ws_client.py", spec);
+}
+
+/** What the Python v2 client reports; see tests/_util/ws_v2_client.py. */
+export interface SessionClientReport {
+  status: number;
+  refusal: string | null;
+  protocol?: string;
+  welcome?: string | null;
+  pong?: boolean;
+  close_code?: number;
+  close_reason?: string;
+}
+
+/** What the Python v2 client does; see tests/_util/ws_v2_client.py. */
+export interface SessionClientSpec {
+  url: string;
+  token: string;
+  ca?: string;
+  /** The HELLO frame's bytes, hex. */
+  hello: string;
+  text?: string;
+  ping?: boolean;
+}
+
+/**
+ * Runs the Python client of protocol v2 once.
+ *
+ * @param spec What it connects to and sends.
+ * @returns Its report.
+ */
+export function pythonSessionClient(
+  spec: SessionClientSpec,
+): Promise<SessionClientReport> {
+  return runPython("ws_v2_client.py", spec);
+}
+
+// Runs one of the Python clients with its spec; its JSON report.
+async function runPython<T>(script: string, spec: object): Promise<T> {
   const { code, stdout, stderr } = await within(
     new Deno.Command(DEBIAN_PYTHON, {
-      args: [`${ROOT}tests/_util/ws_client.py`, JSON.stringify(spec)],
+      args: [`${ROOT}tests/_util/${script}`, JSON.stringify(spec)],
       stdout: "piped",
       stderr: "piped",
     }).output(),
     60_000,
-    "the python websockets client",
+    `the python websockets client ${script}`,
   );
-  assert.equal(code, 0, `ws_client.py failed: ${text(stderr)}`);
+  assert.equal(code, 0, `${script} failed: ${text(stderr)}`);
   return JSON.parse(text(stdout));
 }
 
