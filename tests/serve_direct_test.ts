@@ -159,6 +159,8 @@ for (const { denoFlags, front } of TLS_FRONTS) {
           `127.0.0.1:${echo.port}`,
           "--site",
           "site",
+          "--shutdown-timeout",
+          "1s",
         ],
         denoFlags,
       });
@@ -216,6 +218,17 @@ for (const { denoFlags, front } of TLS_FRONTS) {
       // The poll transport's requests go to Deno.serve.
       using _polled = await liveTunnel(pollPort);
       await logMatches(serve, /session \S+ new: [^]*session \S+ new: /);
+      // SIGTERM with a tunnel open on serve's own WebSocket: its stream is
+      // closed after --shutdown-timeout, then the WebSocket with 1001 and
+      // its close answered, and serve exits.
+      using _open = await liveTunnel(wsPort);
+      const started = performance.now();
+      assert.equal((await serve.stop()).code, 0);
+      const seconds = (performance.now() - started) / 1000;
+      assert.ok(seconds < 6, `serve took ${seconds.toFixed(1)} s to exit`);
+      const log = await serve.logText();
+      assert.match(log, /session \S+ lost its WebSocket \(1001 /);
+      assert.match(log, /stopped\n$/);
     },
   });
 }

@@ -176,6 +176,9 @@ function startTlsFront(
     return far.handle(request, { ...info, remoteAddr: client });
   });
   const relays = new Set<Promise<unknown>>();
+  // The v2 sessions on serve's own WebSockets, each until its connection
+  // is closed.
+  const webSockets = new Set<Promise<void>>();
   // How to end each relayed connection at shutdown: its TLS stream, the
   // TCP connection under it and the loopback one to the inner server.
   // Closing the TLS stream alone leaves a pending read of the relay
@@ -241,7 +244,13 @@ function startTlsFront(
               formatAddr(remote)
             }: a v2 upgrade, answered by serve itself`,
           );
-          await answerUpgrade(stream, first, remote, far, onError);
+          const served = answerUpgrade(stream, first, remote, far, onError);
+          webSockets.add(served);
+          try {
+            await served;
+          } finally {
+            webSockets.delete(served);
+          }
           return;
         }
         source = new BufferedDuplex(stream, { initial: first.replay });
@@ -350,6 +359,12 @@ function startTlsFront(
       await Promise.all(watches.map((watch) => watch.close()));
       await front.loops();
       await inner.shutdown();
+      // The far end's drain sent each of serve's own WebSockets its close:
+      // their clients' answers end them (or their own time limit does).
+      await settleWithin(
+        Promise.all([...webSockets]),
+        "WebSocket(s) had not answered the close",
+      );
       for (const close of closers) close();
       // Closed connections end their relays at once; one that does not
       // (a Node TLS socket whose callbacks never come) must not keep the
