@@ -42,6 +42,7 @@ import {
   SERVE_TLS_ARGS,
   serveCertificates,
   startServe,
+  TLS_FRONTS,
 } from "./_util/serve.ts";
 import { liveTunnel, startTool } from "./_util/tool.ts";
 
@@ -129,12 +130,6 @@ Deno.test("buildUpgradeResponse: RFC 6455's accept value and the subprotocol", (
     /\r\nSec-WebSocket-Protocol: httptunneling\.v2\r\n\r\n$/,
   );
 });
-
-// Deno's own TLS where FFI lets serve set TCP_NODELAY, node:tls where not.
-const TLS_FRONTS = [
-  { denoFlags: ["--allow-ffi"], front: /TLS by Deno\.listenTls/ },
-  { denoFlags: [], front: /TLS by node:tls/ },
-];
 
 for (const { denoFlags, front } of TLS_FRONTS) {
   Deno.test({

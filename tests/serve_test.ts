@@ -34,6 +34,7 @@ import {
   SERVE_TLS_ARGS,
   serveCertificates,
   startServe,
+  TLS_FRONTS,
 } from "./_util/serve.ts";
 
 const ignore = missingWebsockets();
@@ -460,13 +461,6 @@ Deno.test({
     assert.equal((await through(ALICE_TOKEN, other.port)).status, 101);
   },
 });
-
-// Deno's own TLS where FFI lets serve set TCP_NODELAY on its listening
-// socket, node:tls where it does not (the compiled binary's permissions).
-const TLS_FRONTS = [
-  { denoFlags: ["--allow-ffi"], front: /TLS by Deno\.listenTls/ },
-  { denoFlags: [], front: /TLS by node:tls/ },
-];
 
 for (const { denoFlags, front } of TLS_FRONTS) {
   Deno.test({

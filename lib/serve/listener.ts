@@ -6,10 +6,16 @@
  * Deno.serve cannot change its certificate, and shutting a server down
  * closes every WebSocket it upgraded, so replacing the server on a
  * renewal would cut every open tunnel. With TLS, then, the TLS listener is
- * ours and each decrypted connection is relayed to a `Deno.serve` on a
- * loopback port that nothing else may use: a renewal swaps the certificate
- * for the connections accepted next, while connections already accepted
- * go on. The client's address is carried over by the port of the loopback
+ * ours: a renewal swaps the certificate for the connections accepted
+ * next, while connections already accepted go on. This is where each
+ * decrypted connection's way is decided. On HTTP/1.1 its first request
+ * head is read here (./direct.ts): a v2 upgrade on the tunnel path is
+ * admitted by the far end like any request and answered here, the
+ * session running over serve's own WebSocket on the connection
+ * (./ws_transport.ts), without the loopback hop or `Deno.serve`'s
+ * WebSocket layer; anything else, and HTTP/2, is relayed to a `Deno.serve`
+ * on a loopback port that nothing else may use, the bytes read replayed
+ * first. The client's address is carried over by the port of the loopback
  * connection. TLS (ALPN h2 and http/1.1) is `Deno.listenTls` where
  * `TCP_NODELAY` can be set on its listening socket (Linux, with FFI; Deno
  * offers no way to set it on the sockets it accepts, and
@@ -20,8 +26,9 @@
  * server cannot ask for a client certificate.
  *
  * ```
- * client ─TCP─▶ Deno.listenTls ────────────────┐
- *        └─or─▶ Deno.listen ─node:tls──────────┴─▶ relay ─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ handler
+ * client ─TCP─▶ Deno.listenTls ──────┐                ┌─ v2 upgrade ─▶ FarEnd.answer ─▶ 101 ─▶ WsConnection ─▶ session
+ *        └─or─▶ Deno.listen ─node:tls┴─▶ first head ─┤
+ *                                                     └─ else, h2 ─▶ relay ─▶ 127.0.0.1:internal ─▶ Deno.serve ─▶ FarEnd.handle
  * ```
  *
  * @module

@@ -13,11 +13,16 @@
  * or `--site` files). Keeps the open tunnels (v1 tunnels and v2 streams
  * alike) and the counters.
  *
+ * Requests come from `Deno.serve` ({@link FarEnd.handle}), or, for a v2
+ * upgrade on a TLS connection serve accepted, from the listener itself
+ * ({@link FarEnd.answer} with its own upgrader): the checks are the same
+ * code either way, only the WebSocket differs.
+ *
  * ```
- * handle ─┬─ not a tunnel request → siteResponse
- *         ├─ v1: admit (429/401/400/503/403) → connectTarget (502/504) → upgrade → startTunnel
- *         ├─ v2: admit (429/401/503) → upgrade → ServeSessions.run ─ OPEN → #openStream → relay
- *         └─ poll: admit (429/401/503) → PollServer.handle ─ open → ServeSessions.run
+ * handle ─▶ answer ─┬─ not a tunnel request → siteResponse
+ *   listener ─┘     ├─ v1: admit (429/401/400/503/403) → connectTarget (502/504) → Deno.upgradeWebSocket → startTunnel
+ *                   ├─ v2: admit (429/401/503) → upgrader (Deno's, or serve's own) → ServeSessions.run ─ OPEN → #openStream → relay
+ *                   └─ poll: admit (429/401/503) → PollServer.handle ─ open → ServeSessions.run
  * ```
  *
  * @module

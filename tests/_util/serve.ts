@@ -266,6 +266,20 @@ export interface ServeCertificates extends AsyncDisposable {
   readonly files: Record<string, string>;
 }
 
+/**
+ * serve's two TLS fronts, by the `deno run` flags that pick them: Deno's
+ * own TLS where FFI lets serve set TCP_NODELAY on its listening socket,
+ * node:tls where it does not (the compiled binary's permissions); `front`
+ * matches the log line that names it.
+ */
+export const TLS_FRONTS: readonly {
+  readonly denoFlags: string[];
+  readonly front: RegExp;
+}[] = [
+  { denoFlags: ["--allow-ffi"], front: /TLS by Deno\.listenTls/ },
+  { denoFlags: [], front: /TLS by node:tls/ },
+];
+
 /** The arguments that make serve use {@linkcode ServeCertificates.files}. */
 export const SERVE_TLS_ARGS = ["--cert", "server.pem", "--key", "server.key"];
 

@@ -27,7 +27,12 @@ WINDOW = 1024 * 1024
 CHUNK = 64 * 1024
 
 
-async def main(spec):
+async def upgrade(spec, subprotocol):
+    """Connects as spec says (url, token, target, ca, extra_headers).
+
+    Returns the WebSocket (None when refused) and the report so far: status
+    (101 or the refusal status), refusal, protocol.
+    """
     headers = dict(spec.get("extra_headers", {}))
     if "token" in spec:
         headers["Authorization"] = "Bearer " + spec["token"]
@@ -40,7 +45,7 @@ async def main(spec):
     try:
         ws = await websockets.connect(
             spec["url"],
-            subprotocols=["httptunneling.v1"],
+            subprotocols=[subprotocol],
             extra_headers=headers,
             ssl=context,
             compression=None,
@@ -50,9 +55,16 @@ async def main(spec):
     except InvalidStatusCode as error:
         result["status"] = error.status_code
         result["refusal"] = error.headers.get("X-Httptunneling-Refusal")
-        return result
+        return None, result
     result["status"] = 101
     result["protocol"] = ws.subprotocol
+    return ws, result
+
+
+async def main(spec):
+    ws, result = await upgrade(spec, "httptunneling.v1")
+    if ws is None:
+        return result
     data = spec.get("send", "").encode()
     repeat = spec.get("repeat", 1)
     received = bytearray()
@@ -122,4 +134,5 @@ async def main(spec):
     return result
 
 
-print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))))
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))))

@@ -14,35 +14,17 @@ came), close_code and close_reason (of the server's close frame).
 
 import asyncio
 import json
-import ssl
 import sys
 
-import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatusCode
+from websockets.exceptions import ConnectionClosed
+
+from ws_client import upgrade
 
 
 async def main(spec):
-    headers = {"Authorization": "Bearer " + spec["token"]}
-    context = None
-    if spec["url"].startswith("wss:"):
-        context = ssl.create_default_context(cafile=spec.get("ca"))
-    result = {"status": None, "refusal": None}
-    try:
-        ws = await websockets.connect(
-            spec["url"],
-            subprotocols=["httptunneling.v2"],
-            extra_headers=headers,
-            ssl=context,
-            compression=None,
-            ping_interval=None,
-            open_timeout=20,
-        )
-    except InvalidStatusCode as error:
-        result["status"] = error.status_code
-        result["refusal"] = error.headers.get("X-Httptunneling-Refusal")
+    ws, result = await upgrade(spec, "httptunneling.v2")
+    if ws is None:
         return result
-    result["status"] = 101
-    result["protocol"] = ws.subprotocol
     await ws.send(bytes.fromhex(spec["hello"]))
     welcome = await asyncio.wait_for(ws.recv(), 10)
     result["welcome"] = welcome.hex() if isinstance(welcome, bytes) else None
