@@ -1,7 +1,8 @@
 /**
  * The poll transport (issue #20, item 4) against real peers: a squid
  * bumping TLS with `request_header_access Upgrade deny all`, an nginx that
- * buffers answers and forwards no `Upgrade`, a relay cut mid-transfer,
+ * buffers answers and forwards no `Upgrade`, an nginx that re-frames
+ * answers (chunked, or until it closes), a relay cut mid-transfer,
  * and serve's refusals of poll requests.
  *
  * @module
@@ -16,12 +17,14 @@ import {
   sha256Of,
 } from "./_util/data.ts";
 import {
+  bytes,
   connect,
   freePort,
   readAll,
   startBannerServer,
   startEchoServer,
   within,
+  writeAll,
 } from "./_util/net.ts";
 import { missing, startBumpingSquid, startNginx } from "./_util/proxies.ts";
 import {
@@ -34,6 +37,17 @@ import {
 } from "./_util/serve.ts";
 import { missingSshd, sshSession, startSshd } from "./_util/sshd.ts";
 import { encodeFrame, FrameDecoder } from "../lib/session/frame.ts";
+import { BufferedDuplex } from "../lib/net/buffered.ts";
+import {
+  headerValue,
+  readResponseHead,
+  type ResponseHead,
+} from "../lib/proxy/http_head.ts";
+import {
+  buildPollRequest,
+  POLL_ID_HEADER,
+  type PollRequestHead,
+} from "../lib/poll/wire.ts";
 import { captureLogs, runTool, startTool, TEST_OPTIONS } from "./_util/tool.ts";
 
 const ignore = missingWebsockets() || missing("squid");
@@ -256,6 +270,120 @@ Deno.test({
       /ok {4}transport poll: poll \(plain HTTP requests\) to 127\.0\.0\.1:\d+\/ .*works/,
     );
     assert.match(probe.stdout, /=> works/);
+  },
+});
+
+/**
+ * nginx that re-frames serve's answers: the addition filter (with an empty
+ * addition) drops Content-Length, so answers go chunked at `/`, and until
+ * the connection closes at `/closing` (chunked_transfer_encoding off).
+ */
+function reframingNginx(servePort: number) {
+  return (dir: string, port: number) =>
+    `daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/tmp;
+  proxy_temp_path ${dir}/tmp;
+  fastcgi_temp_path ${dir}/tmp;
+  uwsgi_temp_path ${dir}/tmp;
+  scgi_temp_path ${dir}/tmp;
+  server {
+    listen 127.0.0.1:${port};
+    addition_types *;
+    add_after_body /nothing;
+    location = /nothing { internal; return 200 ""; }
+    location / {
+      proxy_pass http://127.0.0.1:${servePort};
+    }
+    location = /closing {
+      proxy_pass http://127.0.0.1:${servePort}/;
+      chunked_transfer_encoding off;
+    }
+  }
+}
+`;
+}
+
+/** Sends a poll request on a new connection and reads its answer's head. */
+async function rawPollHead(
+  port: number,
+  path: string,
+  request: Omit<PollRequestHead, "server" | "path">,
+): Promise<ResponseHead> {
+  using conn = await connect(port);
+  await writeAll(
+    conn,
+    bytes(
+      buildPollRequest({
+        server: { host: "127.0.0.1", port },
+        path,
+        token: ALICE_TOKEN,
+        ...request,
+      }),
+    ),
+  );
+  return await within(
+    readResponseHead(new BufferedDuplex(conn), () => new Error("no answer")),
+    10_000,
+    `the answer to a poll ${request.kind}`,
+  );
+}
+
+Deno.test({
+  name:
+    "poll: nginx re-framing answers as chunked (and, at another path, until it closes): POST and GET answers arrive so, and transport=poll carries a checksummed echo through each",
+  ignore: ignore || missing("nginx"),
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    await using nginx = await startNginx(reframingNginx(serve.port));
+
+    // Read raw: nginx really re-frames the POST and the GET answers.
+    for (const [path, framed] of [["/", /chunked/], ["/closing", /close/]]) {
+      const open = await rawPollHead(nginx.port, path as string, {
+        kind: "open",
+      });
+      assert.equal(open.status, 200);
+      assert.equal(headerValue(open, "content-length"), undefined);
+      const id = headerValue(open, POLL_ID_HEADER)!;
+      const receive = await rawPollHead(nginx.port, path as string, {
+        kind: "receive",
+        id,
+        seq: 0,
+      });
+      assert.equal(receive.status, 200);
+      assert.equal(headerValue(receive, "content-length"), undefined);
+      for (const head of [open, receive]) {
+        assert.match(
+          headerValue(head, "transfer-encoding") ??
+            headerValue(head, "connection") ?? "",
+          framed as RegExp,
+        );
+      }
+    }
+
+    await using logs = await captureLogs();
+    const [chunked, closing] = [freePort(), freePort()];
+    const hops = `ws://127.0.0.1:${nginx.port}`;
+    await using _tool = await startTool(
+      [
+        `${chunked} 127.0.0.1 ${echo.port} ${hops}/ token=${ALICE_TOKEN} transport=poll`,
+        `${closing} 127.0.0.1 ${echo.port} ${hops}/closing token=${ALICE_TOKEN} transport=poll`,
+      ].join("\n"),
+    );
+    await checksummedEcho(chunked, 8 * 1024 * 1024, () => Promise.resolve());
+    await checksummedEcho(closing, 2 * 1024 * 1024, () => Promise.resolve());
+    assert.ok(
+      !logs.lines.some((line) => /badly framed|protocol error/.test(line)),
+      logs.lines.join("\n"),
+    );
   },
 });
 
