@@ -17,7 +17,7 @@ import { ConnectionLimit } from "./limit.ts";
 import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth, type ProxyHealthView } from "./route/health.ts";
-import { SessionPool } from "./route/session_pool.ts";
+import { SessionPool, type SessionRouteView } from "./route/session_pool.ts";
 import { describeProxy } from "./route/types.ts";
 import { PacEngines } from "./route/pac/engine.ts";
 import type { TunnelOptions } from "./config/options.ts";
@@ -158,6 +158,11 @@ export class Supervisor implements TunnelHost {
           : [],
       };
     });
+  }
+
+  /** Each session route's transport and its sessions. */
+  get sessionRoutes(): SessionRouteView[] {
+    return this.#sessions.routes();
   }
 
   /** Listeners that are accepting, by source address. */

@@ -21,8 +21,10 @@ import {
   connect,
   freePort,
   readAll,
+  readExactly,
   startBannerServer,
   startEchoServer,
+  text,
   within,
   writeAll,
 } from "./_util/net.ts";
@@ -49,6 +51,7 @@ import {
   type PollRequestHead,
 } from "../lib/poll/wire.ts";
 import { captureLogs, runTool, startTool, TEST_OPTIONS } from "./_util/tool.ts";
+import { startStatusServer } from "../lib/observe/status_server.ts";
 
 const ignore = missingWebsockets() || missing("squid");
 
@@ -270,6 +273,101 @@ Deno.test({
       /ok {4}transport poll: poll \(plain HTTP requests\) to 127\.0\.0\.1:\d+\/ .*works/,
     );
     assert.match(probe.stdout, /=> works/);
+  },
+});
+
+Deno.test({
+  name:
+    "poll: /status, status and status --json show each session route's transport and why auto fell back; serve's /status each session's transport",
+  ignore: ignore || missing("nginx"),
+  async fn() {
+    await using echo = startEchoServer();
+    const serveStatus = freePort();
+    await using serve = await startServe({
+      args: [
+        "--allow",
+        `127.0.0.1:${echo.port}`,
+        "--status",
+        `127.0.0.1:${serveStatus}`,
+      ],
+    });
+    await using nginx = await startNginx(bufferingNginx(serve.port));
+    const [direct, stripped] = [freePort(), freePort()];
+    await using tool = await startTool(
+      [
+        `${direct} 127.0.0.1 ${echo.port} ws://127.0.0.1:${serve.port} token=${ALICE_TOKEN}`,
+        `${stripped} 127.0.0.1 ${echo.port} ws://127.0.0.1:${nginx.port} token=${ALICE_TOKEN}`,
+      ].join("\n"),
+    );
+    const server = startStatusServer(
+      { host: "127.0.0.1", port: 0 },
+      () => tool.supervisor,
+      {},
+    );
+    try {
+      // One tunnel open on each route, so each has a session.
+      using one = await connect(direct);
+      using two = await connect(stripped);
+      for (const conn of [one, two]) {
+        await writeAll(conn, bytes("ping"));
+        assert.equal(
+          text(await within(readExactly(conn, 4), 20_000, "the echo")),
+          "ping",
+        );
+      }
+      const address = `127.0.0.1:${server.addr.port}`;
+      const json = await runTool(["status", address, "--json"]);
+      assert.equal(json.code, 0, json.stderr);
+      const routes = JSON.parse(json.stdout).sessionRoutes;
+      const byRoute = (port: number) =>
+        routes.find((route: { route: string }) =>
+          route.route === `via ws://127.0.0.1:${port}/`
+        );
+      assert.deepEqual(
+        { ...byRoute(serve.port), since: undefined },
+        {
+          route: `via ws://127.0.0.1:${serve.port}/`,
+          mode: "auto",
+          transport: "websocket",
+          fallback: null,
+          since: undefined,
+          sessions: 1,
+        },
+      );
+      const fellBack = byRoute(nginx.port);
+      assert.equal(fellBack.transport, "poll");
+      assert.equal(fellBack.sessions, 1);
+      assert.match(fellBack.fallback, /without its Upgrade header/);
+      assert.ok(!json.stdout.includes(ALICE_TOKEN));
+
+      const table = await runTool(["status", address, "--wide"]);
+      assert.equal(table.code, 0, table.stderr);
+      const section = table.stdout.slice(
+        table.stdout.indexOf("session transports"),
+      );
+      assert.match(
+        section,
+        new RegExp(`ws://127\\.0\\.0\\.1:${serve.port}/ +auto +WebSocket +1 `),
+      );
+      assert.match(
+        section,
+        new RegExp(
+          `ws://127\\.0\\.0\\.1:${nginx.port}/ +auto +poll +1 .*fell back to poll: .*without its Upgrade header`,
+        ),
+      );
+
+      // serve's /status: one session on each transport.
+      const far = await (await fetch(
+        `http://127.0.0.1:${serveStatus}/status`,
+      )).json();
+      assert.deepEqual(
+        far.sessions.map((each: { transport: string }) => each.transport)
+          .sort(),
+        ["poll", "websocket"],
+      );
+    } finally {
+      await server.close();
+    }
   },
 });
 

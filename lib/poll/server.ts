@@ -224,6 +224,7 @@ export class PollServer {
 // One poll: the transport its session runs over.
 class PollTransport implements ServerTransport {
   readonly name = "poll transport";
+  readonly kind = "poll";
   readonly token: string;
   readonly queue = new DownstreamQueue();
   /** The sequence number of the next new `send`. */

@@ -42,6 +42,7 @@ import { formatDuration } from "../time/duration.ts";
 import type { WsRefusal } from "../ws/handshake.ts";
 import type { FailoverContext } from "./failover.ts";
 import {
+  type RouteTransportView,
   type SessionConnection,
   type SessionTransport,
   TransportChoice,
@@ -99,6 +100,12 @@ export interface PooledStream {
   readonly accepted: Promise<void>;
 }
 
+/** A route's session transport and its sessions, as /status shows them. */
+export interface SessionRouteView extends RouteTransportView {
+  /** Sessions open on the route now, connected or reconnecting. */
+  readonly sessions: number;
+}
+
 /** The sessions of one process, by route and token. */
 export class SessionPool {
   readonly #groups = new Map<string, ClientSession[]>();
@@ -152,7 +159,7 @@ export class SessionPool {
     if (session === undefined) {
       const dial = (abort: AbortSignal) =>
         this.#transports.dial(shared, hops, options, context, abort);
-      session = new ClientSession(dial, options, this.#random, () => {
+      session = new ClientSession(shared, dial, options, this.#random, () => {
         const left = (this.#groups.get(key) ?? []).filter((each) =>
           each !== session
         );
@@ -177,6 +184,19 @@ export class SessionPool {
   }
 
   /**
+   * Each route's transport and how many sessions it carries.
+   *
+   * @returns One view per route that dialed, in the order they first did.
+   */
+  routes(): SessionRouteView[] {
+    const sessions = [...this.#groups.values()].flat();
+    return this.#transports.routes().map(({ key, view }) => ({
+      ...view,
+      sessions: sessions.filter((each) => each.route === key).length,
+    }));
+  }
+
+  /**
    * Ends every session: their connections close, their streams reset.
    *
    * @returns Settles when the connections have said goodbye (or given up
@@ -196,6 +216,8 @@ export class SessionPool {
 
 /** One session and the connection that carries it now. */
 class ClientSession {
+  /** Its route's key (hops, token, trust), shared by the route's sessions. */
+  readonly route: string;
   readonly #dial: (signal: AbortSignal) => Promise<SessionTransport>;
   readonly #options: DialOptions;
   readonly #random: () => number;
@@ -216,12 +238,14 @@ class ClientSession {
     | undefined;
 
   constructor(
+    route: string,
     dial: (signal: AbortSignal) => Promise<SessionTransport>,
     options: DialOptions,
     random: () => number,
     onEnded: () => void,
     mux: boolean,
   ) {
+    this.route = route;
     this.#dial = dial;
     this.#options = options;
     this.#random = random;

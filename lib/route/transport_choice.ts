@@ -6,7 +6,8 @@
  * default): a proxy on the way removed `Upgrade` (serve answers 426
  * `no-upgrade`), or the answer was no tunnel server's at all. A refusal
  * by serve itself (token, rate limit, shutting down) is never a reason to
- * fall back. The choice is made once per route and logged once.
+ * fall back. The choice is made once per route and logged once, and
+ * kept for /status ({@link TransportChoice.routes}).
  *
  * ```
  * dial ─▶ chain + TLS to the server ─┬─ ws ─▶ v2 upgrade ───────────────────┐
@@ -29,7 +30,7 @@ import {
 } from "../proxy/ws_connect.ts";
 import { dialWithFailover, type FailoverContext } from "./failover.ts";
 import { transportFor } from "./transport.ts";
-import { describeProxy, type Hop, type Proxy } from "./types.ts";
+import { describeProxy, describeRoute, type Hop, type Proxy } from "./types.ts";
 
 const log = logger("session");
 
@@ -80,9 +81,32 @@ export function upgradeDidNotHappen(error: unknown): boolean {
     (error.refusal === "no-upgrade" || error.refusal === "not-a-tunnel");
 }
 
-/** The transports chosen per route, for `transport=auto`. */
+/** A route's session transport, as /status shows it. */
+export interface RouteTransportView {
+  /** The route to the server, e.g. `via http://squid:3128 -> wss://far:443/t`; no secrets. */
+  readonly route: string;
+  /** Its `transport=`. */
+  readonly mode: TransportMode;
+  /** What carries its sessions now. */
+  readonly transport: "websocket" | "poll";
+  /** Why `transport=auto` fell back to polling; `null` when it did not. */
+  readonly fallback: string | null;
+  /** When this transport was chosen, ISO 8601. */
+  readonly since: string;
+}
+
+/** The transports chosen per route, for `transport=auto` and /status. */
 export class TransportChoice {
-  readonly #chosen = new Map<string, "ws" | "poll">();
+  readonly #chosen = new Map<string, RouteTransportView>();
+
+  /**
+   * The transport each route uses, as last chosen.
+   *
+   * @returns One view per route (hops, token and trust) that dialed.
+   */
+  routes(): { key: string; view: RouteTransportView }[] {
+    return [...this.#chosen].map(([key, view]) => ({ key, view }));
+  }
 
   /**
    * Opens a session transport through `hops`, whose last hop is the
@@ -140,10 +164,29 @@ export class TransportChoice {
   ): Promise<SessionTransport> {
     const server = describeServer(proxy);
     const mode = options.transport ?? "auto";
-    const use = mode === "auto" ? this.#chosen.get(key) ?? "ws" : mode;
+    const chosen = this.#chosen.get(key);
+    const use = mode === "auto"
+      ? chosen?.transport === "poll" ? "poll" : "ws"
+      : mode;
+    const decided = (
+      transport: RouteTransportView["transport"],
+      fallback: string | null,
+      message: string,
+    ) =>
+      this.#decided(key, {
+        route: describeRoute({ kind: "chain", hops }),
+        mode,
+        transport,
+        fallback,
+        since: new Date().toISOString(),
+      }, message);
     if (use === "poll") {
       const poll = await dialPoll(hops, proxy, options, context, signal);
-      this.#decided(key, "poll", `${server}: sessions use the poll transport`);
+      decided(
+        "poll",
+        chosen?.fallback ?? null,
+        `${server}: sessions use the poll transport`,
+      );
       return poll;
     }
     const reached = await reach(hops, proxy, options, context, signal);
@@ -154,7 +197,7 @@ export class TransportChoice {
         signal,
         settings: options,
       });
-      this.#decided(key, "ws", `${server}: sessions use WebSocket`);
+      decided("websocket", null, `${server}: sessions use WebSocket`);
       return { stream, path: reached.path, server };
     } catch (error) {
       closeQuietly(reached.stream);
@@ -166,21 +209,20 @@ export class TransportChoice {
         // Not a server that polls either: what the upgrade said stands.
         throw pollError instanceof NoPollTransportError ? error : pollError;
       }
-      this.#decided(
-        key,
+      const why = error instanceof Error ? error.message : String(error);
+      decided(
         "poll",
-        `${server}: the WebSocket upgrade did not happen (${
-          error instanceof Error ? error.message : String(error)
-        }); falling back to the poll transport (transport=auto)`,
+        why,
+        `${server}: the WebSocket upgrade did not happen (${why}); falling back to the poll transport (transport=auto)`,
       );
       return poll;
     }
   }
 
-  // Remembers a route's transport, logging the first choice.
-  #decided(key: string, chosen: "ws" | "poll", message: string): void {
-    if (this.#chosen.get(key) === chosen) return;
-    this.#chosen.set(key, chosen);
+  // Remembers a route's transport, logging a change.
+  #decided(key: string, view: RouteTransportView, message: string): void {
+    if (this.#chosen.get(key)?.transport === view.transport) return;
+    this.#chosen.set(key, view);
     log.info(message);
   }
 }
