@@ -204,8 +204,18 @@ Deno.test({
   },
 });
 
-/** nginx in front of plain serve: answers buffered, no Upgrade passed on. */
-function bufferingNginx(servePort: number) {
+/**
+ * nginx in front of plain serve: answers buffered, no Upgrade passed on;
+ * with `upgrade`, Upgrade passed on.
+ */
+function bufferingNginx(servePort: number, upgrade = false) {
+  const passUpgrade = upgrade
+    ? `
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 600s;`
+    : "";
   return (dir: string, port: number) =>
     `daemon off;
 master_process off;
@@ -224,7 +234,7 @@ http {
     location / {
       proxy_pass http://127.0.0.1:${servePort};
       proxy_buffering on;
-      proxy_request_buffering on;
+      proxy_request_buffering on;${passUpgrade}
     }
   }
 }
@@ -367,6 +377,47 @@ Deno.test({
       );
     } finally {
       await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "poll: transport=auto that fell back tries the WebSocket again as its session reconnects: nginx stripping Upgrade replaced by one passing it, the route goes back to WebSocket, the echo byte-exact",
+  ignore: ignore || missing("nginx"),
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    const nginxPort = freePort();
+    let nginx = await startNginx(bufferingNginx(serve.port), nginxPort);
+    try {
+      await using logs = await captureLogs();
+      const port = freePort();
+      await using tool = await startTool(
+        `${port} 127.0.0.1 ${echo.port} ws://127.0.0.1:${nginxPort} token=${ALICE_TOKEN}\n`,
+        { defaults: TEST_OPTIONS, wsRetryMs: 0 },
+      );
+      await checksummedEcho(port, 4 * 1024 * 1024, async () => {
+        await logs.waitFor(/falling back to the poll transport/);
+        await nginx[Symbol.asyncDispose]();
+        await logs.waitFor(/lost its connection/, 20_000);
+        nginx = await startNginx(bufferingNginx(serve.port, true), nginxPort);
+      });
+      await logs.waitFor(
+        /trying the WebSocket again as the session reconnects/,
+      );
+      await logs.waitFor(
+        /the WebSocket upgrade gets through again; sessions use WebSocket \(transport=auto\)/,
+      );
+      await logs.waitFor(/session \S+ resumed on attempt \d+/);
+      const [route] = tool.supervisor.sessionRoutes;
+      assert.equal(route.transport, "websocket");
+      assert.equal(route.fallback, null);
+      await logMatches(serve, /session \S+ resumed: token alice/);
+    } finally {
+      await nginx[Symbol.asyncDispose]();
     }
   },
 });

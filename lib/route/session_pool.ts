@@ -46,6 +46,7 @@ import {
   type SessionConnection,
   type SessionTransport,
   TransportChoice,
+  type TransportChoiceOptions,
 } from "./transport_choice.ts";
 import type { Hop } from "./types.ts";
 
@@ -111,13 +112,20 @@ export class SessionPool {
   readonly #groups = new Map<string, ClientSession[]>();
   // Routes whose server speaks v1 only: their tunnels are v1 WebSockets.
   readonly #v1Only = new Set<string>();
-  readonly #transports = new TransportChoice();
+  readonly #transports: TransportChoice;
   readonly #random: () => number;
   #closed = false;
 
-  /** @param random Jitter source. @default Math.random */
-  constructor(random: () => number = Math.random) {
+  /**
+   * @param random Jitter source. @default Math.random
+   * @param choice How transports are chosen (the WebSocket retry interval).
+   */
+  constructor(
+    random: () => number = Math.random,
+    choice: TransportChoiceOptions = {},
+  ) {
     this.#random = random;
+    this.#transports = new TransportChoice(choice);
   }
 
   /**
@@ -157,8 +165,8 @@ export class SessionPool {
       ? group.find((each) => each.usable && each.load < cap)
       : undefined;
     if (session === undefined) {
-      const dial = (abort: AbortSignal) =>
-        this.#transports.dial(shared, hops, options, context, abort);
+      const dial = (abort: AbortSignal, reconnect: boolean) =>
+        this.#transports.dial(shared, hops, options, context, abort, reconnect);
       session = new ClientSession(shared, dial, options, this.#random, () => {
         const left = (this.#groups.get(key) ?? []).filter((each) =>
           each !== session
@@ -218,7 +226,10 @@ export class SessionPool {
 class ClientSession {
   /** Its route's key (hops, token, trust), shared by the route's sessions. */
   readonly route: string;
-  readonly #dial: (signal: AbortSignal) => Promise<SessionTransport>;
+  readonly #dial: (
+    signal: AbortSignal,
+    reconnect: boolean,
+  ) => Promise<SessionTransport>;
   readonly #options: DialOptions;
   readonly #random: () => number;
   readonly #onEnded: () => void;
@@ -239,7 +250,10 @@ class ClientSession {
 
   constructor(
     route: string,
-    dial: (signal: AbortSignal) => Promise<SessionTransport>,
+    dial: (
+      signal: AbortSignal,
+      reconnect: boolean,
+    ) => Promise<SessionTransport>,
     options: DialOptions,
     random: () => number,
     onEnded: () => void,
@@ -261,7 +275,7 @@ class ClientSession {
       }),
       { onIdle: () => this.#becameIdle() },
     );
-    this.#ready = this.#connect(this.#abort.signal);
+    this.#ready = this.#connect(this.#abort.signal, false);
     this.#ready.catch((error) => this.end(errorMessage(error)));
   }
 
@@ -346,8 +360,8 @@ class ClientSession {
 
   // The whole chain, the transport (a v2 upgrade, or a poll), HELLO and
   // WELCOME; then the session runs on the new connection.
-  async #connect(signal: AbortSignal): Promise<void> {
-    const { stream, path, server } = await this.#dial(signal);
+  async #connect(signal: AbortSignal, reconnect: boolean): Promise<void> {
+    const { stream, path, server } = await this.#dial(signal, reconnect);
     try {
       const { session } = this.#endpoint;
       await writeAll(stream, encodeFrame(session.hello()));
@@ -456,7 +470,7 @@ class ClientSession {
         await this.#pause(delay);
         if (this.#ended) return;
         try {
-          await this.#connect(this.#abort.signal);
+          await this.#connect(this.#abort.signal, true);
           log.info(
             `session ${this.#label} resumed on attempt ${attempt} after ${
               formatDuration(Date.now() - started)

@@ -251,9 +251,12 @@ ${extra}`,
  * (`tmp/` is made for the `*_temp_path` lines).
  *
  * @param config Makes nginx.conf from the directory and the port.
+ * @param port The port to listen on (another nginx's, to replace it); a
+ *   free one by default.
  */
 export function startNginx(
   config: (dir: string, port: number) => string,
+  port?: number,
 ): Promise<TestProcess> {
   return startProgram(
     "nginx",
@@ -262,6 +265,7 @@ export function startNginx(
     config,
     "nginx.conf",
     (dir) => Deno.mkdir(`${dir}/tmp`),
+    port,
   );
 }
 
