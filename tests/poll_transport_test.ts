@@ -28,7 +28,12 @@ import {
   within,
   writeAll,
 } from "./_util/net.ts";
-import { missing, startBumpingSquid, startNginx } from "./_util/proxies.ts";
+import {
+  missing,
+  nginxConf,
+  startBumpingSquid,
+  startNginx,
+} from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
   logMatches,
@@ -217,28 +222,17 @@ function bufferingNginx(servePort: number, upgrade = false) {
       proxy_read_timeout 600s;`
     : "";
   return (dir: string, port: number) =>
-    `daemon off;
-master_process off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/tmp;
-  proxy_temp_path ${dir}/tmp;
-  fastcgi_temp_path ${dir}/tmp;
-  uwsgi_temp_path ${dir}/tmp;
-  scgi_temp_path ${dir}/tmp;
-  server {
+    nginxConf(
+      dir,
+      `  server {
     listen 127.0.0.1:${port};
     location / {
       proxy_pass http://127.0.0.1:${servePort};
       proxy_buffering on;
       proxy_request_buffering on;${passUpgrade}
     }
-  }
-}
-`;
+  }`,
+    );
 }
 
 Deno.test({
@@ -429,19 +423,9 @@ Deno.test({
  */
 function reframingNginx(servePort: number) {
   return (dir: string, port: number) =>
-    `daemon off;
-master_process off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/tmp;
-  proxy_temp_path ${dir}/tmp;
-  fastcgi_temp_path ${dir}/tmp;
-  uwsgi_temp_path ${dir}/tmp;
-  scgi_temp_path ${dir}/tmp;
-  server {
+    nginxConf(
+      dir,
+      `  server {
     listen 127.0.0.1:${port};
     addition_types *;
     add_after_body /nothing;
@@ -453,9 +437,8 @@ http {
       proxy_pass http://127.0.0.1:${servePort}/;
       chunked_transfer_encoding off;
     }
-  }
-}
-`;
+  }`,
+    );
 }
 
 /** Sends a poll request on a new connection and reads its answer's head. */

@@ -246,6 +246,32 @@ ${extra}`,
 }
 
 /**
+ * An nginx.conf for a test: in the foreground, one process, its pid, logs
+ * and temporary files in `dir` (under `tmp/`, which {@link startNginx}
+ * makes), and `http` inside its http block (maps, servers).
+ *
+ * @param dir nginx's directory.
+ * @param http The rest of the http block.
+ */
+export function nginxConf(dir: string, http: string): string {
+  return `daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/tmp;
+  proxy_temp_path ${dir}/tmp;
+  fastcgi_temp_path ${dir}/tmp;
+  uwsgi_temp_path ${dir}/tmp;
+  scgi_temp_path ${dir}/tmp;
+${http}
+}
+`;
+}
+
+/**
  * Starts real nginx on a free loopback port, in the foreground without a
  * master process, its pid, logs and temporary files in its directory
  * (`tmp/` is made for the `*_temp_path` lines).
