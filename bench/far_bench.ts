@@ -4,13 +4,16 @@
  * squid (client → tool → squid → serve → target), as v1 (one WebSocket per
  * tunnel) and as v2 (a stream of a session), in the same run with
  * interleaved repetitions; and v2 over the poll transport (`transport=poll`:
- * plain HTTP requests through the same squid). Prints medians, the ratios to CONNECT, the CPU
+ * plain HTTP requests through the same squid); and the TLS floor
+ * (bench/tls_floor.ts: the two relays of a TLS hop through the same squid
+ * and nothing else, the least any `wss://` design costs in Deno here).
+ * Prints medians, the ratios to CONNECT, the CPU
  * seconds each process spent per GB of the stream row, and what the wss
  * hop adds to a tunnel's setup, and writes bench/results/far.md and
  * far.json.
  *
  *   deno task bench:far [--reps 3] [--seconds 5] [--megabytes 512]
- *     [--rows stream,rtt,setups8,setups1] [--routes connect,v1,v2,poll]
+ *     [--rows stream,rtt,setups8,setups1] [--routes connect,v1,v2,poll,floor]
  *     [--profile DIR] [--serve-ffi on|off]
  *
  * Rows (bench/peer.ts modes, each peer its own process):
@@ -46,14 +49,17 @@ import { ROOT } from "../tests/_util/tool.ts";
 import { type CpuProfiler, startProfile } from "./inspector.ts";
 import { usage } from "./proc.ts";
 
-const ROUTES = ["connect", "v1", "v2", "poll"] as const;
+const ROUTES = ["connect", "v1", "v2", "poll", "floor"] as const;
 type Route = typeof ROUTES[number];
 const ROUTE_LABELS: Record<Route, string> = {
   connect: "CONNECT through squid",
   v1: "wss:// v1 through squid to serve",
   v2: "wss:// v2 (session) through squid to serve",
   poll: "wss:// v2 over polling through squid to serve",
+  floor: "TLS floor: two bare relays, TLS through squid",
 };
+// The routes the tool carries; the floor is bench/tls_floor.ts's.
+const TOOL_ROUTES = ROUTES.filter((route) => route !== "floor");
 const ROWS = [
   { key: "stream", label: "1 stream, Gbit/s" },
   { key: "rtt", label: "round trip of 64 bytes, µs (lower is better)" },
@@ -130,18 +136,19 @@ async function peer(args: string[]): Promise<Record<string, number>> {
   }
 }
 
-/** A peer.ts server (echo or sink) on a free port, until disposed. */
-async function peerServer(mode: "echo" | "sink") {
-  const port = freePort();
+/**
+ * A Deno program (`args` to `deno run`), listening on `ports`, until
+ * disposed.
+ */
+async function background(what: string, args: string[], ports: number[]) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", PEER, mode, String(port)],
+    args: ["run", ...args],
     stdin: "null",
     stdout: "null",
     stderr: "null",
   }).spawn();
-  await waitPort(port, 20_000, `peer ${mode}`);
+  for (const port of ports) await waitPort(port, 20_000, what);
   return {
-    port,
     pid: child.pid,
     async [Symbol.asyncDispose]() {
       try {
@@ -150,6 +157,17 @@ async function peerServer(mode: "echo" | "sink") {
       await child.status;
     },
   };
+}
+
+/** A peer.ts server (echo or sink) on a free port, until disposed. */
+async function peerServer(mode: "echo" | "sink") {
+  const port = freePort();
+  const server = await background(
+    `peer ${mode}`,
+    ["-A", PEER, mode, String(port)],
+    [port],
+  );
+  return Object.assign(server, { port });
 }
 
 /** httptunneling `run` on `config`, in `dir`, as `deno task start` runs it. */
@@ -270,13 +288,13 @@ try {
   ) as Record<Route, { sink: number; echo: number }>;
   const wss =
     `http://127.0.0.1:${squid.port} wss://127.0.0.1:${serve.port} token=${ALICE_TOKEN} ca-file=ca.pem`;
-  const via: Record<Route, string> = {
+  const via: Record<Exclude<Route, "floor">, string> = {
     connect: `http://127.0.0.1:${squid.port}`,
     v1: `${wss} mux=off resume=off`,
     v2: wss,
     poll: `${wss} transport=poll`,
   };
-  const config = ROUTES.flatMap((route) => [
+  const config = TOOL_ROUTES.flatMap((route) => [
     `${ports[route].sink} 127.0.0.1 ${sink.port} ${via[route]}`,
     `${ports[route].echo} 127.0.0.1 ${echo.port} ${via[route]}`,
   ]).join("\n") + "\n";
@@ -284,24 +302,49 @@ try {
   await using tool = await startRun(
     dir,
     config,
-    ROUTES.flatMap((route) => [ports[route].sink, ports[route].echo]),
+    TOOL_ROUTES.flatMap((route) => [ports[route].sink, ports[route].echo]),
     toolInspect.flags,
   );
   const squidPid = Number(
     (await Deno.readTextFile(`${squid.dir}/squid.pid`)).trim(),
   );
-  const pids: Record<Process, number> = {
-    tool: tool.pid,
+  // The floor's relays: `in` where serve is, `out` where the tool is.
+  const floorIn = { sink: freePort(), echo: freePort() };
+  await using floorInSide = await background("tls_floor in", [
+    "--allow-net",
+    "--allow-read",
+    ...(values["serve-ffi"] === "on" ? ["--allow-ffi"] : []),
+    `${ROOT}bench/tls_floor.ts`,
+    "in",
+    certs.cert,
+    certs.key,
+    `${floorIn.sink}=${sink.port}`,
+    `${floorIn.echo}=${echo.port}`,
+  ], [floorIn.sink, floorIn.echo]);
+  await using floorOutSide = await background("tls_floor out", [
+    "--allow-net",
+    "--allow-read",
+    "--allow-env",
+    `${ROOT}bench/tls_floor.ts`,
+    "out",
+    String(squid.port),
+    certs.ca,
+    `${ports.floor.sink}=${floorIn.sink}`,
+    `${ports.floor.echo}=${floorIn.echo}`,
+  ], [ports.floor.sink, ports.floor.echo]);
+  const processes: Process[] = ["tool", "squid", "serve", "sink"];
+  const pidsOf = (route: Route): Record<Process, number> => ({
+    tool: route === "floor" ? floorOutSide.pid : tool.pid,
     squid: squidPid,
-    serve: serve.child.pid,
+    serve: route === "floor" ? floorInSide.pid : serve.child.pid,
     sink: sink.pid,
-  };
-  const processes = Object.keys(pids) as Process[];
+  });
 
   const measure = async (row: Row, route: Route): Promise<number> => {
     const { sink, echo } = ports[route];
     switch (row) {
       case "stream": {
+        const pids = pidsOf(route);
         const before = processes.map((name) => usage(pids[name]).cpu);
         const { gbps } = await peer(["stream", String(sink), String(BYTES)]);
         processes.forEach((name, i) =>
@@ -327,7 +370,9 @@ try {
   // One profile per process of the first repetition of each route and
   // row: later ones would only repeat it.
   const profiled = async (row: Row, route: Route, rep: number) => {
-    if (PROFILE_DIR === undefined || rep > 0) return await measure(row, route);
+    if (PROFILE_DIR === undefined || rep > 0 || route === "floor") {
+      return await measure(row, route);
+    }
     const profilers: [string, CpuProfiler][] = [
       ["tool", await startProfile(toolInspect.port!)],
       ["serve", await startProfile(serveInspect.port!)],
@@ -422,7 +467,9 @@ try {
       } ms through squid and ${fmt(setupMs(route))} ms over wss:// ${route} (${
         fmt(setupMs(route) - setupMs("connect"))
       } ms more: ${
-        route === "v1"
+        route === "floor"
+          ? "TLS with the floor's in relay"
+          : route === "v1"
           ? "TLS with serve, the upgrade"
           : route === "poll"
           ? "OPEN and OPENED over polling requests"
@@ -439,7 +486,7 @@ try {
     ...setupLines.flatMap((line) => [line, ""]),
     `Medians of ${REPS} interleaved repetitions, ${SECONDS} s per setup run, ${
       BYTES / 1048576
-    } MiB per stream, on ${Deno.build.target}, ${navigator.hardwareConcurrency} cores; client, tool, squid, serve and target each a process on this machine.`,
+    } MiB per stream, on ${Deno.build.target}, ${navigator.hardwareConcurrency} cores; client, tool, squid, serve and target each a process on this machine (for the TLS floor, its out relay counts as tool and its in relay as serve).`,
     ...(logged.length
       ? [
         "",

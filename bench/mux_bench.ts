@@ -9,8 +9,10 @@
  * prints setups per second and the ratio of muxed to CONNECT setups.
  *
  * `--delay MS` puts a relay in front of squid that holds every chunk for
- * MS milliseconds each way: a proxy at a distance, as a corporate one is,
- * rather than on loopback where its round trips cost next to nothing.
+ * MS milliseconds each way, and a new connection's first bytes one round
+ * trip longer for the TCP handshake: a proxy at a distance, as a corporate
+ * one is, rather than on loopback where its round trips cost next to
+ * nothing.
  *
  * Then memory per idle tunnel of each kind: in a fresh tool process per
  * kind, the slope of its RSS (and serve's, for the kinds that use it)
@@ -50,8 +52,15 @@ const REPS = Number(values.reps);
 const SECONDS = Number(values.seconds);
 const DELAY_MS = Number(values.delay);
 
-/** Copies `from` to `to`, each chunk `DELAY_MS` late, in order. */
-async function delayedPipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+/**
+ * Copies `from` to `to`, each chunk `DELAY_MS` late, in order, and none
+ * before `opened` (a time of `performance.now()`).
+ */
+async function delayedPipe(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  opened = 0,
+): Promise<void> {
   const buffer = new Uint8Array(64 * 1024);
   let last = Promise.resolve();
   try {
@@ -61,7 +70,7 @@ async function delayedPipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
       const chunk = buffer.slice(0, n);
       // Every chunk arrives DELAY_MS after it was read, however many
       // came at once: a latency, not a rate.
-      const due = performance.now() + DELAY_MS;
+      const due = Math.max(performance.now(), opened) + DELAY_MS;
       // A failed write (the other side closed) ends the copy quietly.
       last = last.then(async () => {
         const wait = due - performance.now();
@@ -88,8 +97,12 @@ await using far = startServer(async (conn) => {
   conn.setNoDelay(true);
   squidConn.setNoDelay(true);
   try {
+    // The tool's connect returns at once from this relay on loopback; to a
+    // proxy DELAY_MS away, its TCP handshake takes a round trip before the
+    // first byte can leave: its bytes go no earlier than that.
+    const opened = performance.now() + 2 * DELAY_MS;
     await Promise.all([
-      delayedPipe(conn, squidConn),
+      delayedPipe(conn, squidConn, opened),
       delayedPipe(squidConn, conn),
     ]);
   } finally {

@@ -17,7 +17,7 @@ import { ConnectionLimit } from "./limit.ts";
 import { Metrics } from "./observe/metrics.ts";
 import type { ProxyEnvironment } from "./route/env.ts";
 import { ProxyHealth, type ProxyHealthView } from "./route/health.ts";
-import { SessionPool } from "./route/session_pool.ts";
+import { SessionPool, type SessionRouteView } from "./route/session_pool.ts";
 import { describeProxy } from "./route/types.ts";
 import { PacEngines } from "./route/pac/engine.ts";
 import type { TunnelOptions } from "./config/options.ts";
@@ -47,6 +47,11 @@ export interface SupervisorOptions {
   readonly failoverBackoffMs?: number;
   /** Bind with SO_REUSEPORT, for `--workers`. */
   readonly reusePort?: boolean;
+  /**
+   * How often a `transport=auto` route that fell back to polling tries the
+   * WebSocket again, as a session reconnects. @default WS_RETRY_MS
+   */
+  readonly wsRetryMs?: number;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -94,11 +99,14 @@ export class Supervisor implements TunnelHost {
   #lookups = new Set<Promise<void>>();
   #shared: SharedState;
   #upstreams: UpstreamPool;
-  #sessions = new SessionPool();
+  #sessions: SessionPool;
 
   /** @param options Default tunnel settings, limits and the proxy environment. */
   constructor(options: SupervisorOptions) {
     this.#options = options;
+    this.#sessions = new SessionPool(Math.random, {
+      wsRetryMs: options.wsRetryMs,
+    });
     const metrics = new Metrics();
     this.#upstreams = new UpstreamPool({
       onSize: (idle) => metrics.upstreamIdle = idle,
@@ -158,6 +166,11 @@ export class Supervisor implements TunnelHost {
           : [],
       };
     });
+  }
+
+  /** Each session route's transport and its sessions. */
+  get sessionRoutes(): SessionRouteView[] {
+    return this.#sessions.routes();
   }
 
   /** Listeners that are accepting, by source address. */

@@ -19,7 +19,7 @@ import {
   responseFraming,
   stripHopByHop,
 } from "../lib/local/http1.ts";
-import { chunkSize, copyBody } from "../lib/local/http1_body.ts";
+import { chunkSize, copyBody, readBody } from "../lib/local/http1_body.ts";
 import { BufferedDuplex } from "../lib/net/buffered.ts";
 import type { Duplex } from "../lib/net/duplex.ts";
 import { readResponseHead, type ResponseHead } from "../lib/proxy/http_head.ts";
@@ -758,6 +758,62 @@ Deno.test("copyBody: chunked written anew, extensions and trailers dropped", asy
     13,
   );
   assert.equal(rechunked.text, "d\r\nuntil the end\r\n0\r\n\r\n");
+});
+
+Deno.test("readBody: a length, chunked and until the end, each within its cap; what follows stays buffered", async () => {
+  const tooLarge = () => new Error("too large");
+  const chunked = input("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT");
+  assert.equal(
+    text(await readBody(chunked, { kind: "chunked" }, 11, tooLarge)),
+    "hello world",
+  );
+  assert.equal(text(chunked.buffered), "NEXT");
+  const empty = input("0\r\n\r\nNEXT");
+  assert.equal(
+    (await readBody(empty, { kind: "chunked" }, 0, tooLarge)).length,
+    0,
+  );
+  assert.equal(text(empty.buffered), "NEXT");
+  const length = input("helloNEXT");
+  assert.equal(
+    text(await readBody(length, { kind: "length", length: 5 }, 5, tooLarge)),
+    "hello",
+  );
+  assert.equal(text(length.buffered), "NEXT");
+  assert.equal(
+    text(await readBody(input("to the end"), { kind: "close" }, 10, tooLarge)),
+    "to the end",
+  );
+  // Over the cap: a declared length before any byte is read, else as read.
+  const declared = input("hello");
+  await assert.rejects(
+    () => readBody(declared, { kind: "length", length: 5 }, 4, tooLarge),
+    /too large/,
+  );
+  assert.equal(text(declared.buffered), "hello");
+  await assert.rejects(
+    () =>
+      readBody(
+        input("5\r\nhello\r\n0\r\n\r\n"),
+        { kind: "chunked" },
+        4,
+        tooLarge,
+      ),
+    /too large/,
+  );
+  await assert.rejects(
+    () => readBody(input("hello"), { kind: "close" }, 4, tooLarge),
+    /too large/,
+  );
+  // Cut short: the stream's own early-end error.
+  await assert.rejects(
+    () => readBody(input("5\r\nhel"), { kind: "chunked" }, 5, tooLarge),
+    /ended early/,
+  );
+  await assert.rejects(
+    () => readBody(input("hel"), { kind: "length", length: 5 }, 5, tooLarge),
+    /ended early/,
+  );
 });
 
 Deno.test("copyBody: malformed and oversize chunked framing", async () => {

@@ -1,7 +1,8 @@
 /**
  * The poll transport (issue #20, item 4) against real peers: a squid
  * bumping TLS with `request_header_access Upgrade deny all`, an nginx that
- * buffers answers and forwards no `Upgrade`, a relay cut mid-transfer,
+ * buffers answers and forwards no `Upgrade`, an nginx that re-frames
+ * answers (chunked, or until it closes), a relay cut mid-transfer,
  * and serve's refusals of poll requests.
  *
  * @module
@@ -16,14 +17,23 @@ import {
   sha256Of,
 } from "./_util/data.ts";
 import {
+  bytes,
   connect,
   freePort,
   readAll,
+  readExactly,
   startBannerServer,
   startEchoServer,
+  text,
   within,
+  writeAll,
 } from "./_util/net.ts";
-import { missing, startBumpingSquid, startNginx } from "./_util/proxies.ts";
+import {
+  missing,
+  nginxConf,
+  startBumpingSquid,
+  startNginx,
+} from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
   logMatches,
@@ -34,7 +44,19 @@ import {
 } from "./_util/serve.ts";
 import { missingSshd, sshSession, startSshd } from "./_util/sshd.ts";
 import { encodeFrame, FrameDecoder } from "../lib/session/frame.ts";
+import { BufferedDuplex } from "../lib/net/buffered.ts";
+import {
+  headerValue,
+  readResponseHead,
+  type ResponseHead,
+} from "../lib/proxy/http_head.ts";
+import {
+  buildPollRequest,
+  POLL_ID_HEADER,
+  type PollRequestHead,
+} from "../lib/poll/wire.ts";
 import { captureLogs, runTool, startTool, TEST_OPTIONS } from "./_util/tool.ts";
+import { startStatusServer } from "../lib/observe/status_server.ts";
 
 const ignore = missingWebsockets() || missing("squid");
 
@@ -187,31 +209,30 @@ Deno.test({
   },
 });
 
-/** nginx in front of plain serve: answers buffered, no Upgrade passed on. */
-function bufferingNginx(servePort: number) {
+/**
+ * nginx in front of plain serve: answers buffered, no Upgrade passed on;
+ * with `upgrade`, Upgrade passed on.
+ */
+function bufferingNginx(servePort: number, upgrade = false) {
+  const passUpgrade = upgrade
+    ? `
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 600s;`
+    : "";
   return (dir: string, port: number) =>
-    `daemon off;
-master_process off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/tmp;
-  proxy_temp_path ${dir}/tmp;
-  fastcgi_temp_path ${dir}/tmp;
-  uwsgi_temp_path ${dir}/tmp;
-  scgi_temp_path ${dir}/tmp;
-  server {
+    nginxConf(
+      dir,
+      `  server {
     listen 127.0.0.1:${port};
     location / {
       proxy_pass http://127.0.0.1:${servePort};
       proxy_buffering on;
-      proxy_request_buffering on;
+      proxy_request_buffering on;${passUpgrade}
     }
-  }
-}
-`;
+  }`,
+    );
 }
 
 Deno.test({
@@ -256,6 +277,245 @@ Deno.test({
       /ok {4}transport poll: poll \(plain HTTP requests\) to 127\.0\.0\.1:\d+\/ .*works/,
     );
     assert.match(probe.stdout, /=> works/);
+  },
+});
+
+Deno.test({
+  name:
+    "poll: /status, status and status --json show each session route's transport and why auto fell back; serve's /status each session's transport",
+  ignore: ignore || missing("nginx"),
+  async fn() {
+    await using echo = startEchoServer();
+    const serveStatus = freePort();
+    await using serve = await startServe({
+      args: [
+        "--allow",
+        `127.0.0.1:${echo.port}`,
+        "--status",
+        `127.0.0.1:${serveStatus}`,
+      ],
+    });
+    await using nginx = await startNginx(bufferingNginx(serve.port));
+    const [direct, stripped] = [freePort(), freePort()];
+    await using tool = await startTool(
+      [
+        `${direct} 127.0.0.1 ${echo.port} ws://127.0.0.1:${serve.port} token=${ALICE_TOKEN}`,
+        `${stripped} 127.0.0.1 ${echo.port} ws://127.0.0.1:${nginx.port} token=${ALICE_TOKEN}`,
+      ].join("\n"),
+    );
+    const server = startStatusServer(
+      { host: "127.0.0.1", port: 0 },
+      () => tool.supervisor,
+      {},
+    );
+    try {
+      // One tunnel open on each route, so each has a session.
+      using one = await connect(direct);
+      using two = await connect(stripped);
+      for (const conn of [one, two]) {
+        await writeAll(conn, bytes("ping"));
+        assert.equal(
+          text(await within(readExactly(conn, 4), 20_000, "the echo")),
+          "ping",
+        );
+      }
+      const address = `127.0.0.1:${server.addr.port}`;
+      const json = await runTool(["status", address, "--json"]);
+      assert.equal(json.code, 0, json.stderr);
+      const routes = JSON.parse(json.stdout).sessionRoutes;
+      const byRoute = (port: number) =>
+        routes.find((route: { route: string }) =>
+          route.route === `via ws://127.0.0.1:${port}/`
+        );
+      assert.deepEqual(
+        { ...byRoute(serve.port), since: undefined },
+        {
+          route: `via ws://127.0.0.1:${serve.port}/`,
+          mode: "auto",
+          transport: "websocket",
+          fallback: null,
+          since: undefined,
+          sessions: 1,
+        },
+      );
+      const fellBack = byRoute(nginx.port);
+      assert.equal(fellBack.transport, "poll");
+      assert.equal(fellBack.sessions, 1);
+      assert.match(fellBack.fallback, /without its Upgrade header/);
+      assert.ok(!json.stdout.includes(ALICE_TOKEN));
+
+      const table = await runTool(["status", address, "--wide"]);
+      assert.equal(table.code, 0, table.stderr);
+      const section = table.stdout.slice(
+        table.stdout.indexOf("session transports"),
+      );
+      assert.match(
+        section,
+        new RegExp(`ws://127\\.0\\.0\\.1:${serve.port}/ +auto +WebSocket +1 `),
+      );
+      assert.match(
+        section,
+        new RegExp(
+          `ws://127\\.0\\.0\\.1:${nginx.port}/ +auto +poll +1 .*fell back to poll: .*without its Upgrade header`,
+        ),
+      );
+
+      // serve's /status: one session on each transport.
+      const far = await (await fetch(
+        `http://127.0.0.1:${serveStatus}/status`,
+      )).json();
+      assert.deepEqual(
+        far.sessions.map((each: { transport: string }) => each.transport)
+          .sort(),
+        ["poll", "websocket"],
+      );
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "poll: transport=auto that fell back tries the WebSocket again as its session reconnects: nginx stripping Upgrade replaced by one passing it, the route goes back to WebSocket, the echo byte-exact",
+  ignore: ignore || missing("nginx"),
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    const nginxPort = freePort();
+    let nginx = await startNginx(bufferingNginx(serve.port), nginxPort);
+    try {
+      await using logs = await captureLogs();
+      const port = freePort();
+      await using tool = await startTool(
+        `${port} 127.0.0.1 ${echo.port} ws://127.0.0.1:${nginxPort} token=${ALICE_TOKEN}\n`,
+        { defaults: TEST_OPTIONS, wsRetryMs: 0 },
+      );
+      await checksummedEcho(port, 4 * 1024 * 1024, async () => {
+        await logs.waitFor(/falling back to the poll transport/);
+        await nginx[Symbol.asyncDispose]();
+        await logs.waitFor(/lost its connection/, 20_000);
+        nginx = await startNginx(bufferingNginx(serve.port, true), nginxPort);
+      });
+      await logs.waitFor(
+        /trying the WebSocket again as the session reconnects/,
+      );
+      await logs.waitFor(
+        /the WebSocket upgrade gets through again; sessions use WebSocket \(transport=auto\)/,
+      );
+      await logs.waitFor(/session \S+ resumed on attempt \d+/);
+      const [route] = tool.supervisor.sessionRoutes;
+      assert.equal(route.transport, "websocket");
+      assert.equal(route.fallback, null);
+      await logMatches(serve, /session \S+ resumed: token alice/);
+    } finally {
+      await nginx[Symbol.asyncDispose]();
+    }
+  },
+});
+
+/**
+ * nginx that re-frames serve's answers: the addition filter (with an empty
+ * addition) drops Content-Length, so answers go chunked at `/`, and until
+ * the connection closes at `/closing` (chunked_transfer_encoding off).
+ */
+function reframingNginx(servePort: number) {
+  return (dir: string, port: number) =>
+    nginxConf(
+      dir,
+      `  server {
+    listen 127.0.0.1:${port};
+    addition_types *;
+    add_after_body /nothing;
+    location = /nothing { internal; return 200 ""; }
+    location / {
+      proxy_pass http://127.0.0.1:${servePort};
+    }
+    location = /closing {
+      proxy_pass http://127.0.0.1:${servePort}/;
+      chunked_transfer_encoding off;
+    }
+  }`,
+    );
+}
+
+/** Sends a poll request on a new connection and reads its answer's head. */
+async function rawPollHead(
+  port: number,
+  path: string,
+  request: Omit<PollRequestHead, "server" | "path">,
+): Promise<ResponseHead> {
+  using conn = await connect(port);
+  await writeAll(
+    conn,
+    bytes(
+      buildPollRequest({
+        server: { host: "127.0.0.1", port },
+        path,
+        token: ALICE_TOKEN,
+        ...request,
+      }),
+    ),
+  );
+  return await within(
+    readResponseHead(new BufferedDuplex(conn), () => new Error("no answer")),
+    10_000,
+    `the answer to a poll ${request.kind}`,
+  );
+}
+
+Deno.test({
+  name:
+    "poll: nginx re-framing answers as chunked (and, at another path, until it closes): POST and GET answers arrive so, and transport=poll carries a checksummed echo through each",
+  ignore: ignore || missing("nginx"),
+  async fn() {
+    await using echo = startEchoServer();
+    await using serve = await startServe({
+      args: ["--allow", `127.0.0.1:${echo.port}`],
+    });
+    await using nginx = await startNginx(reframingNginx(serve.port));
+
+    // Read raw: nginx really re-frames the POST and the GET answers.
+    for (const [path, framed] of [["/", /chunked/], ["/closing", /close/]]) {
+      const open = await rawPollHead(nginx.port, path as string, {
+        kind: "open",
+      });
+      assert.equal(open.status, 200);
+      assert.equal(headerValue(open, "content-length"), undefined);
+      const id = headerValue(open, POLL_ID_HEADER)!;
+      const receive = await rawPollHead(nginx.port, path as string, {
+        kind: "receive",
+        id,
+        seq: 0,
+      });
+      assert.equal(receive.status, 200);
+      assert.equal(headerValue(receive, "content-length"), undefined);
+      for (const head of [open, receive]) {
+        assert.match(
+          headerValue(head, "transfer-encoding") ??
+            headerValue(head, "connection") ?? "",
+          framed as RegExp,
+        );
+      }
+    }
+
+    await using logs = await captureLogs();
+    const [chunked, closing] = [freePort(), freePort()];
+    const hops = `ws://127.0.0.1:${nginx.port}`;
+    await using _tool = await startTool(
+      [
+        `${chunked} 127.0.0.1 ${echo.port} ${hops}/ token=${ALICE_TOKEN} transport=poll`,
+        `${closing} 127.0.0.1 ${echo.port} ${hops}/closing token=${ALICE_TOKEN} transport=poll`,
+      ].join("\n"),
+    );
+    await checksummedEcho(chunked, 8 * 1024 * 1024, () => Promise.resolve());
+    await checksummedEcho(closing, 2 * 1024 * 1024, () => Promise.resolve());
+    assert.ok(
+      !logs.lines.some((line) => /badly framed|protocol error/.test(line)),
+      logs.lines.join("\n"),
+    );
   },
 });
 

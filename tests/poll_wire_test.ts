@@ -8,7 +8,11 @@ import {
   readPollRequest,
   seqStanding,
 } from "../lib/poll/wire.ts";
-import { upgradeDidNotHappen } from "../lib/route/transport_choice.ts";
+import {
+  retriesWebSocket,
+  upgradeDidNotHappen,
+  WS_RETRY_MS,
+} from "../lib/route/transport_choice.ts";
 import { NoSessionProtocolError } from "../lib/proxy/ws_connect.ts";
 import { WsRefusedError } from "../lib/errors.ts";
 import { ChunkQueue } from "../lib/net/chunk_queue.ts";
@@ -188,4 +192,17 @@ Deno.test("ChunkQueue takes up to a count of bytes from the front, cutting the l
   assert.equal(queue.bytes, 0);
   assert.deepEqual(queue.take(10), []);
   assert.equal(queue.readInto(buffer), 0);
+});
+
+Deno.test("transport=auto that fell back tries the WebSocket again only as a session reconnects, at most once per interval", () => {
+  const everyMs = WS_RETRY_MS;
+  const at = (now: number, reconnect = true) =>
+    retriesWebSocket({ reconnect, triedAt: 1_000_000, now, everyMs });
+  assert.equal(everyMs, 5 * 60_000);
+  assert.ok(at(1_000_000 + everyMs));
+  assert.ok(at(1_000_000 + 3 * everyMs));
+  assert.ok(!at(1_000_000 + everyMs - 1));
+  assert.ok(!at(1_000_000));
+  // A new session (no transport lost) keeps polling, however long after.
+  assert.ok(!at(1_000_000 + 10 * everyMs, false));
 });

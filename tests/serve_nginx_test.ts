@@ -17,7 +17,7 @@ import {
   waitPort,
   within,
 } from "./_util/net.ts";
-import { missing } from "./_util/proxies.ts";
+import { missing, nginxConf } from "./_util/proxies.ts";
 import {
   ALICE_TOKEN,
   logMatches,
@@ -30,19 +30,9 @@ const ignore = missingWebsockets() || missing("nginx");
 
 /** The reverse-proxy part of the README's nginx example, on test paths. */
 function nginxConfig(dir: string, port: number, servePort: number): string {
-  return `daemon off;
-master_process off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
-  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+  return nginxConf(
+    dir,
+    `  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server {
     listen 127.0.0.1:${port} ssl;
     ssl_certificate ${dir}/server.pem;
@@ -58,9 +48,8 @@ http {
       proxy_send_timeout 1h;
       proxy_buffering off;
     }
-  }
-}
-`;
+  }`,
+  );
 }
 
 Deno.test({

@@ -150,3 +150,39 @@ Deno.test("status shows traffic and failures by reason, and each proxy's health"
   );
   assert.ok(!quiet.includes("\nproxies\n"));
 });
+
+Deno.test("status shows each session route's transport, and why transport=auto fell back", () => {
+  const text = renderStatus({
+    ...STATUS,
+    sessionRoutes: [
+      {
+        route: "via ws://far.example:8080/t",
+        mode: "auto",
+        transport: "websocket",
+        fallback: null,
+        since: "2026-12-05T12:00:00.000Z",
+        sessions: 1,
+      },
+      {
+        route: "via http://squid:3128 -> wss://far.example:443/t",
+        mode: "auto",
+        transport: "poll",
+        fallback:
+          "serve at far.example:443/t received the WebSocket upgrade without its Upgrade header",
+        since: "2026-12-05T12:01:02.000Z",
+        sessions: 2,
+      },
+    ],
+  }, { width: 200 });
+  const section = text.slice(text.indexOf("session transports"));
+  assert.match(
+    section,
+    /via ws:\/\/far\.example:8080\/t +auto +WebSocket +1 +12:00:00 UTC *\n/,
+  );
+  assert.match(
+    section,
+    /-> wss:\/\/far\.example:443\/t +auto +poll +2 +12:01:02 UTC +fell back to poll: serve at .*without its Upgrade header/,
+  );
+  // Without session routes (or from an older tool), no such table.
+  assert.ok(!renderStatus(STATUS).includes("session transports"));
+});

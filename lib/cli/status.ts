@@ -1,6 +1,7 @@
 /**
  * `status [ADDR] [--watch | --json] [--wide]`: shows the entries, their
- * failures and proxies, and the live tunnels of a tool started with
+ * failures and proxies, the transport of each session route, and the
+ * live tunnels of a tool started with
  * `run --status ADDR`, like `ss` does for sockets, fitted to the terminal
  * unless `--wide`.
  *
@@ -108,8 +109,9 @@ export const REASONS: readonly FailureReason[] = [
 
 /**
  * Renders a status document as tables: entries; their traffic and
- * failures by reason; the proxies of their routes with their health; live
- * tunnels.
+ * failures by reason; the proxies of their routes with their health; the
+ * session routes' transports (WebSocket or poll, and why `auto` fell
+ * back); live tunnels.
  *
  * @param status The `/status` document.
  * @param options The width to fit.
@@ -188,6 +190,27 @@ export function renderStatus(
           ],
           fit([5, 2]),
         )
+      }`,
+    );
+  }
+  // A document from an older tool has no session routes.
+  const routes = status.sessionRoutes ?? [];
+  if (routes.length > 0) {
+    sections.push(
+      `session transports\n${
+        formatTable([
+          ["ROUTE", "MODE", "TRANSPORT", "SESSIONS", "SINCE", "FALLBACK"],
+          ...routes.map((route) => [
+            route.route,
+            route.mode,
+            route.transport === "poll" ? "poll" : "WebSocket",
+            String(route.sessions),
+            `${route.since.slice(11, 19)} UTC`,
+            route.fallback === null
+              ? ""
+              : `fell back to poll: ${route.fallback}`,
+          ]),
+        ], fit([5, 0]))
       }`,
     );
   }

@@ -2,7 +2,8 @@
  * Copying an HTTP/1.1 message body from one stream to another as it
  * arrives: a fixed length, a chunked body (RFC 9112 §7.1) checked and
  * written anew, or everything until the sender closes. No more than one
- * read of the body is held at a time.
+ * read of the body is held at a time. {@link readBody} reads a body,
+ * bounded, into memory with the same decoding.
  *
  * Chunked bodies are re-framed, not passed through: every chunk size is
  * checked and written again in canonical hex, chunk extensions and
@@ -91,6 +92,61 @@ export async function copyBody(
   }
   if (chunked) await writeAll(to, LAST_CHUNK);
   return length;
+}
+
+/**
+ * Reads one message body into one array, decoded as {@link copyBody}
+ * decodes it, refusing one larger than `maxBytes` before holding more.
+ * What follows the body stays buffered in `from`.
+ *
+ * @param from The sender's stream, positioned after the head.
+ * @param framing How the body is delimited, from `responseFraming`.
+ * @param maxBytes The largest body accepted.
+ * @param tooLarge Makes the error for a larger body.
+ * @returns The body's bytes.
+ * @throws `tooLarge()` past `maxBytes` (a declared length is refused
+ *   before its first byte is read); what {@link copyBody} throws.
+ *
+ * @example
+ * ```ts
+ * const body = await readBody(input, { kind: "chunked" }, 1 << 20, () =>
+ *   new Error("larger than 1 MiB"));
+ * ```
+ */
+export async function readBody(
+  from: BufferedDuplex,
+  framing: BodyFraming,
+  maxBytes: number,
+  tooLarge: () => Error,
+): Promise<Uint8Array> {
+  if (framing.kind === "none") return new Uint8Array(0);
+  if (framing.kind === "length") {
+    if (framing.length > maxBytes) throw tooLarge();
+    // Straight into the array: no piece is held twice.
+    const body = new Uint8Array(framing.length);
+    for (let offset = 0; offset < body.length;) {
+      const n = await from.read(body.subarray(offset));
+      // skip() reads once more and throws the owner's early-end error.
+      if (n === null) await from.skip(body.length - offset);
+      offset += n ?? 0;
+    }
+    return body;
+  }
+  const pieces: Uint8Array[] = [];
+  let length = 0;
+  const sink: Duplex = {
+    read: () => Promise.resolve(null),
+    write(data) {
+      length += data.length;
+      if (length > maxBytes) throw tooLarge();
+      pieces.push(data.slice());
+      return Promise.resolve(data.length);
+    },
+    closeWrite: () => Promise.resolve(),
+    close() {},
+  };
+  await copyBody(from, sink, framing, { chunked: false });
+  return pieces.length === 1 ? pieces[0] : concat(...pieces);
 }
 
 type Emit = (piece: Uint8Array) => Promise<void>;

@@ -21,6 +21,7 @@ import { headerValue } from "../proxy/http_head.ts";
 import { describeService, sourceKey } from "../config/entry.ts";
 import { logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import type { SessionRouteView } from "../route/session_pool.ts";
 import { describeRoute } from "../route/types.ts";
 import type { EntryState } from "../supervisor.ts";
 import type { Tunnel } from "../tunnel.ts";
@@ -43,6 +44,8 @@ export interface StatusSource {
   entries(): EntryState[];
   /** Every tunnel that is open or opening. */
   readonly tunnels: readonly TunnelView[];
+  /** Each session route's transport (WebSocket or poll). */
+  readonly sessionRoutes: readonly SessionRouteView[];
   /** The counters. */
   readonly metrics: Metrics;
 }
@@ -107,6 +110,7 @@ export function statusDocument(supervisor: StatusSource, state: RunState) {
       ageMs: now - tunnel.startedAt,
       idleMs: now - tunnel.counters.lastActivity,
     })),
+    sessionRoutes: supervisor.sessionRoutes,
   };
 }
 

@@ -21,6 +21,8 @@
  */
 
 import { ProxyProtocolError, WsRefusedError } from "../errors.ts";
+import { HttpMessageError, responseFraming } from "../local/http1.ts";
+import { readBody } from "../local/http1_body.ts";
 import type { HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { concat } from "../net/bytes.ts";
@@ -39,9 +41,11 @@ import { REFUSAL_HEADER, WS_REFUSALS } from "../ws/handshake.ts";
 import {
   buildPollRequest,
   HOLD_MS,
+  LENGTH_HEADER,
   MAX_RECEIVE_BYTES,
   MAX_SEND_BYTES,
   POLL_ID_HEADER,
+  POLL_METHODS,
   type PollKind,
 } from "./wire.ts";
 
@@ -341,7 +345,7 @@ interface LaneRequest {
 
 /**
  * One keep-alive connection to the server, re-dialed when it closes: a
- * request at a time, each answered with a `Content-Length` body.
+ * request at a time, each answer's body read as a proxy framed it.
  */
 class HttpLane {
   readonly #dial: () => Promise<Duplex>;
@@ -354,9 +358,9 @@ class HttpLane {
     dial: () => Promise<Duplex>,
     options: PollOptions,
   ) {
-    this.#conn = new BufferedDuplex(conn);
     this.#dial = dial;
     this.#options = options;
+    this.#conn = this.#buffered(conn);
   }
 
   /**
@@ -397,7 +401,7 @@ class HttpLane {
     body: Uint8Array | undefined,
   ): Promise<{ head: ResponseHead; body: Uint8Array }> {
     if (this.#closed) throw new Deno.errors.BadResource("poll closed");
-    const conn = this.#conn ??= new BufferedDuplex(await this.#dial());
+    const conn = this.#conn ??= this.#buffered(await this.#dial());
     if (this.#closed) {
       closeQuietly(conn);
       throw new Deno.errors.BadResource("poll closed");
@@ -436,8 +440,14 @@ class HttpLane {
           if (answer.status !== 200) {
             throw await refusal(conn, answer, name, request.kind);
           }
-          const received = await readBody(conn, answer, maxBody, name);
-          if (!keepsAlive(answer)) this.#drop();
+          const { body: received, closes } = await readAnswerBody(
+            conn,
+            answer,
+            request,
+            maxBody,
+            name,
+          );
+          if (closes || !keepsAlive(answer)) this.#drop();
           return { head: answer, body: received };
         },
       );
@@ -445,6 +455,17 @@ class HttpLane {
       this.#drop();
       throw error;
     }
+  }
+
+  // An early end anywhere in an answer is a connection failure, which a
+  // new connection may cure.
+  #buffered(conn: Duplex): BufferedDuplex {
+    return new BufferedDuplex(conn, {
+      onEnd: () =>
+        new PollConnectionError(
+          `server ${this.#options.name} closed the connection in the middle of a poll answer`,
+        ),
+    });
   }
 
   #drop(): void {
@@ -496,39 +517,50 @@ async function refusal(
   );
 }
 
-// A 200's body: its Content-Length, at most `max` bytes, read straight
-// into one array.
-async function readBody(
+// A 200's body, however a proxy on the way framed it: its Content-Length,
+// chunked, or until the connection closes (then only with the server's
+// length beside it, the one way to tell a whole answer from a cut one). At
+// most `max` bytes; a body shorter than the server's length is a connection
+// failure, so the request is sent again and answered again.
+async function readAnswerBody(
   conn: BufferedDuplex,
   head: ResponseHead,
+  request: LaneRequest,
   max: number,
   server: string,
-): Promise<Uint8Array> {
-  const declared = headerValue(head, "content-length");
-  if (declared === undefined) {
-    if (max === 0) return new Uint8Array(0);
-    throw new ProxyProtocolError(
-      `server ${server} answered a poll receive without Content-Length (a proxy on the way re-framed it)`,
-    );
-  }
-  const length = Number(declared.trim());
-  if (!Number.isSafeInteger(length) || length < 0 || length > max) {
-    throw new ProxyProtocolError(
-      `server ${server} answered a poll with a body of ${
-        printable(declared).slice(0, 20)
-      } bytes, more than the ${max} a poll answer holds`,
-    );
-  }
-  const body = new Uint8Array(length);
-  let offset = 0;
-  while (offset < length) {
-    const n = await conn.read(body.subarray(offset));
-    if (n === null) {
-      throw new PollConnectionError(
-        `server ${server} closed the connection in the middle of a poll answer`,
+): Promise<{ body: Uint8Array; closes: boolean }> {
+  const what = `server ${server} answered a poll ${request.kind}`;
+  try {
+    const framing = responseFraming(head, POLL_METHODS[request.kind]);
+    const declared = headerValue(head, LENGTH_HEADER);
+    const length = declared === undefined ? undefined : Number(declared.trim());
+    if (length !== undefined && !Number.isSafeInteger(length)) {
+      throw new ProxyProtocolError(
+        `${what} with ${LENGTH_HEADER} "${printable(declared!).slice(0, 20)}"`,
       );
     }
-    offset += n;
+    if (framing.kind === "close" && max > 0 && length === undefined) {
+      throw new ProxyProtocolError(
+        `${what} with neither Content-Length nor chunked and no ${LENGTH_HEADER}, so a cut answer cannot be told from a whole one`,
+      );
+    }
+    const body = await readBody(
+      conn,
+      framing,
+      max,
+      () =>
+        new ProxyProtocolError(
+          `${what} with a body larger than the ${max} bytes a poll answer holds`,
+        ),
+    );
+    if (length !== undefined && body.length !== length) {
+      throw new PollConnectionError(
+        `${what} with ${body.length} of its ${length} bytes (the connection ended early)`,
+      );
+    }
+    return { body, closes: framing.kind === "close" };
+  } catch (error) {
+    if (!(error instanceof HttpMessageError)) throw error;
+    throw new ProxyProtocolError(`${what} badly framed: ${error.message}`);
   }
-  return body;
 }

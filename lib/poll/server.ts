@@ -31,6 +31,7 @@ import type {
 import {
   DownstreamQueue,
   HOLD_MS,
+  LENGTH_HEADER,
   MAX_POLLS,
   MAX_SEND_BYTES,
   newPollId,
@@ -205,6 +206,7 @@ export class PollServer {
       headers: {
         "content-type": "application/octet-stream",
         "cache-control": "no-store",
+        [LENGTH_HEADER]: String(body.length),
       },
     });
   }
@@ -222,6 +224,7 @@ export class PollServer {
 // One poll: the transport its session runs over.
 class PollTransport implements ServerTransport {
   readonly name = "poll transport";
+  readonly kind = "poll";
   readonly token: string;
   readonly queue = new DownstreamQueue();
   /** The sequence number of the next new `send`. */

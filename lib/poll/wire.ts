@@ -14,7 +14,7 @@
  * ```
  * POST open              → 200, X-Httptunneling-Poll-Id
  * POST send    id seq n  → 200 (body: session frame bytes, applied once)
- * GET  receive id seq n  → 200, Content-Length, the frame bytes queued (held ≤ 1 s when none)
+ * GET  receive id seq n  → 200, X-Httptunneling-Length, the frame bytes queued (held ≤ 1 s when none)
  * POST close   id        → 200 (the session ends, as a WebSocket close 1000)
  * ```
  *
@@ -32,6 +32,12 @@ export const POLL_HEADER = "X-Httptunneling-Poll";
 export const POLL_ID_HEADER = "X-Httptunneling-Poll-Id";
 /** The header carrying a `send` or `receive` request's sequence number. */
 export const SEQ_HEADER = "X-Httptunneling-Seq";
+/**
+ * The header carrying a `receive` answer's body length, which a proxy that
+ * re-frames the answer (chunked, or until it closes) passes on: the client
+ * checks the body against it.
+ */
+export const LENGTH_HEADER = "X-Httptunneling-Length";
 
 /** The most session bytes in one `send` body. */
 export const MAX_SEND_BYTES = 1024 * 1024;

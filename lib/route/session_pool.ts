@@ -42,9 +42,11 @@ import { formatDuration } from "../time/duration.ts";
 import type { WsRefusal } from "../ws/handshake.ts";
 import type { FailoverContext } from "./failover.ts";
 import {
+  type RouteTransportView,
   type SessionConnection,
   type SessionTransport,
   TransportChoice,
+  type TransportChoiceOptions,
 } from "./transport_choice.ts";
 import type { Hop } from "./types.ts";
 
@@ -99,18 +101,31 @@ export interface PooledStream {
   readonly accepted: Promise<void>;
 }
 
+/** A route's session transport and its sessions, as /status shows them. */
+export interface SessionRouteView extends RouteTransportView {
+  /** Sessions open on the route now, connected or reconnecting. */
+  readonly sessions: number;
+}
+
 /** The sessions of one process, by route and token. */
 export class SessionPool {
   readonly #groups = new Map<string, ClientSession[]>();
   // Routes whose server speaks v1 only: their tunnels are v1 WebSockets.
   readonly #v1Only = new Set<string>();
-  readonly #transports = new TransportChoice();
+  readonly #transports: TransportChoice;
   readonly #random: () => number;
   #closed = false;
 
-  /** @param random Jitter source. @default Math.random */
-  constructor(random: () => number = Math.random) {
+  /**
+   * @param random Jitter source. @default Math.random
+   * @param choice How transports are chosen (the WebSocket retry interval).
+   */
+  constructor(
+    random: () => number = Math.random,
+    choice: TransportChoiceOptions = {},
+  ) {
     this.#random = random;
+    this.#transports = new TransportChoice(choice);
   }
 
   /**
@@ -150,9 +165,9 @@ export class SessionPool {
       ? group.find((each) => each.usable && each.load < cap)
       : undefined;
     if (session === undefined) {
-      const dial = (abort: AbortSignal) =>
-        this.#transports.dial(shared, hops, options, context, abort);
-      session = new ClientSession(dial, options, this.#random, () => {
+      const dial = (abort: AbortSignal, reconnect: boolean) =>
+        this.#transports.dial(shared, hops, options, context, abort, reconnect);
+      session = new ClientSession(shared, dial, options, this.#random, () => {
         const left = (this.#groups.get(key) ?? []).filter((each) =>
           each !== session
         );
@@ -177,6 +192,19 @@ export class SessionPool {
   }
 
   /**
+   * Each route's transport and how many sessions it carries.
+   *
+   * @returns One view per route that dialed, in the order they first did.
+   */
+  routes(): SessionRouteView[] {
+    const sessions = [...this.#groups.values()].flat();
+    return this.#transports.routes().map(({ key, view }) => ({
+      ...view,
+      sessions: sessions.filter((each) => each.route === key).length,
+    }));
+  }
+
+  /**
    * Ends every session: their connections close, their streams reset.
    *
    * @returns Settles when the connections have said goodbye (or given up
@@ -196,7 +224,12 @@ export class SessionPool {
 
 /** One session and the connection that carries it now. */
 class ClientSession {
-  readonly #dial: (signal: AbortSignal) => Promise<SessionTransport>;
+  /** Its route's key (hops, token, trust), shared by the route's sessions. */
+  readonly route: string;
+  readonly #dial: (
+    signal: AbortSignal,
+    reconnect: boolean,
+  ) => Promise<SessionTransport>;
   readonly #options: DialOptions;
   readonly #random: () => number;
   readonly #onEnded: () => void;
@@ -216,12 +249,17 @@ class ClientSession {
     | undefined;
 
   constructor(
-    dial: (signal: AbortSignal) => Promise<SessionTransport>,
+    route: string,
+    dial: (
+      signal: AbortSignal,
+      reconnect: boolean,
+    ) => Promise<SessionTransport>,
     options: DialOptions,
     random: () => number,
     onEnded: () => void,
     mux: boolean,
   ) {
+    this.route = route;
     this.#dial = dial;
     this.#options = options;
     this.#random = random;
@@ -237,7 +275,7 @@ class ClientSession {
       }),
       { onIdle: () => this.#becameIdle() },
     );
-    this.#ready = this.#connect(this.#abort.signal);
+    this.#ready = this.#connect(this.#abort.signal, false);
     this.#ready.catch((error) => this.end(errorMessage(error)));
   }
 
@@ -322,8 +360,8 @@ class ClientSession {
 
   // The whole chain, the transport (a v2 upgrade, or a poll), HELLO and
   // WELCOME; then the session runs on the new connection.
-  async #connect(signal: AbortSignal): Promise<void> {
-    const { stream, path, server } = await this.#dial(signal);
+  async #connect(signal: AbortSignal, reconnect: boolean): Promise<void> {
+    const { stream, path, server } = await this.#dial(signal, reconnect);
     try {
       const { session } = this.#endpoint;
       await writeAll(stream, encodeFrame(session.hello()));
@@ -432,7 +470,7 @@ class ClientSession {
         await this.#pause(delay);
         if (this.#ended) return;
         try {
-          await this.#connect(this.#abort.signal);
+          await this.#connect(this.#abort.signal, true);
           log.info(
             `session ${this.#label} resumed on attempt ${attempt} after ${
               formatDuration(Date.now() - started)

@@ -6,7 +6,12 @@
  * default): a proxy on the way removed `Upgrade` (serve answers 426
  * `no-upgrade`), or the answer was no tunnel server's at all. A refusal
  * by serve itself (token, rate limit, shutting down) is never a reason to
- * fall back. The choice is made once per route and logged once.
+ * fall back. The choice is made per route and logged when it changes, and
+ * kept for /status ({@link TransportChoice.routes}). A route that fell
+ * back tries the WebSocket again when a session reconnects after losing
+ * its transport (the path may have changed: another proxy, a new
+ * config), at most once per {@link WS_RETRY_MS}, and goes back to it when
+ * the upgrade gets through.
  *
  * ```
  * dial ─▶ chain + TLS to the server ─┬─ ws ─▶ v2 upgrade ───────────────────┐
@@ -21,6 +26,7 @@ import { routeFailure, WsRefusedError } from "../errors.ts";
 import type { DialOptions } from "../net/dialer.ts";
 import { closeQuietly, type Duplex } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
+import { formatDuration } from "../time/duration.ts";
 import { NoPollTransportError, openPoll } from "../poll/client.ts";
 import {
   describeServer,
@@ -29,7 +35,7 @@ import {
 } from "../proxy/ws_connect.ts";
 import { dialWithFailover, type FailoverContext } from "./failover.ts";
 import { transportFor } from "./transport.ts";
-import { describeProxy, type Hop, type Proxy } from "./types.ts";
+import { describeProxy, describeRoute, type Hop, type Proxy } from "./types.ts";
 
 const log = logger("session");
 
@@ -38,6 +44,9 @@ export type TransportMode = "auto" | "ws" | "poll";
 
 /** The values of `transport=`, in the order the usage lists them. */
 export const TRANSPORT_MODES: readonly TransportMode[] = ["auto", "ws", "poll"];
+
+/** How often a route that fell back to polling tries the WebSocket again. */
+export const WS_RETRY_MS = 5 * 60_000;
 
 /**
  * A byte stream to the far end whose close says goodbye: the returned
@@ -80,9 +89,83 @@ export function upgradeDidNotHappen(error: unknown): boolean {
     (error.refusal === "no-upgrade" || error.refusal === "not-a-tunnel");
 }
 
-/** The transports chosen per route, for `transport=auto`. */
+/** What {@link retriesWebSocket} weighs. */
+export interface WsRetryQuestion {
+  /** The dial reconnects a session that lost its transport. */
+  readonly reconnect: boolean;
+  /** When the route last tried the upgrade to an answer, ms since the epoch. */
+  readonly triedAt: number;
+  /** Now, ms since the epoch. */
+  readonly now: number;
+  /** The least time between two tries. */
+  readonly everyMs: number;
+}
+
+/**
+ * Whether a `transport=auto` route that fell back to polling tries the
+ * WebSocket upgrade first on this dial: only when a session reconnects
+ * after losing its transport, and not sooner than `everyMs` after the
+ * last try, so a path that still strips `Upgrade` costs one refused
+ * upgrade per interval at most. Pure.
+ *
+ * @param question The dial, the last try and the interval.
+ * @returns `true` to try the WebSocket first.
+ *
+ * @example
+ * ```ts
+ * retriesWebSocket({ reconnect: true, triedAt: 0, now: 300_000, everyMs: 300_000 }); // true
+ * retriesWebSocket({ reconnect: false, triedAt: 0, now: 900_000, everyMs: 300_000 }); // false
+ * ```
+ */
+export function retriesWebSocket(question: WsRetryQuestion): boolean {
+  return question.reconnect &&
+    question.now - question.triedAt >= question.everyMs;
+}
+
+/** Options of {@link TransportChoice}. */
+export interface TransportChoiceOptions {
+  /** The least time between two WebSocket tries of a route that fell back. @default WS_RETRY_MS */
+  readonly wsRetryMs?: number;
+  /** The clock. @default Date.now */
+  readonly now?: () => number;
+}
+
+/** A route's session transport, as /status shows it. */
+export interface RouteTransportView {
+  /** The route to the server, e.g. `via http://squid:3128 -> wss://far:443/t`; no secrets. */
+  readonly route: string;
+  /** Its `transport=`. */
+  readonly mode: TransportMode;
+  /** What carries its sessions now. */
+  readonly transport: "websocket" | "poll";
+  /** Why `transport=auto` fell back to polling; `null` when it did not. */
+  readonly fallback: string | null;
+  /** When this transport was chosen, ISO 8601. */
+  readonly since: string;
+}
+
+/** The transports chosen per route, for `transport=auto` and /status. */
 export class TransportChoice {
-  readonly #chosen = new Map<string, "ws" | "poll">();
+  readonly #chosen = new Map<string, RouteTransportView>();
+  // When each route last tried the upgrade to an answer.
+  readonly #wsTriedAt = new Map<string, number>();
+  readonly #wsRetryMs: number;
+  readonly #now: () => number;
+
+  /** @param options The WebSocket retry interval and the clock. */
+  constructor(options: TransportChoiceOptions = {}) {
+    this.#wsRetryMs = options.wsRetryMs ?? WS_RETRY_MS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * The transport each route uses, as last chosen.
+   *
+   * @returns One view per route (hops, token and trust) that dialed.
+   */
+  routes(): { key: string; view: RouteTransportView }[] {
+    return [...this.#chosen].map(([key, view]) => ({ key, view }));
+  }
 
   /**
    * Opens a session transport through `hops`, whose last hop is the
@@ -94,6 +177,8 @@ export class TransportChoice {
    * @param options Limits, trust, token, `transport`.
    * @param context Proxy failure memory.
    * @param signal Gives up when aborted.
+   * @param reconnect The dial reconnects a session that lost its
+   *   transport: a route that fell back may try the WebSocket again.
    * @returns The transport.
    * @throws the chain's failures; {@link WsRefusedError} when serve
    *   refused; {@link NoSessionProtocolError} when it speaks v1 only.
@@ -104,6 +189,7 @@ export class TransportChoice {
     options: DialOptions,
     context: FailoverContext,
     signal: AbortSignal,
+    reconnect = false,
   ): Promise<SessionTransport> {
     const alternatives = context.health.order(hops[hops.length - 1]);
     let last: unknown;
@@ -116,6 +202,7 @@ export class TransportChoice {
           options,
           context,
           signal,
+          reconnect,
         );
         const failures = context.health.succeeded(proxy);
         if (failures > 0) context.onRecovered?.(proxy, failures);
@@ -137,13 +224,43 @@ export class TransportChoice {
     options: DialOptions,
     context: FailoverContext,
     signal: AbortSignal,
+    reconnect: boolean,
   ): Promise<SessionTransport> {
     const server = describeServer(proxy);
     const mode = options.transport ?? "auto";
-    const use = mode === "auto" ? this.#chosen.get(key) ?? "ws" : mode;
+    const chosen = this.#chosen.get(key);
+    const fellBack = mode === "auto" && chosen?.transport === "poll";
+    const retry = fellBack && retriesWebSocket({
+      reconnect,
+      triedAt: this.#wsTriedAt.get(key) ?? 0,
+      now: this.#now(),
+      everyMs: this.#wsRetryMs,
+    });
+    const use = mode === "auto" ? fellBack && !retry ? "poll" : "ws" : mode;
+    if (retry) {
+      log.info(
+        `${server}: trying the WebSocket again as the session reconnects (the poll transport since ${chosen.since}; transport=auto)`,
+      );
+    }
+    const decided = (
+      transport: RouteTransportView["transport"],
+      fallback: string | null,
+      message: string,
+    ) =>
+      this.#decided(key, {
+        route: describeRoute({ kind: "chain", hops }),
+        mode,
+        transport,
+        fallback,
+        since: new Date().toISOString(),
+      }, message);
     if (use === "poll") {
       const poll = await dialPoll(hops, proxy, options, context, signal);
-      this.#decided(key, "poll", `${server}: sessions use the poll transport`);
+      decided(
+        "poll",
+        chosen?.fallback ?? null,
+        `${server}: sessions use the poll transport`,
+      );
       return poll;
     }
     const reached = await reach(hops, proxy, options, context, signal);
@@ -154,11 +271,19 @@ export class TransportChoice {
         signal,
         settings: options,
       });
-      this.#decided(key, "ws", `${server}: sessions use WebSocket`);
+      if (mode === "auto") this.#wsTriedAt.set(key, this.#now());
+      decided(
+        "websocket",
+        null,
+        retry
+          ? `${server}: the WebSocket upgrade gets through again; sessions use WebSocket (transport=auto)`
+          : `${server}: sessions use WebSocket`,
+      );
       return { stream, path: reached.path, server };
     } catch (error) {
       closeQuietly(reached.stream);
       if (mode !== "auto" || !upgradeDidNotHappen(error)) throw error;
+      this.#wsTriedAt.set(key, this.#now());
       let poll: SessionTransport;
       try {
         poll = await dialPoll(hops, proxy, options, context, signal);
@@ -166,21 +291,27 @@ export class TransportChoice {
         // Not a server that polls either: what the upgrade said stands.
         throw pollError instanceof NoPollTransportError ? error : pollError;
       }
-      this.#decided(
-        key,
+      const why = error instanceof Error ? error.message : String(error);
+      if (retry) {
+        log.info(
+          `${server}: the WebSocket upgrade still did not happen (${why}); staying with the poll transport, next try in ${
+            formatDuration(this.#wsRetryMs)
+          } at the earliest`,
+        );
+      }
+      decided(
         "poll",
-        `${server}: the WebSocket upgrade did not happen (${
-          error instanceof Error ? error.message : String(error)
-        }); falling back to the poll transport (transport=auto)`,
+        why,
+        `${server}: the WebSocket upgrade did not happen (${why}); falling back to the poll transport (transport=auto)`,
       );
       return poll;
     }
   }
 
-  // Remembers a route's transport, logging the first choice.
-  #decided(key: string, chosen: "ws" | "poll", message: string): void {
-    if (this.#chosen.get(key) === chosen) return;
-    this.#chosen.set(key, chosen);
+  // Remembers a route's transport, logging a change.
+  #decided(key: string, view: RouteTransportView, message: string): void {
+    if (this.#chosen.get(key)?.transport === view.transport) return;
+    this.#chosen.set(key, view);
     log.info(message);
   }
 }

@@ -71,6 +71,8 @@ export interface ServeSessionsOptions {
 export interface SessionState extends SessionOwner {
   /** Whether a transport carries it now. */
   readonly connected: boolean;
+  /** What carries it now; `null` while it waits for a resume. */
+  readonly transport: ServerTransport["kind"] | null;
   /** Its streams. */
   readonly streams: number;
 }
@@ -78,6 +80,8 @@ export interface SessionState extends SessionOwner {
 interface Held {
   readonly endpoint: SessionEndpoint;
   owner: SessionOwner;
+  /** The transport that carries it now. */
+  transport?: ServerTransport;
 }
 
 /** The v2 sessions of a far end. */
@@ -103,9 +107,12 @@ export class ServeSessions {
 
   /** The sessions kept, live or waiting for a resume. */
   list(): SessionState[] {
-    return [...this.#held.values()].map(({ endpoint, owner }) => ({
+    return [...this.#held.values()].map(({ endpoint, owner, transport }) => ({
       ...owner,
       connected: endpoint.session.connected,
+      transport: endpoint.session.connected && transport
+        ? transport.kind
+        : null,
       streams: endpoint.streamCount,
     }));
   }
@@ -152,6 +159,7 @@ export class ServeSessions {
               },
             );
             held = attached.held;
+            held.transport = transport;
             transport.send([encodeFrame(attached.welcome)]);
             held.endpoint.attach(transport);
             held.endpoint.receive(rest);

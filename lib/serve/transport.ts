@@ -43,6 +43,8 @@ export interface TransportHandlers {
 export interface ServerTransport {
   /** For the log: `WebSocket`, `poll transport`. */
   readonly name: string;
+  /** Which kind it is, for /status. */
+  readonly kind: "websocket" | "poll";
   /**
    * Sends encoded frames to the client, in order, as one message; the
    * pieces are copied (or sent) before this returns.
@@ -93,6 +95,7 @@ export function webSocketTransport(socket: WebSocket): ServerTransport {
   };
   return {
     name: "WebSocket",
+    kind: "websocket",
     send(parts) {
       if (socket.readyState !== WebSocket.OPEN) return;
       socket.send(parts.length === 1 ? parts[0] : concat(...parts));

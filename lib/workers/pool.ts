@@ -16,6 +16,7 @@ import { UsageError } from "../errors.ts";
 import { logger, writeForwarded } from "../observe/log.ts";
 import { Metrics, type MetricsData } from "../observe/metrics.ts";
 import type { StatusSource, TunnelView } from "../observe/status_server.ts";
+import type { SessionRouteView } from "../route/session_pool.ts";
 import type { EntryState, SupervisorOptions } from "../supervisor.ts";
 import type { TunnelHost } from "../tunnel_host.ts";
 
@@ -25,6 +26,7 @@ const log = logger("workers");
 export interface WorkerStatus {
   readonly entries: EntryState[];
   readonly tunnels: TunnelView[];
+  readonly sessionRoutes: SessionRouteView[];
   readonly metrics: MetricsData;
 }
 
@@ -178,7 +180,9 @@ export class WorkerPool implements TunnelHost {
     for (const report of reports) metrics.add(report.metrics);
     const entries = mergeEntries(reports.map((report) => report.entries));
     const tunnels = reports.flatMap((report) => report.tunnels);
-    return { entries: () => entries, tunnels, metrics };
+    // Each worker chooses for itself: its routes are listed as it sees them.
+    const sessionRoutes = reports.flatMap((report) => report.sessionRoutes);
+    return { entries: () => entries, tunnels, sessionRoutes, metrics };
   }
 
   /**

@@ -46,6 +46,7 @@ async function handle(message: ToWorker): Promise<FromWorker> {
             startedAt: tunnel.startedAt,
             counters: { ...tunnel.counters },
           })),
+          sessionRoutes: supervisor.sessionRoutes,
           metrics: supervisor.metrics.toData(),
         },
       };

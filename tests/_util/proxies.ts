@@ -246,14 +246,43 @@ ${extra}`,
 }
 
 /**
+ * An nginx.conf for a test: in the foreground, one process, its pid, logs
+ * and temporary files in `dir` (under `tmp/`, which {@link startNginx}
+ * makes), and `http` inside its http block (maps, servers).
+ *
+ * @param dir nginx's directory.
+ * @param http The rest of the http block.
+ */
+export function nginxConf(dir: string, http: string): string {
+  return `daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/tmp;
+  proxy_temp_path ${dir}/tmp;
+  fastcgi_temp_path ${dir}/tmp;
+  uwsgi_temp_path ${dir}/tmp;
+  scgi_temp_path ${dir}/tmp;
+${http}
+}
+`;
+}
+
+/**
  * Starts real nginx on a free loopback port, in the foreground without a
  * master process, its pid, logs and temporary files in its directory
  * (`tmp/` is made for the `*_temp_path` lines).
  *
  * @param config Makes nginx.conf from the directory and the port.
+ * @param port The port to listen on (another nginx's, to replace it); a
+ *   free one by default.
  */
 export function startNginx(
   config: (dir: string, port: number) => string,
+  port?: number,
 ): Promise<TestProcess> {
   return startProgram(
     "nginx",
@@ -262,6 +291,7 @@ export function startNginx(
     config,
     "nginx.conf",
     (dir) => Deno.mkdir(`${dir}/tmp`),
+    port,
   );
 }
 

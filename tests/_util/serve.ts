@@ -260,6 +260,8 @@ export async function fingerprintOf(pemFile: string): Promise<string> {
 export interface ServeCertificates extends AsyncDisposable {
   /** serve's certificate (PEM file), for 127.0.0.1 and localhost. */
   readonly cert: string;
+  /** Its private key (PEM file). */
+  readonly key: string;
   /** The CA that signed it (PEM file), for ca-file=. */
   readonly ca: string;
   /** serve.pem and server.key by name, for {@linkcode StartServeOptions.files}. */
@@ -293,6 +295,7 @@ export async function serveCertificates(): Promise<ServeCertificates> {
   await makeCertificates(dir);
   return {
     cert: `${dir}/server.pem`,
+    key: `${dir}/server.key`,
     ca: `${dir}/ca.pem`,
     files: {
       "server.pem": await Deno.readTextFile(`${dir}/server.pem`),

@@ -16,7 +16,7 @@ import { closeQuietly, type Duplex, writeAll } from "../../net/duplex.ts";
 import { dialTcp } from "../../net/tcp.ts";
 import { tlsHandshake } from "../../net/tls.ts";
 import { type ConfigWatch, watchConfig } from "../../config/watch.ts";
-import { copyBody } from "../../local/http1_body.ts";
+import { readBody } from "../../local/http1_body.ts";
 import { responseFraming } from "../../local/http1.ts";
 import { printable, readResponseHead } from "../../proxy/http_head.ts";
 import { type DiscoveryInputs, pacCandidates } from "./discover.ts";
@@ -129,33 +129,14 @@ export async function fetchPac(
     if (head.status !== 200) {
       throw new Error(`the server answered ${printable(head.statusLine)}`);
     }
-    const body: Uint8Array[] = [];
-    let length = 0;
-    const sink: Duplex = {
-      read: () => Promise.resolve(null),
-      write(data) {
-        length += data.length;
-        if (length > maxBytes) {
-          throw new Error(
-            `the script is larger than ${maxBytes} bytes, the most read`,
-          );
-        }
-        body.push(data.slice());
-        return Promise.resolve(data.length);
-      },
-      closeWrite: () => Promise.resolve(),
-      close() {},
-    };
-    await copyBody(input, sink, responseFraming(head, "GET"), {
-      chunked: false,
-    });
-    const all = new Uint8Array(length);
-    let offset = 0;
-    for (const piece of body) {
-      all.set(piece, offset);
-      offset += piece.length;
-    }
-    return new TextDecoder().decode(all);
+    const body = await readBody(
+      input,
+      responseFraming(head, "GET"),
+      maxBytes,
+      () =>
+        new Error(`the script is larger than ${maxBytes} bytes, the most read`),
+    );
+    return new TextDecoder().decode(body);
   } catch (error) {
     throw new PacSourceError(
       location,
