@@ -81,6 +81,8 @@ export interface WsConnectionOptions {
 export class WsConnection implements ServerTransport {
   /** For the log. */
   readonly name = "WebSocket";
+  /** For /status. */
+  readonly kind = "websocket";
   /** Settles once the connection is closed. */
   readonly done: Promise<void>;
   readonly #conn: Duplex;
