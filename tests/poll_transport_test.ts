@@ -20,6 +20,7 @@ import {
   bytes,
   connect,
   freePort,
+  pause,
   readAll,
   readExactly,
   startBannerServer,
@@ -473,7 +474,8 @@ Deno.test({
   async fn() {
     await using echo = startEchoServer();
     await using serve = await startServe({
-      args: ["--allow", `127.0.0.1:${echo.port}`],
+      // An idle receive is held a third of the heartbeat: 1 s.
+      args: ["--allow", `127.0.0.1:${echo.port}`, "--heartbeat", "3s"],
     });
     await using nginx = await startNginx(reframingNginx(serve.port));
 
@@ -652,5 +654,85 @@ Deno.test({
       serve,
       /session \S+ lost its poll transport \(no request within 1 s\): token alice .*wait up to 600 s for a resume/,
     );
+  },
+});
+
+/** A poll of serve's at `port` whose session is welcomed: its id. */
+async function welcomedPoll(port: number): Promise<string> {
+  const open = await pollRequest(port, ALICE_TOKEN, "open");
+  await open.body?.cancel();
+  const id = open.headers.get("x-httptunneling-poll-id")!;
+  const hello = encodeFrame({ type: "hello", streams: [] });
+  const sent = await pollRequest(port, ALICE_TOKEN, "send", id, 0, hello);
+  await sent.body?.cancel();
+  const answer = await pollRequest(port, ALICE_TOKEN, "receive", id, 0);
+  assert.equal(
+    new FrameDecoder().push(await answer.bytes())[0].type,
+    "welcome",
+  );
+  return id;
+}
+
+/** Milliseconds until serve answers `receive seq` of poll `id`, and its frames. */
+async function timedReceive(port: number, id: string, seq: number) {
+  const started = performance.now();
+  const answer = await within(
+    pollRequest(port, ALICE_TOKEN, "receive", id, seq),
+    20_000,
+    "the receive",
+  );
+  const frames = new FrameDecoder().push(await answer.bytes());
+  return { ms: performance.now() - started, frames };
+}
+
+Deno.test({
+  name:
+    "poll: an idle receive is held 10 s (a third of --heartbeat when shorter), so an idle session costs the proxy a request per 10 s; queued bytes answer it at once",
+  ignore,
+  async fn() {
+    await using long = await startServe({
+      args: ["--allow", "127.0.0.1:1", "--heartbeat", "60s"],
+    });
+    await using short = await startServe({
+      args: ["--allow", "127.0.0.1:1", "--heartbeat", "3s"],
+    });
+    const [longId, shortId] = await Promise.all(
+      [long.port, short.port].map(welcomedPoll),
+    );
+    const [longHold, shortHold] = await Promise.all([
+      timedReceive(long.port, longId, 1),
+      timedReceive(short.port, shortId, 1),
+    ]);
+    assert.deepEqual(longHold.frames, []);
+    assert.ok(longHold.ms >= 9_500, `held ${longHold.ms} ms`);
+    assert.deepEqual(shortHold.frames, []);
+    assert.ok(
+      shortHold.ms >= 900 && shortHold.ms < 2_900,
+      `held ${shortHold.ms} ms`,
+    );
+
+    // A held receive is answered as soon as the session has bytes: here
+    // the refusal of a stream to a target serve does not allow.
+    const held = timedReceive(long.port, longId, 2);
+    await pause(200);
+    const open = encodeFrame({
+      type: "open",
+      stream: 1,
+      host: "127.0.0.2",
+      port: 22,
+      window: 256 * 1024,
+    });
+    const sent = await pollRequest(
+      long.port,
+      ALICE_TOKEN,
+      "send",
+      longId,
+      1,
+      open,
+    );
+    await sent.body?.cancel();
+    const answered = await held;
+    assert.equal(answered.frames[0]?.type, "refuse");
+    assert.ok(answered.ms < 9_000, `answered after ${answered.ms} ms`);
   },
 });

@@ -13,7 +13,7 @@
  * ```
  * FarEnd.handle ─ admitted ─▶ PollServer.handle ─┬─ open ─▶ PollTransport ─▶ ServeSessions.run
  *                                                ├─ send ─▶ transport.bytes (once per seq)
- *                                                ├─ receive ◀─ DownstreamQueue (held ≤ 1 s)
+ *                                                ├─ receive ◀─ DownstreamQueue (held ≤ 10 s)
  *                                                └─ close ─▶ ended (clean)
  * ```
  *
@@ -55,7 +55,10 @@ export interface PollRefusal {
 export interface PollServerOptions {
   /** A poll without a request for this long is a lost transport. */
   readonly idleMs: number;
-  /** How long a `receive` is held with nothing to send. @default HOLD_MS */
+  /**
+   * How long a `receive` is held with nothing to send.
+   * @default HOLD_MS, or a third of `idleMs` when that is shorter
+   */
   readonly holdMs?: number;
   /** The most polls at once. @default MAX_POLLS */
   readonly maxPolls?: number;
@@ -197,7 +200,11 @@ export class PollServer {
       seqStanding(transport.queue.expected, seq) === "next" &&
       transport.queue.backlog === 0
     ) {
-      await transport.hold(this.#options.holdMs ?? HOLD_MS, request.signal);
+      await transport.hold(
+        // Held well within the idle limit, which the request started.
+        this.#options.holdMs ?? Math.min(HOLD_MS, this.#options.idleMs / 3),
+        request.signal,
+      );
     }
     const body = transport.queue.answer(seq);
     if (body === undefined) return this.#gap(transport, "receive", seq);

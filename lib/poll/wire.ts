@@ -14,7 +14,7 @@
  * ```
  * POST open              → 200, X-Httptunneling-Poll-Id
  * POST send    id seq n  → 200 (body: session frame bytes, applied once)
- * GET  receive id seq n  → 200, X-Httptunneling-Length, the frame bytes queued (held ≤ 1 s when none)
+ * GET  receive id seq n  → 200, X-Httptunneling-Length, the frame bytes queued (held ≤ 10 s when none)
  * POST close   id        → 200 (the session ends, as a WebSocket close 1000)
  * ```
  *
@@ -43,8 +43,12 @@ export const LENGTH_HEADER = "X-Httptunneling-Length";
 export const MAX_SEND_BYTES = 1024 * 1024;
 /** The most session bytes in one `receive` answer. */
 export const MAX_RECEIVE_BYTES = 1024 * 1024;
-/** How long the server holds a `receive` when it has nothing to send. */
-export const HOLD_MS = 1_000;
+/**
+ * The longest the server holds a `receive` when it has nothing to send: an
+ * idle session costs a request per hold, and every request is a line in
+ * the proxy's log; proxies wait far longer than this for an answer.
+ */
+export const HOLD_MS = 10_000;
 /** The most polls a server keeps at once, over all tokens. */
 export const MAX_POLLS = 1024;
 
