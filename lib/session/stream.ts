@@ -55,6 +55,15 @@ export const DEFAULT_RECEIVE_WINDOW = 256 * 1024;
  * session announces is at least this.
  */
 export const EARLY_WINDOW = 16 * 1024;
+/**
+ * Most progress an ACK waits for before it is due (less for windows under
+ * four times this: a quarter window). The peer's own bounds on bytes it
+ * keeps unacknowledged (its `sendBufferBytes`, its session's
+ * `sessionBufferBytes`) are not told to this side: a step above them would
+ * never be reached, and the peer would stall until an ACK of small progress
+ * went out.
+ */
+export const ACK_STEP_BYTES = 64 * 1024;
 
 // Written bytes are copied into blocks of a full DATA frame's payload, so
 // that many small writes do not make a long list to walk for every DATA
@@ -385,14 +394,17 @@ export class Stream {
 
   /**
    * Whether an ACK should go out: the peer's EOF is unacknowledged, or the
-   * received offset or the window moved by a quarter of the window (by
-   * anything, when `eager`: the outbound queue is otherwise idle).
+   * received offset or the window moved by a step (a quarter of the
+   * window, at most {@link ACK_STEP_BYTES}; by anything, when `eager`: the
+   * outbound queue is otherwise idle).
    *
    * @param eager Acknowledge any progress.
    */
   ackDue(eager: boolean): boolean {
     if (this.#peerEnd !== undefined && !this.#eofAckSent) return true;
-    const step = eager ? 1 : Math.max(1, this.#window >>> 2);
+    const step = eager
+      ? 1
+      : Math.max(1, Math.min(this.#window >>> 2, ACK_STEP_BYTES));
     return this.#received - this.#ackedTo >= step ||
       this.#read + this.#window - this.#grantedTo >= step;
   }
