@@ -222,7 +222,8 @@ export class SessionEndpoint {
 
   /**
    * Sends what the session has, while the sink's backlog allows; tries
-   * again shortly when it does not.
+   * again shortly when it does not (a sink that calls this once it
+   * drained is served then, without waiting for that retry).
    */
   flush(): void {
     this.#send(false);
@@ -230,7 +231,7 @@ export class SessionEndpoint {
 
   #send(eagerAcks: boolean): void {
     const sink = this.#sink;
-    if (sink !== undefined && this.#retry === undefined) {
+    if (sink !== undefined) {
       let batch: Uint8Array[] = [];
       let size = 0;
       let full = false;
@@ -258,7 +259,7 @@ export class SessionEndpoint {
       if (full) {
         // A sink that cannot say when it drained (serve's WebSocket) is
         // looked at again shortly.
-        this.#retry = setTimeout(() => {
+        this.#retry ??= setTimeout(() => {
           this.#retry = undefined;
           this.flush();
         }, RETRY_MS);
