@@ -71,10 +71,27 @@ export class FrameWriter {
     parts: readonly Uint8Array[],
     options?: EncodeOptions,
   ): Promise<void> {
-    if (this.#failed !== undefined) return this.#failed;
     let length = 0;
     for (const part of parts) length += part.length;
-    const size = frameBytes(length, options?.mask !== undefined);
+    return this.#append(
+      frameBytes(length, options?.mask !== undefined),
+      (out) => encodeFrameInto(out, opcode, parts, options),
+    );
+  }
+
+  /**
+   * Writes bytes that are not a frame (the HTTP head before the frames),
+   * in turn with the frames.
+   *
+   * @param bytes The bytes (copied before this returns).
+   * @returns As {@link send}.
+   */
+  sendBytes(bytes: Uint8Array): Promise<void> {
+    return this.#append(bytes.length, (out) => out.set(bytes));
+  }
+
+  #append(size: number, fill: (out: Uint8Array) => void): Promise<void> {
+    if (this.#failed !== undefined) return this.#failed;
     if (this.#filled + size > this.#filling.length) {
       const grown = new Uint8Array(
         Math.max(2 * this.#filling.length, this.#filled + size),
@@ -82,12 +99,7 @@ export class FrameWriter {
       grown.set(this.#filling.subarray(0, this.#filled));
       this.#filling = grown;
     }
-    encodeFrameInto(
-      this.#filling.subarray(this.#filled),
-      opcode,
-      parts,
-      options,
-    );
+    fill(this.#filling.subarray(this.#filled, this.#filled + size));
     this.#filled += size;
     this.#backlog += size;
     let batch = this.#batch;
