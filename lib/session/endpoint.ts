@@ -48,8 +48,8 @@ export const BATCH_BYTES = 128 * 1024 - 1024;
 const RETRY_MS = 5;
 /**
  * How long ACKs of small progress wait for other frames to travel with:
- * an answer to a request, usually. ACKs of a quarter window or an EOF go
- * at once, so bulk transfers never wait for these.
+ * an answer to a request, usually. ACKs of a step or an EOF go at once,
+ * so bulk transfers never wait for these.
  */
 export const ACK_DELAY_MS = 20;
 
