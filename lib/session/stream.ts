@@ -34,21 +34,21 @@ import {
 export interface StreamOptions {
   /**
    * Most bytes written but not yet acknowledged by the peer.
-   * @default 262144
+   * @default 2097152
    */
   readonly sendBufferBytes?: number;
   /**
    * Most bytes received but not yet read by the application: the window
    * granted to the peer.
-   * @default 262144
+   * @default 2097152
    */
   readonly receiveWindow?: number;
 }
 
 /** Default of {@link StreamOptions.sendBufferBytes}. */
-export const DEFAULT_SEND_BUFFER_BYTES = 256 * 1024;
+export const DEFAULT_SEND_BUFFER_BYTES = 2 * 1024 * 1024;
 /** Default of {@link StreamOptions.receiveWindow}. */
-export const DEFAULT_RECEIVE_WINDOW = 256 * 1024;
+export const DEFAULT_RECEIVE_WINDOW = 2 * 1024 * 1024;
 /**
  * Bytes an opener may send before OPENED: the window it assumes until the
  * peer's real one arrives. A protocol constant; every receive window a
