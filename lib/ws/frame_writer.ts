@@ -141,6 +141,14 @@ export class FrameWriter {
         this.#spare = buffer;
         settle();
       }
+      // Idle: buffers grown for a burst are not kept for the connection's
+      // life, only buffers of the first size.
+      if ((this.#spare?.length ?? 0) > FIRST_BUFFER_BYTES) {
+        this.#spare = undefined;
+      }
+      if (this.#filling.length > FIRST_BUFFER_BYTES) {
+        this.#filling = new Uint8Array(FIRST_BUFFER_BYTES);
+      }
     } finally {
       this.#writing = false;
     }
