@@ -3,9 +3,9 @@
  * sent while a write is in flight is encoded behind the others waiting, in
  * a second buffer, and they all go as the next write. A session's DATA
  * released by several ACKs, and the ACKs themselves, thus cost one TLS
- * write instead of one each. The two buffers are reused (grown when a
- * write needs more), so frames cost no allocation once they are large
- * enough.
+ * write instead of one each. The two buffers are reused: grown when a
+ * write needs more, and back to their first size once the writer is idle,
+ * so a connection keeps no burst's worth of memory.
  *
  * ```
  * send(frame) ─▶ encode into the filling buffer ─┐ (a write in flight)
