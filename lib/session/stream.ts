@@ -69,6 +69,11 @@ export const ACK_STEP_BYTES = 64 * 1024;
 // that many small writes do not make a long list to walk for every DATA
 // frame, and a frame is a view of one block, not a copy.
 const BLOCK_BYTES = MAX_DATA_PAYLOAD;
+// Acknowledged blocks kept for the next writes instead of new ones: a
+// bulk stream frees a block for about every one it fills. The sink has
+// copied a DATA frame's bytes before it returns (FrameSink's contract), so
+// nothing views a block once the peer has acknowledged it.
+const SPARE_BLOCKS = 4;
 
 /**
  * A block of kept bytes: `bytes[start, length)` are not yet acknowledged.
@@ -89,6 +94,7 @@ export class Stream {
 
   // Send side. Offsets count bytes of the stream from its start.
   #blocks: Block[] = [];
+  #spare: Uint8Array[] = [];
   #acked = 0; // the peer has every byte before this; the first byte kept
   #next = 0; // the next byte to put into a DATA frame
   #written = 0; // bytes the application wrote
@@ -189,7 +195,11 @@ export class Stream {
     while (at < take) {
       let last = this.#blocks.at(-1);
       if (!last || last.length === last.bytes.length) {
-        last = { bytes: new Uint8Array(BLOCK_BYTES), start: 0, length: 0 };
+        last = {
+          bytes: this.#spare.pop() ?? new Uint8Array(BLOCK_BYTES),
+          start: 0,
+          length: 0,
+        };
         this.#blocks.push(last);
       }
       const n = Math.min(take - at, last.bytes.length - last.length);
@@ -512,6 +522,7 @@ export class Stream {
   /** Drops every kept and received byte: the stream was reset. */
   clear(): void {
     this.#blocks = [];
+    this.#spare = [];
     this.#inbox = [];
     this.#acked = this.#next = this.#written;
     this.#read = this.#received;
@@ -532,6 +543,7 @@ export class Stream {
       }
       drop -= kept;
       this.#blocks.shift();
+      if (this.#spare.length < SPARE_BLOCKS) this.#spare.push(first.bytes);
     }
   }
 }
