@@ -22,7 +22,7 @@ import {
   type SessionEvent,
   type SessionOptions,
 } from "../lib/session/session.ts";
-import { EARLY_WINDOW } from "../lib/session/stream.ts";
+import { DEFAULT_RECEIVE_WINDOW, EARLY_WINDOW } from "../lib/session/stream.ts";
 import { type Attachment, SessionTable } from "../lib/session/table.ts";
 import { pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 
@@ -1130,7 +1130,7 @@ Deno.test("session link: early data: the first bytes and the EOF go right behind
     type: "ack",
     stream: id,
     offset: 18,
-    window: 256 * 1024 - 18,
+    window: DEFAULT_RECEIVE_WINDOW - 18,
     eof: true,
   });
   assert.equal(
@@ -1310,4 +1310,42 @@ Deno.test("session link: receive windows below the early window are refused, con
   const id = link.client.open("origin.test", 1);
   settle(link);
   protocol(link.client, { type: "opened", stream: id, window: 4096 });
+});
+
+Deno.test("session link: windows larger than the sender's buffer keep a bulk transfer flowing on ACKs of full steps alone", () => {
+  // The endpoint sends ACKs of small progress only after ACK_DELAY_MS;
+  // here no such ACK ever goes (nextFrame(false)), as in a bulk transfer
+  // where the timer is what would have to unstick it.
+  // The sender keeps 256 KiB unacknowledged (an older client's default).
+  for (const receiveWindow of [2 << 20, 4 << 20]) {
+    const link = new Link({
+      client: { receiveWindow, sendBufferBytes: 256 * 1024 },
+      server: { receiveWindow },
+    });
+    const id = link.client.open("origin.test", 9);
+    settle(link);
+    link.server.accept(id);
+    settle(link);
+    const total = 16 << 20;
+    const source = new Source(receiveWindow, total, 256 * 1024);
+    const sink = new Sink();
+    for (let step = 0; step < 10_000 && sink.received < total; step++) {
+      source.pump(link.client, id);
+      for (let f; (f = link.client.nextFrame(false));) {
+        link.server.receive(overWire(f));
+      }
+      sink.pump(link.server, id);
+      for (let f; (f = link.server.nextFrame(false));) {
+        link.client.receive(overWire(f));
+      }
+      link.client.drainEvents();
+      link.server.drainEvents();
+    }
+    assert.equal(
+      sink.received,
+      total,
+      `window ${receiveWindow}: ${sink.received} of ${total} bytes arrived`,
+    );
+    assert.equal(sink.digest(), source.expected);
+  }
 });

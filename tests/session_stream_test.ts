@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { SessionError } from "../lib/session/errors.ts";
 import type { DataFrame } from "../lib/session/frame.ts";
-import { EARLY_WINDOW, Stream } from "../lib/session/stream.ts";
+import { ACK_STEP_BYTES, EARLY_WINDOW, Stream } from "../lib/session/stream.ts";
 
 const bytes = (from: number, length: number) =>
   Uint8Array.from({ length }, (_, i) => (from + i) & 0xff);
@@ -180,6 +180,18 @@ Deno.test("session stream: ACKs are due after a quarter window, or any progress 
   stream.onEof({ type: "eof", stream: 1, offset: 100 });
   assert.equal(stream.ackDue(false), true, "an EOF is acknowledged at once");
   assert.equal(stream.takeAck().eof, true);
+});
+
+Deno.test("session stream: in a large window an ACK is due after ACK_STEP_BYTES, not a quarter window", () => {
+  const stream = new Stream(1, { receiveWindow: 4 << 20 });
+  stream.onData(data(0, ACK_STEP_BYTES - 1));
+  assert.equal(stream.ackDue(false), false);
+  stream.onData(data(ACK_STEP_BYTES - 1, 1));
+  assert.equal(stream.ackDue(false), true);
+  assert.equal(stream.takeAck().offset, ACK_STEP_BYTES);
+  stream.read(ACK_STEP_BYTES);
+  assert.equal(stream.ackDue(false), true, "the window moved by a step");
+  assert.equal(stream.takeAck().window, 4 << 20);
 });
 
 Deno.test("session stream: half-close, EOF after the data, done when both sides are acknowledged", () => {

@@ -10,6 +10,7 @@ import {
   FrameDecoder,
   type WelcomeFrame,
 } from "../lib/session/frame.ts";
+import { DEFAULT_SEND_BUFFER_BYTES } from "../lib/session/stream.ts";
 import { pseudoRandomChunks, sha256Of } from "./_util/data.ts";
 import {
   connect,
@@ -426,12 +427,12 @@ Deno.test({
       // the opener's `accepted`, reads and writes throw serve's refusal.
       const blocked = await open(echo.port + 1);
       await writeStream(blocked.stream, new TextEncoder().encode("hello"));
-      // A reader waiting, and a writer waiting past the send buffer (256
-      // KiB), when the refusal comes: both are woken to throw it.
+      // A reader waiting, and a writer waiting past the send buffer, when
+      // the refusal comes: both are woken to throw it.
       const waitingRead = blocked.stream.read(new Uint8Array(8));
       const waitingWrite = writeStream(
         blocked.stream,
-        new Uint8Array(300 * 1024),
+        new Uint8Array(DEFAULT_SEND_BUFFER_BYTES + 44 * 1024),
       );
       const refusal = await within(
         blocked.accepted.then(() => undefined, (error) => error),

@@ -9,6 +9,7 @@ import {
   type WsEvent,
   WsProtocolError,
 } from "../lib/ws/frame.ts";
+import { FrameWriter } from "../lib/ws/frame_writer.ts";
 import {
   acceptFor,
   buildUpgradeRequest,
@@ -19,6 +20,7 @@ import {
 import { ResponseHeadReader } from "../lib/proxy/http_head.ts";
 import { ProxyProtocolError } from "../lib/errors.ts";
 import { bytes } from "./_util/net.ts";
+import { concat } from "../lib/net/bytes.ts";
 
 const hex = (data: Uint8Array) =>
   Array.from(data, (b) => b.toString(16).padStart(2, "0")).join(" ");
@@ -281,4 +283,79 @@ Sec-WebSocket-Protocol: httptunneling.v1
     checkUpgradeResponse(head("HTTP/1.1 404 Not Found\n"), key, "s"),
     { open: false, status: 404, refusal: undefined },
   );
+});
+
+/** A connection whose writes wait until the test lets them finish. */
+class HeldConn {
+  writes: Uint8Array[] = [];
+  #release: (() => void)[] = [];
+  failWith: Error | undefined;
+
+  write(data: Uint8Array): Promise<number> {
+    this.writes.push(data.slice());
+    return new Promise((resolve, reject) =>
+      this.#release.push(() =>
+        this.failWith ? reject(this.failWith) : resolve(data.length)
+      )
+    );
+  }
+  finishWrite(): void {
+    this.#release.shift()?.();
+  }
+  read(): Promise<number | null> {
+    return Promise.resolve(null);
+  }
+  closeWrite(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): void {}
+}
+
+Deno.test("ws frame writer: frames sent during a write go together in the next, in order, masked each with its own key", async () => {
+  const conn = new HeldConn();
+  const errors: unknown[] = [];
+  const writer = new FrameWriter(conn, (error) => errors.push(error));
+  const first = writer.send(OPCODE.binary, [bytes("one")]);
+  assert.equal(conn.writes.length, 1);
+  // 200 KiB while the first write is in flight: the buffer grows.
+  const big = new Uint8Array(200 * 1024).fill(9);
+  const second = writer.send(OPCODE.binary, [big.subarray(0, 100), big], {
+    mask: RFC_MASK,
+  });
+  const third = writer.send(OPCODE.text, [HELLO], { mask: from(1, 2, 3, 4) });
+  assert.equal(
+    conn.writes.length,
+    1,
+    "nothing more while a write is in flight",
+  );
+  assert.equal(
+    writer.backlog,
+    conn.writes[0].length + 2 * 1024 * 100 + 114 + 11,
+  );
+  conn.finishWrite();
+  await first;
+  assert.equal(conn.writes.length, 2, "the rest in one write");
+  assert.deepEqual(conn.writes[0], encodeFrame(OPCODE.binary, bytes("one")));
+  assert.deepEqual(
+    conn.writes[1],
+    concat(
+      encodeFrame(OPCODE.binary, [big.subarray(0, 100), big], {
+        mask: RFC_MASK,
+      }),
+      encodeFrame(OPCODE.text, HELLO, { mask: from(1, 2, 3, 4) }),
+    ),
+  );
+  conn.finishWrite();
+  await Promise.all([second, third]);
+  assert.equal(writer.backlog, 0);
+  // A failed write fails its frames, those sent meanwhile and later ones.
+  conn.failWith = new Error("connection reset");
+  const failed = writer.send(OPCODE.binary, [bytes("a")]);
+  const meanwhile = writer.send(OPCODE.binary, [bytes("b")]);
+  conn.finishWrite();
+  await assert.rejects(failed, /connection reset/);
+  await assert.rejects(meanwhile, /connection reset/);
+  await assert.rejects(writer.send(OPCODE.ping, []), /connection reset/);
+  assert.equal(errors.length, 1);
+  assert.equal(writer.backlog, 0);
 });

@@ -8,14 +8,15 @@
  * pinged and closed (1001) when the second half brings nothing either, as
  * `Deno.upgradeWebSocket`'s `idleTimeout` does. A close from the client is
  * answered and ends the connection; a close from serve waits a bounded
- * time for the client's answer. Writes queue whole frames; the bytes
- * queued are the backlog the session layer holds back on.
+ * time for the client's answer. Frames sent during a write go together
+ * in the next ({@link FrameWriter}); the bytes not yet written are the
+ * backlog the session layer holds back on.
  *
  * ```
  * conn.read ─▶ FrameDecoder (masked) ─┬─ binary ─▶ handlers.bytes
  *                                     ├─ ping ─▶ pong ─┐
  *                                     └─ close ─▶ close ┤
- * send(parts) ─▶ encodeFrame (unmasked) ──────────────┴─▶ write queue ─▶ conn.write
+ * send(parts) ─▶ FrameWriter (unmasked) ──────────────┴─▶ one write at a time ─▶ conn.write
  * heartbeat ─▶ ping, or close 1001 ────────────────────┘
  * ```
  *
@@ -23,20 +24,20 @@
  */
 
 import { errorMessage } from "../errors.ts";
-import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
 import { logger } from "../observe/log.ts";
 import { printable } from "../proxy/http_head.ts";
 import { type CoarseTimer, coarseTimers } from "../time/timers.ts";
 import {
   CLOSE_CODE,
   closePayload,
-  encodeFrame,
   FrameDecoder,
   MAX_MESSAGE_BYTES,
   OPCODE,
   type WsEvent,
   WsProtocolError,
 } from "../ws/frame.ts";
+import { FrameWriter } from "../ws/frame_writer.ts";
 import {
   CLOSE_CODES,
   type ServerTransport,
@@ -89,12 +90,7 @@ export class WsConnection implements ServerTransport {
   readonly #options: WsConnectionOptions;
   readonly #decoder: FrameDecoder;
   #handlers: TransportHandlers | undefined;
-  // Whole frames waiting to be written, and their bytes.
-  #queue: Uint8Array[] = [];
-  #backlog = 0;
-  #writing = false;
-  // Settles when the queue is written out (or writing failed).
-  #written: Promise<void> = Promise.resolve();
+  readonly #writer: FrameWriter;
   #closeSent = false;
   #told = false;
   #closed = false;
@@ -119,18 +115,22 @@ export class WsConnection implements ServerTransport {
       maxMessageBytes: options.maxMessageBytes ?? MAX_MESSAGE_BYTES,
     });
     this.done = new Promise((resolve) => this.#markClosed = resolve);
-    this.#enqueue(options.head);
+    this.#writer = new FrameWriter(
+      conn,
+      (error) => this.#lost(`writing failed: ${errorMessage(error)}`),
+    );
+    this.#writer.sendBytes(options.head);
   }
 
   /** Bytes queued and not yet written. */
   get backlog(): number {
-    return this.#backlog;
+    return this.#closed ? 0 : this.#writer.backlog;
   }
 
   /** Sends `parts`, joined, as one binary message (one copy). */
   send(parts: readonly Uint8Array[]): void {
     if (this.#closeSent || this.#closed) return;
-    this.#enqueue(encodeFrame(OPCODE.binary, parts));
+    this.#writer.send(OPCODE.binary, parts);
   }
 
   /** Starts reading the client's frames and the heartbeat. */
@@ -149,27 +149,6 @@ export class WsConnection implements ServerTransport {
    */
   close(why: TransportCloseReason, reason: string): void {
     this.#sendClose(CLOSE_CODES[why], reason);
-  }
-
-  #enqueue(frame: Uint8Array): void {
-    this.#queue.push(frame);
-    this.#backlog += frame.length;
-    if (!this.#writing) this.#written = this.#drain();
-  }
-
-  async #drain(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#queue.length > 0 && !this.#closed) {
-        const frame = this.#queue.shift()!;
-        await writeAll(this.#conn, frame);
-        this.#backlog -= frame.length;
-      }
-    } catch (error) {
-      this.#lost(`writing failed: ${errorMessage(error)}`);
-    } finally {
-      this.#writing = false;
-    }
   }
 
   async #readLoop(): Promise<void> {
@@ -199,7 +178,7 @@ export class WsConnection implements ServerTransport {
       this.#tell(false, error.closeCode, error.message);
       this.#sendClose(error.closeCode, error.message);
       // Failed (RFC 6455 §7.1.7): no answer is waited for.
-      this.#written.then(() => this.#shutdown());
+      this.#writer.idle.then(() => this.#shutdown());
     }
   }
 
@@ -216,7 +195,7 @@ export class WsConnection implements ServerTransport {
           break;
         case "ping":
           if (!this.#closeSent) {
-            this.#enqueue(encodeFrame(OPCODE.pong, event.data));
+            this.#writer.send(OPCODE.pong, [event.data]);
           }
           break;
         case "pong":
@@ -236,7 +215,7 @@ export class WsConnection implements ServerTransport {
     if (!this.#closeSent) {
       this.#sendClose(code, "");
     }
-    this.#written.then(() => this.#shutdown());
+    this.#writer.idle.then(() => this.#shutdown());
   }
 
   // Sends a close frame (none twice); the connection is closed at the
@@ -245,11 +224,9 @@ export class WsConnection implements ServerTransport {
   #sendClose(code: number | undefined, reason: string): void {
     if (this.#closeSent || this.#closed) return;
     this.#closeSent = true;
-    this.#enqueue(
-      encodeFrame(
-        OPCODE.close,
-        code === undefined ? new Uint8Array(0) : closePayload(code, reason),
-      ),
+    this.#writer.send(
+      OPCODE.close,
+      code === undefined ? [] : [closePayload(code, reason)],
     );
     this.#closeWait = coarseTimers.after(CLOSE_ANSWER_MS, () => {
       this.#tell(
@@ -284,8 +261,6 @@ export class WsConnection implements ServerTransport {
     this.#closed = true;
     this.#heartbeat?.cancel();
     this.#closeWait?.cancel();
-    this.#queue = [];
-    this.#backlog = 0;
     closeQuietly(this.#conn);
     this.#tell(false, ABNORMAL, "");
     this.#markClosed();
@@ -308,7 +283,7 @@ export class WsConnection implements ServerTransport {
           return;
         } else {
           this.#pinged = true;
-          this.#enqueue(encodeFrame(OPCODE.ping, new Uint8Array(0)));
+          this.#writer.send(OPCODE.ping, []);
         }
         this.#scheduleHeartbeat();
       },

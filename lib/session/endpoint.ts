@@ -48,8 +48,8 @@ export const BATCH_BYTES = 128 * 1024 - 1024;
 const RETRY_MS = 5;
 /**
  * How long ACKs of small progress wait for other frames to travel with:
- * an answer to a request, usually. ACKs of a quarter window or an EOF go
- * at once, so bulk transfers never wait for these.
+ * an answer to a request, usually. ACKs of a step or an EOF go at once,
+ * so bulk transfers never wait for these.
  */
 export const ACK_DELAY_MS = 20;
 
@@ -222,7 +222,8 @@ export class SessionEndpoint {
 
   /**
    * Sends what the session has, while the sink's backlog allows; tries
-   * again shortly when it does not.
+   * again shortly when it does not (a sink that calls this once it
+   * drained is served then, without waiting for that retry).
    */
   flush(): void {
     this.#send(false);
@@ -230,7 +231,7 @@ export class SessionEndpoint {
 
   #send(eagerAcks: boolean): void {
     const sink = this.#sink;
-    if (sink !== undefined && this.#retry === undefined) {
+    if (sink !== undefined) {
       let batch: Uint8Array[] = [];
       let size = 0;
       let full = false;
@@ -258,7 +259,7 @@ export class SessionEndpoint {
       if (full) {
         // A sink that cannot say when it drained (serve's WebSocket) is
         // looked at again shortly.
-        this.#retry = setTimeout(() => {
+        this.#retry ??= setTimeout(() => {
           this.#retry = undefined;
           this.flush();
         }, RETRY_MS);

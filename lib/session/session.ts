@@ -11,9 +11,10 @@
  * ```
  *
  * Outbound order: control frames (OPEN, OPENED, REFUSE, RESET, GOAWAY)
- * first, then ACKs that moved by a quarter window, then DATA and EOF one
- * frame per stream in turn (round robin), then any ACK still owed. A stream
- * whose peer window is closed is skipped, so it never holds up the others.
+ * first, then ACKs that moved by a step (a quarter window, at most
+ * `ACK_STEP_BYTES`), then DATA and EOF one frame per stream in turn (round
+ * robin), then any ACK still owed. A stream whose peer window is closed
+ * is skipped, so it never holds up the others.
  * The session does not say when a frame becomes ready: the pump drains
  * {@link Session.nextFrame} after every call that may have made one (a
  * received frame, a write, a read, an open, a finish, a reset).
@@ -432,9 +433,9 @@ export class Session {
    * they arrive, {@link resume} sends their bytes again.
    *
    * @param eagerAcks Whether to give ACKs of any progress (not only of a
-   *   quarter window, or of an EOF) when nothing else waits. A transport
-   *   may hold these back briefly, so that a request and its answer do not
-   *   each cost a message of their own for an ACK.
+   *   step, or of an EOF) when nothing else waits. A transport may hold
+   *   these back briefly, so that a request and its answer do not each
+   *   cost a message of their own for an ACK.
    */
   nextFrame(eagerAcks = true): Frame | undefined {
     if (!this.#connected) return undefined;

@@ -34,32 +34,46 @@ import {
 export interface StreamOptions {
   /**
    * Most bytes written but not yet acknowledged by the peer.
-   * @default 262144
+   * @default 2097152
    */
   readonly sendBufferBytes?: number;
   /**
    * Most bytes received but not yet read by the application: the window
    * granted to the peer.
-   * @default 262144
+   * @default 2097152
    */
   readonly receiveWindow?: number;
 }
 
 /** Default of {@link StreamOptions.sendBufferBytes}. */
-export const DEFAULT_SEND_BUFFER_BYTES = 256 * 1024;
+export const DEFAULT_SEND_BUFFER_BYTES = 2 * 1024 * 1024;
 /** Default of {@link StreamOptions.receiveWindow}. */
-export const DEFAULT_RECEIVE_WINDOW = 256 * 1024;
+export const DEFAULT_RECEIVE_WINDOW = 2 * 1024 * 1024;
 /**
  * Bytes an opener may send before OPENED: the window it assumes until the
  * peer's real one arrives. A protocol constant; every receive window a
  * session announces is at least this.
  */
 export const EARLY_WINDOW = 16 * 1024;
+/**
+ * Most progress an ACK waits for before it is due (less for windows under
+ * four times this: a quarter window). The peer's own bounds on bytes it
+ * keeps unacknowledged (its `sendBufferBytes`, its session's
+ * `sessionBufferBytes`) are not told to this side: a step above them would
+ * never be reached, and the peer would stall until an ACK of small progress
+ * went out.
+ */
+export const ACK_STEP_BYTES = 64 * 1024;
 
 // Written bytes are copied into blocks of a full DATA frame's payload, so
 // that many small writes do not make a long list to walk for every DATA
 // frame, and a frame is a view of one block, not a copy.
 const BLOCK_BYTES = MAX_DATA_PAYLOAD;
+// Acknowledged blocks kept for the next writes instead of new ones: a
+// bulk stream frees a block for about every one it fills. The sink has
+// copied a DATA frame's bytes before it returns (FrameSink's contract), so
+// nothing views a block once the peer has acknowledged it.
+const SPARE_BLOCKS = 4;
 
 /**
  * A block of kept bytes: `bytes[start, length)` are not yet acknowledged.
@@ -80,6 +94,7 @@ export class Stream {
 
   // Send side. Offsets count bytes of the stream from its start.
   #blocks: Block[] = [];
+  #spare: Uint8Array[] = [];
   #acked = 0; // the peer has every byte before this; the first byte kept
   #next = 0; // the next byte to put into a DATA frame
   #written = 0; // bytes the application wrote
@@ -180,7 +195,11 @@ export class Stream {
     while (at < take) {
       let last = this.#blocks.at(-1);
       if (!last || last.length === last.bytes.length) {
-        last = { bytes: new Uint8Array(BLOCK_BYTES), start: 0, length: 0 };
+        last = {
+          bytes: this.#spare.pop() ?? new Uint8Array(BLOCK_BYTES),
+          start: 0,
+          length: 0,
+        };
         this.#blocks.push(last);
       }
       const n = Math.min(take - at, last.bytes.length - last.length);
@@ -385,14 +404,17 @@ export class Stream {
 
   /**
    * Whether an ACK should go out: the peer's EOF is unacknowledged, or the
-   * received offset or the window moved by a quarter of the window (by
-   * anything, when `eager`: the outbound queue is otherwise idle).
+   * received offset or the window moved by a step (a quarter of the
+   * window, at most {@link ACK_STEP_BYTES}; by anything, when `eager`: the
+   * outbound queue is otherwise idle).
    *
    * @param eager Acknowledge any progress.
    */
   ackDue(eager: boolean): boolean {
     if (this.#peerEnd !== undefined && !this.#eofAckSent) return true;
-    const step = eager ? 1 : Math.max(1, this.#window >>> 2);
+    const step = eager
+      ? 1
+      : Math.max(1, Math.min(this.#window >>> 2, ACK_STEP_BYTES));
     return this.#received - this.#ackedTo >= step ||
       this.#read + this.#window - this.#grantedTo >= step;
   }
@@ -500,6 +522,7 @@ export class Stream {
   /** Drops every kept and received byte: the stream was reset. */
   clear(): void {
     this.#blocks = [];
+    this.#spare = [];
     this.#inbox = [];
     this.#acked = this.#next = this.#written;
     this.#read = this.#received;
@@ -520,6 +543,7 @@ export class Stream {
       }
       drop -= kept;
       this.#blocks.shift();
+      if (this.#spare.length < SPARE_BLOCKS) this.#spare.push(first.bytes);
     }
   }
 }

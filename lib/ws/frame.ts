@@ -100,36 +100,78 @@ export function encodeFrame(
   payload: Uint8Array | readonly Uint8Array[],
   options: EncodeOptions = {},
 ): Uint8Array {
-  const { mask, fin = true } = options;
   const parts = payload instanceof Uint8Array ? [payload] : payload;
-  let length = 0;
-  for (const part of parts) length += part.length;
+  const frame = new Uint8Array(
+    frameBytes(payloadBytes(parts), options.mask !== undefined),
+  );
+  encodeFrameInto(frame, opcode, parts, options);
+  return frame;
+}
+
+/**
+ * The size of a frame.
+ *
+ * @param length The payload's length.
+ * @param masked Whether the frame carries a masking key.
+ * @returns The header's and the payload's bytes.
+ */
+export function frameBytes(length: number, masked: boolean): number {
   const lengthBytes = length < 126 ? 0 : length <= 0xffff ? 2 : 8;
-  const keyBytes = mask ? 4 : 0;
-  const headerBytes = 2 + lengthBytes + keyBytes;
-  const frame = new Uint8Array(headerBytes + length);
-  frame[0] = (fin ? 0x80 : 0) | opcode;
+  return 2 + lengthBytes + (masked ? 4 : 0) + length;
+}
+
+/**
+ * Encodes one frame at the start of `out`, which must hold
+ * {@link frameBytes} of it: for a writer that puts frames back to back in
+ * a buffer it reuses.
+ *
+ * @param out Where the frame goes.
+ * @param opcode One of {@link OPCODE}.
+ * @param parts The payload's pieces, in order; not modified.
+ * @param options The masking key, and whether the frame ends its message.
+ * @returns The frame's bytes written.
+ */
+export function encodeFrameInto(
+  out: Uint8Array,
+  opcode: number,
+  parts: readonly Uint8Array[],
+  options: EncodeOptions = {},
+): number {
+  const { mask, fin = true } = options;
+  const length = payloadBytes(parts);
+  const lengthBytes = length < 126 ? 0 : length <= 0xffff ? 2 : 8;
+  const headerBytes = frameBytes(length, mask !== undefined) - length;
+  out[0] = (fin ? 0x80 : 0) | opcode;
   const maskBit = mask ? 0x80 : 0;
-  const view = new DataView(frame.buffer);
   if (lengthBytes === 0) {
-    frame[1] = maskBit | length;
+    out[1] = maskBit | length;
   } else if (lengthBytes === 2) {
-    frame[1] = maskBit | 126;
-    view.setUint16(2, length);
+    out[1] = maskBit | 126;
+    out[2] = length >>> 8;
+    out[3] = length & 0xff;
   } else {
-    frame[1] = maskBit | 127;
-    view.setBigUint64(2, BigInt(length));
+    out[1] = maskBit | 127;
+    new DataView(out.buffer, out.byteOffset, 10).setBigUint64(
+      2,
+      BigInt(length),
+    );
   }
   let at = headerBytes;
   for (const part of parts) {
-    frame.set(part, at);
+    out.set(part, at);
     at += part.length;
   }
   if (mask) {
-    frame.set(mask.subarray(0, 4), headerBytes - 4);
-    maskBytes(frame.subarray(headerBytes), mask);
+    out.set(mask.subarray(0, 4), headerBytes - 4);
+    maskBytes(out.subarray(headerBytes, at), mask);
   }
-  return frame;
+  return at;
+}
+
+function payloadBytes(parts: readonly Uint8Array[]): number {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  return length;
 }
 
 /**

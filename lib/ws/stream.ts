@@ -16,19 +16,19 @@
  */
 
 import { ChunkQueue } from "../net/chunk_queue.ts";
-import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
+import { closeQuietly, type Duplex } from "../net/duplex.ts";
 import { printable } from "../proxy/http_head.ts";
 import { type CoarseTimer, coarseTimers } from "../time/timers.ts";
 import { formatDuration } from "../time/duration.ts";
 import {
   CLOSE_CODE,
   closePayload,
-  encodeFrame,
   FrameDecoder,
   OPCODE,
   type WsEvent,
   WsProtocolError,
 } from "./frame.ts";
+import { FrameWriter } from "./frame_writer.ts";
 
 /** The largest binary message this side sends. */
 export const MAX_SEND_MESSAGE_BYTES = 64 * 1024;
@@ -124,8 +124,11 @@ export class WsStream implements Duplex {
   #wakeWriter: (() => void) | undefined;
   #eofSent = false;
 
-  // Writes go out one after the other: data, pings, pongs, the close.
-  #sendQueue: Promise<void> = Promise.resolve();
+  // Writes go out one after the other: data, pings, pongs, the close;
+  // those sent during a write go together in the next.
+  readonly #writer: FrameWriter;
+  // The masking key of the frame being encoded (copied into it).
+  readonly #key = new Uint8Array(4);
 
   #lastReceived = Date.now();
   #heartbeat: CoarseTimer | undefined;
@@ -139,6 +142,7 @@ export class WsStream implements Duplex {
    */
   constructor(inner: Duplex, options: WsStreamOptions) {
     this.#inner = inner;
+    this.#writer = new FrameWriter(inner);
     this.#server = options.server;
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#windowBytes = options.windowed === false
@@ -290,12 +294,11 @@ export class WsStream implements Duplex {
     opcode: number,
     payload: Uint8Array | readonly Uint8Array[],
   ): Promise<void> {
-    const frame = encodeFrame(opcode, payload, {
-      mask: this.#random(new Uint8Array(4)),
-    });
-    const sent = this.#sendQueue.then(() => writeAll(this.#inner, frame));
-    this.#sendQueue = sent.catch(() => {});
-    return sent;
+    return this.#writer.send(
+      opcode,
+      payload instanceof Uint8Array ? [payload] : payload,
+      { mask: this.#random(this.#key) },
+    );
   }
 
   #scheduleHeartbeat(): void {
