@@ -70,7 +70,8 @@ export const ACK_STEP_BYTES = 64 * 1024;
 // frame, and a frame is a view of one block, not a copy.
 const BLOCK_BYTES = MAX_DATA_PAYLOAD;
 // Acknowledged blocks kept for the next writes instead of new ones: a
-// bulk stream frees a block for about every one it fills. The sink has
+// bulk stream frees a block for about every one it fills. They are let go
+// once the peer has every byte, so an idle stream keeps none. The sink has
 // copied a DATA frame's bytes before it returns (FrameSink's contract), so
 // nothing views a block once the peer has acknowledged it.
 const SPARE_BLOCKS = 4;
@@ -545,5 +546,6 @@ export class Stream {
       this.#blocks.shift();
       if (this.#spare.length < SPARE_BLOCKS) this.#spare.push(first.bytes);
     }
+    if (this.#blocks.length === 0) this.#spare = [];
   }
 }

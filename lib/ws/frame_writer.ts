@@ -3,9 +3,9 @@
  * sent while a write is in flight is encoded behind the others waiting, in
  * a second buffer, and they all go as the next write. A session's DATA
  * released by several ACKs, and the ACKs themselves, thus cost one TLS
- * write instead of one each. The two buffers are reused: grown when a
- * write needs more, and back to their first size once the writer is idle,
- * so a connection keeps no burst's worth of memory.
+ * write instead of one each. The two buffers are reused while frames keep
+ * coming, grown when a write needs more, and let go once the writer is
+ * idle, so an idle connection (one per v1 tunnel) keeps none of them.
  *
  * ```
  * send(frame) ─▶ encode into the filling buffer ─┐ (a write in flight)
@@ -18,16 +18,19 @@
 import { type Duplex, writeAll } from "../net/duplex.ts";
 import { encodeFrameInto, type EncodeOptions, frameBytes } from "./frame.ts";
 
-// The buffers' first size; they grow to what the busiest write needed.
-const FIRST_BUFFER_BYTES = 64 * 1024;
+// The buffers' first size, enough for control frames and small messages
+// (a keystroke, an ACK); they grow by doubling to what a burst needs.
+const FIRST_BUFFER_BYTES = 256;
+// An idle writer's filling buffer: none.
+const NO_BUFFER = new Uint8Array(0);
 
 /** Writes frames to a connection, those sent meanwhile joined. */
 export class FrameWriter {
   readonly #conn: Duplex;
   readonly #onError: (error: unknown) => void;
-  #filling: Uint8Array = new Uint8Array(FIRST_BUFFER_BYTES);
+  #filling: Uint8Array = NO_BUFFER;
   #filled = 0;
-  #spare: Uint8Array | undefined = new Uint8Array(FIRST_BUFFER_BYTES);
+  #spare: Uint8Array | undefined;
   // Settles when the filling buffer has been written.
   #batch: Promise<void> | undefined;
   #settle: ((error?: unknown) => void) | undefined;
@@ -94,7 +97,11 @@ export class FrameWriter {
     if (this.#failed !== undefined) return this.#failed;
     if (this.#filled + size > this.#filling.length) {
       const grown = new Uint8Array(
-        Math.max(2 * this.#filling.length, this.#filled + size),
+        Math.max(
+          2 * this.#filling.length,
+          this.#filled + size,
+          FIRST_BUFFER_BYTES,
+        ),
       );
       grown.set(this.#filling.subarray(0, this.#filled));
       this.#filling = grown;
@@ -122,8 +129,7 @@ export class FrameWriter {
         const buffer = this.#filling;
         const size = this.#filled;
         const settle = this.#settle!;
-        this.#filling = this.#spare ??
-          new Uint8Array(FIRST_BUFFER_BYTES);
+        this.#filling = this.#spare ?? NO_BUFFER;
         this.#spare = undefined;
         this.#filled = 0;
         this.#batch = this.#settle = undefined;
@@ -141,14 +147,9 @@ export class FrameWriter {
         this.#spare = buffer;
         settle();
       }
-      // Idle: buffers grown for a burst are not kept for the connection's
-      // life, only buffers of the first size.
-      if ((this.#spare?.length ?? 0) > FIRST_BUFFER_BYTES) {
-        this.#spare = undefined;
-      }
-      if (this.#filling.length > FIRST_BUFFER_BYTES) {
-        this.#filling = new Uint8Array(FIRST_BUFFER_BYTES);
-      }
+      // Idle: no buffer is kept for the connection's life.
+      this.#spare = undefined;
+      this.#filling = NO_BUFFER;
     } finally {
       this.#writing = false;
     }
