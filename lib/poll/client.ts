@@ -27,6 +27,7 @@ import type { HostPort } from "../net/address.ts";
 import { BufferedDuplex } from "../net/buffered.ts";
 import { concat } from "../net/bytes.ts";
 import { ChunkQueue } from "../net/chunk_queue.ts";
+import { Inbox } from "../net/inbox.ts";
 import { closeQuietly, type Duplex, writeAll } from "../net/duplex.ts";
 import { withDeadline } from "../proxy/deadline.ts";
 import {
@@ -135,16 +136,19 @@ export class PollStream implements Duplex {
   readonly #down: HttpLane;
   readonly #id: string;
   readonly #options: PollOptions;
-  readonly #inbox = new ChunkQueue();
+  // Received frame bytes not yet read; done once the poll closed.
+  readonly #inbox = new Inbox(INBOX_LIMIT_BYTES, () => {
+    if (this.#failure) throw this.#failure;
+    return !this.#closed;
+  });
   readonly #outbox = new ChunkQueue();
   #sendSeq = 0;
   #receiveSeq = 0;
   #pumping: Promise<void> | undefined;
   #failure: Error | undefined;
   #closed = false;
-  // Who waits: read() for bytes, write() for room, the receive loop for
-  // read() to make room.
-  readonly #waiting: Partial<Record<Waiter, () => void>> = {};
+  // write() waiting for room in the outbox.
+  #wakeWriter: (() => void) | undefined;
 
   /**
    * Starts the receive loop.
@@ -169,11 +173,8 @@ export class PollStream implements Duplex {
   }
 
   /** Returns received frame bytes; `null` once closed. */
-  async read(buffer: Uint8Array): Promise<number | null> {
-    if (!await this.#received()) return null;
-    const n = this.#inbox.readInto(buffer);
-    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
-    return n;
+  read(buffer: Uint8Array): Promise<number | null> {
+    return this.#inbox.read(buffer);
   }
 
   /**
@@ -182,22 +183,8 @@ export class PollStream implements Duplex {
    *
    * @returns The bytes; `null` once closed.
    */
-  async readChunk(): Promise<Uint8Array | null> {
-    if (!await this.#received()) return null;
-    const chunk = this.#inbox.shift()!;
-    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
-    return chunk;
-  }
-
-  // Waits until received bytes wait (true), or the poll closed (false);
-  // throws its failure.
-  async #received(): Promise<boolean> {
-    while (this.#inbox.bytes === 0) {
-      if (this.#failure) throw this.#failure;
-      if (this.#closed) return false;
-      await this.#wait("reader");
-    }
-    return true;
+  readChunk(): Promise<Uint8Array | null> {
+    return this.#inbox.readChunk();
   }
 
   /**
@@ -221,7 +208,7 @@ export class PollStream implements Duplex {
     this.#pumping ??= this.#pump();
     while (this.#outbox.bytes >= MAX_SEND_BYTES) {
       this.#check();
-      await this.#wait("writer");
+      await new Promise<void>((resolve) => this.#wakeWriter = resolve);
     }
     this.#check();
     return data.length;
@@ -277,7 +264,7 @@ export class PollStream implements Duplex {
           body,
         );
         this.#sendSeq++;
-        this.#wake("writer");
+        this.#resumeWriter();
       }
     } catch (error) {
       this.#fail(error);
@@ -289,9 +276,7 @@ export class PollStream implements Duplex {
   async #receiveLoop(): Promise<void> {
     try {
       while (!this.#closed) {
-        while (this.#inbox.bytes >= INBOX_LIMIT_BYTES && !this.#closed) {
-          await this.#wait("loop");
-        }
+        while (this.#inbox.full && !this.#closed) await this.#inbox.room();
         if (this.#closed) return;
         const { body } = await this.#down.exchange(
           { kind: "receive", id: this.#id, seq: this.#receiveSeq },
@@ -302,7 +287,6 @@ export class PollStream implements Duplex {
         this.#receiveSeq++;
         if (body.length === 0) continue;
         this.#inbox.push(body);
-        this.#wake("reader");
       }
     } catch (error) {
       if (!this.#closed) this.#fail(error);
@@ -318,23 +302,16 @@ export class PollStream implements Duplex {
   }
 
   #wakeAll(): void {
-    this.#wake("reader");
-    this.#wake("writer");
-    this.#wake("loop");
+    this.#inbox.wake();
+    this.#resumeWriter();
   }
 
-  #wait(which: Waiter): Promise<void> {
-    return new Promise((resolve) => this.#waiting[which] = resolve);
-  }
-
-  #wake(which: Waiter): void {
-    const wake = this.#waiting[which];
-    delete this.#waiting[which];
+  #resumeWriter(): void {
+    const wake = this.#wakeWriter;
+    this.#wakeWriter = undefined;
     wake?.();
   }
 }
-
-type Waiter = "reader" | "writer" | "loop";
 
 /** A request of one lane: its kind, poll and sequence number. */
 interface LaneRequest {

@@ -15,8 +15,8 @@
  * @module
  */
 
-import { ChunkQueue } from "../net/chunk_queue.ts";
 import { closeQuietly, type Duplex } from "../net/duplex.ts";
+import { Inbox } from "../net/inbox.ts";
 import { printable } from "../proxy/http_head.ts";
 import { type CoarseTimer, coarseTimers } from "../time/timers.ts";
 import { formatDuration } from "../time/duration.ts";
@@ -109,10 +109,12 @@ export class WsStream implements Duplex {
   readonly #random: (bytes: Uint8Array) => Uint8Array;
   readonly #decoder = new FrameDecoder({ masked: false });
 
-  // Received tunnel bytes not yet read, and the reader waiting for them.
-  readonly #inbox = new ChunkQueue();
-  #wakeReader: (() => void) | undefined;
-  #wakeLoop: (() => void) | undefined;
+  // Received tunnel bytes not yet read; done once the server sent eof or
+  // the stream closed.
+  readonly #inbox = new Inbox(INBOX_LIMIT_BYTES, () => {
+    if (this.#failure) throw this.#failure;
+    return !this.#ended && !this.#closed;
+  });
   // The server sent eof, or closed normally.
   #ended = false;
   #failure: Error | undefined;
@@ -156,11 +158,8 @@ export class WsStream implements Duplex {
   }
 
   /** Returns received tunnel bytes; `null` once the server sent `eof`. */
-  async read(buffer: Uint8Array): Promise<number | null> {
-    if (!await this.#received()) return null;
-    const n = this.#inbox.readInto(buffer);
-    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
-    return n;
+  read(buffer: Uint8Array): Promise<number | null> {
+    return this.#inbox.read(buffer);
   }
 
   /**
@@ -169,22 +168,8 @@ export class WsStream implements Duplex {
    *
    * @returns The bytes; `null` once the server sent `eof`.
    */
-  async readChunk(): Promise<Uint8Array | null> {
-    if (!await this.#received()) return null;
-    const chunk = this.#inbox.shift()!;
-    if (this.#inbox.bytes < INBOX_LIMIT_BYTES) this.#wake("loop");
-    return chunk;
-  }
-
-  // Waits until received bytes wait in the inbox (true), or the tunnel
-  // ended (false); throws the tunnel's failure.
-  async #received(): Promise<boolean> {
-    while (this.#inbox.bytes === 0) {
-      if (this.#failure) throw this.#failure;
-      if (this.#ended || this.#closed) return false;
-      await new Promise<void>((resolve) => this.#wakeReader = resolve);
-    }
-    return true;
+  readChunk(): Promise<Uint8Array | null> {
+    return this.#inbox.readChunk();
   }
 
   /**
@@ -260,20 +245,13 @@ export class WsStream implements Duplex {
     this.#closed = true;
     this.#heartbeat?.cancel();
     this.#heartbeat = undefined;
-    this.#wake("reader");
-    this.#wake("writer");
-    this.#wake("loop");
+    this.#inbox.wake();
+    this.#resumeWriter();
   }
 
-  #wake(which: "reader" | "writer" | "loop"): void {
-    const wake = which === "reader"
-      ? this.#wakeReader
-      : which === "writer"
-      ? this.#wakeWriter
-      : this.#wakeLoop;
-    if (which === "reader") this.#wakeReader = undefined;
-    else if (which === "writer") this.#wakeWriter = undefined;
-    else this.#wakeLoop = undefined;
+  #resumeWriter(): void {
+    const wake = this.#wakeWriter;
+    this.#wakeWriter = undefined;
     wake?.();
   }
 
@@ -308,7 +286,7 @@ export class WsStream implements Duplex {
       // A full inbox stops the reads: the silence is then this side's own.
       if (
         silentMs >= 2 * this.#heartbeatMs &&
-        this.#inbox.bytes < INBOX_LIMIT_BYTES
+        !this.#inbox.full
       ) {
         this.#fail(
           new WsTunnelError(
@@ -329,9 +307,7 @@ export class WsStream implements Duplex {
     const chunk = new Uint8Array(READ_CHUNK_BYTES);
     try {
       while (!this.#closed) {
-        while (this.#inbox.bytes >= INBOX_LIMIT_BYTES && !this.#closed) {
-          await new Promise<void>((resolve) => this.#wakeLoop = resolve);
-        }
+        while (this.#inbox.full && !this.#closed) await this.#inbox.room();
         if (this.#closed) return;
         const n = await this.#inner.read(chunk);
         if (n === null) {
@@ -384,7 +360,6 @@ export class WsStream implements Duplex {
           );
         }
         this.#inbox.push(event.data);
-        this.#wake("reader");
         return false;
       case "text":
         this.#text(event.text);
@@ -403,7 +378,7 @@ export class WsStream implements Duplex {
   #text(text: string): void {
     if (text === EOF) {
       this.#ended = true;
-      this.#wake("reader");
+      this.#inbox.wakeReader();
       return;
     }
     const ack = /^ack (\d{1,15})$/.exec(text);
@@ -421,7 +396,7 @@ export class WsStream implements Duplex {
       );
     }
     this.#acked = acked;
-    this.#wake("writer");
+    this.#resumeWriter();
   }
 
   // The server closed: answer with a close (RFC 6455 §5.5.1) and end.
@@ -434,8 +409,8 @@ export class WsStream implements Duplex {
       this.#ended = true;
       this.#closed = true;
       this.#heartbeat?.cancel();
-      this.#wake("reader");
-      this.#wake("writer");
+      this.#inbox.wakeReader();
+      this.#resumeWriter();
       this.#send(OPCODE.close, closePayload(code ?? CLOSE_CODE.normal))
         .catch(() => {}).finally(() => closeQuietly(this.#inner));
       return;
